@@ -1,0 +1,46 @@
+/**
+ * Every timeout and every limit against a hostile or broken server, in one place, with the one
+ * error factory that reports a limit being exceeded.
+ */
+import { Pop3Error, type Pop3Phase } from './errors.js';
+
+/** TCP connect plus, for implicit TLS, the TLS handshake. */
+export const CONNECT_TIMEOUT_MS = 15_000;
+/** From connected to the end of the greeting line. */
+export const GREETING_TIMEOUT_MS = 15_000;
+/** From sending a command (or from the previous response completing, when pipelined) to its status line. */
+export const COMMAND_TIMEOUT_MS = 30_000;
+/** Authentication may be slowed down on purpose by servers after failures. */
+export const AUTH_TIMEOUT_MS = 45_000;
+/** Longest silence in the middle of a multi-line response (message bodies, listings). */
+export const BODY_IDLE_TIMEOUT_MS = 60_000;
+/** The STLS upgrade handshake. */
+export const TLS_UPGRADE_TIMEOUT_MS = 15_000;
+/** How long QUIT may take before the socket is closed anyway (deletions are then rolled back). */
+export const QUIT_TIMEOUT_MS = 15_000;
+
+/**
+ * RFC 1939 limits status lines to 512 octets including CRLF; RFC 2449 relaxes that for SASL.
+ * Real servers stay far below this. A longer line is an attack or a broken server.
+ */
+export const MAX_STATUS_LINE_BYTES = 8_192;
+/** Longest SASL challenge line (`+ base64`), e.g. an XOAUTH2 error JSON. */
+export const MAX_CHALLENGE_LINE_BYTES = 16_384;
+/** Longest single line inside a listing (CAPA, LIST, UIDL). */
+export const MAX_LISTING_LINE_BYTES = 8_192;
+/** Total size of one collected listing (a UIDL of a million messages is ~30 MB). */
+export const MAX_LISTING_BYTES = 128 * 1024 * 1024;
+/** RFC 1939: a unique-id is 1 to 70 characters in the range 0x21 to 0x7E. We accept up to 512. */
+export const MAX_UIDL_BYTES = 512;
+
+/** Commands in flight when the server advertises PIPELINING. */
+export const DEFAULT_PIPELINE_WINDOW = 64;
+/** Bytes a message stream buffers before the socket is paused (backpressure). */
+export const BODY_HIGH_WATER_MARK_BYTES = 256 * 1024;
+
+export function limitExceeded(what: string, limit: number, phase: Pop3Phase, command?: string): Pop3Error {
+  return new Pop3Error('LIMIT_EXCEEDED', `server sent ${what} longer than ${limit} bytes`, {
+    phase,
+    ...(command === undefined ? {} : { command }),
+  });
+}

@@ -1,0 +1,146 @@
+/**
+ * Typed parsing of POP3 responses: status lines, SASL continuations and the lines of the
+ * multi-line listings (CAPA, LIST, UIDL). Pure functions; no I/O.
+ */
+import type { ResponseCode } from './errors.js';
+
+export type StatusLine =
+  | { kind: 'ok'; text: string; responseCode: ResponseCode | undefined }
+  | { kind: 'err'; text: string; responseCode: ResponseCode | undefined }
+  /** `+ ` continuation during AUTH; `payload` is the base64 text after the space. */
+  | { kind: 'continue'; payload: string };
+
+export class MalformedResponseError extends Error {
+  override readonly name = 'MalformedResponseError';
+}
+
+/** Show at most this much of a bad line in an error message. */
+const SHOWN_BYTES = 80;
+
+export function describeLine(line: Buffer): string {
+  const shown = line.subarray(0, SHOWN_BYTES).toString('latin1').replace(/[^\x20-\x7e]/g, '?');
+  return line.length > SHOWN_BYTES ? `${shown}... (${line.length} bytes)` : shown;
+}
+
+/**
+ * Parse one status line (without CRLF). `allowContinuation` admits `+ ...` SASL challenges,
+ * which are only valid while an AUTH exchange is in progress.
+ */
+export function parseStatusLine(line: Buffer, allowContinuation = false): StatusLine {
+  // "+OK", "-ERR" case-insensitively (RFC 1939 says upper case; some servers differ).
+  const b0 = line[0];
+  if (b0 === 0x2b /* + */) {
+    if (line.length >= 3 && (line[1]! | 0x20) === 0x6f && (line[2]! | 0x20) === 0x6b) {
+      if (line.length === 3 || line[3] === 0x20) return withCode('ok', line.subarray(4));
+    }
+    if (allowContinuation && (line.length === 1 || line[1] === 0x20)) {
+      return { kind: 'continue', payload: line.subarray(2).toString('latin1').trim() };
+    }
+  } else if (b0 === 0x2d /* - */ && line.length >= 4) {
+    const word = line.subarray(1, 4).toString('latin1').toUpperCase();
+    if (word === 'ERR' && (line.length === 4 || line[4] === 0x20)) return withCode('err', line.subarray(5));
+  }
+  throw new MalformedResponseError(`malformed status line: "${describeLine(line)}"`);
+}
+
+function withCode(kind: 'ok' | 'err', rest: Buffer): StatusLine {
+  const text = rest.toString('utf8').trim();
+  const m = /^\[([^\]\s]{1,64})\]/.exec(text);
+  return { kind, text, responseCode: m?.[1]?.toUpperCase() };
+}
+
+/** RFC 1939 greeting: `+OK ... <timestamp@host>` when the server supports APOP. */
+export function apopTimestamp(greetingText: string): string | undefined {
+  const m = /<[^<>\s]+@?[^<>\s]*>/.exec(greetingText);
+  return m?.[0];
+}
+
+export interface Capabilities {
+  /** Capability names, upper case, mapped to their arguments. */
+  readonly entries: ReadonlyMap<string, readonly string[]>;
+  has(name: string): boolean;
+  /** SASL mechanisms offered, upper case. */
+  readonly sasl: readonly string[];
+  /** Raw CAPA lines as received, for display. */
+  readonly lines: readonly string[];
+}
+
+export function parseCapabilities(lines: readonly string[]): Capabilities {
+  const entries = new Map<string, string[]>();
+  for (const raw of lines) {
+    const parts = raw.trim().split(/\s+/).filter((p) => p.length > 0);
+    const name = parts.shift();
+    if (name === undefined) continue;
+    entries.set(name.toUpperCase(), parts);
+  }
+  return capabilitiesFrom(entries, lines);
+}
+
+export const NO_CAPABILITIES: Capabilities = capabilitiesFrom(new Map(), []);
+
+function capabilitiesFrom(entries: Map<string, string[]>, lines: readonly string[]): Capabilities {
+  return {
+    entries,
+    lines,
+    sasl: (entries.get('SASL') ?? []).map((m) => m.toUpperCase()),
+    has: (name: string) => entries.has(name.toUpperCase()),
+  };
+}
+
+export interface ListEntry {
+  /** Message number in this session (1-based). */
+  number: number;
+  /** Size in octets as the server reports it (of the CRLF form). */
+  size: number;
+}
+
+export interface UidlEntry {
+  number: number;
+  uid: string;
+}
+
+export interface StatResult {
+  count: number;
+  size: number;
+}
+
+const NUM = /^\d{1,10}$/;
+
+function parseNumber(word: string | undefined, what: string, line: string): number {
+  if (word === undefined || !NUM.test(word)) {
+    throw new MalformedResponseError(`malformed ${what}: "${line.slice(0, SHOWN_BYTES)}"`);
+  }
+  return Number(word);
+}
+
+/** `n size` from LIST (a listing line or the text of a single-message +OK). */
+export function parseListLine(line: string): ListEntry {
+  const [n, size] = line.trim().split(/\s+/);
+  return { number: parseNumber(n, 'LIST line', line), size: parseNumber(size, 'LIST line', line) };
+}
+
+/** `n uid` from UIDL. The uid is 0x21..0x7E per RFC 1939; anything else is refused. */
+export function parseUidlLine(line: string, maxUidBytes: number): UidlEntry {
+  const m = /^\s*(\d{1,10})\s+(\S+)\s*$/.exec(line);
+  if (m === null) throw new MalformedResponseError(`malformed UIDL line: "${line.slice(0, SHOWN_BYTES)}"`);
+  const uid = m[2]!;
+  if (uid.length > maxUidBytes || !/^[\x21-\x7e]+$/.test(uid)) {
+    throw new MalformedResponseError(`UIDL with an invalid unique-id: "${line.slice(0, SHOWN_BYTES)}"`);
+  }
+  return { number: Number(m[1]), uid };
+}
+
+/** `count size` from STAT. */
+export function parseStat(text: string): StatResult {
+  const [count, size] = text.trim().split(/\s+/);
+  return { count: parseNumber(count, 'STAT reply', text), size: parseNumber(size, 'STAT reply', text) };
+}
+
+/** Split a collected listing into lines (CRLF or LF), dropping the final empty piece. */
+export function splitListing(data: Buffer): string[] {
+  if (data.length === 0) return [];
+  const text = data.toString('latin1');
+  const lines = text.split(/\r?\n/);
+  if (lines[lines.length - 1] === '') lines.pop();
+  return lines;
+}

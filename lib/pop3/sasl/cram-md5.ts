@@ -1,0 +1,16 @@
+import { createHmac } from 'node:crypto';
+import type { SaslSession } from './mechanism.js';
+
+/** RFC 2195: answer the challenge with `user HMAC-MD5(password, challenge)` in hex. */
+export function cramMd5Session(user: string, password: string): SaslSession {
+  return {
+    mechanism: 'CRAM-MD5',
+    initialResponse: () => undefined,
+    respond: (challenge) => {
+      const digest = createHmac('md5', Buffer.from(password, 'utf8'))
+        .update(Buffer.from(challenge, 'base64'))
+        .digest('hex');
+      return Buffer.from(`${user} ${digest}`, 'utf8').toString('base64');
+    },
+  };
+}

@@ -1,0 +1,31 @@
+// Compile the command-line tool and the benchmark scripts to plain JavaScript in dist/, so they
+// start fast (no TypeScript loader at run time). Our own code is bundled; npm packages stay
+// external and are loaded from node_modules (the AWS SDK only when an AWS adapter is used).
+import { build } from 'esbuild';
+import { existsSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
+
+const root = new URL('..', import.meta.url).pathname;
+const entries = {};
+const add = (dir, outDir) => {
+  const abs = join(root, dir);
+  if (!existsSync(abs)) return;
+  for (const f of readdirSync(abs)) {
+    if (f.endsWith('.ts') && !f.endsWith('.d.ts')) entries[join(outDir, f.slice(0, -3))] = join(abs, f);
+  }
+};
+add('cli', 'cli');
+add('bench', 'bench');
+
+await build({
+  entryPoints: entries,
+  outdir: join(root, 'dist'),
+  bundle: true,
+  platform: 'node',
+  format: 'esm',
+  target: 'node20',
+  packages: 'external',
+  sourcemap: 'linked',
+  logLevel: 'warning',
+  banner: { js: "import { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);" },
+});

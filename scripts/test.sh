@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# The whole test suite: type check, unit + integration tests (real Dovecot, s3rver, dynalite,
+# local-aws-sqs on loopback), and an offline `cdk synth`. On a fresh Debian machine, as root,
+# it first installs what the tests need: Dovecot (dovecot-core, dovecot-pop3d) and the npm
+# dependencies.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+missing=()
+command -v dovecot >/dev/null 2>&1 || missing+=(dovecot-core dovecot-pop3d)
+command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+if [ ${#missing[@]} -gt 0 ]; then
+  if [ "$(id -u)" != 0 ]; then
+    echo "popdrain tests need: ${missing[*]}. Install them with: sudo apt-get install -y ${missing[*]}" >&2
+    exit 1
+  fi
+  echo "== installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  # Keep the packages' own services from starting: the tests start Dovecot themselves.
+  policy_created=0
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d && policy_created=1
+  fi
+  apt-get install -y --no-install-recommends "${missing[@]}" \
+    || { apt-get update && apt-get install -y --no-install-recommends "${missing[@]}"; }
+  [ "$policy_created" = 1 ] && rm -f /usr/sbin/policy-rc.d
+fi
+
+if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  echo "== npm ci"
+  npm ci --no-audit --no-fund
+fi
+
+echo "== type check"
+npx tsc --noEmit -p tsconfig.json
+
+echo "== build"
+node scripts/build.mjs
+
+echo "== tests"
+npx vitest run
