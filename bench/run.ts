@@ -91,9 +91,10 @@ async function measure(
   const err: Buffer[] = [];
   child.stdout.on('data', (d: Buffer) => out.push(d));
   child.stderr.on('data', (d: Buffer) => err.push(d));
+  const closed = new Promise((r) => child.on('close', r));
   const code = await new Promise<number | null>((resolve) => child.on('exit', (c) => resolve(c)));
   const seconds = Number(process.hrtime.bigint() - started) / 1e9;
-  await new Promise((r) => child.on('close', r));
+  await closed;
   const rssKb = Number((await readFile(timeFile, 'utf8')).trim().split('\n').pop());
   await rm(timeFile, { force: true });
   if (code !== 0) {

@@ -110,7 +110,7 @@ export interface Pop3ClientOptions {
   timeouts?: Partial<Pop3Timeouts>;
   /**
    * Commands in flight when the server advertises PIPELINING (RFC 2449). 1 means lock-step.
-   * Default 64.
+   * Default 256.
    */
   pipelineWindow?: number;
   /** Use PIPELINING when advertised (default true). False forces lock-step. */
@@ -203,6 +203,8 @@ function handled<T>(promise: Promise<T>): Promise<T> {
 }
 
 class BodyStream extends Readable {
+  /** The command whose body this is, while it is still being received. */
+  pending: Pending | undefined;
   constructor(
     private readonly owner: Pop3Client,
     highWaterMark: number,
@@ -232,7 +234,9 @@ export class Pop3Client {
   private readonly queue: Pending[] = [];
   private outgoing: string[] = [];
   private flushScheduled = false;
-  private timerMs = 0;
+  /** When the server last sent something (or we last wrote, or stopped waiting): for timeouts. */
+  private lastActivity = 0;
+  private watchdog: NodeJS.Timeout | undefined;
   private readonly fullStreams = new Set<BodyStream>();
   private pipeliningActive = false;
   private greetingText = '';
@@ -408,20 +412,22 @@ export class Pop3Client {
 
   private attach(socket: net.Socket): void {
     this.socket = socket;
+    this.lastActivity = performance.now();
+    if (this.watchdog === undefined) {
+      const shortest = Math.min(...Object.values(this.timeouts).filter((v) => v > 0));
+      this.watchdog = setInterval(this.checkTimeout, Math.min(1000, Math.max(5, Math.floor(shortest / 5))));
+      this.watchdog.unref();
+    }
     socket.setNoDelay(true);
     socket.on('data', this.onData);
     socket.on('error', this.onSocketError);
     socket.on('close', this.onSocketClose);
-    socket.on('timeout', this.onSocketTimeout);
   }
 
   private detach(socket: net.Socket): void {
     socket.removeListener('data', this.onData);
     socket.removeListener('error', this.onSocketError);
     socket.removeListener('close', this.onSocketClose);
-    socket.removeListener('timeout', this.onSocketTimeout);
-    socket.setTimeout(0);
-    this.timerMs = 0;
   }
 
   private expectGreeting(): Promise<string> {
@@ -434,7 +440,6 @@ export class Pop3Client {
         discard: false,
         handler: { onOk: resolve, onErr: reject },
       });
-      this.updateTimer();
     });
   }
 
@@ -689,13 +694,17 @@ export class Pop3Client {
    */
   async *retrieve(items: Iterable<RetrieveItem>, options: RetrieveOptions = {}): AsyncGenerator<MessageStream> {
     this.assertState('transaction', 'RETR');
-    const window = this.pipeliningActive ? (options.lookahead ?? this.window()) : 1;
+    // Twice the window, so the client's queue holds a refill when half the window is answered.
+    const window = this.pipeliningActive ? (options.lookahead ?? 2 * this.window()) : 1;
     const maxBytesAhead = options.maxBytesAhead ?? 8 * 1024 * 1024;
     const iterator = items[Symbol.iterator]();
     const ahead: Array<{ item: RetrieveItem; pending: Pending; promise: Promise<MessageStream> }> = [];
     let bytesAhead = 0;
     let exhausted = false;
     const fill = (): void => {
+      // Top up in batches (when half the lookahead is used), so commands reach the wire in
+      // groups rather than one per consumed message.
+      if (ahead.length > 0 && ahead.length > window >> 1 && bytesAhead < maxBytesAhead >> 1) return;
       while (!exhausted && ahead.length < window && (ahead.length === 0 || bytesAhead < maxBytesAhead)) {
         const next = iterator.next();
         if (next.done === true) {
@@ -847,6 +856,9 @@ export class Pop3Client {
   private pump(): void {
     // AUTH exchanges and STLS are lock-step; so is everything until PIPELINING is known.
     const window = this.state === 'transaction' || this.state === 'closing' ? this.window() : 1;
+    // Refill the window in batches: wait until half of it has been answered, so commands go out
+    // in few writes (one TLS record each) rather than one write per answered command.
+    if (window > 1 && this.inflight.length > window >> 1) return;
     while (this.queue.length > 0 && this.inflight.length < window) {
       const next = this.queue[0]!;
       if (next.command?.shape === 'sasl' && this.inflight.length > 0) break;
@@ -860,14 +872,16 @@ export class Pop3Client {
       this.flushScheduled = true;
       queueMicrotask(this.flush);
     }
-    this.updateTimer();
   }
 
   private readonly flush = (): void => {
     this.flushScheduled = false;
     const data = this.outgoing.length === 1 ? this.outgoing[0]! : this.outgoing.join('');
     this.outgoing = [];
-    if (data.length > 0 && this.socket !== undefined && !this.socket.destroyed) this.socket.write(data, 'utf8');
+    if (data.length > 0 && this.socket !== undefined && !this.socket.destroyed) {
+      this.lastActivity = performance.now();
+      this.socket.write(data, 'utf8');
+    }
   };
 
   private writeLine(line: { wire: string; logForm: string }): void {
@@ -883,6 +897,7 @@ export class Pop3Client {
   // Incoming data
 
   private readonly onData = (chunk: Buffer): void => {
+    this.lastActivity = performance.now();
     try {
       this.framer.push(chunk);
     } catch (error) {
@@ -940,11 +955,10 @@ export class Pop3Client {
     if (shape === 'listing' || shape === 'stream') {
       if (shape === 'stream' && !head.discard) {
         head.stream = new BodyStream(this, this.options.bodyHighWaterMark ?? BODY_HIGH_WATER_MARK_BYTES);
-        head.stream.on('error', noop); // the consumer sees the error through the stream's state
+        head.stream.pending = head;
       }
       this.framer.beginBody();
       head.handler.onOk(status.text);
-      this.updateTimer();
       return true;
     }
 
@@ -969,7 +983,6 @@ export class Pop3Client {
     if (!stream.push(data)) {
       this.fullStreams.add(stream);
       this.socket?.pause();
-      this.updateTimer();
     }
   }
 
@@ -977,60 +990,58 @@ export class Pop3Client {
     const head = this.inflight.shift()!;
     if (head.chunks !== undefined) {
       head.resolveListing!(head.chunks.length === 1 ? head.chunks[0]! : Buffer.concat(head.chunks));
-    } else if (head.stream !== undefined && !head.stream.destroyed) {
-      head.stream.push(null);
+    } else if (head.stream !== undefined) {
+      head.stream.pending = undefined;
+      if (!head.stream.destroyed) head.stream.push(null);
     }
     this.afterResponse();
   }
 
   private afterResponse(): void {
     if (this.queue.length > 0) this.pump();
-    else this.updateTimer();
   }
 
   /** A stream's consumer wants more: resume the socket once no stream is full. */
   streamWantsData(stream: BodyStream): void {
     if (this.fullStreams.delete(stream) && this.fullStreams.size === 0) {
+      this.lastActivity = performance.now();
       this.socket?.resume();
-      this.updateTimer();
     }
   }
 
-  /** A stream was destroyed by its consumer: drop the rest of its body. */
+  /** A stream was destroyed (by its consumer, or after it ended): drop the rest of its body. */
   streamDestroyed(stream: BodyStream): void {
-    for (const p of this.inflight) if (p.stream === stream) p.discard = true;
+    if (stream.pending !== undefined) {
+      stream.pending.discard = true;
+      stream.pending = undefined;
+    }
     this.streamWantsData(stream);
   }
 
   // ---------------------------------------------------------------------------------------
   // Timers, errors, teardown
 
-  private updateTimer(): void {
-    const socket = this.socket;
-    if (socket === undefined || socket.destroyed) return;
-    let ms = 0;
+  /** Runs on an interval while connected; fails the session when the server went silent. */
+  private readonly checkTimeout = (): void => {
     const head = this.inflight[0];
-    if (head !== undefined && this.fullStreams.size === 0) {
-      ms = this.framer.readingBody ? this.timeouts.bodyIdleMs : head.timeoutMs;
+    const now = performance.now();
+    if (head === undefined || this.fullStreams.size > 0 || this.state === 'closed') {
+      // Nothing expected from the server, or we hold it back: silence is not its fault.
+      this.lastActivity = now;
+      return;
     }
-    if (ms !== this.timerMs) {
-      this.timerMs = ms;
-      socket.setTimeout(ms);
-    }
-  }
-
-  private readonly onSocketTimeout = (): void => {
-    const head = this.inflight[0];
-    if (head === undefined || this.fullStreams.size > 0) return;
+    const reading = this.framer.readingBody;
+    const limit = reading ? this.timeouts.bodyIdleMs : head.timeoutMs;
+    if (limit <= 0 || now - this.lastActivity < limit) return;
     const what = head.command?.logForm ?? 'the greeting';
     let code: Pop3ErrorCode = 'COMMAND_TIMEOUT';
-    let message = `no answer to ${what} within ${this.timerMs} ms`;
-    if (this.framer.readingBody) {
+    let message = `no answer to ${what} within ${limit} ms`;
+    if (reading) {
       code = 'BODY_TIMEOUT';
-      message = `server stopped sending in the middle of the response to ${what} (silent for ${this.timerMs} ms)`;
+      message = `server stopped sending in the middle of the response to ${what} (silent for ${limit} ms)`;
     } else if (head.phase === 'greeting') {
       code = 'GREETING_TIMEOUT';
-      message = `no greeting from ${this.host}:${this.port} within ${this.timerMs} ms`;
+      message = `no greeting from ${this.host}:${this.port} within ${limit} ms`;
     }
     this.fail(new Pop3Error(code, message, { phase: head.phase, command: head.command?.logForm }));
   };
@@ -1078,17 +1089,23 @@ export class Pop3Client {
       this.options.signal?.removeEventListener('abort', this.abortListener);
       this.abortListener = undefined;
     }
-    const socket = this.socket;
-    if (socket !== undefined) {
-      socket.setTimeout(0);
-      socket.destroy();
+    if (this.watchdog !== undefined) {
+      clearInterval(this.watchdog);
+      this.watchdog = undefined;
     }
+    this.socket?.destroy();
     const pending = [...this.inflight, ...this.queue];
     this.inflight.length = 0;
     this.queue.length = 0;
     this.fullStreams.clear();
     for (const p of pending) {
-      if (p.stream !== undefined && !p.stream.destroyed && !p.stream.readableEnded) p.stream.destroy(error);
+      const stream = p.stream;
+      if (stream !== undefined && !stream.destroyed && !stream.readableEnded) {
+        // A consumer that has not attached yet sees the error through the stream's state
+        // (stream.errored, pipeline(), finished()) instead of an uncaught 'error' event.
+        if (stream.listenerCount('error') === 0) stream.on('error', noop);
+        stream.destroy(error);
+      }
       p.handler.onErr(error);
     }
   }

@@ -33,8 +33,13 @@ export const MAX_LISTING_BYTES = 128 * 1024 * 1024;
 /** RFC 1939: a unique-id is 1 to 70 characters in the range 0x21 to 0x7E. We accept up to 512. */
 export const MAX_UIDL_BYTES = 512;
 
-/** Commands in flight when the server advertises PIPELINING. */
-export const DEFAULT_PIPELINE_WINDOW = 64;
+/**
+ * Commands in flight when the server advertises PIPELINING. Refilled when half are answered,
+ * so 128 to 256 are outstanding: at 10 ms round trip and ~15,000 small messages/s that keeps
+ * the server busy (64 left a 10 ms link idle half the time; measured with `npm run bench`).
+ * Bytes in flight are capped separately (`RetrieveOptions.maxBytesAhead`).
+ */
+export const DEFAULT_PIPELINE_WINDOW = 256;
 /** Bytes a message stream buffers before the socket is paused (backpressure). */
 export const BODY_HIGH_WATER_MARK_BYTES = 256 * 1024;
 
