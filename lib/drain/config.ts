@@ -1,0 +1,320 @@
+/**
+ * The mailbox file (config/mailboxes.json): one schema for the deployment (read at synth time
+ * and by the Lambdas) and for the command-line tool (`popdrain drain --config`). Errors name the
+ * mailbox and the field, one per line.
+ */
+import { readFileSync } from 'node:fs';
+import { z } from 'zod';
+import { mailboxIdProblem } from './keys.js';
+import { DEFAULT_UIDL_RESET_GUARD, type DeletePolicy, type MailboxConfig, type SecretSource } from './mailbox.js';
+
+const SIZE_UNITS: Record<string, number> = {
+  b: 1,
+  kb: 1e3,
+  mb: 1e6,
+  gb: 1e9,
+  tb: 1e12,
+  kib: 1024,
+  mib: 1024 ** 2,
+  gib: 1024 ** 3,
+  tib: 1024 ** 4,
+  k: 1e3,
+  m: 1e6,
+  g: 1e9,
+};
+
+/** "25MB", "1.5 GiB", "4096" or a number of bytes; undefined when it doesn't parse. */
+export function parseSize(value: string | number): number | undefined {
+  if (typeof value === 'number') return Number.isFinite(value) && value >= 0 ? Math.floor(value) : undefined;
+  const m = /^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*$/.exec(value);
+  if (m === null) return undefined;
+  const unit = (m[2] ?? '').toLowerCase();
+  const factor = unit === '' ? 1 : SIZE_UNITS[unit];
+  if (factor === undefined) return undefined;
+  return Math.floor(Number(m[1]) * factor);
+}
+
+const DURATION_UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, min: 60_000, h: 3_600_000, d: 86_400_000 };
+
+/** "90s", "10m", "1h", "500ms" or a number of seconds, in milliseconds. */
+export function parseDuration(value: string | number): number | undefined {
+  if (typeof value === 'number') return Number.isFinite(value) && value >= 0 ? value * 1000 : undefined;
+  const m = /^\s*(\d+(?:\.\d+)?)\s*([a-z]*)\s*$/i.exec(value);
+  if (m === null) return undefined;
+  const unit = (m[2] ?? '').toLowerCase();
+  const factor = unit === '' ? 1000 : DURATION_UNITS[unit];
+  if (factor === undefined) return undefined;
+  return Math.round(Number(m[1]) * factor);
+}
+
+const size = z.union([z.number(), z.string()]).transform((v, ctx) => {
+  const n = parseSize(v);
+  if (n === undefined || n <= 0) {
+    ctx.addIssue({ code: 'custom', message: `"${String(v)}" is not a size (e.g. 26214400, "25MB", "1GiB")` });
+    return z.NEVER;
+  }
+  return n;
+});
+
+const envName = z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'must be an environment variable name');
+const mechanism = z.enum([
+  'auto',
+  'USER',
+  'APOP',
+  'PLAIN',
+  'LOGIN',
+  'CRAM-MD5',
+  'SCRAM-SHA-1',
+  'SCRAM-SHA-256',
+  'XOAUTH2',
+  'OAUTHBEARER',
+]);
+
+const oauth2Local = z
+  .object({
+    accessTokenEnv: envName.optional(),
+    tokenEndpoint: z.url().optional(),
+    clientId: z.string().min(1).optional(),
+    clientIdEnv: envName.optional(),
+    clientSecretEnv: envName.optional(),
+    clientSecretFile: z.string().min(1).optional(),
+    refreshTokenEnv: envName.optional(),
+    refreshTokenFile: z.string().min(1).optional(),
+    scope: z.string().optional(),
+    grantType: z.enum(['refresh_token', 'client_credentials']).optional(),
+  })
+  .strict()
+  .superRefine((o, ctx) => {
+    if (o.accessTokenEnv !== undefined) return;
+    if (o.tokenEndpoint === undefined) {
+      ctx.addIssue({ code: 'custom', message: 'needs accessTokenEnv, or tokenEndpoint with client credentials', path: ['tokenEndpoint'] });
+    }
+    if (o.clientId === undefined && o.clientIdEnv === undefined) {
+      ctx.addIssue({ code: 'custom', message: 'needs clientId or clientIdEnv', path: ['clientId'] });
+    }
+    const grant = o.grantType ?? (o.refreshTokenEnv !== undefined || o.refreshTokenFile !== undefined ? 'refresh_token' : 'client_credentials');
+    if (grant === 'refresh_token' && o.refreshTokenEnv === undefined && o.refreshTokenFile === undefined) {
+      ctx.addIssue({ code: 'custom', message: 'refresh_token grant needs refreshTokenEnv or refreshTokenFile', path: ['refreshTokenEnv'] });
+    }
+    if (grant === 'client_credentials' && o.clientSecretEnv === undefined && o.clientSecretFile === undefined) {
+      ctx.addIssue({ code: 'custom', message: 'client_credentials grant needs clientSecretEnv or clientSecretFile', path: ['clientSecretEnv'] });
+    }
+  });
+
+const auth = z
+  .object({
+    mechanism: mechanism.optional(),
+    /** Secrets Manager secret name or ARN (deployments). */
+    secret: z.string().min(1).optional(),
+    passwordEnv: envName.optional(),
+    passwordFile: z.string().min(1).optional(),
+    oauth2: oauth2Local.optional(),
+  })
+  .strict()
+  .superRefine((a, ctx) => {
+    const sources = [a.secret, a.passwordEnv, a.passwordFile, a.oauth2].filter((s) => s !== undefined);
+    if (sources.length !== 1) {
+      ctx.addIssue({
+        code: 'custom',
+        message: 'give exactly one of secret (Secrets Manager), passwordEnv, passwordFile or oauth2',
+      });
+    }
+  });
+
+const deletePolicy = z.union([
+  z.literal('keep'),
+  z.literal('delete'),
+  z.object({ keepDays: z.number().int().min(1).max(3650) }).strict(),
+]);
+
+const guard = z.union([
+  z.boolean(),
+  z
+    .object({
+      enabled: z.boolean().optional(),
+      minKnown: z.number().int().min(1).optional(),
+      minRecognizedFraction: z.number().min(0).max(1).optional(),
+    })
+    .strict(),
+]);
+
+const limits = z
+  .object({
+    maxMessageSize: size.optional(),
+    maxMessagesPerRun: z.number().int().positive().optional(),
+    maxBytesPerRun: size.optional(),
+  })
+  .strict();
+
+const settings = {
+  port: z.number().int().min(1).max(65535).optional(),
+  tls: z.enum(['implicit', 'starttls', 'insecure-plaintext']).optional(),
+  tlsOptions: z
+    .object({
+      caFile: z.string().min(1).optional(),
+      caPem: z.string().min(1).optional(),
+      servername: z.string().min(1).optional(),
+      minVersion: z.enum(['TLSv1.2', 'TLSv1.3']).optional(),
+    })
+    .strict()
+    .optional(),
+  deletePolicy: deletePolicy.optional(),
+  schedule: z.object({ everyMinutes: z.number().int().min(1).max(1440) }).strict().optional(),
+  limits: limits.optional(),
+  uidlResetGuard: guard.optional(),
+  placement: z.enum(['default', 'vpc']).optional(),
+  pipelineWindow: z.number().int().min(1).max(1024).optional(),
+};
+
+const mailboxSchema = z
+  .object({
+    id: z.string().superRefine((id, ctx) => {
+      const problem = mailboxIdProblem(id);
+      if (problem !== undefined) ctx.addIssue({ code: 'custom', message: problem });
+    }),
+    host: z.string().min(1).regex(/^[A-Za-z0-9.:[\]-]+$/, 'must be a host name or IP address'),
+    user: z.string().min(1),
+    auth,
+    ...settings,
+  })
+  .strict();
+
+const fileSchema = z
+  .object({
+    $schema: z.string().optional(),
+    version: z.literal(1).optional(),
+    defaults: z.object(settings).strict().optional(),
+    mailboxes: z.array(mailboxSchema).min(1, 'list at least one mailbox'),
+  })
+  .strict();
+
+export type MailboxFile = z.input<typeof fileSchema>;
+
+/** A mailbox from the file: what the engine needs, plus the deployment's scheduling fields. */
+export interface ConfiguredMailbox extends MailboxConfig {
+  everyMinutes: number;
+  placement: 'default' | 'vpc';
+  /** The CA file named in the config, when one was (read by `loadMailboxFile`). */
+  caFile?: string;
+}
+
+export const DEFAULT_EVERY_MINUTES = 5;
+
+export class ConfigError extends Error {
+  override readonly name = 'ConfigError';
+  constructor(
+    message: string,
+    readonly problems: string[],
+  ) {
+    super(message);
+  }
+}
+
+function formatPath(path: ReadonlyArray<PropertyKey>, raw: unknown): string {
+  const parts = [...path];
+  if (parts[0] === 'mailboxes' && typeof parts[1] === 'number') {
+    const index = parts[1];
+    const entry = (raw as { mailboxes?: Array<{ id?: unknown }> })?.mailboxes?.[index];
+    const id = typeof entry?.id === 'string' ? ` "${entry.id}"` : '';
+    const rest = parts.slice(2).join('.');
+    return `mailbox ${index + 1}${id}${rest ? `: ${rest}` : ''}`;
+  }
+  return parts.length > 0 ? parts.join('.') : '(top level)';
+}
+
+function normalizeDelete(value: z.infer<typeof deletePolicy> | undefined): DeletePolicy {
+  if (value === undefined || value === 'keep') return { mode: 'keep' };
+  if (value === 'delete') return { mode: 'delete' };
+  return { mode: 'keep-days', days: value.keepDays };
+}
+
+function normalizeSecret(a: z.infer<typeof auth>): SecretSource {
+  if (a.secret !== undefined) return { type: 'secrets-manager', secretId: a.secret };
+  if (a.passwordEnv !== undefined) return { type: 'env', variable: a.passwordEnv };
+  if (a.passwordFile !== undefined) return { type: 'file', path: a.passwordFile };
+  return { type: 'oauth2', oauth2: a.oauth2! };
+}
+
+/** Validate a parsed mailbox file; throws ConfigError listing every problem. */
+export function parseMailboxFile(raw: unknown, options: { readFile?: (path: string) => string } = {}): ConfiguredMailbox[] {
+  const result = fileSchema.safeParse(raw);
+  if (!result.success) {
+    const problems = result.error.issues.map((i) => `${formatPath(i.path, raw)}: ${i.message}`);
+    throw new ConfigError(`invalid mailbox configuration:\n  ${problems.join('\n  ')}`, problems);
+  }
+  const file = result.data;
+  const problems: string[] = [];
+  const seen = new Set<string>();
+  const mailboxes = file.mailboxes.map((m, index) => {
+    const d = { ...file.defaults, ...m };
+    if (seen.has(m.id)) problems.push(`mailbox ${index + 1} "${m.id}": id: duplicate id`);
+    seen.add(m.id);
+    const tls = d.tls ?? 'implicit';
+    const g = d.uidlResetGuard;
+    const tlsOptions = { ...file.defaults?.tlsOptions, ...m.tlsOptions };
+    let caPem = tlsOptions.caPem;
+    if (tlsOptions.caFile !== undefined && caPem === undefined) {
+      try {
+        caPem = (options.readFile ?? ((p: string) => readFileSync(p, 'utf8')))(tlsOptions.caFile);
+      } catch (error) {
+        problems.push(`mailbox ${index + 1} "${m.id}": tlsOptions.caFile: cannot read ${tlsOptions.caFile} (${(error as Error).message})`);
+      }
+    }
+    const mailbox: ConfiguredMailbox = {
+      id: m.id,
+      host: m.host,
+      port: d.port ?? (tls === 'implicit' ? 995 : 110),
+      tls,
+      user: m.user,
+      secret: normalizeSecret(m.auth),
+      mechanism: m.auth.mechanism ?? 'auto',
+      deletePolicy: normalizeDelete(d.deletePolicy),
+      uidlResetGuard:
+        g === undefined || g === true
+          ? DEFAULT_UIDL_RESET_GUARD
+          : g === false
+            ? { ...DEFAULT_UIDL_RESET_GUARD, enabled: false }
+            : { ...DEFAULT_UIDL_RESET_GUARD, ...g, enabled: g.enabled ?? true },
+      everyMinutes: d.schedule?.everyMinutes ?? DEFAULT_EVERY_MINUTES,
+      placement: d.placement ?? 'default',
+    };
+    if (caPem !== undefined || tlsOptions.servername !== undefined || tlsOptions.minVersion !== undefined) {
+      mailbox.tlsOptions = {
+        ...(caPem === undefined ? {} : { caPem }),
+        ...(tlsOptions.servername === undefined ? {} : { servername: tlsOptions.servername }),
+        ...(tlsOptions.minVersion === undefined ? {} : { minVersion: tlsOptions.minVersion }),
+      };
+    }
+    if (tlsOptions.caFile !== undefined) mailbox.caFile = tlsOptions.caFile;
+    const l = d.limits;
+    if (l?.maxMessageSize !== undefined) mailbox.maxMessageBytes = l.maxMessageSize;
+    if (l?.maxMessagesPerRun !== undefined) mailbox.maxMessagesPerRun = l.maxMessagesPerRun;
+    if (l?.maxBytesPerRun !== undefined) mailbox.maxBytesPerRun = l.maxBytesPerRun;
+    if (d.pipelineWindow !== undefined) mailbox.pipelineWindow = d.pipelineWindow;
+    return mailbox;
+  });
+  if (problems.length > 0) throw new ConfigError(`invalid mailbox configuration:\n  ${problems.join('\n  ')}`, problems);
+  return mailboxes;
+}
+
+/** Read and validate a mailbox file (JSON). */
+export function loadMailboxFile(path: string): ConfiguredMailbox[] {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (error) {
+    throw new ConfigError(`cannot read mailbox configuration ${path}: ${(error as Error).message}`, []);
+  }
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch (error) {
+    throw new ConfigError(`${path} is not valid JSON: ${(error as Error).message}`, []);
+  }
+  try {
+    return parseMailboxFile(raw);
+  } catch (error) {
+    if (error instanceof ConfigError) throw new ConfigError(`${path}: ${error.message}`, error.problems);
+    throw error;
+  }
+}

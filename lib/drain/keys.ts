@@ -1,0 +1,67 @@
+/**
+ * Names derived from (mailbox id, UIDL): store keys and event ids. A UIDL is server-chosen
+ * text that may hold `/` or `..`, so it never appears in a key: a digest does.
+ */
+import { createHash } from 'node:crypto';
+
+const MAILBOX_ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
+
+/** Why `id` is not a valid mailbox id, or undefined when it is. */
+export function mailboxIdProblem(id: string): string | undefined {
+  if (!MAILBOX_ID.test(id)) {
+    return 'must be 1-128 characters of letters, digits, ".", "_" or "-", starting with a letter or digit';
+  }
+  if (id.includes('..')) return 'must not contain ".."';
+  return undefined;
+}
+
+function digest(...parts: string[]): string {
+  const h = createHash('sha256');
+  h.update('popdrain/v1');
+  for (const p of parts) h.update('\0').update(p, 'utf8');
+  return h.digest('hex');
+}
+
+/** Hex digest identifying one message of one mailbox. */
+export function messageDigest(mailboxId: string, uidl: string): string {
+  return digest('message', mailboxId, uidl);
+}
+
+/** The store key of a message: `<mailbox id>/<digest>.eml`. Adapters may add a prefix. */
+export function messageKey(mailboxId: string, uidl: string): string {
+  return `${mailboxId}/${messageDigest(mailboxId, uidl)}.eml`;
+}
+
+function asUuid(hex: string): string {
+  // RFC 9562 version 8 (custom) layout, so consumers can store it as a UUID.
+  const h = hex.slice(0, 32).split('');
+  h[12] = '8';
+  h[16] = ((parseInt(h[16]!, 16) & 0x3) | 0x8).toString(16);
+  const s = h.join('');
+  return `${s.slice(0, 8)}-${s.slice(8, 12)}-${s.slice(12, 16)}-${s.slice(16, 20)}-${s.slice(20, 32)}`;
+}
+
+/** The stable id of the `Email Stored` event of a message. */
+export function storedEventId(mailboxId: string, uidl: string): string {
+  return asUuid(digest('stored', mailboxId, uidl));
+}
+
+/** The stable id of the `Email Skipped` event of a message. */
+export function skippedEventId(mailboxId: string, uidl: string): string {
+  return asUuid(digest('skipped', mailboxId, uidl));
+}
+
+/**
+ * The id the CLI gives a mailbox when none is configured: readable, from user, host and port,
+ * with a short digest so distinct logins never share an id after sanitizing.
+ */
+export function deriveMailboxId(user: string, host: string, port: number): string {
+  const readable = `${user}@${host}-${port}`
+    .toLowerCase()
+    .replace(/[^a-z0-9._-]+/g, '_')
+    .replace(/\.{2,}/g, '.')
+    .replace(/^[^a-z0-9]+/, '')
+    .slice(0, 100);
+  const tag = createHash('sha256').update(`${user}\0${host.toLowerCase()}\0${port}`).digest('hex').slice(0, 8);
+  return `${readable || 'mailbox'}-${tag}`;
+}

@@ -1,0 +1,225 @@
+/**
+ * The drain's ports: what the engine needs from the outside world, as small interfaces.
+ * Implementations live in lib/adapters/aws (S3, DynamoDB, EventBridge, Secrets Manager) and
+ * lib/adapters/local (files, a crash-safe local ledger, JSON lines). The engine never imports
+ * an SDK; adapters turn their failures into `DrainError`s.
+ */
+import type { Writable } from 'node:stream';
+import type { Pop3Credentials } from '../pop3/index.js';
+import type { DrainEvent } from './events.js';
+import type { MailboxConfig } from './mailbox.js';
+
+// -------------------------------------------------------------------------------------------
+// Message store
+
+/** Where a stored message lives, as events and reports name it. */
+export type StoreRef =
+  | { type: 's3'; bucket: string; key: string; versionId?: string }
+  | { type: 'file'; path: string };
+
+export interface StoredObject {
+  ref: StoreRef;
+  /** True when an identical object was already there (a retry after a crash): nothing was written. */
+  existed: boolean;
+}
+
+export interface MessageSummary {
+  /** Hex sha256 of exactly the bytes written. */
+  sha256: string;
+  /** Byte count of exactly the bytes written. */
+  size: number;
+  /** Small string metadata to attach to the object (S3 user metadata); ASCII values only. */
+  metadata: Record<string, string>;
+}
+
+/** One message being written. The engine writes the exact bytes into `stream`, then commits. */
+export interface MessageWriter {
+  readonly stream: Writable;
+  /**
+   * After `stream` finished: make the message durable under its key, at most once. If an object
+   * already exists under the key with the same sha256, succeed with `existed: true`; with a
+   * different sha256, throw DrainError STORE_CONFLICT. Never overwrites.
+   */
+  commit(summary: MessageSummary): Promise<StoredObject>;
+  /** Throw away what was written (after an error or when the run stops). Never throws. */
+  abort(): Promise<void>;
+}
+
+export interface MessageStore {
+  /** Start writing the message stored under `key` (see keys.ts: derived from mailbox and UIDL). */
+  open(key: string, info: { mailboxId: string; uidl: string; expectedSize?: number }): Promise<MessageWriter>;
+  /** Where `key` is or would be stored, for events about it. */
+  refFor(key: string): StoreRef;
+}
+
+// -------------------------------------------------------------------------------------------
+// UIDL ledger
+
+export type LedgerStatus =
+  /** In the store and recorded; the event has not been confirmed as published. */
+  | 'stored'
+  /** Stored, recorded and announced: safe to delete from the server. */
+  | 'announced'
+  /** Not fetched (over the size cap), recorded so it is announced once, never deleted. */
+  | 'skipped';
+
+export interface LedgerEntry {
+  mailboxId: string;
+  uidl: string;
+  status: LedgerStatus;
+  /** Store key (absent for skipped messages). */
+  key?: string;
+  sha256?: string;
+  /** Bytes stored, or for skipped messages the size the server reported. */
+  size: number;
+  /** Epoch ms the message was first recorded (keep-days counts from here). */
+  firstSeenAt: number;
+  announcedAt?: number;
+  /** Epoch ms a QUIT committed its deletion from the server. */
+  deletedAt?: number;
+  /** Epoch seconds after which the entry may expire (DynamoDB TTL); set once deleted. */
+  expiresAt?: number;
+  /** The event that announces it (stable id), kept so a later run can announce it again. */
+  event: DrainEvent;
+}
+
+export type RecordOutcome =
+  | { uidl: string; ok: true }
+  /** Another run recorded this UIDL first; `existing` is what it recorded. */
+  | { uidl: string; ok: false; conflict: LedgerEntry | undefined };
+
+export interface Lease {
+  mailboxId: string;
+  owner: string;
+  /** Epoch ms. */
+  expiresAt: number;
+}
+
+export interface RunSummary {
+  runId: string;
+  startedAt: number;
+  finishedAt: number;
+  stopReason: string;
+  moreRemaining: boolean;
+  fetched: number;
+  fetchedBytes: number;
+  skipped: number;
+  deleted: number;
+  failures: number;
+  /** Messages on the server at the end of the run that the ledger knows (UIDL-reset guard). */
+  knownOnServer: number;
+  serverMessages: number;
+  /** Stored but not yet announced, at the end of the run. */
+  pendingAnnouncements: number;
+}
+
+export interface MailboxState {
+  mailboxId: string;
+  lastRun?: RunSummary;
+  /** The last successful, complete run (nothing remained). */
+  lastCompleteAt?: number;
+  /** Since when the mailbox has had messages left undrained (for the backlog age metric). */
+  backlogSince?: number;
+  /** Set when the UIDL-reset guard stopped a run; cleared by a run that proceeds. */
+  uidlResetTrippedAt?: number;
+  /** Set by an operator (`popdrain status --accept-uidl-reset`): the next run may proceed once. */
+  acceptUidlReset?: boolean;
+}
+
+export interface MailboxStateUpdate {
+  lastRun?: RunSummary;
+  lastCompleteAt?: number;
+  backlogSince?: number | null;
+  uidlResetTrippedAt?: number | null;
+  acceptUidlReset?: boolean | null;
+}
+
+export interface UidlLedger {
+  /**
+   * Take the mailbox's lease (a conditional write with an expiry) unless another owner holds
+   * an unexpired one; then resolve undefined.
+   */
+  acquireLease(mailboxId: string, owner: string, ttlMs: number, now: number): Promise<Lease | undefined>;
+  /** Extend a lease we hold; throws DrainError LEASE_HELD when it was lost. */
+  renewLease(lease: Lease, ttlMs: number, now: number): Promise<Lease>;
+  /** Give the lease up (only if still ours). */
+  releaseLease(lease: Lease): Promise<void>;
+  /** Who holds the lease now, if anyone (for schedulers that skip busy mailboxes). */
+  leaseHolder(mailboxId: string, now: number): Promise<Lease | undefined>;
+
+  getMailboxState(mailboxId: string): Promise<MailboxState>;
+  updateMailboxState(mailboxId: string, update: MailboxStateUpdate): Promise<void>;
+
+  /** The entries of these UIDLs that exist (batched by the adapter). */
+  lookup(mailboxId: string, uidls: readonly string[]): Promise<Map<string, LedgerEntry>>;
+  /** Record new entries (status 'stored' or 'skipped'), each with a conditional write. */
+  record(entries: readonly LedgerEntry[]): Promise<RecordOutcome[]>;
+  /** Mark entries announced (their events were published). */
+  markAnnounced(mailboxId: string, uidls: readonly string[], at: number): Promise<void>;
+  /** Mark entries deleted from the server (QUIT committed), expiring at `expiresAt` (epoch s). */
+  markDeleted(mailboxId: string, uidls: readonly string[], at: number, expiresAt: number): Promise<void>;
+  /** Entries stored but not announced (for `popdrain status`). */
+  pending(mailboxId: string): Promise<LedgerEntry[]>;
+}
+
+// -------------------------------------------------------------------------------------------
+// Events
+
+export interface PublishOutcome {
+  /** Ids (DrainEvent.id) the bus accepted. */
+  published: string[];
+  /** Ids that still failed after the sink's retries, with the reason. */
+  failed: Array<{ id: string; reason: string }>;
+}
+
+export interface EventSink {
+  /**
+   * Publish events (the sink batches and retries as its transport needs). Per-event failures
+   * are reported in the outcome, not thrown.
+   */
+  publish(events: readonly DrainEvent[]): Promise<PublishOutcome>;
+}
+
+// -------------------------------------------------------------------------------------------
+// Credentials, clock, logging
+
+export interface CredentialsProvider {
+  /**
+   * Credentials for the mailbox's login. `forceRefresh` asks for a fresh OAuth2 access token
+   * (after the server refused a cached one).
+   */
+  get(mailbox: MailboxConfig, options?: { forceRefresh?: boolean }): Promise<Pop3Credentials>;
+}
+
+export interface Clock {
+  /** Epoch milliseconds. */
+  now(): number;
+}
+
+export const systemClock: Clock = { now: () => Date.now() };
+
+export type LogFields = Record<string, unknown>;
+
+/** A small logger; the Lambdas pass Powertools' Logger, the CLI its own. Defaults to silence. */
+export interface DrainLogger {
+  debug(message: string, fields?: LogFields): void;
+  info(message: string, fields?: LogFields): void;
+  warn(message: string, fields?: LogFields): void;
+  error(message: string, fields?: LogFields): void;
+}
+
+export const silentLogger: DrainLogger = {
+  debug: () => {},
+  info: () => {},
+  warn: () => {},
+  error: () => {},
+};
+
+export interface DrainPorts {
+  store: MessageStore;
+  ledger: UidlLedger;
+  events: EventSink;
+  credentials: CredentialsProvider;
+  clock?: Clock;
+  logger?: DrainLogger;
+}
