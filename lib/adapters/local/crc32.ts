@@ -1,0 +1,31 @@
+/**
+ * CRC-32 (IEEE 802.3, as zlib and gzip compute it). Node's native `zlib.crc32` where it exists
+ * (Node >= 20.15), a table-driven fallback otherwise; both give the same values.
+ */
+import * as zlib from 'node:zlib';
+
+let table: Uint32Array | undefined;
+
+function crc32Table(): Uint32Array {
+  if (table === undefined) {
+    table = new Uint32Array(256);
+    for (let n = 0; n < 256; n++) {
+      let c = n;
+      for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
+      table[n] = c >>> 0;
+    }
+  }
+  return table;
+}
+
+/** @internal exported for tests: the JavaScript implementation. */
+export function crc32Js(data: Uint8Array): number {
+  const t = crc32Table();
+  let crc = 0xffffffff;
+  for (let i = 0; i < data.length; i++) crc = t[(crc ^ data[i]!) & 0xff]! ^ (crc >>> 8);
+  return (crc ^ 0xffffffff) >>> 0;
+}
+
+const native = (zlib as { crc32?: (data: Uint8Array) => number }).crc32;
+
+export const crc32: (data: Uint8Array) => number = typeof native === 'function' ? (d) => native(d) >>> 0 : crc32Js;

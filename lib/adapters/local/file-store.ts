@@ -1,0 +1,431 @@
+/**
+ * The message store of one machine: each message is a file `<root>/<key>` (keys look like
+ * `<mailboxId>/<64 hex>.eml`), written byte for byte, made durable and visible atomically.
+ *
+ * Writing goes to a temp file in the message's folder whose name never ends in `.eml`
+ * (`.tmp-<pid>-<nonce>-<n>.part`). `commit()` fsyncs it, `link()`s it to the final name (which
+ * never replaces an existing file), removes the temp name and fsyncs the folder. A file named
+ * `*.eml` is therefore always complete and durable data; after a crash (kill -9, power loss)
+ * only temp files can be left over, and `cleanupTemp()` removes them.
+ *
+ * Group commit: the folder fsyncs of commits that finish together are shared (one fsync per
+ * folder per batch); the file fsyncs run concurrently. A commit resolves only when its data and
+ * its folder entry are durable.
+ *
+ * Errors become DrainError STORE_FAILED (phase 'store'): retryable for conditions that can
+ * clear by themselves (ENOSPC, EDQUOT, EMFILE, ...), final for permissions (EACCES, EPERM),
+ * a read-only file system (EROFS), a path that is not a folder, and I/O errors (EIO).
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { link, lstat, open, readdir, unlink, type FileHandle } from 'node:fs/promises';
+import { dirname, isAbsolute, join, resolve } from 'node:path';
+import { Writable } from 'node:stream';
+import { finished } from 'node:stream/promises';
+import { DrainError } from '../../drain/errors.js';
+import { mailboxIdProblem } from '../../drain/keys.js';
+import {
+  silentLogger,
+  type DrainLogger,
+  type MessageStore,
+  type MessageSummary,
+  type MessageWriter,
+  type StoredObject,
+  type StoreRef,
+} from '../../drain/ports.js';
+import {
+  DirectoryMaker,
+  errnoCode,
+  FILE_MODE,
+  fsyncDirectory,
+  isRetryableFsError,
+  processExists,
+  writeFully,
+} from './durable-fs.js';
+import { GroupCommit } from './group-commit.js';
+
+/** A temp file left by a live process is only removed once it has not been written for this long. */
+export const STALE_TEMP_AGE_MS = 60_000;
+
+const KEY_SEGMENT = /^[A-Za-z0-9_-][A-Za-z0-9._-]*$/;
+/** `.tmp-<pid>-<store instance nonce>-<counter>.part` */
+const TEMP_NAME = /^\.tmp-(\d+)-([0-9a-f]+)-\d+\.part$/;
+
+export interface FileMessageStoreOptions {
+  /** Folder the keys are resolved under; created (0700) on first use. */
+  root: string;
+  /**
+   * Before the first message written to a folder, remove the temp files crashed runs left
+   * there (see cleanupTemp; only files no live writer can still be using).
+   * @default true
+   */
+  cleanupOnFirstOpen?: boolean;
+  /** @default silence */
+  logger?: DrainLogger;
+}
+
+export interface CleanupTempOptions {
+  /**
+   * A temp file of another live process is removed once unmodified for this long; temp files
+   * of dead processes, and this process's own leftovers, are removed at once.
+   * @default STALE_TEMP_AGE_MS (one minute)
+   */
+  staleAfterMs?: number;
+  /** @default Date.now() */
+  now?: number;
+}
+
+/** Why `key` is not a valid store key, or undefined when it is. */
+export function storeKeyProblem(key: string): string | undefined {
+  if (key.length === 0 || key.length > 1024) return 'must be 1-1024 characters';
+  if (isAbsolute(key) || key.startsWith('/') || key.includes('\\')) return 'must be a relative path with "/" separators';
+  if (!key.endsWith('.eml')) return 'must end in ".eml"';
+  const segments = key.split('/');
+  if (segments.length < 2) return 'must name a folder and a file (<mailboxId>/<name>.eml)';
+  for (const s of segments) {
+    if (s === '..' || s.includes('..')) return 'must not contain ".."';
+    if (!KEY_SEGMENT.test(s)) return 'segments must be letters, digits, ".", "_" or "-", not starting with "."';
+  }
+  return undefined;
+}
+
+function storeError(action: string, path: string, cause: unknown): DrainError {
+  if (cause instanceof DrainError) return cause;
+  // Node's messages name the code and the path: "ENOSPC: no space left on device, write".
+  const reason = cause instanceof Error ? cause.message : String(cause);
+  return new DrainError('STORE_FAILED', `cannot ${action} ${path}: ${reason}`, {
+    phase: 'store',
+    retryable: isRetryableFsError(cause),
+    cause,
+  });
+}
+
+/** Hex sha256 and size of a file, streamed. */
+async function hashFile(path: string): Promise<{ sha256: string; size: number }> {
+  const hash = createHash('sha256');
+  let size = 0;
+  const input = createReadStream(path);
+  for await (const chunk of input) {
+    const buf = chunk as Buffer;
+    size += buf.length;
+    hash.update(buf);
+  }
+  return { sha256: hash.digest('hex'), size };
+}
+
+/** A Writable over a FileHandle that leaves the handle open (commit fsyncs and closes it). */
+class FileWritable extends Writable {
+  bytesWritten = 0;
+
+  constructor(private readonly handle: FileHandle) {
+    super({ highWaterMark: 64 * 1024 });
+  }
+
+  override _write(chunk: Buffer, _encoding: BufferEncoding, callback: (error?: Error | null) => void): void {
+    this.append(chunk, callback);
+  }
+
+  override _writev(chunks: Array<{ chunk: Buffer }>, callback: (error?: Error | null) => void): void {
+    this.append(chunks.length === 1 ? chunks[0]!.chunk : Buffer.concat(chunks.map((c) => c.chunk)), callback);
+  }
+
+  private append(data: Buffer, callback: (error?: Error | null) => void): void {
+    writeFully(this.handle, data).then(() => {
+      this.bytesWritten += data.length;
+      callback();
+    }, callback);
+  }
+}
+
+type WriterState = 'open' | 'committing' | 'committed' | 'aborted';
+
+class FileMessageWriter implements MessageWriter {
+  readonly stream: FileWritable;
+  private state: WriterState = 'open';
+  private commitPromise: Promise<StoredObject> | undefined;
+  private handleClosed = false;
+
+  constructor(
+    private readonly store: FileMessageStore,
+    private readonly handle: FileHandle,
+    private readonly tempPath: string,
+    private readonly finalPath: string,
+  ) {
+    this.stream = new FileWritable(handle);
+  }
+
+  commit(summary: MessageSummary): Promise<StoredObject> {
+    if (this.commitPromise === undefined) {
+      if (this.state === 'aborted') {
+        return Promise.reject(
+          new DrainError('STORE_FAILED', `cannot commit ${this.finalPath}: the writer was aborted`, {
+            phase: 'store',
+            retryable: false,
+          }),
+        );
+      }
+      this.state = 'committing';
+      this.commitPromise = this.doCommit(summary).then(
+        (stored) => {
+          this.state = 'committed';
+          return stored;
+        },
+        async (error: unknown) => {
+          this.state = 'aborted';
+          await this.discard();
+          throw error;
+        },
+      );
+    }
+    return this.commitPromise;
+  }
+
+  async abort(): Promise<void> {
+    if (this.state === 'committing' || this.state === 'committed') {
+      // A commit in flight cleans up after itself when it fails.
+      await this.commitPromise?.catch(() => undefined);
+      return;
+    }
+    if (this.state === 'aborted') return;
+    this.state = 'aborted';
+    this.stream.destroy();
+    await this.discard();
+  }
+
+  private async doCommit(summary: MessageSummary): Promise<StoredObject> {
+    const stream = this.stream;
+    const path = this.finalPath;
+    if (stream.errored) throw storeError('write', path, stream.errored);
+    if (!stream.writableFinished) {
+      if (!stream.writableEnded) {
+        throw new DrainError('STORE_FAILED', `cannot commit ${path}: its stream was not ended`, {
+          phase: 'store',
+          retryable: false,
+        });
+      }
+      await finished(stream).catch((error: unknown) => {
+        throw storeError('write', path, error);
+      });
+    }
+    if (stream.bytesWritten !== summary.size) {
+      throw new DrainError(
+        'STORE_FAILED',
+        `cannot commit ${path}: ${stream.bytesWritten} bytes were written but the summary says ${summary.size}`,
+        { phase: 'store', retryable: false },
+      );
+    }
+    try {
+      await this.handle.datasync();
+    } catch (error) {
+      throw storeError('fsync', this.tempPath, error);
+    }
+    // The data is durable, so its name may appear; closing and linking need not wait on each
+    // other (each waits in the thread pool behind other commits' fsyncs).
+    const [, linked] = await Promise.all([
+      this.closeHandle(),
+      link(this.tempPath, path).then(
+        () => true,
+        (error: unknown) => {
+          if (errnoCode(error) === 'EEXIST') return false;
+          throw storeError('link', path, error);
+        },
+      ),
+    ]);
+    const existed = !linked;
+    if (existed) {
+      let existing: { sha256: string; size: number };
+      try {
+        existing = await hashFile(path);
+      } catch (error) {
+        throw storeError('read existing', path, error);
+      }
+      if (existing.sha256 !== summary.sha256) {
+        throw new DrainError(
+          'STORE_CONFLICT',
+          `a different message is already stored at ${path} (sha256 ${existing.sha256}, ${existing.size} bytes; ` +
+            `new: sha256 ${summary.sha256}, ${summary.size} bytes); the existing file is kept`,
+          { phase: 'store', retryable: false },
+        );
+      }
+    }
+    // The folder fsync makes the new name durable (also when it existed: the run that linked it
+    // may have died before its own folder fsync). The temp name's removal need not be durable:
+    // a temp file a crash leaves behind is cleanupTemp's to remove.
+    await Promise.all([this.store.syncDirectory(dirname(path)), this.removeTemp()]);
+    return { ref: { type: 'file', path }, existed };
+  }
+
+  private async closeHandle(): Promise<void> {
+    if (this.handleClosed) return;
+    this.handleClosed = true;
+    try {
+      await this.handle.close();
+    } catch (error) {
+      throw storeError('close', this.tempPath, error);
+    }
+  }
+
+  /** Remove the temp name; failing to is only a warning (cleanupTemp removes it later). */
+  private async removeTemp(): Promise<void> {
+    try {
+      await unlink(this.tempPath);
+    } catch (error) {
+      if (errnoCode(error) !== 'ENOENT') {
+        this.store.logger.warn('cannot remove temp file', { path: this.tempPath, code: errnoCode(error) });
+      }
+    }
+    this.store.forget(this.tempPath);
+  }
+
+  /** Close and remove the temp file; never throws. */
+  private async discard(): Promise<void> {
+    await this.closeHandle().catch(() => undefined);
+    await this.removeTemp();
+  }
+}
+
+export class FileMessageStore implements MessageStore {
+  readonly root: string;
+  /** @internal */
+  readonly logger: DrainLogger;
+  private readonly cleanupOnFirstOpen: boolean;
+  private readonly dirs = new DirectoryMaker();
+  private readonly prepared = new Map<string, Promise<void>>();
+  private readonly dirSyncs = new Map<string, GroupCommit<void>>();
+  /** Temp files this instance has open (cleanupTemp leaves them alone). */
+  private readonly active = new Set<string>();
+  private readonly nonce = randomBytes(4).toString('hex');
+  private counter = 0;
+
+  constructor(options: FileMessageStoreOptions) {
+    this.root = resolve(options.root);
+    this.logger = options.logger ?? silentLogger;
+    this.cleanupOnFirstOpen = options.cleanupOnFirstOpen ?? true;
+  }
+
+  refFor(key: string): StoreRef {
+    return { type: 'file', path: this.pathFor(key) };
+  }
+
+  async open(key: string, _info: { mailboxId: string; uidl: string; expectedSize?: number }): Promise<MessageWriter> {
+    const finalPath = this.pathFor(key);
+    const dir = dirname(finalPath);
+    await this.prepareFolder(dir);
+    const tempPath = join(dir, `.tmp-${process.pid}-${this.nonce}-${++this.counter}.part`);
+    this.active.add(tempPath);
+    let handle: FileHandle;
+    try {
+      handle = await open(tempPath, 'wx', FILE_MODE);
+    } catch (error) {
+      this.active.delete(tempPath);
+      throw storeError('create temp file', tempPath, error);
+    }
+    return new FileMessageWriter(this, handle, tempPath, finalPath);
+  }
+
+  /**
+   * Remove temp files a crashed run left in the mailbox's folder: those of processes that no
+   * longer exist, this store's own leftovers, and any other not written for `staleAfterMs`
+   * (a live writer writes as the message arrives). Temp files this store has open are kept.
+   * Resolves the number removed. Also done before the first write to a folder (see options).
+   */
+  async cleanupTemp(mailboxId: string, options: CleanupTempOptions = {}): Promise<number> {
+    const problem = mailboxIdProblem(mailboxId);
+    if (problem !== undefined) {
+      throw new DrainError('STORE_FAILED', `invalid mailbox id for cleanup: ${problem}`, { phase: 'store', retryable: false });
+    }
+    return this.cleanupFolder(join(this.root, mailboxId), options);
+  }
+
+  /** Once per folder: create it (durably), then remove what crashed runs left in it. */
+  private prepareFolder(dir: string): Promise<void> {
+    let p = this.prepared.get(dir);
+    if (p === undefined) {
+      p = (async () => {
+        try {
+          await this.dirs.ensure(dir);
+        } catch (error) {
+          throw storeError('create folder', dir, error);
+        }
+        if (!this.cleanupOnFirstOpen) return;
+        await this.cleanupFolder(dir, {}).catch((error: unknown) => {
+          this.logger.warn('cannot remove stale temp files', { dir, error: String(error) });
+        });
+      })();
+      this.prepared.set(dir, p);
+      p.catch(() => this.prepared.delete(dir));
+    }
+    return p;
+  }
+
+  private async cleanupFolder(dir: string, options: CleanupTempOptions): Promise<number> {
+    const staleAfterMs = options.staleAfterMs ?? STALE_TEMP_AGE_MS;
+    const now = options.now ?? Date.now();
+    let names: string[];
+    try {
+      names = await readdir(dir);
+    } catch (error) {
+      if (errnoCode(error) === 'ENOENT') return 0;
+      throw storeError('list', dir, error);
+    }
+    let removed = 0;
+    for (const name of names) {
+      if (!name.startsWith('.tmp-') || !name.endsWith('.part')) continue;
+      const path = join(dir, name);
+      if (this.active.has(path)) continue;
+      const parts = TEMP_NAME.exec(name);
+      const pid = parts === null ? undefined : Number(parts[1]);
+      // Ours and not open: a leftover. Another store's in this process: only by age.
+      let stale = pid === process.pid ? parts?.[2] === this.nonce : pid !== undefined && !processExists(pid);
+      if (!stale) {
+        try {
+          stale = now - (await lstat(path)).mtimeMs >= staleAfterMs;
+        } catch (error) {
+          if (errnoCode(error) === 'ENOENT') continue;
+          throw storeError('inspect', path, error);
+        }
+      }
+      if (!stale) continue;
+      try {
+        await unlink(path);
+        removed++;
+      } catch (error) {
+        if (errnoCode(error) !== 'ENOENT') throw storeError('remove temp', path, error);
+      }
+    }
+    if (removed > 0) this.logger.info('removed stale temp files', { dir, removed });
+    return removed;
+  }
+
+  /** @internal the commit's shared folder fsync. */
+  syncDirectory(dir: string): Promise<void> {
+    let group = this.dirSyncs.get(dir);
+    if (group === undefined) {
+      group = new GroupCommit<void>(async () => {
+        try {
+          await fsyncDirectory(dir);
+        } catch (error) {
+          throw storeError('fsync folder', dir, error);
+        }
+      });
+      this.dirSyncs.set(dir, group);
+    }
+    return group.submit(undefined);
+  }
+
+  /** @internal */
+  forget(tempPath: string): void {
+    this.active.delete(tempPath);
+  }
+
+  private pathFor(key: string): string {
+    const problem = storeKeyProblem(key);
+    if (problem !== undefined) {
+      throw new DrainError('STORE_FAILED', `invalid store key ${JSON.stringify(key)}: ${problem}`, {
+        phase: 'store',
+        retryable: false,
+      });
+    }
+    return join(this.root, key);
+  }
+}

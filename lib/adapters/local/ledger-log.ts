@@ -1,0 +1,232 @@
+/**
+ * The local ledger's log format and its replay, with no I/O (file-ledger.ts does the files).
+ *
+ * A log is a sequence of lines, one record each: `<crc32 as 8 lowercase hex> <json>\n`, the
+ * checksum taken over the JSON's UTF-8 bytes. The first record is a header naming the format
+ * version and the mailbox. Appending whole lines in one write and fsyncing them makes a record
+ * durable; a crash can only leave a torn tail (a last line without its newline, or bytes that
+ * fail their checksum), which replay ignores and the next writer truncates away.
+ *
+ *   {"t":"hdr","v":1,"mailboxId":"m"}          header
+ *   {"t":"rec","e":{...LedgerEntry}}           an entry (new, or its current form in a snapshot)
+ *   {"t":"ann","u":["uidl",...],"at":ms}       entries announced
+ *   {"t":"del","u":["uidl",...],"at":ms,"exp":s}  entries deleted from the server
+ *   {"t":"st","s":{...MailboxState fields}}    the mailbox state, whole
+ */
+import type { LedgerEntry, MailboxState, MailboxStateUpdate } from '../../drain/ports.js';
+import { crc32 } from './crc32.js';
+
+export const LEDGER_FORMAT_VERSION = 1;
+
+export type MailboxStateFields = Omit<MailboxState, 'mailboxId'>;
+
+export type LedgerRecord =
+  | { t: 'hdr'; v: number; mailboxId: string }
+  | { t: 'rec'; e: LedgerEntry }
+  | { t: 'ann'; u: string[]; at: number }
+  | { t: 'del'; u: string[]; at: number; exp: number }
+  | { t: 'st'; s: MailboxStateFields };
+
+const NEWLINE = 0x0a;
+const SPACE = 0x20;
+const CRC_HEX_CHARS = 8;
+
+const REC_PREFIX = '{"t":"rec","e":';
+
+/**
+ * One log line (with its newline) holding `json`, the JSON text of a record, optionally
+ * wrapped as `<prefix><json>}` (ASCII prefix) without building the joined string.
+ */
+export function encodeLine(json: string, asciiPrefix = ''): Buffer {
+  const jsonBytes = Buffer.byteLength(json);
+  const start = CRC_HEX_CHARS + 1;
+  const wrap = asciiPrefix.length > 0 ? 1 : 0;
+  const bodyBytes = asciiPrefix.length + jsonBytes + wrap;
+  const line = Buffer.allocUnsafe(start + bodyBytes + 1);
+  if (wrap) {
+    line.write(asciiPrefix, start, 'latin1');
+    line[start + bodyBytes - 1] = 0x7d; // }
+  }
+  line.write(json, start + asciiPrefix.length, 'utf8');
+  const crc = crc32(line.subarray(start, start + bodyBytes));
+  line.write(crc.toString(16).padStart(CRC_HEX_CHARS, '0'), 0, 'latin1');
+  line[CRC_HEX_CHARS] = SPACE;
+  line[line.length - 1] = NEWLINE;
+  return line;
+}
+
+/** The line of a `rec` record of an entry whose JSON text is `entryJson`. */
+export function encodeEntryLine(entryJson: string): Buffer {
+  return encodeLine(entryJson, REC_PREFIX);
+}
+
+export function encodeRecord(record: LedgerRecord): Buffer {
+  return encodeLine(JSON.stringify(record));
+}
+
+/** The record on one line (without its newline), or undefined when it fails its checksum. */
+export function decodeLine(line: Buffer): LedgerRecord | undefined {
+  if (line.length < CRC_HEX_CHARS + 3 || line[CRC_HEX_CHARS] !== SPACE) return undefined;
+  const hex = line.toString('latin1', 0, CRC_HEX_CHARS);
+  if (!/^[0-9a-f]{8}$/.test(hex)) return undefined;
+  const body = line.subarray(CRC_HEX_CHARS + 1);
+  if (crc32(body) !== parseInt(hex, 16)) return undefined;
+  let value: unknown;
+  try {
+    value = JSON.parse(body.toString('utf8'));
+  } catch {
+    return undefined;
+  }
+  if (typeof value !== 'object' || value === null || typeof (value as { t?: unknown }).t !== 'string') return undefined;
+  return value as LedgerRecord;
+}
+
+export interface DecodedLog {
+  records: LedgerRecord[];
+  /** Byte length of each record's line (newline included), parallel to `records`. */
+  sizes: number[];
+  /** Bytes up to and including the last valid line: what a writer keeps. */
+  validBytes: number;
+  /** Invalid lines followed by valid ones (never written by a sole writer; skipped). */
+  corruptLines: number;
+}
+
+/**
+ * Split a log into records. Everything after the last valid line (a line cut short by a
+ * crash, or bytes of an unfinished write) is a torn tail: `validBytes` stops before it.
+ */
+export function decodeLog(data: Buffer): DecodedLog {
+  const records: LedgerRecord[] = [];
+  const sizes: number[] = [];
+  let validBytes = 0;
+  let corruptLines = 0;
+  let pendingCorrupt = 0;
+  let start = 0;
+  while (start < data.length) {
+    const end = data.indexOf(NEWLINE, start);
+    if (end === -1) break; // no newline: torn
+    const record = end > start ? decodeLine(data.subarray(start, end)) : undefined;
+    if (record === undefined) {
+      if (end > start) pendingCorrupt++;
+    } else {
+      records.push(record);
+      sizes.push(end + 1 - start);
+      corruptLines += pendingCorrupt;
+      pendingCorrupt = 0;
+      validBytes = end + 1;
+    }
+    start = end + 1;
+  }
+  return { records, sizes, validBytes, corruptLines };
+}
+
+/** A mailbox's ledger in memory: what replaying its log gives. */
+export class LedgerModel {
+  readonly entries = new Map<string, LedgerEntry>();
+  state: MailboxStateFields = {};
+  /** Sum of the sizes of the `rec` lines replayed or appended (for the compaction estimate). */
+  recordBytes = 0;
+  recordLines = 0;
+
+  constructor(readonly mailboxId: string) {}
+
+  /** Apply one record (replay and live writes share this). */
+  apply(record: LedgerRecord, lineBytes: number): void {
+    switch (record.t) {
+      case 'hdr':
+        if (record.v > LEDGER_FORMAT_VERSION) {
+          throw new Error(`ledger format version ${record.v} is newer than this popdrain's (${LEDGER_FORMAT_VERSION})`);
+        }
+        if (record.mailboxId !== this.mailboxId) {
+          throw new Error(`ledger belongs to mailbox ${JSON.stringify(record.mailboxId)}`);
+        }
+        return;
+      case 'rec':
+        this.entries.set(record.e.uidl, record.e);
+        this.recordBytes += lineBytes;
+        this.recordLines++;
+        return;
+      case 'ann':
+        for (const uidl of record.u) {
+          const entry = this.entries.get(uidl);
+          if (entry !== undefined) markAnnounced(entry, record.at);
+        }
+        return;
+      case 'del':
+        for (const uidl of record.u) {
+          const entry = this.entries.get(uidl);
+          if (entry !== undefined) markDeleted(entry, record.at, record.exp);
+        }
+        return;
+      case 'st':
+        this.state = record.s;
+        return;
+      default:
+        // A record type of a newer format: the header would have said so. Ignore it.
+        return;
+    }
+  }
+
+  /** Of `uidls`, those whose entries an `ann` record would change. */
+  toAnnounce(uidls: readonly string[]): string[] {
+    const out: string[] = [];
+    for (const uidl of new Set(uidls)) {
+      const entry = this.entries.get(uidl);
+      if (entry !== undefined && (entry.status === 'stored' || entry.announcedAt === undefined)) out.push(uidl);
+    }
+    return out;
+  }
+
+  /** Of `uidls`, those whose entries a `del` record would change. */
+  toDelete(uidls: readonly string[], expiresAt: number): string[] {
+    const out: string[] = [];
+    for (const uidl of new Set(uidls)) {
+      const entry = this.entries.get(uidl);
+      if (entry !== undefined && (entry.deletedAt === undefined || entry.expiresAt !== expiresAt)) out.push(uidl);
+    }
+    return out;
+  }
+
+  /** The records of a snapshot: header, live entries, state. */
+  snapshot(nowMs: number): LedgerRecord[] {
+    const out: LedgerRecord[] = [{ t: 'hdr', v: LEDGER_FORMAT_VERSION, mailboxId: this.mailboxId }];
+    for (const entry of this.entries.values()) {
+      if (isExpired(entry, nowMs)) continue;
+      out.push({ t: 'rec', e: entry });
+    }
+    out.push({ t: 'st', s: this.state });
+    return out;
+  }
+}
+
+/** An entry past its expiry (epoch seconds), which compaction drops as DynamoDB's TTL would. */
+export function isExpired(entry: LedgerEntry, nowMs: number): boolean {
+  return entry.expiresAt !== undefined && entry.expiresAt * 1000 <= nowMs;
+}
+
+/**
+ * Announced: a stored entry becomes 'announced'; a skipped one stays 'skipped' (it is never
+ * deleted) and only gains `announcedAt`. The first announcement's time is kept. Changes the
+ * model's own entry in place (callers only ever get copies).
+ */
+function markAnnounced(entry: LedgerEntry, at: number): void {
+  if (entry.status === 'stored') entry.status = 'announced';
+  entry.announcedAt ??= at;
+}
+
+/** Deleted from the server: the first deletion's time is kept, the expiry is the latest one. */
+function markDeleted(entry: LedgerEntry, at: number, expiresAt: number): void {
+  entry.deletedAt ??= at;
+  entry.expiresAt = expiresAt;
+}
+
+/** The state after an update: a null field is removed, an undefined one left as it was. */
+export function updatedState(state: MailboxStateFields, update: MailboxStateUpdate): MailboxStateFields {
+  const next: Record<string, unknown> = { ...state };
+  for (const [field, value] of Object.entries(update)) {
+    if (value === undefined || field === 'mailboxId') continue;
+    if (value === null) delete next[field];
+    else next[field] = value;
+  }
+  return next as MailboxStateFields;
+}

@@ -1,0 +1,683 @@
+// The local adapters on real files in a temp folder: store, ledger, event sink, layout.
+import { spawnSync } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { appendFile, chmod, mkdir, mkdtemp, readdir, readFile, rm, stat, symlink, utimes, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { DrainError } from '../../lib/drain/errors.js';
+import { MAX_EVENT_ENTRY_BYTES, toEnvelope, type DrainEvent } from '../../lib/drain/events.js';
+import { messageKey } from '../../lib/drain/keys.js';
+import type { LedgerEntry, MessageWriter, RunSummary } from '../../lib/drain/ports.js';
+import { crc32, crc32Js } from '../../lib/adapters/local/crc32.js';
+import { isRetryableFsError } from '../../lib/adapters/local/durable-fs.js';
+import { GroupCommit } from '../../lib/adapters/local/group-commit.js';
+import { decodeLog, encodeEntryLine, encodeRecord } from '../../lib/adapters/local/ledger-log.js';
+import {
+  createLocalAdapters,
+  FileLedger,
+  FileMessageStore,
+  JsonlEventSink,
+  readJsonlEvents,
+  storeKeyProblem,
+} from '../../lib/adapters/local/index.js';
+import { validateEventEnvelope } from '../support/event-schema.js';
+import { storedEntry, storedEvent } from '../support/ledger-fixtures.js';
+
+const MAILBOX = 'box-1';
+const isRoot = process.getuid?.() === 0;
+
+let dir: string;
+const opened: Array<{ close(): Promise<void> }> = [];
+beforeEach(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'popdrain-local-'));
+});
+afterEach(async () => {
+  for (const o of opened.splice(0)) await o.close();
+  await chmod(dir, 0o700).catch(() => undefined);
+  await rm(dir, { recursive: true, force: true });
+});
+
+/** A ledger closed after the test (it keeps its logs open). */
+function ledgerAt(options: ConstructorParameters<typeof FileLedger>[0]): FileLedger {
+  const ledger = new FileLedger(options);
+  opened.push(ledger);
+  return ledger;
+}
+
+function sinkAt(options: ConstructorParameters<typeof JsonlEventSink>[0]): JsonlEventSink {
+  const sink = new JsonlEventSink(options);
+  opened.push(sink);
+  return sink;
+}
+
+function sha256(data: Buffer): string {
+  return createHash('sha256').update(data).digest('hex');
+}
+
+/** Write `data` in pieces of `pieceSize`, honouring backpressure, and end the stream. */
+async function writeAll(writer: MessageWriter, data: Buffer, pieceSize = 1000): Promise<void> {
+  const stream = writer.stream;
+  for (let i = 0; i < data.length; i += pieceSize) {
+    if (!stream.write(data.subarray(i, i + pieceSize))) await new Promise((r) => stream.once('drain', r));
+  }
+  await new Promise<void>((resolve, reject) => {
+    stream.once('error', reject);
+    stream.end(() => resolve());
+  });
+}
+
+async function storeMessage(store: FileMessageStore, key: string, data: Buffer) {
+  const writer = await store.open(key, { mailboxId: MAILBOX, uidl: 'u' });
+  await writeAll(writer, data);
+  return writer.commit({ sha256: sha256(data), size: data.length, metadata: {} });
+}
+
+async function rejection(promise: Promise<unknown>): Promise<DrainError> {
+  try {
+    await promise;
+  } catch (error) {
+    expect(error).toBeInstanceOf(DrainError);
+    return error as DrainError;
+  }
+  throw new Error('expected a rejection');
+}
+
+function thrown(fn: () => unknown): DrainError {
+  try {
+    fn();
+  } catch (error) {
+    expect(error).toBeInstanceOf(DrainError);
+    return error as DrainError;
+  }
+  throw new Error('expected a throw');
+}
+
+async function namesIn(folder: string): Promise<string[]> {
+  return (await readdir(folder)).sort();
+}
+
+/** A pid that no process has now: a child that already exited. */
+function deadPid(): number {
+  const child = spawnSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))'], { encoding: 'utf8' });
+  return Number(child.stdout);
+}
+
+// -------------------------------------------------------------------------------------------
+
+describe('FileMessageStore', () => {
+  const key = messageKey(MAILBOX, 'uidl-1');
+
+  it('stores exactly the bytes written, under root/key, and reports where', async () => {
+    const store = new FileMessageStore({ root: dir });
+    const data = Buffer.concat([randomBytes(200_000), Buffer.from('\r\n.\r\n\0\xff', 'latin1')]);
+    const stored = await storeMessage(store, key, data);
+    expect(stored).toEqual({ ref: { type: 'file', path: join(dir, key) }, existed: false });
+    expect(store.refFor(key)).toEqual({ type: 'file', path: join(dir, key) });
+    expect((await readFile(join(dir, key))).equals(data)).toBe(true);
+    expect(await namesIn(join(dir, MAILBOX))).toEqual([key.split('/')[1]]);
+  });
+
+  it('shows no .eml before commit, and its temp name never ends in .eml', async () => {
+    const store = new FileMessageStore({ root: dir });
+    const data = randomBytes(10_000);
+    const writer = await store.open(key, { mailboxId: MAILBOX, uidl: 'u' });
+    await writeAll(writer, data);
+    const before = await namesIn(join(dir, MAILBOX));
+    expect(before).toHaveLength(1);
+    expect(before[0]).toMatch(/^\.tmp-.*\.part$/);
+    expect(before.filter((n) => n.endsWith('.eml'))).toEqual([]);
+    await writer.commit({ sha256: sha256(data), size: data.length, metadata: {} });
+    expect(await namesIn(join(dir, MAILBOX))).toEqual([key.split('/')[1]]);
+  });
+
+  it('creates folders 0700 and files 0600', async () => {
+    const root = join(dir, 'out');
+    const store = new FileMessageStore({ root });
+    await storeMessage(store, key, Buffer.from('x'));
+    expect((await stat(root)).mode & 0o777).toBe(0o700);
+    expect((await stat(join(root, MAILBOX))).mode & 0o777).toBe(0o700);
+    expect((await stat(join(root, key))).mode & 0o777).toBe(0o600);
+  });
+
+  it('a second commit of the same content succeeds with existed: true and leaves no temp file', async () => {
+    const store = new FileMessageStore({ root: dir });
+    const data = randomBytes(5000);
+    await storeMessage(store, key, data);
+    const again = await storeMessage(new FileMessageStore({ root: dir }), key, data);
+    expect(again.existed).toBe(true);
+    expect(await namesIn(join(dir, MAILBOX))).toEqual([key.split('/')[1]]);
+  });
+
+  it('refuses different content under an existing key (STORE_CONFLICT) and keeps the existing file', async () => {
+    const store = new FileMessageStore({ root: dir });
+    const first = randomBytes(5000);
+    await storeMessage(store, key, first);
+    const error = await rejection(storeMessage(store, key, randomBytes(5000)));
+    expect(error.code).toBe('STORE_CONFLICT');
+    expect(error.phase).toBe('store');
+    expect(error.retryable).toBe(false);
+    expect((await readFile(join(dir, key))).equals(first)).toBe(true);
+    expect(await namesIn(join(dir, MAILBOX))).toEqual([key.split('/')[1]]);
+  });
+
+  it('abort removes the temp file, never throws, and is a no-op after commit', async () => {
+    const store = new FileMessageStore({ root: dir });
+    const writer = await store.open(key, { mailboxId: MAILBOX, uidl: 'u' });
+    writer.stream.write(randomBytes(1000));
+    await writer.abort();
+    await writer.abort();
+    expect(await namesIn(join(dir, MAILBOX))).toEqual([]);
+    expect((await rejection(writer.commit({ sha256: '0', size: 1000, metadata: {} }))).code).toBe('STORE_FAILED');
+
+    const committed = await store.open(key, { mailboxId: MAILBOX, uidl: 'u' });
+    await writeAll(committed, Buffer.from('hello'));
+    await committed.commit({ sha256: sha256(Buffer.from('hello')), size: 5, metadata: {} });
+    await committed.abort();
+    expect(await readFile(join(dir, key), 'utf8')).toBe('hello');
+  });
+
+  it('refuses a commit whose size disagrees with the bytes written, or before the stream ended', async () => {
+    const store = new FileMessageStore({ root: dir });
+    const writer = await store.open(key, { mailboxId: MAILBOX, uidl: 'u' });
+    await writeAll(writer, Buffer.from('abc'));
+    const error = await rejection(writer.commit({ sha256: sha256(Buffer.from('abc')), size: 4, metadata: {} }));
+    expect(error.code).toBe('STORE_FAILED');
+    expect(error.message).toMatch(/3 bytes/);
+
+    const open = await store.open(key, { mailboxId: MAILBOX, uidl: 'u' });
+    open.stream.write(Buffer.from('abc'));
+    expect((await rejection(open.commit({ sha256: '', size: 3, metadata: {} }))).message).toMatch(/not ended/);
+    expect(await namesIn(join(dir, MAILBOX))).toEqual([]);
+  });
+
+  it('validates keys: relative, no "..", ending in .eml', async () => {
+    const store = new FileMessageStore({ root: dir });
+    for (const bad of ['../x.eml', `${MAILBOX}/../../x.eml`, '/etc/x.eml', `${MAILBOX}/x.txt`, 'x.eml', `${MAILBOX}/.eml`, `${MAILBOX}\\x.eml`, '']) {
+      expect(storeKeyProblem(bad), bad).toBeDefined();
+      const error = thrown(() => store.refFor(bad));
+      expect(error.code).toBe('STORE_FAILED');
+      expect(error.retryable).toBe(false);
+      await expect(store.open(bad, { mailboxId: MAILBOX, uidl: 'u' })).rejects.toBeInstanceOf(DrainError);
+    }
+    expect(storeKeyProblem(key)).toBeUndefined();
+    expect(await namesIn(dir)).toEqual([]);
+  });
+
+  it('commits many messages at once (shared folder fsyncs), each intact', async () => {
+    const store = new FileMessageStore({ root: dir });
+    const messages = Array.from({ length: 64 }, (_, i) => ({ key: messageKey(MAILBOX, `u${i}`), data: randomBytes(3000 + i) }));
+    const results = await Promise.all(messages.map((m) => storeMessage(store, m.key, m.data)));
+    expect(results.every((r) => !r.existed)).toBe(true);
+    for (const m of messages) expect((await readFile(join(dir, m.key))).equals(m.data)).toBe(true);
+    expect((await namesIn(join(dir, MAILBOX))).filter((n) => !n.endsWith('.eml'))).toEqual([]);
+  });
+
+  it('maps file-system errors to STORE_FAILED: a file where the folder should be is final', async () => {
+    await writeFile(join(dir, MAILBOX), 'not a folder');
+    const error = await rejection(new FileMessageStore({ root: dir }).open(key, { mailboxId: MAILBOX, uidl: 'u' }));
+    expect(error.code).toBe('STORE_FAILED');
+    expect(error.phase).toBe('store');
+    expect(error.retryable).toBe(false);
+    expect(error.message).toContain(join(dir, MAILBOX));
+  });
+
+  it.skipIf(isRoot)('maps EACCES to a final STORE_FAILED', async () => {
+    await mkdir(join(dir, MAILBOX), { mode: 0o500 });
+    const error = await rejection(new FileMessageStore({ root: dir }).open(key, { mailboxId: MAILBOX, uidl: 'u' }));
+    expect(error.code).toBe('STORE_FAILED');
+    expect(error.retryable).toBe(false);
+    expect(error.message).toMatch(/EACCES/);
+  });
+
+  it('cleanupTemp removes leftovers of dead processes and stale ones, keeps live and open ones', async () => {
+    const store = new FileMessageStore({ root: dir });
+    const open = await store.open(key, { mailboxId: MAILBOX, uidl: 'u' });
+    const folder = join(dir, MAILBOX);
+    const dead = `.tmp-${deadPid()}-abcd-1.part`;
+    const liveFresh = `.tmp-${process.ppid}-abcd-2.part`;
+    const liveOld = `.tmp-${process.ppid}-abcd-3.part`;
+    const ownNonce = /^\.tmp-\d+-([0-9a-f]+)-/.exec((await namesIn(folder))[0]!)![1];
+    const ownLeftover = `.tmp-${process.pid}-${ownNonce}-999.part`;
+    const otherStoreHere = `.tmp-${process.pid}-0000-1.part`;
+    for (const name of [dead, liveFresh, liveOld, ownLeftover, otherStoreHere]) await writeFile(join(folder, name), 'partial');
+    const old = new Date(Date.now() - 120_000);
+    await utimes(join(folder, liveOld), old, old);
+    expect(await store.cleanupTemp(MAILBOX)).toBe(3);
+    const left = await namesIn(folder);
+    expect(left).toContain(liveFresh);
+    expect(left).toContain(otherStoreHere);
+    expect(left).toHaveLength(3); // and the open writer's temp
+    await writeAll(open, Buffer.from('still fine'));
+    await open.commit({ sha256: sha256(Buffer.from('still fine')), size: 10, metadata: {} });
+    expect(await store.cleanupTemp('no-such-mailbox')).toBe(0);
+  });
+
+  it('removes what a crashed run left in a folder before its first write there', async () => {
+    const folder = join(dir, MAILBOX);
+    await mkdir(folder, { recursive: true });
+    const leftover = `.tmp-${deadPid()}-abcd-1.part`;
+    await writeFile(join(folder, leftover), 'partial');
+    await storeMessage(new FileMessageStore({ root: dir }), key, Buffer.from('x'));
+    expect(await namesIn(folder)).toEqual([key.split('/')[1]]);
+  });
+});
+
+// -------------------------------------------------------------------------------------------
+
+describe('GroupCommit', () => {
+  it('flushes callers of one burst together, and gathers callers during a flush into the next', async () => {
+    const batches: number[][] = [];
+    let release: (() => void) | undefined;
+    const group = new GroupCommit<number>(async (items) => {
+      batches.push(items);
+      if (items.includes(0)) await new Promise<void>((r) => (release = r));
+    });
+    const first = [0, 1, 2].map((n) => group.submit(n));
+    await new Promise((r) => setImmediate(r));
+    expect(batches).toEqual([[0, 1, 2]]);
+    const second = [3, 4].map((n) => group.submit(n));
+    await new Promise((r) => setTimeout(r, 10));
+    expect(batches).toHaveLength(1); // waits for the flush in flight
+    release!();
+    await Promise.all([...first, ...second]);
+    expect(batches).toEqual([[0, 1, 2], [3, 4]]);
+  });
+
+  it('rejects the callers of a failed flush only', async () => {
+    const group = new GroupCommit<string>(async (items) => {
+      if (items.includes('bad')) throw new Error('disk on fire');
+    });
+    const failed = Promise.all([group.submit('a'), group.submit('bad')]);
+    await expect(failed).rejects.toThrow('disk on fire');
+    await expect(group.submit('c')).resolves.toBeUndefined();
+    await group.drained();
+  });
+});
+
+describe('file-system errors', () => {
+  it('count as retryable only when they can clear by themselves', () => {
+    const withCode = (code: string) => Object.assign(new Error(code), { code });
+    for (const code of ['ENOSPC', 'EDQUOT', 'EMFILE', 'ENFILE', 'EAGAIN', 'EBUSY']) expect(isRetryableFsError(withCode(code)), code).toBe(true);
+    for (const code of ['EACCES', 'EPERM', 'EROFS', 'ENOTDIR', 'EISDIR', 'EIO', 'ENOENT']) expect(isRetryableFsError(withCode(code)), code).toBe(false);
+    expect(isRetryableFsError(new Error('no code'))).toBe(false);
+  });
+});
+
+describe('ledger log format', () => {
+  it('uses the standard CRC-32', () => {
+    const data = Buffer.from('123456789');
+    expect(crc32(data)).toBe(0xcbf43926);
+    expect(crc32Js(data)).toBe(0xcbf43926);
+    const random = randomBytes(4096);
+    expect(crc32Js(random)).toBe(crc32(random));
+  });
+
+  it('writes an entry line exactly as the generic encoder would, one line even for odd UIDLs', () => {
+    const entry = storedEntry(MAILBOX, 'odd\nuidl "with" \u2028 ünïcode');
+    const line = encodeEntryLine(JSON.stringify(entry));
+    expect(line.equals(encodeRecord({ t: 'rec', e: entry }))).toBe(true);
+    expect(line.indexOf(0x0a)).toBe(line.length - 1);
+    expect(decodeLog(line).records).toEqual([{ t: 'rec', e: entry }]);
+  });
+
+  it('finds the torn tail at every cut of the last line', () => {
+    const a = encodeRecord({ t: 'ann', u: ['x'], at: 1 });
+    const b = encodeRecord({ t: 'del', u: ['ÿ ü'], at: 2, exp: 3 });
+    for (let cut = 0; cut < b.length; cut++) {
+      const decoded = decodeLog(Buffer.concat([a, b.subarray(0, cut)]));
+      expect(decoded.records).toHaveLength(1);
+      expect(decoded.validBytes).toBe(a.length);
+      expect(decoded.corruptLines).toBe(0);
+    }
+    expect(decodeLog(Buffer.concat([a, b])).validBytes).toBe(a.length + b.length);
+  });
+
+  it('skips a corrupt line followed by valid ones, and counts it', () => {
+    const a = encodeRecord({ t: 'ann', u: ['x'], at: 1 });
+    const bad = Buffer.from(encodeRecord({ t: 'ann', u: ['y'], at: 1 }).toString().replace('"y"', '"z"'));
+    const decoded = decodeLog(Buffer.concat([a, bad, a]));
+    expect(decoded.records).toHaveLength(2);
+    expect(decoded.corruptLines).toBe(1);
+  });
+});
+
+describe('FileLedger', () => {
+  const entry = (uidl: string): LedgerEntry => storedEntry(MAILBOX, uidl);
+  const logPath = (): string => join(dir, `${MAILBOX}.ledger`);
+  const run: RunSummary = {
+    runId: 'run-1',
+    startedAt: 1,
+    finishedAt: 2,
+    stopReason: 'drained',
+    moreRemaining: false,
+    fetched: 3,
+    fetchedBytes: 4,
+    skipped: 0,
+    deleted: 1,
+    failures: 0,
+    knownOnServer: 2,
+    serverMessages: 2,
+    pendingAnnouncements: 0,
+  };
+
+  it('round-trips record, lookup, markAnnounced, markDeleted, pending and state across a reopen', async () => {
+    const ledger = ledgerAt({ dir });
+    const skipped: LedgerEntry = { ...entry('big'), status: 'skipped', key: undefined, sha256: undefined };
+    const outcomes = await ledger.record([entry('a'), entry('b'), entry('c'), skipped]);
+    expect(outcomes).toEqual([
+      { uidl: 'a', ok: true },
+      { uidl: 'b', ok: true },
+      { uidl: 'c', ok: true },
+      { uidl: 'big', ok: true },
+    ]);
+    await ledger.markAnnounced(MAILBOX, ['a', 'b', 'big', 'unknown'], 1000);
+    await ledger.markAnnounced(MAILBOX, ['a'], 2000); // the first announcement's time stays
+    await ledger.markDeleted(MAILBOX, ['a'], 3000, 4_000_000_000);
+    await ledger.updateMailboxState(MAILBOX, { lastRun: run, backlogSince: 5, uidlResetTrippedAt: 6, acceptUidlReset: true });
+    await ledger.updateMailboxState(MAILBOX, { backlogSince: null, acceptUidlReset: null });
+    await ledger.close();
+
+    for (const reader of [ledger, ledgerAt({ dir })]) {
+      const found = await reader.lookup(MAILBOX, ['a', 'b', 'c', 'big', 'nope']);
+      expect([...found.keys()].sort()).toEqual(['a', 'b', 'big', 'c']);
+      expect(found.get('a')).toEqual({ ...entry('a'), status: 'announced', announcedAt: 1000, deletedAt: 3000, expiresAt: 4_000_000_000 });
+      expect(found.get('b')).toEqual({ ...entry('b'), status: 'announced', announcedAt: 1000 });
+      expect(found.get('c')).toEqual(entry('c'));
+      expect(found.get('big')).toEqual({ ...JSON.parse(JSON.stringify(skipped)), announcedAt: 1000 });
+      expect((await reader.pending(MAILBOX)).map((e) => e.uidl)).toEqual(['c']);
+      expect(await reader.getMailboxState(MAILBOX)).toEqual({ mailboxId: MAILBOX, lastRun: run, uidlResetTrippedAt: 6 });
+      expect(await reader.getMailboxState('other-box')).toEqual({ mailboxId: 'other-box' });
+    }
+    expect((await stat(logPath())).mode & 0o777).toBe(0o600);
+    expect((await stat(dir)).mode & 0o777).toBe(0o700);
+  });
+
+  it('records conditionally: an existing UIDL is a conflict with the existing entry', async () => {
+    const ledger = ledgerAt({ dir });
+    expect(await ledger.record([entry('a')])).toEqual([{ uidl: 'a', ok: true }]);
+    const other = { ...entry('a'), sha256: 'f'.repeat(64) };
+    expect(await ledger.record([other, entry('b'), entry('b')])).toEqual([
+      { uidl: 'a', ok: false, conflict: entry('a') },
+      { uidl: 'b', ok: true },
+      { uidl: 'b', ok: false, conflict: entry('b') },
+    ]);
+    const concurrent = await Promise.all([ledger.record([entry('c')]), ledger.record([entry('c')])]);
+    expect(concurrent.map((o) => o[0]!.ok).sort()).toEqual([false, true]);
+    const reopened = ledgerAt({ dir });
+    expect(await reopened.record([other])).toEqual([{ uidl: 'a', ok: false, conflict: entry('a') }]);
+  });
+
+  it('keeps every one of many concurrent writes (group commit), across a reopen', async () => {
+    const ledger = ledgerAt({ dir });
+    const uidls = Array.from({ length: 500 }, (_, i) => `u${i}`);
+    await Promise.all(uidls.map((u) => ledger.record([entry(u)])));
+    await Promise.all(uidls.filter((_, i) => i % 2 === 0).map((u) => ledger.markAnnounced(MAILBOX, [u], 7)));
+    const reopened = ledgerAt({ dir });
+    const found = await reopened.lookup(MAILBOX, uidls);
+    expect(found.size).toBe(500);
+    expect((await reopened.pending(MAILBOX)).length).toBe(250);
+    const decoded = decodeLog(await readFile(logPath()));
+    expect(decoded.records.filter((r) => r.t === 'rec')).toHaveLength(500);
+    expect(decoded.corruptLines).toBe(0);
+  });
+
+  it('ignores a torn last line and truncates it before the next append', async () => {
+    const ledger = ledgerAt({ dir });
+    await ledger.record([entry('a'), entry('b')]);
+    await ledger.close();
+    const intact = (await stat(logPath())).size;
+    const torn = encodeRecord({ t: 'rec', e: entry('c') }).subarray(0, 300);
+    await appendFile(logPath(), torn);
+
+    const reader = ledgerAt({ dir });
+    expect([...(await reader.lookup(MAILBOX, ['a', 'b', 'c'])).keys()]).toEqual(['a', 'b']);
+    expect((await stat(logPath())).size).toBe(intact + torn.length); // reading never writes
+
+    await reader.record([entry('d')]);
+    const decoded = decodeLog(await readFile(logPath()));
+    expect(decoded.validBytes).toBe((await stat(logPath())).size);
+    expect(decoded.records.filter((r) => r.t === 'rec').map((r) => (r.t === 'rec' ? r.e.uidl : ''))).toEqual(['a', 'b', 'd']);
+
+    // A last line that is complete but fails its checksum is torn too.
+    await appendFile(logPath(), '00000000 {"t":"ann","u":["a"],"at":1}\n');
+    const again = ledgerAt({ dir });
+    expect((await again.lookup(MAILBOX, ['a'])).get('a')?.status).toBe('stored');
+    await again.markAnnounced(MAILBOX, ['d'], 9);
+    expect(decodeLog(await readFile(logPath())).corruptLines).toBe(0);
+  });
+
+  it('reloads when another process appended to the log since it was read', async () => {
+    const mine = ledgerAt({ dir });
+    await mine.record([entry('a')]);
+    const theirs = ledgerAt({ dir });
+    await theirs.record([entry('b')]);
+    await theirs.updateMailboxState(MAILBOX, { acceptUidlReset: true });
+    expect((await mine.record([entry('b')]))[0]!.ok).toBe(false);
+    expect((await mine.getMailboxState(MAILBOX)).acceptUidlReset).toBe(true);
+  });
+
+  it('compaction keeps everything live, drops expired entries, and survives a reopen', async () => {
+    const now = 1_700_000_000_000;
+    const ledger = ledgerAt({ dir, now: () => now });
+    const uidls = Array.from({ length: 300 }, (_, i) => `u${i}`);
+    await ledger.record(uidls.map(entry));
+    await ledger.markAnnounced(MAILBOX, uidls.slice(0, 200), 10);
+    await ledger.markDeleted(MAILBOX, uidls.slice(0, 50), 20, now / 1000 + 3600);
+    await ledger.markDeleted(MAILBOX, ['u299'], 20, now / 1000 - 1); // expired
+    for (let i = 0; i < 50; i++) await ledger.updateMailboxState(MAILBOX, { backlogSince: i, lastRun: run });
+    const before = new Map(await ledgerAt({ dir }).lookup(MAILBOX, uidls));
+    const sizeBefore = (await stat(logPath())).size;
+
+    await ledger.compact(MAILBOX);
+    expect((await stat(logPath())).size).toBeLessThan(sizeBefore);
+    await ledger.record([entry('after')]);
+    expect(await readdir(dir)).toEqual([`${MAILBOX}.ledger`]);
+
+    for (const reader of [ledger, ledgerAt({ dir })]) {
+      const after = await reader.lookup(MAILBOX, [...uidls, 'after']);
+      expect(after.has('u299')).toBe(false);
+      before.delete('u299');
+      for (const [uidl, e] of before) expect(after.get(uidl)).toEqual(e);
+      expect(after.get('after')).toEqual(entry('after'));
+      expect((await reader.pending(MAILBOX)).length).toBe(99 + 1);
+      expect(await reader.getMailboxState(MAILBOX)).toEqual({ mailboxId: MAILBOX, backlogSince: 49, lastRun: run });
+    }
+  });
+
+  it('compacts by itself once the log is far larger than its live state', async () => {
+    const ledger = ledgerAt({ dir, compactMinBytes: 64 * 1024 });
+    await ledger.record([entry('a')]);
+    for (let i = 0; i < 400; i++) await ledger.updateMailboxState(MAILBOX, { lastRun: { ...run, fetched: i } });
+    await ledger.record([entry('b')]); // lets a compaction queued by the last update run first
+    expect((await stat(logPath())).size).toBeLessThan(64 * 1024);
+    const reopened = ledgerAt({ dir });
+    expect((await reopened.getMailboxState(MAILBOX)).lastRun?.fetched).toBe(399);
+    expect((await reopened.lookup(MAILBOX, ['a', 'b'])).size).toBe(2);
+  });
+
+  it('refuses a log written by a newer format, and invalid mailbox ids', async () => {
+    await mkdir(dir, { recursive: true });
+    await writeFile(logPath(), encodeRecord({ t: 'hdr', v: 99, mailboxId: MAILBOX }));
+    const error = await rejection(ledgerAt({ dir }).lookup(MAILBOX, ['a']));
+    expect(error.code).toBe('LEDGER_FAILED');
+    expect(error.retryable).toBe(false);
+    expect(error.message).toMatch(/version 99/);
+    const invalid = await rejection(ledgerAt({ dir }).lookup('../x', ['a']));
+    expect(invalid.code).toBe('CONFIG_INVALID');
+  });
+
+  it('maps write failures to LEDGER_FAILED and recovers once the cause is gone', async () => {
+    const blocked = join(dir, 'ledger');
+    await writeFile(blocked, 'a file where the folder should be');
+    const ledger = ledgerAt({ dir: blocked });
+    const error = await rejection(ledger.record([entry('a')]));
+    expect(error.code).toBe('LEDGER_FAILED');
+    expect(error.phase).toBe('ledger');
+    await rm(blocked);
+    expect(await ledger.record([entry('a')])).toEqual([{ uidl: 'a', ok: true }]);
+  });
+
+  it.skipIf(!existsSync('/dev/full'))('reports a full disk as a retryable LEDGER_FAILED', async () => {
+    await symlink('/dev/full', logPath());
+    const error = await rejection(ledgerAt({ dir }).record([entry('a')]));
+    expect(error.code).toBe('LEDGER_FAILED');
+    expect(error.retryable).toBe(true);
+    expect(error.message).toMatch(/ENOSPC/);
+  });
+
+  describe('lease', () => {
+    it('is held by one owner until it expires, then taken over; the loser learns at renewal', async () => {
+      const a = ledgerAt({ dir });
+      const b = ledgerAt({ dir });
+      const leaseA = await a.acquireLease(MAILBOX, 'run-a', 10_000, 1000);
+      expect(leaseA).toEqual({ mailboxId: MAILBOX, owner: 'run-a', expiresAt: 11_000 });
+      expect((await stat(join(dir, `${MAILBOX}.lease.1`))).mode & 0o777).toBe(0o600);
+      expect(await b.acquireLease(MAILBOX, 'run-b', 10_000, 2000)).toBeUndefined();
+      expect(await b.leaseHolder(MAILBOX, 2000)).toEqual(leaseA);
+
+      const renewed = await a.renewLease(leaseA!, 10_000, 5000);
+      expect(renewed.expiresAt).toBe(15_000);
+      expect(await b.acquireLease(MAILBOX, 'run-b', 10_000, 14_999)).toBeUndefined();
+      expect(await b.leaseHolder(MAILBOX, 15_000)).toBeUndefined();
+
+      const leaseB = await b.acquireLease(MAILBOX, 'run-b', 10_000, 15_000);
+      expect(leaseB?.owner).toBe('run-b');
+      const lost = await rejection(a.renewLease(renewed, 10_000, 15_001));
+      expect(lost.code).toBe('LEASE_HELD');
+      expect(lost.message).toContain('run-b');
+      await a.releaseLease(renewed); // not ours any more: no effect
+      expect((await a.leaseHolder(MAILBOX, 16_000))?.owner).toBe('run-b');
+      await b.releaseLease(leaseB!);
+      expect(await a.leaseHolder(MAILBOX, 16_000)).toBeUndefined();
+      expect(await b.renewLease(leaseB!, 1000, 16_000).catch((e: DrainError) => e.code)).toBe('LEASE_HELD');
+      // Released generations stay (numbers only grow); the next holder removes the older ones.
+      expect(await readdir(dir)).toEqual([`${MAILBOX}.lease.2`]);
+      expect(await a.acquireLease(MAILBOX, 'run-c', 1000, 17_000)).toBeDefined();
+      expect(await readdir(dir)).toEqual([`${MAILBOX}.lease.3`]);
+    });
+
+    it('is taken over from a process that no longer exists, however long it had left', async () => {
+      await writeFile(
+        join(dir, `${MAILBOX}.lease.1`),
+        JSON.stringify({ v: 1, mailboxId: MAILBOX, owner: 'crashed', pid: deadPid(), host: (await import('node:os')).hostname(), expiresAt: 9e15, nonce: 'n' }),
+      );
+      const ledger = ledgerAt({ dir });
+      expect(await ledger.leaseHolder(MAILBOX, 1000)).toBeUndefined();
+      expect((await ledger.acquireLease(MAILBOX, 'next', 1000, 1000))?.owner).toBe('next');
+    });
+
+    it('an unreadable lock (a crash before its data reached the disk) is stale', async () => {
+      await writeFile(join(dir, `${MAILBOX}.lease.1`), '');
+      expect((await ledgerAt({ dir }).acquireLease(MAILBOX, 'next', 1000, 1000))?.owner).toBe('next');
+    });
+
+    it('goes to exactly one of many runs taking over the same expired lease at once', async () => {
+      const first = ledgerAt({ dir });
+      await first.acquireLease(MAILBOX, 'old', 1000, 0);
+      for (let round = 0; round < 5; round++) {
+        const now = 10_000 * (round + 1);
+        const contenders = Array.from({ length: 8 }, () => ledgerAt({ dir }));
+        const results = await Promise.all(contenders.map((l, i) => l.acquireLease(MAILBOX, `r${round}-${i}`, 1000, now)));
+        const winners = results.filter((r) => r !== undefined);
+        expect(winners).toHaveLength(1);
+        expect((await first.leaseHolder(MAILBOX, now))?.owner).toBe(winners[0]!.owner);
+      }
+      expect(await readdir(dir)).toEqual([`${MAILBOX}.lease.6`]);
+    });
+  });
+});
+
+// -------------------------------------------------------------------------------------------
+
+describe('JsonlEventSink', () => {
+  const events = (n: number, prefix = 'u'): DrainEvent[] => Array.from({ length: n }, (_, i) => storedEvent(MAILBOX, `${prefix}${i}`));
+
+  it('appends each event as one line: the envelope with its id, fsynced, 0600', async () => {
+    const path = join(dir, 'sub', 'events.jsonl');
+    const sink = sinkAt({ path });
+    const batch = events(3);
+    expect(await sink.publish(batch)).toEqual({ published: batch.map((e) => e.id), failed: [] });
+    const text = await readFile(path, 'utf8');
+    const lines = text.split('\n');
+    expect(lines.pop()).toBe('');
+    expect(lines).toEqual(batch.map((e) => JSON.stringify({ id: e.id, ...toEnvelope(e) })));
+    const first = JSON.parse(lines[0]!) as Record<string, unknown>;
+    expect(Object.keys(first)).toEqual(['id', 'source', 'detail-type', 'time', 'detail']);
+    expect(validateEventEnvelope(first)).toEqual([]);
+    expect(first.source).toBe('popdrain');
+    expect((await stat(path)).mode & 0o777).toBe(0o600);
+    expect((await stat(join(dir, 'sub'))).mode & 0o777).toBe(0o700);
+    await sink.close();
+  });
+
+  it('keeps lines whole under concurrent publishers, in this and another instance', async () => {
+    const path = join(dir, 'events.jsonl');
+    const a = sinkAt({ path });
+    const b = sinkAt({ path });
+    const all = events(400);
+    const outcomes = await Promise.all(all.map((e, i) => (i % 2 === 0 ? a : b).publish([e])));
+    expect(outcomes.every((o) => o.failed.length === 0)).toBe(true);
+    const read = await readJsonlEvents(path);
+    expect(read.tornLines).toBe(0);
+    expect(read.events.map((e) => e.id).sort()).toEqual(all.map((e) => e.id).sort());
+  });
+
+  it('ends a torn last line before appending, so readers skip only the fragment', async () => {
+    const path = join(dir, 'events.jsonl');
+    const [e1, e2] = events(2);
+    const whole = `${JSON.stringify({ id: e1!.id, ...toEnvelope(e1!) })}\n`;
+    await writeFile(path, whole + whole.slice(0, 100));
+    const sink = sinkAt({ path });
+    expect((await sink.publish([e2!])).published).toEqual([e2!.id]);
+    const read = await readJsonlEvents(path);
+    expect(read.tornLines).toBe(1);
+    expect(read.events.map((e) => e.id)).toEqual([e1!.id, e2!.id]);
+  });
+
+  it('reports failures per event instead of throwing', async () => {
+    const path = join(dir, 'events.jsonl');
+    await mkdir(path);
+    const sink = sinkAt({ path });
+    const batch = events(2);
+    const outcome = await sink.publish(batch);
+    expect(outcome.published).toEqual([]);
+    expect(outcome.failed.map((f) => f.id)).toEqual(batch.map((e) => e.id));
+    expect(outcome.failed[0]!.reason).toMatch(/EISDIR/);
+
+    if (existsSync('/dev/full')) {
+      const full = await sinkAt({ path: '/dev/full' }).publish(batch);
+      expect(full.failed.map((f) => f.reason)).toEqual([expect.stringMatching(/ENOSPC/), expect.stringMatching(/ENOSPC/)]);
+    }
+
+    const huge = storedEvent(MAILBOX, 'huge');
+    if (huge.detailType === 'Email Stored') huge.detail.metadata.subject = 'x'.repeat(MAX_EVENT_ENTRY_BYTES);
+    const ok = sinkAt({ path: join(dir, 'ok.jsonl') });
+    const mixed = await ok.publish([huge, batch[0]!]);
+    expect(mixed.published).toEqual([batch[0]!.id]);
+    expect(mixed.failed).toEqual([{ id: huge.id, reason: expect.stringMatching(/limit/) }]);
+  });
+});
+
+describe('createLocalAdapters', () => {
+  it('lays out messages, ledger and events under the output folder', async () => {
+    const out = join(dir, 'out');
+    const { store, ledger, events, close } = createLocalAdapters({ out });
+    const key = messageKey(MAILBOX, 'a');
+    await storeMessage(store, key, Buffer.from('message'));
+    await ledger.record([storedEntry(MAILBOX, 'a')]);
+    await ledger.acquireLease(MAILBOX, 'run', 1000, Date.now());
+    await events.publish([storedEvent(MAILBOX, 'a')]);
+    await close();
+    expect(await namesIn(out)).toEqual(['.popdrain', MAILBOX, 'events.jsonl']);
+    expect(await namesIn(join(out, '.popdrain', 'ledger'))).toEqual([`${MAILBOX}.lease.1`, `${MAILBOX}.ledger`]);
+    expect(store.refFor(key)).toEqual({ type: 'file', path: join(out, key) });
+    for (const folder of [out, join(out, '.popdrain'), join(out, '.popdrain', 'ledger'), join(out, MAILBOX)]) {
+      expect((await stat(folder)).mode & 0o777, folder).toBe(0o700);
+    }
+    for (const file of [join(out, key), join(out, 'events.jsonl'), join(out, '.popdrain', 'ledger', `${MAILBOX}.ledger`)]) {
+      expect((await stat(file)).mode & 0o777, file).toBe(0o600);
+    }
+  });
+});
