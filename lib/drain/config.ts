@@ -109,6 +109,11 @@ const auth = z
     passwordEnv: envName.optional(),
     passwordFile: z.string().min(1).optional(),
     oauth2: oauth2Local.optional(),
+    /**
+     * The Secrets Manager secret holds an OAuth2 refresh token that the provider rotates:
+     * popdrain writes the new one back, so the deployment may write this secret (and no other).
+     */
+    rotatingRefreshToken: z.boolean().optional(),
   })
   .strict()
   .superRefine((a, ctx) => {
@@ -118,6 +123,9 @@ const auth = z
         code: 'custom',
         message: 'give exactly one of secret (Secrets Manager), passwordEnv, passwordFile or oauth2',
       });
+    }
+    if (a.rotatingRefreshToken === true && a.secret === undefined) {
+      ctx.addIssue({ code: 'custom', message: 'rotatingRefreshToken applies to a Secrets Manager secret', path: ['rotatingRefreshToken'] });
     }
   });
 
@@ -193,6 +201,8 @@ export type MailboxFile = z.input<typeof fileSchema>;
 /** A mailbox from the file: what the engine needs, plus the deployment's scheduling fields. */
 export interface ConfiguredMailbox extends MailboxConfig {
   everyMinutes: number;
+  /** The secret's refresh token rotates: the deployment grants write access to this secret. */
+  rotatingRefreshToken: boolean;
   placement: 'default' | 'vpc';
   /** The CA file named in the config, when one was (read by `loadMailboxFile`). */
   caFile?: string;
@@ -276,6 +286,7 @@ export function parseMailboxFile(raw: unknown, options: { readFile?: (path: stri
             ? { ...DEFAULT_UIDL_RESET_GUARD, enabled: false }
             : { ...DEFAULT_UIDL_RESET_GUARD, ...g, enabled: g.enabled ?? true },
       everyMinutes: d.schedule?.everyMinutes ?? DEFAULT_EVERY_MINUTES,
+      rotatingRefreshToken: m.auth.rotatingRefreshToken === true,
       placement: d.placement ?? 'default',
     };
     if (caPem !== undefined || tlsOptions.servername !== undefined || tlsOptions.minVersion !== undefined) {

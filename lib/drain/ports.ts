@@ -116,8 +116,8 @@ export interface RunSummary {
 export interface MailboxState {
   mailboxId: string;
   lastRun?: RunSummary;
-  /** The last successful, complete run (nothing remained). */
-  lastCompleteAt?: number;
+  /** Epoch ms: end of the last run that stopped normally without failures (more may remain). */
+  lastSuccessAt?: number;
   /** Since when the mailbox has had messages left undrained (for the backlog age metric). */
   backlogSince?: number;
   /** Set when the UIDL-reset guard stopped a run; cleared by a run that proceeds. */
@@ -128,7 +128,7 @@ export interface MailboxState {
 
 export interface MailboxStateUpdate {
   lastRun?: RunSummary;
-  lastCompleteAt?: number;
+  lastSuccessAt?: number;
   backlogSince?: number | null;
   uidlResetTrippedAt?: number | null;
   acceptUidlReset?: boolean | null;

@@ -1,0 +1,1055 @@
+/**
+ * drainMailbox: one run over one mailbox. For each new message, in server order:
+ *
+ *   RETR (streamed) -> sha256 + size + metadata as the bytes flow -> store (spooled, then a
+ *   conditional commit under a key derived from mailbox id and UIDL) -> ledger record
+ *   (conditional write) -> event published -> ledger marks it announced -> DELE when the
+ *   policy says so; QUIT at the end commits the deletions.
+ *
+ * POP3 keeps streaming the next messages while earlier ones are committed, recorded and
+ * announced (bounded by `storeConcurrency`); ledger writes and events go out in batches.
+ * Whatever fails, and whenever the process dies, a message is deleted from the server only
+ * after it was stored and announced, and a rerun neither loses nor duplicates it: a store
+ * commit finds an identical object and reports it as existing, a recorded but unannounced
+ * message is announced again with the same event id.
+ */
+import { createHash, randomUUID } from 'node:crypto';
+import { Transform, type TransformCallback } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import {
+  isPop3Error,
+  Pop3Client,
+  type ListEntry,
+  type Pop3ClientOptions,
+  type Pop3Credentials,
+  type Pop3Error,
+  type Pop3TraceEvent,
+} from '../pop3/index.js';
+import { Batcher, Semaphore } from './batcher.js';
+import { describeError, DrainError, isDrainError } from './errors.js';
+import {
+  EVENT_SCHEMA_VERSION,
+  type DrainEvent,
+  type EmailSkippedDetail,
+  type EmailStoredDetail,
+  type MessageMetadata,
+} from './events.js';
+import { messageDigest, messageKey, skippedEventId, storedEventId } from './keys.js';
+import type { MailboxConfig } from './mailbox.js';
+import { createMetadataExtractor } from './metadata.js';
+import {
+  silentLogger,
+  systemClock,
+  type DrainLogger,
+  type DrainPorts,
+  type LedgerEntry,
+  type Lease,
+  type LogFields,
+  type MailboxState,
+  type MessageWriter,
+  type PublishOutcome,
+  type RecordOutcome,
+  type RunSummary,
+} from './ports.js';
+import { NORMAL_STOPS, RETRY_LATER_STOPS, type DrainFailure, type DrainReport, type PlannedMessage, type StopReason } from './report.js';
+
+export interface DrainBudget {
+  /** Epoch ms: no new message is started after this; those in flight finish, then QUIT. */
+  deadline?: number;
+  /** Epoch ms: everything is abandoned (connection closed without QUIT: nothing deleted). */
+  hardDeadline?: number;
+  maxMessages?: number;
+  maxBytes?: number;
+}
+
+export interface DrainProgress {
+  phase: 'connecting' | 'listing' | 'fetching' | 'finishing';
+  serverMessages: number;
+  toFetch: number;
+  toFetchBytes: number;
+  fetched: number;
+  fetchedBytes: number;
+}
+
+export interface DrainOptions {
+  runId?: string;
+  /** Graceful stop (SIGINT/SIGTERM): no new messages; those in flight finish; QUIT. */
+  signal?: AbortSignal;
+  /** Lease duration; renewed every third of it while the run lasts. Default 5 min. */
+  leaseTtlMs?: number;
+  /** Messages being committed at once (spooled or uploading). Default 8. */
+  storeConcurrency?: number;
+  /** Ledger entries of messages deleted from the server expire after this. Default 30 days. */
+  retentionDays?: number;
+  /** List what would be fetched, skipped and deleted; change nothing. */
+  dryRun?: boolean;
+  /** Protocol trace (secrets redacted by the client). */
+  trace?: (event: Pop3TraceEvent) => void;
+  onProgress?: (progress: DrainProgress) => void;
+  /** Overrides for the POP3 client (timeouts, pipeline window). */
+  pop3?: Partial<Pick<Pop3ClientOptions, 'timeouts' | 'pipelineWindow' | 'pipelining'>>;
+  /** Publish the `Mailbox Drained` summary event (default true). */
+  publishSummary?: boolean;
+}
+
+const DEFAULT_LEASE_TTL_MS = 5 * 60_000;
+const DEFAULT_STORE_CONCURRENCY = 8;
+const DEFAULT_RETENTION_DAYS = 30;
+const DAY_MS = 86_400_000;
+/** Ledger and event batches: flushed when this full or after this long. */
+const LEDGER_BATCH_ITEMS = 64;
+/** The EventBridge sink splits these into PutEvents requests of 10. */
+const EVENT_BATCH_ITEMS = 64;
+const BATCH_DELAY_MS = 2;
+/** After this many consecutive store or ledger failures the run stops: the backend is down. */
+const MAX_CONSECUTIVE_FAILURES = 3;
+
+interface ServerMessage {
+  number: number;
+  size: number;
+  uidl: string;
+}
+
+/** Stop taking new messages; carries the reason. */
+class StopRun extends Error {
+  constructor(
+    readonly reason: StopReason,
+    readonly failure?: DrainFailure,
+  ) {
+    super(reason);
+  }
+}
+
+function failureOf(error: unknown, uidl?: string): DrainFailure {
+  if (isDrainError(error) || isPop3Error(error)) {
+    return {
+      ...(uidl === undefined ? {} : { uidl }),
+      code: error.code,
+      phase: error.phase,
+      message: error.message,
+      retryable: error.retryable,
+    };
+  }
+  return { ...(uidl === undefined ? {} : { uidl }), code: 'UNEXPECTED', phase: 'unknown', message: describeError(error), retryable: false };
+}
+
+function stopReasonForPop3(error: Pop3Error): StopReason {
+  switch (error.code) {
+    case 'AUTH_FAILED':
+    case 'MECHANISM_UNAVAILABLE':
+      return 'auth-failed';
+    case 'TLS_FAILED':
+    case 'STLS_UNAVAILABLE':
+      return 'tls-failed';
+    case 'IN_USE':
+      return 'in-use';
+    case 'LOGIN_DELAY':
+      return 'login-delay';
+    case 'CONNECT_FAILED':
+    case 'CONNECT_TIMEOUT':
+    case 'GREETING_TIMEOUT':
+      return 'connection-failed';
+    case 'CONNECTION_CLOSED':
+    case 'COMMAND_TIMEOUT':
+    case 'BODY_TIMEOUT':
+      return 'connection-lost';
+    case 'SYS_TEMP':
+    case 'SYS_PERM':
+    case 'COMMAND_FAILED':
+      return 'server-error';
+    case 'PROTOCOL_ERROR':
+    case 'LIMIT_EXCEEDED':
+      return 'protocol-error';
+    case 'ABORTED':
+      return 'cancelled';
+    default:
+      return 'error';
+  }
+}
+
+function stopReasonForDrain(error: DrainError): StopReason {
+  switch (error.code) {
+    case 'STORE_FAILED':
+    case 'STORE_CONFLICT':
+      return 'store-failed';
+    case 'LEDGER_FAILED':
+    case 'LEDGER_CONFLICT':
+      return 'ledger-failed';
+    case 'EVENTS_FAILED':
+      return 'events-failed';
+    case 'CREDENTIALS_FAILED':
+      return 'credentials-failed';
+    case 'CONFIG_INVALID':
+      return 'config-invalid';
+    case 'LEASE_HELD':
+      return 'lease-lost';
+    default:
+      return 'error';
+  }
+}
+
+/**
+ * Hashes, counts and feeds the metadata extractor as the bytes pass, with backpressure from
+ * both the store and the extractor. A failing extractor is dropped, never blocks the store.
+ */
+class MessageTap extends Transform {
+  readonly hash = createHash('sha256');
+  size = 0;
+  private sideFailed = false;
+  private waiting: (() => void) | undefined;
+
+  constructor(private readonly side: NodeJS.WritableStream) {
+    super();
+    const release = (): void => {
+      const w = this.waiting;
+      this.waiting = undefined;
+      w?.();
+    };
+    side.on('drain', release);
+    side.on('error', () => {
+      this.sideFailed = true;
+      release();
+    });
+  }
+
+  override _transform(chunk: Buffer, _enc: BufferEncoding, callback: TransformCallback): void {
+    this.hash.update(chunk);
+    this.size += chunk.length;
+    if (this.sideFailed || this.side.write(chunk)) callback(null, chunk);
+    else this.waiting = () => callback(null, chunk);
+  }
+}
+
+const ISO = (ms: number): string => new Date(ms).toISOString();
+
+/**
+ * Drain one mailbox within a budget. Never throws for anything the run can meet (server,
+ * network, store, ledger, events, credentials): the report says what happened.
+ */
+export async function drainMailbox(
+  mailbox: MailboxConfig,
+  ports: DrainPorts,
+  budget: DrainBudget = {},
+  options: DrainOptions = {},
+): Promise<DrainReport> {
+  const run = new DrainRun(mailbox, ports, budget, options);
+  return run.execute();
+}
+
+class DrainRun {
+  private readonly clock;
+  private readonly log: DrainLogger;
+  private readonly runId: string;
+  private readonly startedAt: number;
+  private client: Pop3Client | undefined;
+  private lease: Lease | undefined;
+  private leaseTimer: NodeJS.Timeout | undefined;
+  private hardTimer: NodeJS.Timeout | undefined;
+  private leaseLost = false;
+  private state: MailboxState | undefined;
+  private readonly failures: DrainFailure[] = [];
+  private stopReason: StopReason = 'complete';
+  private runError: DrainFailure | undefined;
+  private serverMessages: ServerMessage[] = [];
+  private uidlSupported = true;
+  private alreadyKnown = 0;
+  private fetched = 0;
+  private fetchedBytes = 0;
+  private skipped = 0;
+  private announced = 0;
+  private reannounced = 0;
+  private deleted = 0;
+  private remaining = 0;
+  private toFetchBytes = 0;
+  private toFetchCount = 0;
+  private knownAfterRun = new Set<string>();
+  private readonly pendingUidls = new Set<string>();
+  private readonly byUidl = new Map<string, ServerMessage>();
+  private consecutiveBackendFailures = 0;
+  private plan: DrainReport['plan'];
+  private readonly recordBatcher: Batcher<LedgerEntry, RecordOutcome>;
+  private readonly publishBatcher: Batcher<DrainEvent, { ok: boolean; reason?: string }>;
+  private readonly announcedBatcher: Batcher<string, void>;
+  private readonly deleRequests: Array<{ message: ServerMessage; promise: Promise<boolean> }> = [];
+
+  constructor(
+    private readonly mailbox: MailboxConfig,
+    private readonly ports: DrainPorts,
+    private readonly budget: DrainBudget,
+    private readonly options: DrainOptions,
+  ) {
+    this.clock = ports.clock ?? systemClock;
+    const base = ports.logger ?? silentLogger;
+    const withMailbox = (fields?: LogFields): LogFields => ({ mailboxId: mailbox.id, ...fields });
+    this.log = {
+      debug: (m, f) => base.debug(m, withMailbox(f)),
+      info: (m, f) => base.info(m, withMailbox(f)),
+      warn: (m, f) => base.warn(m, withMailbox(f)),
+      error: (m, f) => base.error(m, withMailbox(f)),
+    };
+    this.runId = options.runId ?? randomUUID();
+    this.startedAt = this.clock.now();
+    const ledger = ports.ledger;
+    this.recordBatcher = new Batcher((entries) => ledger.record(entries), LEDGER_BATCH_ITEMS, BATCH_DELAY_MS);
+    this.announcedBatcher = new Batcher(
+      async (uidls) => {
+        await ledger.markAnnounced(mailbox.id, uidls, this.clock.now());
+        return uidls.map(() => undefined);
+      },
+      LEDGER_BATCH_ITEMS,
+      BATCH_DELAY_MS,
+    );
+    this.publishBatcher = new Batcher(
+      async (events) => {
+        const outcome: PublishOutcome = await ports.events.publish(events);
+        const ok = new Set(outcome.published);
+        const failed = new Map(outcome.failed.map((f) => [f.id, f.reason]));
+        return events.map((e) => (ok.has(e.id) ? { ok: true } : { ok: false, reason: failed.get(e.id) ?? 'not confirmed by the event sink' }));
+      },
+      EVENT_BATCH_ITEMS,
+      BATCH_DELAY_MS,
+    );
+  }
+
+  async execute(): Promise<DrainReport> {
+    const dryRun = this.options.dryRun === true;
+    this.log.info('drain started', { runId: this.runId, host: this.mailbox.host, dryRun });
+    try {
+      if (!dryRun) {
+        const acquired = await this.acquireLease();
+        if (!acquired) {
+          this.stopReason = 'busy';
+          return this.finish();
+        }
+      }
+      this.state = await this.ports.ledger.getMailboxState(this.mailbox.id);
+      await this.connect();
+      await this.listMessages();
+      const known = await this.ports.ledger.lookup(
+        this.mailbox.id,
+        this.serverMessages.map((m) => m.uidl),
+      );
+      if (await this.uidlResetSuspected(known)) return this.finish();
+      const plan = this.planRun(known);
+      if (dryRun) {
+        this.plan = {
+          fetch: plan.fetch.map(planned),
+          skip: plan.skip.map(planned),
+          delete: plan.deleteKnown.map(planned),
+          announce: plan.reannounce.length,
+        };
+        this.remaining = plan.fetch.length;
+        this.stopReason = 'dry-run';
+        await this.quit();
+        return this.finish();
+      }
+      this.armHardDeadline();
+      // Announce what an earlier run stored but could not announce, and skip the oversized.
+      const side = [
+        ...plan.reannounce.map(async (entry) => {
+          if ((await this.announce(entry, true)) && this.deletable({ ...entry, status: 'announced' })) {
+            this.requestDele(this.byUidl.get(entry.uidl)!);
+          }
+        }),
+        ...plan.skip.map((m) => this.recordSkipped(m)),
+      ];
+      for (const m of plan.deleteKnown) this.requestDele(m);
+      try {
+        await this.fetchAll(plan.fetch);
+      } finally {
+        await Promise.all(side);
+      }
+      await this.flushAll();
+      await this.quit();
+    } catch (error) {
+      this.handleRunError(error);
+      // Deletions already requested are of stored and announced messages: commit them when
+      // the session is still alive (e.g. the store failed, not the server).
+      if (this.client !== undefined && !this.client.isClosed) {
+        await this.flushAll().catch(() => undefined);
+        await this.quit().catch(() => undefined);
+      }
+    } finally {
+      this.cleanupTimers();
+      this.client?.close();
+    }
+    return this.finish();
+  }
+
+  // -----------------------------------------------------------------------------------------
+  // Set-up
+
+  private async acquireLease(): Promise<boolean> {
+    const ttl = this.options.leaseTtlMs ?? DEFAULT_LEASE_TTL_MS;
+    this.lease = await this.ports.ledger.acquireLease(this.mailbox.id, this.runId, ttl, this.clock.now());
+    if (this.lease === undefined) {
+      this.log.info('mailbox is busy: another run holds its lease');
+      return false;
+    }
+    this.leaseTimer = setInterval(() => {
+      const current = this.lease;
+      if (current === undefined) return;
+      this.ports.ledger.renewLease(current, ttl, this.clock.now()).then(
+        (renewed) => {
+          this.lease = renewed;
+        },
+        (error: unknown) => {
+          this.leaseLost = true;
+          this.log.warn('lease lost; stopping', { error: describeError(error) });
+        },
+      );
+    }, Math.max(1000, Math.floor(ttl / 3)));
+    this.leaseTimer.unref();
+    return true;
+  }
+
+  private armHardDeadline(): void {
+    const hard = this.budget.hardDeadline;
+    if (hard === undefined) return;
+    this.hardTimer = setTimeout(
+      () => {
+        this.log.warn('hard deadline reached: abandoning the session (nothing is deleted)');
+        this.client?.close();
+      },
+      Math.max(0, hard - this.clock.now()),
+    );
+    this.hardTimer.unref();
+  }
+
+  private cleanupTimers(): void {
+    if (this.leaseTimer !== undefined) clearInterval(this.leaseTimer);
+    if (this.hardTimer !== undefined) clearTimeout(this.hardTimer);
+  }
+
+  private progress(phase: DrainProgress['phase']): void {
+    this.options.onProgress?.({
+      phase,
+      serverMessages: this.serverMessages.length,
+      toFetch: this.toFetchCount,
+      toFetchBytes: this.toFetchBytes,
+      fetched: this.fetched,
+      fetchedBytes: this.fetchedBytes,
+    });
+  }
+
+  private async connect(): Promise<void> {
+    this.progress('connecting');
+    const m = this.mailbox;
+    let credentials: Pop3Credentials = await this.ports.credentials.get(m);
+    const options: Pop3ClientOptions = {
+      host: m.host,
+      port: m.port,
+      tls: m.tls,
+      ...(this.options.trace === undefined ? {} : { trace: this.options.trace }),
+      ...(m.pipelineWindow === undefined ? {} : { pipelineWindow: m.pipelineWindow }),
+      ...this.options.pop3,
+    };
+    if (m.tlsOptions !== undefined) {
+      options.tlsOptions = {
+        ...(m.tlsOptions.caPem === undefined ? {} : { ca: m.tlsOptions.caPem }),
+        ...(m.tlsOptions.servername === undefined ? {} : { servername: m.tlsOptions.servername }),
+        ...(m.tlsOptions.minVersion === undefined ? {} : { minVersion: m.tlsOptions.minVersion }),
+      };
+    }
+    for (let attempt = 1; ; attempt++) {
+      const client = await Pop3Client.connect(options);
+      this.client = client;
+      try {
+        await client.login(credentials, { mechanism: m.mechanism });
+        this.log.debug('logged in', { method: client.authMethod, pipelining: client.pipelining });
+        return;
+      } catch (error) {
+        client.close();
+        // A cached OAuth2 access token may have expired: get a fresh one, once.
+        if (attempt === 1 && 'accessToken' in credentials && isPop3Error(error) && error.code === 'AUTH_FAILED') {
+          this.log.info('token refused; refreshing it once');
+          credentials = await this.ports.credentials.get(m, { forceRefresh: true });
+          continue;
+        }
+        throw error;
+      }
+    }
+  }
+
+  private async listMessages(): Promise<void> {
+    this.progress('listing');
+    const client = this.client!;
+    const [list, uidls] = await Promise.all([
+      client.list(),
+      client.uidl().catch((error: unknown) => {
+        if (isPop3Error(error) && error.code === 'COMMAND_FAILED') return undefined;
+        throw error;
+      }),
+    ]);
+    if (uidls !== undefined) {
+      const byNumber = new Map(uidls.map((u) => [u.number, u.uid]));
+      this.serverMessages = list.map((e) => {
+        const uidl = byNumber.get(e.number);
+        if (uidl === undefined) {
+          throw new DrainError('CONFIG_INVALID', `server listed message ${e.number} without a UIDL`, { phase: 'list', retryable: true });
+        }
+        return { number: e.number, size: e.size, uidl };
+      });
+    } else {
+      this.uidlSupported = false;
+      this.log.warn('server does not support UIDL: identifying messages by a digest of their headers and size');
+      this.serverMessages = await this.headerDigestIds(list);
+    }
+    for (const m of this.serverMessages) {
+      if (this.byUidl.has(m.uidl)) {
+        throw new DrainError('CONFIG_INVALID', `server reported the UIDL "${m.uidl}" twice`, { phase: 'list', retryable: false });
+      }
+      this.byUidl.set(m.uidl, m);
+    }
+  }
+
+  /**
+   * Without UIDL (RFC 1939 optional): `TOP n 0` gives the header block; its sha256 plus the
+   * size stands in for a UIDL. Identical header blocks of the same size are told apart by
+   * their order. Limits (documented): a server that rewrites headers makes a message look
+   * new; two identical messages whose order changes between runs may swap ids.
+   */
+  private async headerDigestIds(list: ListEntry[]): Promise<ServerMessage[]> {
+    const out: ServerMessage[] = [];
+    const seen = new Map<string, number>();
+    const sizes = new Map(list.map((e) => [e.number, e]));
+    for await (const m of this.client!.retrieve(list, { topLines: 0 })) {
+      const hash = createHash('sha256');
+      for await (const chunk of m.stream) hash.update(chunk as Buffer);
+      const entry = sizes.get(m.number)!;
+      const base = `~hdr-${hash.digest('hex').slice(0, 40)}-${entry.size}`;
+      const n = (seen.get(base) ?? 0) + 1;
+      seen.set(base, n);
+      out.push({ number: m.number, size: entry.size, uidl: n === 1 ? base : `${base}-${n}` });
+    }
+    return out;
+  }
+
+  /** True when the run must stop because the server's UIDLs look reset. */
+  private async uidlResetSuspected(known: Map<string, LedgerEntry>): Promise<boolean> {
+    const guard = this.mailbox.uidlResetGuard;
+    const last = this.state?.lastRun;
+    if (!guard.enabled || last === undefined || last.knownOnServer < guard.minKnown) return false;
+    const recognized = this.serverMessages.filter((m) => known.has(m.uidl)).length;
+    const unknown = this.serverMessages.length - recognized;
+    const suspicious = recognized < last.knownOnServer * guard.minRecognizedFraction && unknown > this.serverMessages.length / 2;
+    if (!suspicious) return false;
+    if (this.state?.acceptUidlReset === true) {
+      this.log.warn('UIDL reset accepted by the operator: proceeding', { recognized, unknown, previouslyKnown: last.knownOnServer });
+      if (this.options.dryRun !== true) {
+        await this.ports.ledger.updateMailboxState(this.mailbox.id, { acceptUidlReset: null, uidlResetTrippedAt: null });
+      }
+      return false;
+    }
+    this.log.error('UIDL reset suspected: most known messages vanished and unknown ones appeared; not re-ingesting', {
+      recognized,
+      unknown,
+      previouslyKnown: last.knownOnServer,
+    });
+    if (this.options.dryRun !== true) {
+      await this.ports.ledger.updateMailboxState(this.mailbox.id, { uidlResetTrippedAt: this.clock.now() });
+    }
+    this.stopReason = 'uidl-reset-suspected';
+    this.remaining = unknown;
+    await this.quit();
+    return true;
+  }
+
+  private planRun(known: Map<string, LedgerEntry>): {
+    fetch: ServerMessage[];
+    skip: ServerMessage[];
+    reannounce: LedgerEntry[];
+    deleteKnown: ServerMessage[];
+  } {
+    const fetch: ServerMessage[] = [];
+    const skip: ServerMessage[] = [];
+    const reannounce: LedgerEntry[] = [];
+    const deleteKnown: ServerMessage[] = [];
+    const cap = this.mailbox.maxMessageBytes;
+    for (const m of this.serverMessages) {
+      const entry = known.get(m.uidl);
+      if (entry !== undefined) {
+        this.alreadyKnown += 1;
+        this.knownAfterRun.add(m.uidl);
+        if (entry.status === 'stored' || (entry.status === 'skipped' && entry.announcedAt === undefined)) {
+          reannounce.push(entry);
+        } else if (this.deletable(entry)) {
+          deleteKnown.push(m);
+        }
+        continue;
+      }
+      if (cap !== undefined && m.size > cap) skip.push(m);
+      else fetch.push(m);
+    }
+    this.toFetchCount = fetch.length;
+    this.toFetchBytes = fetch.reduce((n, m) => n + m.size, 0);
+    return { fetch, skip, reannounce, deleteKnown };
+  }
+
+  private deletable(entry: LedgerEntry): boolean {
+    const policy = this.mailbox.deletePolicy;
+    if (entry.status !== 'announced') return false;
+    if (policy.mode === 'delete') return true;
+    if (policy.mode === 'keep-days') return entry.firstSeenAt + policy.days * DAY_MS <= this.clock.now();
+    return false;
+  }
+
+  // -----------------------------------------------------------------------------------------
+  // Fetching
+
+  private stopCheck(next: ServerMessage): StopReason | undefined {
+    if (this.options.signal?.aborted === true) return 'cancelled';
+    if (this.leaseLost) return 'lease-lost';
+    const now = this.clock.now();
+    if (this.budget.deadline !== undefined && now >= this.budget.deadline) return 'deadline';
+    if (this.budget.maxMessages !== undefined && this.fetched >= this.budget.maxMessages) return 'max-messages';
+    if (this.mailbox.maxMessagesPerRun !== undefined && this.fetched >= this.mailbox.maxMessagesPerRun) return 'max-messages';
+    const maxBytes = Math.min(this.budget.maxBytes ?? Infinity, this.mailbox.maxBytesPerRun ?? Infinity);
+    // The first message always goes, so a message larger than the per-run byte budget (but
+    // under the size cap) is not stuck forever.
+    if (this.fetched > 0 && this.fetchedBytes + next.size > maxBytes) return 'max-bytes';
+    return undefined;
+  }
+
+  private async fetchAll(messages: ServerMessage[]): Promise<void> {
+    this.remaining = messages.length;
+    if (messages.length === 0) return;
+    const initialStop = this.stopCheck(messages[0]!);
+    if (initialStop !== undefined) {
+      this.stopReason = initialStop;
+      return;
+    }
+    this.progress('fetching');
+    const client = this.client!;
+    const slots = new Semaphore(this.options.storeConcurrency ?? DEFAULT_STORE_CONCURRENCY);
+    const tasks = new Set<Promise<void>>();
+    const byNumber = new Map(messages.map((m) => [m.number, m]));
+    let index = 0;
+    try {
+      for await (const retrieved of client.retrieve(messages)) {
+        const message = byNumber.get(retrieved.number)!;
+        const stop = this.stopCheck(message);
+        if (stop !== undefined) {
+          retrieved.stream.destroy();
+          this.stopReason = stop;
+          break;
+        }
+        index += 1;
+        await slots.acquire();
+        let task: Promise<void>;
+        try {
+          ({ task } = await this.receive(message, retrieved.stream));
+        } catch (error) {
+          slots.release();
+          throw error;
+        }
+        const tracked = task.finally(() => {
+          slots.release();
+          tasks.delete(tracked);
+        });
+        tasks.add(tracked);
+        this.progress('fetching');
+        if (this.consecutiveBackendFailures >= MAX_CONSECUTIVE_FAILURES) {
+          throw new StopRun(this.failures.at(-1)?.code === 'LEDGER_FAILED' ? 'ledger-failed' : 'store-failed', this.failures.at(-1));
+        }
+      }
+    } catch (error) {
+      this.remaining = messages.length - index;
+      await Promise.all(tasks);
+      throw error;
+    }
+    this.remaining = messages.length - index;
+    this.progress('finishing');
+    await Promise.all(tasks);
+    if (this.consecutiveBackendFailures >= MAX_CONSECUTIVE_FAILURES) {
+      throw new StopRun(this.failures.at(-1)?.code === 'LEDGER_FAILED' ? 'ledger-failed' : 'store-failed', this.failures.at(-1));
+    }
+  }
+
+  /**
+   * Stream one message into the store while hashing it and reading its metadata. Resolves
+   * once the bytes are spooled (the POP3 stream is free for the next message) with a task that
+   * commits, records, announces and (per policy) deletes it.
+   */
+  private async receive(message: ServerMessage, stream: NodeJS.ReadableStream): Promise<{ task: Promise<void> }> {
+    const key = messageKey(this.mailbox.id, message.uidl);
+    let writer;
+    try {
+      writer = await this.ports.store.open(key, { mailboxId: this.mailbox.id, uidl: message.uidl, expectedSize: message.size });
+    } catch (error) {
+      (stream as unknown as { destroy(): void }).destroy();
+      this.noteBackendFailure(error, message.uidl);
+      return { task: Promise.resolve() };
+    }
+    const extractor = createMetadataExtractor();
+    const tap = new MessageTap(extractor.stream);
+    try {
+      await pipeline(stream, tap, writer.stream);
+    } catch (error) {
+      extractor.stream.destroy();
+      await writer.abort();
+      if (isPop3Error(error)) throw error; // the session is gone: stop the run
+      this.noteBackendFailure(error, message.uidl);
+      return { task: Promise.resolve() };
+    }
+    extractor.stream.end();
+    const sha256 = tap.hash.digest('hex');
+    const size = tap.size;
+    this.fetched += 1;
+    this.fetchedBytes += size;
+    const metadata = extractor.result();
+    metadata.catch(() => undefined); // awaited after the commit; never an unhandled rejection
+    return { task: this.commit(message, key, writer, sha256, size, metadata) };
+  }
+
+  private async commit(
+    message: ServerMessage,
+    key: string,
+    writer: MessageWriter,
+    sha256: string,
+    size: number,
+    metadataPromise: Promise<MessageMetadata>,
+  ): Promise<void> {
+    const uidl = message.uidl;
+    let stored;
+    try {
+      stored = await writer.commit({
+        sha256,
+        size,
+        metadata: { 'popdrain-mailbox': this.mailbox.id, 'popdrain-uidl-digest': messageDigest(this.mailbox.id, uidl) },
+      });
+    } catch (error) {
+      await writer.abort();
+      this.noteBackendFailure(error, uidl);
+      return;
+    }
+    let metadata: MessageMetadata;
+    let metadataError: string | undefined;
+    try {
+      metadata = await metadataPromise;
+    } catch (error) {
+      metadata = { attachments: [] };
+      metadataError = describeError(error).slice(0, 500);
+      this.failures.push({ uidl, code: 'METADATA_FAILED', phase: 'fetch', message: metadataError, retryable: false });
+    }
+    const now = this.clock.now();
+    const detail: EmailStoredDetail = {
+      schemaVersion: EVENT_SCHEMA_VERSION,
+      id: storedEventId(this.mailbox.id, uidl),
+      mailboxId: this.mailbox.id,
+      uidl,
+      storage: stored.ref,
+      size,
+      sha256,
+      storedAt: ISO(now),
+      metadata,
+      ...(metadataError === undefined ? {} : { metadataError }),
+    };
+    const entry: LedgerEntry = {
+      mailboxId: this.mailbox.id,
+      uidl,
+      status: 'stored',
+      key,
+      sha256,
+      size,
+      firstSeenAt: now,
+      event: { id: detail.id, detailType: 'Email Stored', time: ISO(now), detail },
+    };
+    let outcome: RecordOutcome;
+    try {
+      outcome = await this.recordBatcher.add(entry);
+    } catch (error) {
+      this.noteBackendFailure(error, uidl);
+      return;
+    }
+    this.consecutiveBackendFailures = 0;
+    this.knownAfterRun.add(uidl);
+    if (!outcome.ok) {
+      // Another run recorded it first (a lease was lost or bypassed): it owns the announcement.
+      const sameBytes = outcome.conflict?.sha256 === sha256;
+      this.failures.push({
+        uidl,
+        code: 'LEDGER_CONFLICT',
+        phase: 'ledger',
+        message: sameBytes ? 'already recorded by another run (same bytes)' : 'already recorded by another run with different content',
+        retryable: false,
+      });
+      return;
+    }
+    this.log.debug('stored', { uidl, size, sha256, key });
+    if ((await this.announce(entry, false)) && this.deletable({ ...entry, status: 'announced' })) this.requestDele(message);
+  }
+
+  private async recordSkipped(message: ServerMessage): Promise<void> {
+    const now = this.clock.now();
+    const detail: EmailSkippedDetail = {
+      schemaVersion: EVENT_SCHEMA_VERSION,
+      id: skippedEventId(this.mailbox.id, message.uidl),
+      mailboxId: this.mailbox.id,
+      uidl: message.uidl,
+      reason: 'too-large',
+      size: message.size,
+      limit: this.mailbox.maxMessageBytes ?? 0,
+      seenAt: ISO(now),
+    };
+    const entry: LedgerEntry = {
+      mailboxId: this.mailbox.id,
+      uidl: message.uidl,
+      status: 'skipped',
+      size: message.size,
+      firstSeenAt: now,
+      event: { id: detail.id, detailType: 'Email Skipped', time: ISO(now), detail },
+    };
+    try {
+      const outcome = await this.recordBatcher.add(entry);
+      if (!outcome.ok) return;
+    } catch (error) {
+      this.failures.push(failureOf(error, message.uidl));
+      return;
+    }
+    this.skipped += 1;
+    this.knownAfterRun.add(message.uidl);
+    this.log.info('skipped: larger than the size cap', { uidl: message.uidl, size: message.size, limit: detail.limit });
+    await this.announce(entry, false);
+  }
+
+  /**
+   * Publish the entry's event, then mark it announced; true when both happened. Failures
+   * leave it stored but unannounced, for the next run.
+   */
+  private async announce(entry: LedgerEntry, again: boolean): Promise<boolean> {
+    this.pendingUidls.add(entry.uidl);
+    let result;
+    try {
+      result = await this.publishBatcher.add(entry.event);
+    } catch (error) {
+      result = { ok: false, reason: describeError(error) };
+    }
+    if (!result.ok) {
+      this.failures.push({
+        uidl: entry.uidl,
+        code: 'EVENTS_FAILED',
+        phase: 'publish',
+        message: `event not published (${result.reason ?? 'unknown'}); the next run announces it`,
+        retryable: true,
+      });
+      return false;
+    }
+    try {
+      await this.announcedBatcher.add(entry.uidl);
+    } catch (error) {
+      // Published but not marked: the next run publishes it again (same id). Not deletable now.
+      this.failures.push(failureOf(error, entry.uidl));
+      return false;
+    }
+    this.pendingUidls.delete(entry.uidl);
+    this.announced += 1;
+    if (again) this.reannounced += 1;
+    return true;
+  }
+
+  private requestDele(message: ServerMessage): void {
+    const client = this.client;
+    if (client === undefined || client.isClosed || this.leaseLost) return;
+    const promise = client.dele(message.number).then(
+      () => true,
+      (error: unknown) => {
+        this.failures.push(failureOf(error, message.uidl));
+        return false;
+      },
+    );
+    this.deleRequests.push({ message, promise });
+  }
+
+  private noteBackendFailure(error: unknown, uidl: string): void {
+    this.failures.push(failureOf(error, uidl));
+    if (isDrainError(error) && (error.code === 'STORE_FAILED' || error.code === 'LEDGER_FAILED')) {
+      this.consecutiveBackendFailures += 1;
+    }
+    this.log.warn('message not stored; it stays on the server for the next run', { uidl, error: describeError(error) });
+  }
+
+  private async flushAll(): Promise<void> {
+    await this.recordBatcher.drain();
+    await this.publishBatcher.drain();
+    await this.announcedBatcher.drain();
+  }
+
+  /** QUIT commits the deletions; only then are they recorded as deleted. */
+  private async quit(): Promise<void> {
+    const client = this.client;
+    if (client === undefined || client.isClosed) return;
+    const deles = await Promise.all(this.deleRequests.map(async (d) => ((await d.promise) ? d.message : undefined)));
+    const deleted = deles.filter((m): m is ServerMessage => m !== undefined);
+    try {
+      await client.quit();
+    } catch (error) {
+      this.failures.push(failureOf(error));
+      if (deleted.length > 0) this.log.warn('QUIT failed: the server may not have deleted anything', { error: describeError(error) });
+      return;
+    }
+    if (deleted.length === 0) return;
+    const now = this.clock.now();
+    const retention = this.options.retentionDays ?? DEFAULT_RETENTION_DAYS;
+    try {
+      await this.ports.ledger.markDeleted(
+        this.mailbox.id,
+        deleted.map((m) => m.uidl),
+        now,
+        Math.floor((now + retention * DAY_MS) / 1000),
+      );
+    } catch (error) {
+      this.failures.push(failureOf(error));
+    }
+    this.deleted = deleted.length;
+    for (const m of deleted) this.knownAfterRun.delete(m.uidl);
+    this.log.info('deleted from the server', { count: deleted.length });
+  }
+
+  // -----------------------------------------------------------------------------------------
+  // Ending
+
+  private handleRunError(error: unknown): void {
+    let reason: StopReason;
+    let failure: DrainFailure | undefined;
+    if (error instanceof StopRun) {
+      reason = error.reason;
+      failure = error.failure;
+    } else if (isPop3Error(error)) {
+      reason = stopReasonForPop3(error);
+      failure = failureOf(error);
+      if (reason === 'cancelled' && this.options.signal?.aborted !== true) reason = 'deadline';
+    } else if (isDrainError(error)) {
+      reason = stopReasonForDrain(error);
+      failure = failureOf(error);
+    } else {
+      reason = 'error';
+      failure = failureOf(error);
+    }
+    this.stopReason = reason;
+    if (failure !== undefined && !RETRY_LATER_STOPS.has(reason)) this.runError = failure;
+    const level = RETRY_LATER_STOPS.has(reason) ? 'info' : 'error';
+    this.log[level]('drain stopped', { stopReason: reason, error: failure?.message });
+  }
+
+  private async finish(): Promise<DrainReport> {
+    const dryRun = this.options.dryRun === true;
+    // Whatever happened, wait for batches already under way so the report is true.
+    await this.flushAll().catch(() => undefined);
+    const finishedAt = this.clock.now();
+    const moreRemaining = this.remaining > 0;
+    const serverBytes = this.serverMessages.reduce((n, m) => n + m.size, 0);
+    let backlogSince = this.state?.backlogSince;
+    const inBacklog = moreRemaining || !NORMAL_STOPS.has(this.stopReason);
+    if (!inBacklog) backlogSince = undefined;
+    else if (backlogSince === undefined && this.serverMessages.length > 0) backlogSince = this.startedAt;
+    const report: DrainReport = {
+      mailboxId: this.mailbox.id,
+      runId: this.runId,
+      startedAt: ISO(this.startedAt),
+      finishedAt: ISO(finishedAt),
+      durationMs: finishedAt - this.startedAt,
+      stopReason: this.stopReason,
+      moreRemaining,
+      retryLater: RETRY_LATER_STOPS.has(this.stopReason),
+      ok: NORMAL_STOPS.has(this.stopReason) && this.failures.length === 0,
+      serverMessages: this.serverMessages.length,
+      serverBytes,
+      alreadyKnown: this.alreadyKnown,
+      fetched: this.fetched,
+      fetchedBytes: this.fetchedBytes,
+      skipped: this.skipped,
+      announced: this.announced,
+      reannounced: this.reannounced,
+      deleted: this.deleted,
+      pendingAnnouncements: this.pendingUidls.size,
+      remaining: this.remaining,
+      uidlSupported: this.uidlSupported,
+      failures: this.failures,
+      ...(this.runError === undefined ? {} : { error: this.runError }),
+      backlogAgeSeconds: backlogSince === undefined ? 0 : Math.max(0, Math.round((finishedAt - backlogSince) / 1000)),
+      ...(this.plan === undefined ? {} : { plan: this.plan }),
+    };
+    if (!dryRun && this.lease !== undefined) {
+      await this.saveState(report, backlogSince);
+      if (this.options.publishSummary !== false) await this.publishSummary(report);
+      await this.ports.ledger.releaseLease(this.lease).catch((error: unknown) => {
+        this.log.warn('could not release the lease; it expires on its own', { error: describeError(error) });
+      });
+    }
+    this.log.info('drain finished', {
+      stopReason: report.stopReason,
+      fetched: report.fetched,
+      fetchedBytes: report.fetchedBytes,
+      skipped: report.skipped,
+      deleted: report.deleted,
+      failures: report.failures.length,
+      moreRemaining: report.moreRemaining,
+      durationMs: report.durationMs,
+    });
+    return report;
+  }
+
+  private async saveState(report: DrainReport, backlogSince: number | undefined): Promise<void> {
+    const summary: RunSummary = {
+      runId: this.runId,
+      startedAt: this.startedAt,
+      finishedAt: Date.parse(report.finishedAt),
+      stopReason: report.stopReason,
+      moreRemaining: report.moreRemaining,
+      fetched: report.fetched,
+      fetchedBytes: report.fetchedBytes,
+      skipped: report.skipped,
+      deleted: report.deleted,
+      failures: report.failures.length,
+      // A run that never listed (busy, connection failure) keeps the previous figure.
+      knownOnServer: this.serverMessages.length > 0 || NORMAL_STOPS.has(report.stopReason) ? this.knownAfterRun.size : (this.state?.lastRun?.knownOnServer ?? 0),
+      serverMessages: report.serverMessages,
+      pendingAnnouncements: report.pendingAnnouncements,
+    };
+    try {
+      await this.ports.ledger.updateMailboxState(this.mailbox.id, {
+        lastRun: summary,
+        backlogSince: backlogSince ?? null,
+        ...(NORMAL_STOPS.has(report.stopReason) && report.failures.length === 0 ? { lastSuccessAt: Date.parse(report.finishedAt) } : {}),
+      });
+    } catch (error) {
+      this.log.warn('could not save the run summary', { error: describeError(error) });
+    }
+  }
+
+  private async publishSummary(report: DrainReport): Promise<void> {
+    const event: DrainEvent = {
+      id: this.runId,
+      detailType: 'Mailbox Drained',
+      time: report.finishedAt,
+      detail: {
+        schemaVersion: EVENT_SCHEMA_VERSION,
+        id: this.runId,
+        mailboxId: this.mailbox.id,
+        stopReason: report.stopReason,
+        moreRemaining: report.moreRemaining,
+        serverMessages: report.serverMessages,
+        fetched: report.fetched,
+        fetchedBytes: report.fetchedBytes,
+        skipped: report.skipped,
+        deleted: report.deleted,
+        announced: report.announced,
+        failures: report.failures.length,
+        startedAt: report.startedAt,
+        finishedAt: report.finishedAt,
+        durationMs: report.durationMs,
+      },
+    };
+    try {
+      const outcome = await this.ports.events.publish([event]);
+      if (outcome.failed.length > 0) this.log.warn('summary event not published', { reason: outcome.failed[0]!.reason });
+    } catch (error) {
+      this.log.warn('summary event not published', { error: describeError(error) });
+    }
+  }
+}
+
+function planned(m: ServerMessage): PlannedMessage {
+  return { number: m.number, uidl: m.uidl, size: m.size };
+}

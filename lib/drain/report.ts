@@ -1,0 +1,92 @@
+/** What one drain run did and why it stopped. */
+
+/**
+ * Why a run stopped. The first group is a normal end; `retryLater` marks the ones where the
+ * mailbox was busy or the server asked to come back; the rest are failures.
+ */
+export type StopReason =
+  | 'complete'
+  | 'deadline'
+  | 'max-messages'
+  | 'max-bytes'
+  | 'cancelled'
+  | 'dry-run'
+  // busy: retry later, not a failure
+  | 'busy'
+  | 'in-use'
+  | 'login-delay'
+  // needs an operator
+  | 'uidl-reset-suspected'
+  // failures
+  | 'auth-failed'
+  | 'tls-failed'
+  | 'connection-failed'
+  | 'connection-lost'
+  | 'server-error'
+  | 'protocol-error'
+  | 'store-failed'
+  | 'ledger-failed'
+  | 'events-failed'
+  | 'credentials-failed'
+  | 'config-invalid'
+  | 'lease-lost'
+  | 'error';
+
+export const NORMAL_STOPS: ReadonlySet<StopReason> = new Set(['complete', 'deadline', 'max-messages', 'max-bytes', 'cancelled', 'dry-run']);
+export const RETRY_LATER_STOPS: ReadonlySet<StopReason> = new Set(['busy', 'in-use', 'login-delay']);
+
+export interface DrainFailure {
+  uidl?: string;
+  code: string;
+  phase: string;
+  message: string;
+  retryable: boolean;
+}
+
+export interface PlannedMessage {
+  number: number;
+  uidl: string;
+  size: number;
+}
+
+export interface DrainReport {
+  mailboxId: string;
+  runId: string;
+  startedAt: string;
+  finishedAt: string;
+  durationMs: number;
+  stopReason: StopReason;
+  /** Messages remain that this run did not fetch (budget, cancellation, failure). */
+  moreRemaining: boolean;
+  /** The mailbox was busy or the server asked to come back later: not a failure. */
+  retryLater: boolean;
+  /** No failure of any kind (a normal stop and no per-message failures). */
+  ok: boolean;
+  serverMessages: number;
+  serverBytes: number;
+  /** Already in the ledger before this run. */
+  alreadyKnown: number;
+  fetched: number;
+  fetchedBytes: number;
+  /** Skipped this run (over the size cap): announced with `Email Skipped`, never fetched. */
+  skipped: number;
+  /** Events published this run (stored and skipped, new or re-announced). */
+  announced: number;
+  /** Of those, messages stored by an earlier run whose event had not gone out. */
+  reannounced: number;
+  /** Deleted from the server by this run's QUIT. */
+  deleted: number;
+  /** Stored but not announced when the run ended (the next run announces them). */
+  pendingAnnouncements: number;
+  /** Messages still to fetch when the run stopped. */
+  remaining: number;
+  /** Whether the server offered UIDL (otherwise header digests stood in for UIDLs). */
+  uidlSupported: boolean;
+  failures: DrainFailure[];
+  /** The error that ended the run, when one did. */
+  error?: DrainFailure;
+  /** Seconds since the mailbox has had undrained messages (0 when drained). */
+  backlogAgeSeconds: number;
+  /** With dry-run: what a run would do. */
+  plan?: { fetch: PlannedMessage[]; skip: PlannedMessage[]; delete: PlannedMessage[]; announce: number };
+}
