@@ -1,0 +1,264 @@
+/**
+ * The props of the `PopDrain` construct (pop-drain.ts). Every optional prop documents its
+ * default; the defaults are the secure, retain-the-data choices.
+ */
+import type { Duration, RemovalPolicy, Size } from 'aws-cdk-lib';
+import type { IVpc, ISecurityGroup, SubnetSelection } from 'aws-cdk-lib/aws-ec2';
+import type { ITable } from 'aws-cdk-lib/aws-dynamodb';
+import type { IEventBus } from 'aws-cdk-lib/aws-events';
+import type { IKey } from 'aws-cdk-lib/aws-kms';
+import type { Runtime } from 'aws-cdk-lib/aws-lambda';
+import type { RetentionDays } from 'aws-cdk-lib/aws-logs';
+import type { IBucket } from 'aws-cdk-lib/aws-s3';
+import type { ITopic } from 'aws-cdk-lib/aws-sns';
+
+/** How the mailbox file reaches the Lambdas. */
+export type ConfigDelivery =
+  /** Copied into each function's bundle (`POPDRAIN_CONFIG_PATH=mailboxes.json`). */
+  | 'bundle'
+  /** Uploaded as an S3 asset the functions read at cold start (`POPDRAIN_CONFIG_S3_URI`). */
+  | 's3';
+
+/** The Powertools log level of both functions. */
+export type PopDrainLogLevel = 'DEBUG' | 'INFO' | 'WARN' | 'ERROR';
+
+export interface MessageLifecycle {
+  /**
+   * Move stored messages to S3 Standard-IA this many days after they were stored (S3 requires
+   * at least 30).
+   * @default - messages stay in S3 Standard
+   */
+  readonly transitionToInfrequentAccessAfterDays?: number;
+  /**
+   * Expire stored messages this many days after they were stored. The bucket is versioned, so
+   * an expired message becomes a noncurrent version that is removed
+   * `noncurrentVersionExpireAfterDays` later.
+   * @default - messages are kept forever
+   */
+  readonly expireAfterDays?: number;
+  /**
+   * Remove noncurrent versions (expired or deleted messages) this many days after they became
+   * noncurrent: the window in which a mistaken deletion can still be undone.
+   * @default 30
+   */
+  readonly noncurrentVersionExpireAfterDays?: number;
+}
+
+export interface PopDrainProps {
+  /**
+   * The mailbox file (JSON, the schema of lib/drain/config.ts). It is read and validated at
+   * synth time: an invalid file aborts synth with a message naming the mailbox and the field.
+   * Every mailbox must take its login from AWS Secrets Manager (`auth.secret`); the deployment
+   * grants read access to exactly those secrets.
+   */
+  readonly configPath: string;
+
+  /**
+   * How the Lambdas get the mailbox file: copied into each bundle, or shipped as an S3 asset
+   * (in the CDK bootstrap bucket) that they read at cold start.
+   * @default 'bundle'
+   */
+  readonly configDelivery?: ConfigDelivery;
+
+  // ---------------------------------------------------------------------------------------
+  // Storage
+
+  /**
+   * An existing bucket for the raw messages. The construct then creates no bucket, and
+   * `removalPolicy`, `messageLifecycle`, `kms` and the access-log props do not apply to it.
+   * @default - a new bucket: public access blocked, SSL enforced, versioned, encrypted, retained
+   */
+  readonly bucket?: IBucket;
+
+  /**
+   * Encrypt stored messages with this KMS key (SSE-KMS with an S3 Bucket Key). With an
+   * existing `bucket`, it is the key the drainer asks S3 to use (`POPDRAIN_KMS_KEY_ID`).
+   * @default - the new bucket's key when `kms` is true, else S3-managed encryption (SSE-S3)
+   */
+  readonly encryptionKey?: IKey;
+
+  /**
+   * Create a KMS key (rotation enabled, retained) for the new bucket instead of S3-managed
+   * encryption. Ignored when `encryptionKey` is given.
+   * @default false
+   */
+  readonly kms?: boolean;
+
+  /**
+   * The key prefix of stored messages (`<prefix><mailbox id>/<digest>.eml`). The drainer may
+   * write and read only under it.
+   * @default 'messages/'
+   */
+  readonly messagePrefix?: string;
+
+  /**
+   * Lifecycle of stored messages (new bucket only). Incomplete multipart uploads are always
+   * aborted after 7 days.
+   * @default - messages are kept forever in S3 Standard
+   */
+  readonly messageLifecycle?: MessageLifecycle;
+
+  /**
+   * Write S3 server access logs of the new bucket to this bucket.
+   * @default - no server access logs (CloudTrail data events are the alternative)
+   */
+  readonly serverAccessLogsBucket?: IBucket;
+
+  /**
+   * The key prefix of the server access logs in `serverAccessLogsBucket`.
+   * @default 'popdrain-access-logs/'
+   */
+  readonly serverAccessLogsPrefix?: string;
+
+  /**
+   * What `cdk destroy` (or removing the construct) does to the bucket, the table, the KMS key
+   * the construct creates and the log groups. Stored mail and the ledger are the product's
+   * data, so they are kept.
+   * @default RemovalPolicy.RETAIN
+   */
+  readonly removalPolicy?: RemovalPolicy;
+
+  /**
+   * An existing ledger table: partition key `pk` (string), sort key `sk` (string), TTL on
+   * `expiresAt`.
+   * @default - a new table: on-demand, point-in-time recovery, TTL `expiresAt`, retained
+   */
+  readonly table?: ITable;
+
+  /**
+   * Ledger entries of messages deleted from the server expire (DynamoDB TTL) this many days
+   * after the deletion (`POPDRAIN_RETENTION_DAYS`).
+   * @default 30
+   */
+  readonly ledgerRetentionDays?: number;
+
+  // ---------------------------------------------------------------------------------------
+  // Events
+
+  /**
+   * An existing event bus to publish to.
+   * @default - a new custom bus with an archive of every `source: popdrain` event
+   */
+  readonly eventBus?: IEventBus;
+
+  /**
+   * How long the archive of the new bus keeps events (the replay window). A year lets a new
+   * or broken consumer catch up on a year of mail without touching the mailboxes; events are
+   * small, so it costs little (see docs/deploy.md).
+   * @default Duration.days(365)
+   */
+  readonly archiveRetention?: Duration;
+
+  // ---------------------------------------------------------------------------------------
+  // Scheduling and the queue
+
+  /**
+   * How often the scheduler runs, in minutes (1-60). A mailbox with `everyMinutes: N` is due
+   * on one tick out of N / tickMinutes.
+   * @default - the greatest common divisor of the mailboxes' `everyMinutes`, at most 60
+   */
+  readonly tickMinutes?: number;
+
+  /**
+   * Receives of one drain request before it moves to the dead-letter queue.
+   * @default 5
+   */
+  readonly maxReceiveCount?: number;
+
+  // ---------------------------------------------------------------------------------------
+  // Functions
+
+  /**
+   * The Lambda runtime of both functions (a Node.js runtime).
+   * @default Runtime.NODEJS_24_X
+   */
+  readonly runtime?: Runtime;
+
+  /**
+   * Retention of both functions' log groups.
+   * @default RetentionDays.THREE_MONTHS
+   */
+  readonly logRetention?: RetentionDays;
+
+  /**
+   * `POWERTOOLS_LOG_LEVEL` of both functions.
+   * @default 'INFO'
+   */
+  readonly logLevel?: PopDrainLogLevel;
+
+  /** @default 512 */
+  readonly schedulerMemorySize?: number;
+
+  /** @default Duration.minutes(2) */
+  readonly schedulerTimeout?: Duration;
+
+  /** @default 1024 */
+  readonly drainerMemorySize?: number;
+
+  /**
+   * The drainer's timeout. The queue's visibility timeout is six times this.
+   * @default Duration.minutes(15)
+   */
+  readonly drainerTimeout?: Duration;
+
+  /**
+   * The drainer stops taking new messages this long before its timeout, so a run ends with a
+   * QUIT and a continuation instead of being killed (`POPDRAIN_DEADLINE_MARGIN_MS`).
+   * @default Duration.seconds(60)
+   */
+  readonly drainerDeadlineMargin?: Duration;
+
+  /**
+   * Reserved concurrency of each drainer function. When set it must be at least
+   * `drainerMaxConcurrency`.
+   * @default - no reserved concurrency (the account's unreserved pool)
+   */
+  readonly reservedConcurrentExecutions?: number;
+
+  /**
+   * The most drainer invocations the SQS event source runs at once (2-1000), per drainer:
+   * the number of mailboxes drained in parallel.
+   * @default 10
+   */
+  readonly drainerMaxConcurrency?: number;
+
+  /**
+   * The drainer's /tmp. Messages over 1 MiB are spooled there while they upload, so it must
+   * hold the largest message a mailbox may deliver (`limits.maxMessageSize`).
+   * @default - 2 GiB, or more when a mailbox's maxMessageSize needs it (512 MiB headroom)
+   */
+  readonly ephemeralStorageSize?: Size;
+
+  // ---------------------------------------------------------------------------------------
+  // VPC placement
+
+  /**
+   * The VPC of the second drainer, for mailboxes with `placement: "vpc"` (POP3 servers only
+   * reachable from a VPC). It needs egress to the POP3 servers, to the AWS APIs (NAT or VPC
+   * endpoints for S3, DynamoDB, SQS, EventBridge, Secrets Manager, CloudWatch Logs) and to
+   * the OAuth2 token endpoints. Without it, a mailbox with `placement: "vpc"` fails synth.
+   * @default - no VPC drainer
+   */
+  readonly vpc?: IVpc;
+
+  /** @default - the VPC's private subnets with egress */
+  readonly vpcSubnets?: SubnetSelection;
+
+  /** @default - a new security group that allows all outbound traffic and no inbound */
+  readonly securityGroups?: ISecurityGroup[];
+
+  // ---------------------------------------------------------------------------------------
+  // Operations
+
+  /**
+   * Where the alarms send their ALARM and OK notifications.
+   * @default - alarms without actions (visible in the console and the dashboard)
+   */
+  readonly alarmTopic?: ITopic;
+
+  /**
+   * The CloudWatch dashboard's name.
+   * @default - a name CloudFormation generates
+   */
+  readonly dashboardName?: string;
+}

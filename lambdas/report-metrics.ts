@@ -1,0 +1,37 @@
+/**
+ * Metrics (CloudWatch EMF through Powertools) for one drain run. Aggregates carry only the
+ * `service` dimension (alarms use them: nothing grows per mailbox); a few carry `mailbox`
+ * (dashboards) and failures carry `errorCode`.
+ */
+import { MetricUnit, type Metrics } from '@aws-lambda-powertools/metrics';
+import { NORMAL_STOPS, type DrainReport } from '../lib/drain/report.js';
+
+export function recordReportMetrics(metrics: Metrics, report: DrainReport): void {
+  const failed = !NORMAL_STOPS.has(report.stopReason) && !report.retryLater;
+  metrics.addMetric('MessagesStored', MetricUnit.Count, report.fetched);
+  metrics.addMetric('BytesStored', MetricUnit.Bytes, report.fetchedBytes);
+  metrics.addMetric('MessagesSkipped', MetricUnit.Count, report.skipped);
+  metrics.addMetric('RunDurationMs', MetricUnit.Milliseconds, report.durationMs);
+  metrics.addMetric('BacklogAgeSeconds', MetricUnit.Seconds, report.backlogAgeSeconds);
+  metrics.addMetric('RunFailures', MetricUnit.Count, failed ? 1 : 0);
+  metrics.addMetric('AuthFailures', MetricUnit.Count, report.stopReason === 'auth-failed' ? 1 : 0);
+  metrics.addMetric('BusyMailboxes', MetricUnit.Count, report.retryLater ? 1 : 0);
+
+  const perMailbox = metrics.singleMetric();
+  perMailbox.addDimension('mailbox', report.mailboxId);
+  perMailbox.addMetric('MessagesStored', MetricUnit.Count, report.fetched);
+  perMailbox.addMetric('BytesStored', MetricUnit.Bytes, report.fetchedBytes);
+  perMailbox.addMetric('RunDurationMs', MetricUnit.Milliseconds, report.durationMs);
+  perMailbox.addMetric('BacklogAgeSeconds', MetricUnit.Seconds, report.backlogAgeSeconds);
+
+  const byCode = new Map<string, number>();
+  for (const f of report.failures) byCode.set(f.code, (byCode.get(f.code) ?? 0) + 1);
+  if (report.error !== undefined && !report.failures.includes(report.error)) {
+    byCode.set(report.error.code, (byCode.get(report.error.code) ?? 0) + 1);
+  }
+  for (const [code, count] of byCode) {
+    const m = metrics.singleMetric();
+    m.addDimension('errorCode', code);
+    m.addMetric('Failures', MetricUnit.Count, count);
+  }
+}

@@ -1,0 +1,94 @@
+/**
+ * What both Lambdas share, built once per cold start: the environment (validated), the mailbox
+ * file (from the bundle or from S3, validated), the SDK clients and the Powertools logger and
+ * metrics. Handlers stay thin: they wire these to the engine.
+ */
+import { readFileSync } from 'node:fs';
+import { isAbsolute, join } from 'node:path';
+import { Logger } from '@aws-lambda-powertools/logger';
+import { Metrics } from '@aws-lambda-powertools/metrics';
+import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { GetObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { z } from 'zod';
+import { DynamoDbLedger } from '../lib/adapters/aws/dynamodb-ledger.js';
+import { parseMailboxFile, type ConfiguredMailbox } from '../lib/drain/config.js';
+import type { DrainLogger } from '../lib/drain/ports.js';
+
+export const SERVICE = 'popdrain';
+
+const common = z.object({
+  POPDRAIN_CONFIG_PATH: z.string().min(1).optional(),
+  POPDRAIN_CONFIG_S3_URI: z
+    .string()
+    .regex(/^s3:\/\/[^/]+\/.+$/, 'must look like s3://bucket/key')
+    .optional(),
+  POPDRAIN_LEDGER_TABLE: z.string().min(1),
+});
+
+export class EnvironmentError extends Error {
+  override readonly name = 'EnvironmentError';
+}
+
+/** Parse the environment with a schema; a clear error names each missing or bad variable. */
+export function readEnvironment<T extends z.ZodRawShape>(shape: T, env: NodeJS.ProcessEnv = process.env) {
+  const problems: string[] = [];
+  const parse = <S extends z.ZodType>(schema: S): z.infer<S> | undefined => {
+    const result = schema.safeParse(env);
+    if (result.success) return result.data;
+    problems.push(...result.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`));
+    return undefined;
+  };
+  const base = parse(common);
+  const extra = parse(z.object(shape));
+  if (base === undefined || extra === undefined) throw new EnvironmentError(`invalid Lambda environment: ${problems.join('; ')}`);
+  if (base.POPDRAIN_CONFIG_PATH === undefined && base.POPDRAIN_CONFIG_S3_URI === undefined) {
+    throw new EnvironmentError('invalid Lambda environment: set POPDRAIN_CONFIG_PATH or POPDRAIN_CONFIG_S3_URI');
+  }
+  return { ...base, ...extra };
+}
+
+/** The mailbox file, keyed by id. */
+export interface MailboxDirectory {
+  all: ConfiguredMailbox[];
+  byId: Map<string, ConfiguredMailbox>;
+}
+
+export async function loadMailboxes(
+  env: { POPDRAIN_CONFIG_PATH?: string | undefined; POPDRAIN_CONFIG_S3_URI?: string | undefined },
+  s3: () => S3Client,
+): Promise<MailboxDirectory> {
+  let text: string;
+  if (env.POPDRAIN_CONFIG_S3_URI !== undefined) {
+    const m = /^s3:\/\/([^/]+)\/(.+)$/.exec(env.POPDRAIN_CONFIG_S3_URI)!;
+    const object = await s3().send(new GetObjectCommand({ Bucket: m[1], Key: m[2] }));
+    text = (await object.Body?.transformToString('utf8')) ?? '';
+  } else {
+    const path = env.POPDRAIN_CONFIG_PATH!;
+    const root = process.env.LAMBDA_TASK_ROOT ?? process.cwd();
+    text = readFileSync(isAbsolute(path) ? path : join(root, path), 'utf8');
+  }
+  const all = parseMailboxFile(JSON.parse(text));
+  return { all, byId: new Map(all.map((m) => [m.id, m])) };
+}
+
+export function createLogger(): Logger {
+  return new Logger({ serviceName: SERVICE });
+}
+
+export function createMetrics(): Metrics {
+  return new Metrics({ namespace: SERVICE, serviceName: SERVICE });
+}
+
+/** The engine's logger port over Powertools' Logger (structured JSON, one record per call). */
+export function drainLogger(logger: Logger): DrainLogger {
+  return {
+    debug: (message, fields) => logger.debug(message, fields ?? {}),
+    info: (message, fields) => logger.info(message, fields ?? {}),
+    warn: (message, fields) => logger.warn(message, fields ?? {}),
+    error: (message, fields) => logger.error(message, fields ?? {}),
+  };
+}
+
+export function createLedger(tableName: string, client: DynamoDBClient = new DynamoDBClient({})): DynamoDbLedger {
+  return new DynamoDbLedger({ client, tableName });
+}

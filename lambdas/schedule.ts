@@ -1,0 +1,49 @@
+/**
+ * Which mailboxes a scheduler tick enqueues. The scheduler runs every `tickMinutes`; a mailbox
+ * drained every N minutes is due on one tick out of N / tickMinutes, offset by a digest of its
+ * id so a thousand mailboxes with the same schedule do not all start on the same tick.
+ */
+import { createHash } from 'node:crypto';
+
+export function tickStart(time: Date, tickMinutes: number): Date {
+  const minutes = Math.floor(time.getTime() / 60_000);
+  return new Date(Math.floor(minutes / tickMinutes) * tickMinutes * 60_000);
+}
+
+export function isDue(mailboxId: string, everyMinutes: number, tick: Date, tickMinutes: number): boolean {
+  const intervalTicks = Math.max(1, Math.round(everyMinutes / tickMinutes));
+  if (intervalTicks === 1) return true;
+  const tickIndex = Math.floor(tick.getTime() / 60_000 / tickMinutes);
+  const offset = createHash('sha256').update(mailboxId).digest().readUInt32BE(0) % intervalTicks;
+  return tickIndex % intervalTicks === offset;
+}
+
+/** The SQS message body for one drain. */
+export interface DrainRequest {
+  mailboxId: string;
+  /** ISO time of the tick, or of the continuation. */
+  tick: string;
+  /** Set on a continuation: the run that left more to drain. */
+  continuationOf?: string;
+}
+
+export function parseDrainRequest(body: string): DrainRequest | undefined {
+  try {
+    const value = JSON.parse(body) as Partial<DrainRequest>;
+    if (typeof value.mailboxId !== 'string' || typeof value.tick !== 'string') return undefined;
+    return {
+      mailboxId: value.mailboxId,
+      tick: value.tick,
+      ...(typeof value.continuationOf === 'string' ? { continuationOf: value.continuationOf } : {}),
+    };
+  } catch {
+    return undefined;
+  }
+}
+
+/** FIFO deduplication ids are at most 128 characters of [A-Za-z0-9!"#$%&'()*+,-./:;<=>?@[\]^_`{|}~]. */
+export function deduplicationId(parts: string[]): string {
+  const joined = parts.join(':');
+  if (joined.length <= 128 && /^[\x21-\x7e]+$/.test(joined)) return joined;
+  return createHash('sha256').update(joined).digest('hex');
+}

@@ -1,0 +1,720 @@
+/**
+ * The PopDrain construct, by its synthesized template. Resources are found by what they are
+ * (type, properties, the construct's public properties resolved to their CloudFormation
+ * form), never by hashed logical ids. One bundled synth serves the default deployment; the
+ * variants skip esbuild.
+ */
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Duration, RemovalPolicy, Size, Stack, Validations } from 'aws-cdk-lib';
+import { Match, Template } from 'aws-cdk-lib/assertions';
+import * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
+import * as ec2 from 'aws-cdk-lib/aws-ec2';
+import * as events from 'aws-cdk-lib/aws-events';
+import type * as iam from 'aws-cdk-lib/aws-iam';
+import * as kms from 'aws-cdk-lib/aws-kms';
+import * as s3 from 'aws-cdk-lib/aws-s3';
+import * as sns from 'aws-cdk-lib/aws-sns';
+import { AwsSolutionsChecks } from 'cdk-nag';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { ConfigError } from '../../lib/drain/config.js';
+import { PopDrain, defaultTickMinutes } from '../../infra/constructs/pop-drain.js';
+import type { PopDrainProps } from '../../infra/constructs/pop-drain-props.js';
+import { mailbox, testApp, writeFile, writeMailboxFile } from './support.js';
+
+const ROTATING_ARN = 'arn:aws:secretsmanager:eu-west-1:123456789012:secret:popdrain/arn-given-AbCdEf';
+
+/** The default fixture: a rotating secret by name, a secret by ARN, a shared plain secret. */
+const FIXTURE = {
+  version: 1,
+  mailboxes: [
+    mailbox('alpha', { auth: { mechanism: 'XOAUTH2', secret: 'popdrain/alpha', rotatingRefreshToken: true } }),
+    mailbox('beta', { auth: { secret: ROTATING_ARN, rotatingRefreshToken: true }, schedule: { everyMinutes: 10 } }),
+    mailbox('gamma', { auth: { secret: 'popdrain/shared' }, schedule: { everyMinutes: 15 } }),
+    mailbox('delta', { auth: { secret: 'popdrain/shared' }, schedule: { everyMinutes: 15 } }),
+  ],
+};
+
+interface Synth {
+  stack: Stack;
+  popDrain: PopDrain;
+  template: Template;
+  outdir: string;
+  configPath: string;
+  /** A token in its CloudFormation form ({ Ref }, { Fn::GetAtt }, ...). */
+  cfn: (token: unknown) => unknown;
+}
+
+function synth(props: Omit<PopDrainProps, 'configPath'> & { configPath?: string } = {}, options: { bundle?: boolean; extra?: (stack: Stack) => Partial<PopDrainProps> } = {}): Synth {
+  const outdir = mkdtempSync(join(tmpdir(), 'popdrain-cdk-'));
+  const app = testApp({ bundle: options.bundle === true, outdir });
+  const stack = new Stack(app, 'Test');
+  const configPath = props.configPath ?? writeMailboxFile(FIXTURE);
+  const popDrain = new PopDrain(stack, 'PopDrain', { ...props, configPath, ...(options.extra?.(stack) ?? {}) });
+  return { stack, popDrain, template: Template.fromStack(stack), outdir, configPath, cfn: (token) => stack.resolve(token) };
+}
+
+type Statement = { Sid?: string; Effect: string; Action: string | string[]; Resource: unknown };
+
+/** Every statement of every policy attached to a role, normalized and sorted. */
+function roleStatements(s: Synth, role: iam.IRole | undefined): Array<{ Sid?: string; Effect: string; Action: string[]; Resource: unknown[] }> {
+  expect(role).toBeDefined();
+  const ref = s.cfn((role as iam.IRole).roleName);
+  const policies = { ...s.template.findResources('AWS::IAM::Policy'), ...s.template.findResources('AWS::IAM::ManagedPolicy') };
+  const statements: Statement[] = [];
+  for (const policy of Object.values(policies)) {
+    const roles = (policy.Properties.Roles ?? []) as unknown[];
+    if (roles.some((r) => JSON.stringify(r) === JSON.stringify(ref))) statements.push(...(policy.Properties.PolicyDocument.Statement as Statement[]));
+  }
+  return statements
+    .map((st) => ({
+      ...(st.Sid === undefined ? {} : { Sid: st.Sid }),
+      Effect: st.Effect,
+      Action: (Array.isArray(st.Action) ? st.Action : [st.Action]).slice().sort(),
+      Resource: Array.isArray(st.Resource) ? st.Resource : [st.Resource],
+    }))
+    .sort((a, b) => ((a.Sid ?? '\uffff') < (b.Sid ?? '\uffff') ? -1 : 1));
+}
+
+function allow(Sid: string | undefined, actions: string[], resources: unknown[]) {
+  return { ...(Sid === undefined ? {} : { Sid }), Effect: 'Allow', Action: actions.slice().sort(), Resource: resources };
+}
+
+/** The ARN the construct derives from a secret name (CloudFormation form). */
+function secretNameArn(name: string): unknown {
+  return { 'Fn::Sub': `arn:\${AWS::Partition}:secretsmanager:\${AWS::Region}:\${AWS::AccountId}:secret:${name}-??????` };
+}
+
+function importedVpc(stack: Stack): ec2.IVpc {
+  return ec2.Vpc.fromVpcAttributes(stack, 'Vpc', {
+    vpcId: 'vpc-0123456789abcdef0',
+    availabilityZones: ['us-east-1a'],
+    privateSubnetIds: ['subnet-0123456789abcdef0'],
+    privateSubnetRouteTableIds: ['rtb-0123456789abcdef0'],
+  });
+}
+
+function resourceCounts(template: Template): Record<string, number> {
+  const counts: Record<string, number> = {};
+  for (const r of Object.values(template.toJSON().Resources as Record<string, { Type: string }>)) counts[r.Type] = (counts[r.Type] ?? 0) + 1;
+  return counts;
+}
+
+function environmentOf(s: Synth, fn: { functionName: string }): Record<string, unknown> {
+  const ref = JSON.stringify(s.cfn(fn.functionName));
+  const functions = s.template.findResources('AWS::Lambda::Function');
+  const match = Object.entries(functions).find(([logicalId]) => JSON.stringify({ Ref: logicalId }) === ref);
+  expect(match).toBeDefined();
+  return (match![1].Properties.Environment?.Variables ?? {}) as Record<string, unknown>;
+}
+
+describe('default deployment (bundled)', () => {
+  let s: Synth;
+  let topic: sns.Topic;
+  beforeAll(() => {
+    s = synth({}, { bundle: true, extra: (stack) => ({ alarmTopic: (topic = new sns.Topic(stack, 'Alarms')) }) });
+  });
+
+  it('bucket: encrypted, versioned, public access blocked, SSL-only, retained', () => {
+    s.template.resourceCountIs('AWS::S3::Bucket', 1);
+    s.template.hasResource('AWS::S3::Bucket', {
+      DeletionPolicy: 'Retain',
+      UpdateReplacePolicy: 'Retain',
+      Properties: Match.objectLike({
+        BucketEncryption: { ServerSideEncryptionConfiguration: [{ ServerSideEncryptionByDefault: { SSEAlgorithm: 'AES256' } }] },
+        PublicAccessBlockConfiguration: { BlockPublicAcls: true, BlockPublicPolicy: true, IgnorePublicAcls: true, RestrictPublicBuckets: true },
+        VersioningConfiguration: { Status: 'Enabled' },
+        OwnershipControls: { Rules: [{ ObjectOwnership: 'BucketOwnerEnforced' }] },
+        LifecycleConfiguration: { Rules: [{ Id: 'AbortIncompleteUploads', Status: 'Enabled', AbortIncompleteMultipartUpload: { DaysAfterInitiation: 7 } }] },
+      }),
+    });
+    s.template.hasResourceProperties('AWS::S3::BucketPolicy', {
+      Bucket: s.cfn(s.popDrain.bucket.bucketName),
+      PolicyDocument: {
+        Statement: Match.arrayWith([
+          Match.objectLike({ Effect: 'Deny', Action: 's3:*', Condition: { Bool: { 'aws:SecureTransport': 'false' } } }),
+          Match.objectLike({ Effect: 'Deny', Action: 's3:*', Condition: { NumericLessThan: { 's3:TlsVersion': 1.2 } } }),
+        ]),
+      },
+    });
+  });
+
+  it('table: pk/sk strings, on demand, PITR, TTL on expiresAt, retained', () => {
+    s.template.resourceCountIs('AWS::DynamoDB::Table', 1);
+    s.template.hasResource('AWS::DynamoDB::Table', {
+      DeletionPolicy: 'Retain',
+      UpdateReplacePolicy: 'Retain',
+      Properties: Match.objectLike({
+        KeySchema: [
+          { AttributeName: 'pk', KeyType: 'HASH' },
+          { AttributeName: 'sk', KeyType: 'RANGE' },
+        ],
+        AttributeDefinitions: Match.arrayWith([
+          { AttributeName: 'pk', AttributeType: 'S' },
+          { AttributeName: 'sk', AttributeType: 'S' },
+        ]),
+        BillingMode: 'PAY_PER_REQUEST',
+        PointInTimeRecoverySpecification: { PointInTimeRecoveryEnabled: true },
+        TimeToLiveSpecification: { AttributeName: 'expiresAt', Enabled: true },
+      }),
+    });
+  });
+
+  it('event bus with an archive of every popdrain event (365 days)', () => {
+    s.template.resourceCountIs('AWS::Events::EventBus', 1);
+    s.template.hasResourceProperties('AWS::Events::Archive', {
+      SourceArn: s.cfn(s.popDrain.eventBus.eventBusArn),
+      EventPattern: { source: ['popdrain'] },
+      RetentionDays: 365,
+    });
+  });
+
+  it('FIFO drain queue: encrypted, SSL-only, visibility 6 x drainer timeout, FIFO DLQ after 5 receives', () => {
+    s.template.resourceCountIs('AWS::SQS::Queue', 2);
+    s.template.hasResourceProperties('AWS::SQS::Queue', {
+      FifoQueue: true,
+      ContentBasedDeduplication: false,
+      DeduplicationScope: 'messageGroup',
+      FifoThroughputLimit: 'perMessageGroupId',
+      SqsManagedSseEnabled: true,
+      VisibilityTimeout: 6 * 900,
+      RedrivePolicy: { deadLetterTargetArn: s.cfn(s.popDrain.deadLetterQueue.queueArn), maxReceiveCount: 5 },
+    });
+    s.template.hasResourceProperties('AWS::SQS::Queue', {
+      FifoQueue: true,
+      SqsManagedSseEnabled: true,
+      MessageRetentionPeriod: 14 * 86400,
+      RedrivePolicy: Match.absent(),
+    });
+    for (const queue of [s.popDrain.queue, s.popDrain.deadLetterQueue]) {
+      s.template.hasResourceProperties('AWS::SQS::QueuePolicy', {
+        Queues: [s.cfn(queue.queueUrl)],
+        PolicyDocument: {
+          Statement: Match.arrayWith([Match.objectLike({ Effect: 'Deny', Action: 'sqs:*', Condition: { Bool: { 'aws:SecureTransport': 'false' } } })]),
+        },
+      });
+    }
+  });
+
+  it('functions: Node.js 24 on arm64, memory, timeouts, /tmp, log groups with 3 months retention', () => {
+    s.template.resourceCountIs('AWS::Lambda::Function', 2);
+    const common = { Runtime: 'nodejs24.x', Architectures: ['arm64'], Handler: 'index.handler' };
+    s.template.hasResourceProperties('AWS::Lambda::Function', {
+      ...common,
+      Description: Match.stringLikeRegexp('scheduler'),
+      MemorySize: 512,
+      Timeout: 120,
+      LoggingConfig: { LogGroup: s.cfn((s.popDrain.schedulerFunction.logGroup as { logGroupName: string }).logGroupName) },
+    });
+    s.template.hasResourceProperties('AWS::Lambda::Function', {
+      ...common,
+      Description: Match.stringLikeRegexp('drainer'),
+      MemorySize: 1024,
+      Timeout: 900,
+      EphemeralStorage: { Size: 2048 },
+      ReservedConcurrentExecutions: Match.absent(),
+      VpcConfig: Match.absent(),
+      LoggingConfig: { LogGroup: s.cfn((s.popDrain.drainerFunction.logGroup as { logGroupName: string }).logGroupName) },
+    });
+    s.template.resourceCountIs('AWS::Logs::LogGroup', 2);
+    s.template.allResources('AWS::Logs::LogGroup', { DeletionPolicy: 'Retain', Properties: { RetentionInDays: 90 } });
+  });
+
+  it('scheduler environment is exactly the contract', () => {
+    expect(environmentOf(s, s.popDrain.schedulerFunction)).toEqual({
+      POPDRAIN_CONFIG_PATH: 'mailboxes.json',
+      POPDRAIN_QUEUE_URL: s.cfn(s.popDrain.queue.queueUrl),
+      POPDRAIN_LEDGER_TABLE: s.cfn(s.popDrain.table.tableName),
+      POPDRAIN_TICK_MINUTES: '5',
+      POWERTOOLS_SERVICE_NAME: 'popdrain',
+      POWERTOOLS_METRICS_NAMESPACE: 'popdrain',
+      POWERTOOLS_LOG_LEVEL: 'INFO',
+    });
+  });
+
+  it('drainer environment is exactly the contract', () => {
+    expect(environmentOf(s, s.popDrain.drainerFunction)).toEqual({
+      POPDRAIN_CONFIG_PATH: 'mailboxes.json',
+      POPDRAIN_BUCKET: s.cfn(s.popDrain.bucket.bucketName),
+      POPDRAIN_PREFIX: 'messages/',
+      POPDRAIN_LEDGER_TABLE: s.cfn(s.popDrain.table.tableName),
+      POPDRAIN_EVENT_BUS: s.cfn(s.popDrain.eventBus.eventBusArn),
+      POPDRAIN_QUEUE_URL: s.cfn(s.popDrain.queue.queueUrl),
+      POPDRAIN_DEADLINE_MARGIN_MS: '60000',
+      POPDRAIN_RETENTION_DAYS: '30',
+      POWERTOOLS_SERVICE_NAME: 'popdrain',
+      POWERTOOLS_METRICS_NAMESPACE: 'popdrain',
+      POWERTOOLS_LOG_LEVEL: 'INFO',
+    });
+  });
+
+  it('drainer reads its SQS queue one mailbox at a time, reporting item failures, at most 10 at once', () => {
+    s.template.resourceCountIs('AWS::Lambda::EventSourceMapping', 1);
+    s.template.hasResourceProperties('AWS::Lambda::EventSourceMapping', {
+      EventSourceArn: s.cfn(s.popDrain.queue.queueArn),
+      FunctionName: s.cfn(s.popDrain.drainerFunction.functionName),
+      BatchSize: 1,
+      FunctionResponseTypes: ['ReportBatchItemFailures'],
+      ScalingConfig: { MaximumConcurrency: 10 },
+    });
+  });
+
+  it('scheduler runs every tick (the gcd of the schedules: 5 minutes)', () => {
+    s.template.resourceCountIs('AWS::Events::Rule', 1);
+    s.template.hasResourceProperties('AWS::Events::Rule', {
+      ScheduleExpression: 'rate(5 minutes)',
+      State: 'ENABLED',
+      Targets: [Match.objectLike({ Arn: s.cfn(s.popDrain.schedulerFunction.functionArn) })],
+    });
+    s.template.hasResourceProperties('AWS::Lambda::Permission', {
+      Action: 'lambda:InvokeFunction',
+      Principal: 'events.amazonaws.com',
+      FunctionName: s.cfn(s.popDrain.schedulerFunction.functionArn),
+      SourceArn: s.cfn(s.popDrain.scheduleRule.ruleArn),
+    });
+  });
+
+  it('scheduler role: exactly its log group, SendMessage on the queue, lease reads', () => {
+    const fn = s.popDrain.schedulerFunction;
+    expect(roleStatements(s, fn.role)).toEqual([
+      allow('ReadLeases', ['dynamodb:BatchGetItem', 'dynamodb:GetItem'], [s.cfn(s.popDrain.table.tableArn)]),
+      allow('SendDrainRequests', ['sqs:SendMessage'], [s.cfn(s.popDrain.queue.queueArn)]),
+      allow('WriteOwnLogs', ['logs:CreateLogStream', 'logs:PutLogEvents'], [s.cfn(fn.logGroup.logGroupArn)]),
+    ]);
+  });
+
+  it('drainer role: exactly the contract, secrets by name with the suffix wildcard, PutSecretValue only on rotating ones', () => {
+    const fn = s.popDrain.drainerFunction;
+    const queueArn = s.cfn(s.popDrain.queue.queueArn);
+    expect(roleStatements(s, fn.role)).toEqual([
+      allow('EnqueueContinuations', ['sqs:SendMessage'], [queueArn]),
+      allow('PublishEvents', ['events:PutEvents'], [s.cfn(s.popDrain.eventBus.eventBusArn)]),
+      allow('ReadMailboxSecrets', ['secretsmanager:GetSecretValue'], [ROTATING_ARN, secretNameArn('popdrain/alpha'), secretNameArn('popdrain/shared')]),
+      allow('SaveRotatedRefreshTokens', ['secretsmanager:PutSecretValue'], [ROTATING_ARN, secretNameArn('popdrain/alpha')]),
+      allow('StoreMessages', ['s3:PutObject', 's3:GetObject', 's3:AbortMultipartUpload'], [
+        { 'Fn::Join': ['', [s.cfn(s.popDrain.bucket.bucketArn), '/messages/*']] },
+      ]),
+      allow(
+        'UseLedger',
+        ['dynamodb:GetItem', 'dynamodb:PutItem', 'dynamodb:UpdateItem', 'dynamodb:DeleteItem', 'dynamodb:BatchGetItem', 'dynamodb:Query'],
+        [s.cfn(s.popDrain.table.tableArn)],
+      ),
+      allow('WriteOwnLogs', ['logs:CreateLogStream', 'logs:PutLogEvents'], [s.cfn(fn.logGroup.logGroupArn)]),
+      // The SQS event source mapping's own grant (CDK).
+      allow(undefined, ['sqs:ChangeMessageVisibility', 'sqs:DeleteMessage', 'sqs:GetQueueAttributes', 'sqs:GetQueueUrl', 'sqs:ReceiveMessage'], [queueArn]),
+    ]);
+  });
+
+  it('roles have no managed policies and trust only Lambda', () => {
+    s.template.resourceCountIs('AWS::IAM::Role', 2);
+    s.template.allResourcesProperties('AWS::IAM::Role', {
+      ManagedPolicyArns: Match.absent(),
+      AssumeRolePolicyDocument: { Statement: [{ Action: 'sts:AssumeRole', Effect: 'Allow', Principal: { Service: 'lambda.amazonaws.com' } }] },
+    });
+  });
+
+  it('alarms: DLQ not empty, drainer and scheduler errors, stale mailboxes, auth failures, to the topic', () => {
+    s.template.resourceCountIs('AWS::CloudWatch::Alarm', 5);
+    const actions = { AlarmActions: [s.cfn(topic.topicArn)], OKActions: [s.cfn(topic.topicArn)] };
+    const over0 = { Threshold: 0, ComparisonOperator: 'GreaterThanThreshold', EvaluationPeriods: 1, ...actions };
+    s.template.hasResourceProperties('AWS::CloudWatch::Alarm', {
+      ...over0,
+      Namespace: 'AWS/SQS',
+      MetricName: 'ApproximateNumberOfMessagesVisible',
+      Dimensions: [{ Name: 'QueueName', Value: s.cfn(s.popDrain.deadLetterQueue.queueName) }],
+      Statistic: 'Maximum',
+    });
+    for (const fn of [s.popDrain.drainerFunction, s.popDrain.schedulerFunction]) {
+      s.template.hasResourceProperties('AWS::CloudWatch::Alarm', {
+        ...over0,
+        Namespace: 'AWS/Lambda',
+        MetricName: 'Errors',
+        Dimensions: [{ Name: 'FunctionName', Value: s.cfn(fn.functionName) }],
+        Statistic: 'Sum',
+      });
+    }
+    s.template.hasResourceProperties('AWS::CloudWatch::Alarm', {
+      ...over0,
+      Namespace: 'popdrain',
+      MetricName: 'StaleMailboxes',
+      Dimensions: [{ Name: 'service', Value: 'popdrain' }],
+      Statistic: 'Maximum',
+      Period: 600,
+      TreatMissingData: 'breaching',
+    });
+    s.template.hasResourceProperties('AWS::CloudWatch::Alarm', {
+      ...over0,
+      Namespace: 'popdrain',
+      MetricName: 'AuthFailures',
+      Dimensions: [{ Name: 'service', Value: 'popdrain' }],
+      Statistic: 'Sum',
+      TreatMissingData: 'notBreaching',
+    });
+    expect(s.popDrain.alarms).toHaveLength(5);
+  });
+
+  it('dashboard: aggregate metrics, failures by code and per-mailbox top lists via search expressions', () => {
+    s.template.resourceCountIs('AWS::CloudWatch::Dashboard', 1);
+    const body = JSON.stringify(s.template.findResources('AWS::CloudWatch::Dashboard'));
+    for (const needle of [
+      'MessagesStored',
+      'BytesStored',
+      'BacklogAgeSeconds',
+      'BusyMailboxes',
+      'ApproximateNumberOfMessagesVisible',
+      'Duration',
+      `SEARCH('{popdrain,service,errorCode} service=\\\\\\"popdrain\\\\\\" MetricName=\\\\\\"Failures\\\\\\"', 'Sum', 300)`,
+      'SORT(SEARCH(',
+    ]) {
+      expect(body).toContain(needle);
+    }
+  });
+
+  it('each bundle holds the mailbox file and an ES module that parses', () => {
+    for (const fn of [s.popDrain.schedulerFunction, s.popDrain.drainerFunction]) {
+      const code = Object.values(s.template.findResources('AWS::Lambda::Function')).find(
+        (r) => JSON.stringify(r.Properties.Role) === JSON.stringify(s.cfn(fn.role!.roleArn)),
+      )!.Properties.Code as { S3Key: string };
+      const dir = join(s.outdir, `asset.${code.S3Key.replace(/\.zip$/, '')}`);
+      expect(readFileSync(join(dir, 'mailboxes.json'), 'utf8')).toBe(readFileSync(s.configPath, 'utf8'));
+      const bundle = readFileSync(join(dir, 'index.mjs'), 'utf8');
+      expect(bundle.startsWith('import { createRequire as __popdrainCreateRequire }')).toBe(true);
+      expect(existsSync(join(dir, 'index.mjs.map'))).toBe(true);
+      execFileSync(process.execPath, ['--check', join(dir, 'index.mjs')]);
+    }
+  });
+});
+
+describe('nothing grows per mailbox', () => {
+  const withVpc = (stack: Stack) => ({ vpc: importedVpc(stack) });
+  const fleet = (n: number, secret: (i: number) => string) => ({
+    mailboxes: Array.from({ length: n }, (_, i) => mailbox(`mbx-${i}`, { auth: { secret: secret(i) }, ...(i % 2 === 0 ? { placement: 'vpc' } : {}) })),
+  });
+  const other = (counts: Record<string, number>) => Object.fromEntries(Object.entries(counts).filter(([type]) => type !== 'AWS::IAM::ManagedPolicy'));
+
+  it('3 and 300 mailboxes sharing secrets synthesize exactly the same resources (7 alarms)', () => {
+    const small = synth({ configPath: writeMailboxFile(fleet(3, (i) => `popdrain/tenant-${i % 3}`)) }, { extra: withVpc });
+    const large = synth({ configPath: writeMailboxFile(fleet(300, (i) => `popdrain/tenant-${i % 3}`)) }, { extra: withVpc });
+    expect(resourceCounts(large.template)).toEqual(resourceCounts(small.template));
+    small.template.resourceCountIs('AWS::CloudWatch::Alarm', 7);
+    large.template.resourceCountIs('AWS::CloudWatch::Alarm', 7);
+  });
+
+  it('300 mailboxes with a secret each: the same resources except IAM overflow policies for the secret ARNs', () => {
+    const small = synth({ configPath: writeMailboxFile(fleet(3, (i) => `popdrain/mailbox-${i}`)) }, { extra: withVpc });
+    const large = synth({ configPath: writeMailboxFile(fleet(300, (i) => `popdrain/mailbox-${i}`)) }, { extra: withVpc });
+    expect(other(resourceCounts(large.template))).toEqual(other(resourceCounts(small.template)));
+    large.template.resourceCountIs('AWS::CloudWatch::Alarm', 7);
+    // Still one ARN per secret, 150 per drainer, split over statements CDK can pack.
+    for (const fn of [large.popDrain.drainerFunction, large.popDrain.vpcDrainerFunction]) {
+      const reads = roleStatements(large, fn?.role).filter((st) => st.Sid?.startsWith('ReadMailboxSecrets'));
+      expect(reads.length).toBeGreaterThan(1);
+      expect(reads.flatMap((st) => st.Resource)).toHaveLength(150);
+    }
+    // Each overflow policy stays under IAM's 6,144 characters even in CloudFormation's longer form.
+    for (const policy of Object.values(large.template.findResources('AWS::IAM::ManagedPolicy'))) {
+      expect(JSON.stringify(policy.Properties.PolicyDocument).length).toBeLessThan(6144);
+    }
+  });
+
+  it('more secrets than IAM can attach to one role fails synth with what to do', () => {
+    expect(() => synth({ configPath: writeMailboxFile({ mailboxes: Array.from({ length: 1500 }, (_, i) => mailbox(`m-${i}`)) }) })).toThrow(
+      /the drainer would need \d+ IAM statements for 1500 secrets .* let mailboxes share secrets/,
+    );
+  });
+});
+
+describe('options', () => {
+  it('configDelivery s3: the file is an asset the functions may read, named by POPDRAIN_CONFIG_S3_URI', () => {
+    const s = synth({ configDelivery: 's3' });
+    const asset = s.popDrain.configAsset!;
+    expect(asset).toBeDefined();
+    const uri = s.cfn(asset.s3ObjectUrl);
+    for (const fn of [s.popDrain.schedulerFunction, s.popDrain.drainerFunction]) {
+      const env = environmentOf(s, fn);
+      expect(env.POPDRAIN_CONFIG_S3_URI).toEqual(uri);
+      expect(env.POPDRAIN_CONFIG_PATH).toBeUndefined();
+      expect(roleStatements(s, fn.role)).toContainEqual(allow('ReadMailboxConfig', ['s3:GetObject'], [s.cfn(asset.bucket.arnForObjects(asset.s3ObjectKey))]));
+    }
+  });
+
+  it('a CA file named in the config is inlined into the shipped file', () => {
+    const pem = '-----BEGIN CERTIFICATE-----\nMIIBfake\n-----END CERTIFICATE-----\n';
+    const caFile = writeFile('ca.pem', pem);
+    const s = synth({ configDelivery: 's3', configPath: writeMailboxFile({ mailboxes: [mailbox('tls', { tlsOptions: { caFile, servername: 'pop.example.com' } }), mailbox('plain')] }) });
+    const asset = s.popDrain.configAsset!;
+    const shipped = JSON.parse(readFileSync(join(s.outdir, `asset.${asset.assetHash}.json`), 'utf8')) as { mailboxes: Array<{ tlsOptions?: Record<string, unknown> }> };
+    expect(shipped.mailboxes[0]?.tlsOptions).toEqual({ caPem: pem, servername: 'pop.example.com' });
+    expect(shipped.mailboxes[1]?.tlsOptions).toBeUndefined();
+  });
+
+  it('kms: a rotating key encrypts the bucket; the drainer gets the key id and may use the key', () => {
+    const s = synth({ kms: true });
+    const key = s.popDrain.encryptionKey!;
+    s.template.hasResourceProperties('AWS::KMS::Key', { EnableKeyRotation: true });
+    s.template.hasResource('AWS::KMS::Key', { DeletionPolicy: 'Retain' });
+    s.template.hasResourceProperties('AWS::S3::Bucket', {
+      BucketEncryption: {
+        ServerSideEncryptionConfiguration: [
+          { ServerSideEncryptionByDefault: { SSEAlgorithm: 'aws:kms', KMSMasterKeyID: s.cfn(key.keyArn) }, BucketKeyEnabled: true },
+        ],
+      },
+    });
+    expect(environmentOf(s, s.popDrain.drainerFunction).POPDRAIN_KMS_KEY_ID).toEqual(s.cfn(key.keyArn));
+    expect(environmentOf(s, s.popDrain.schedulerFunction).POPDRAIN_KMS_KEY_ID).toBeUndefined();
+    expect(roleStatements(s, s.popDrain.drainerFunction.role)).toContainEqual(
+      allow('EncryptMessages', ['kms:GenerateDataKey', 'kms:Encrypt', 'kms:Decrypt'], [s.cfn(key.keyArn)]),
+    );
+  });
+
+  it('existing bucket (with a key), table and bus: none created, all referenced', () => {
+    const keyArn = 'arn:aws:kms:us-east-1:123456789012:key/11111111-2222-3333-4444-555555555555';
+    const tableKeyArn = 'arn:aws:kms:us-east-1:123456789012:key/66666666-2222-3333-4444-555555555555';
+    const s = synth(
+      { messagePrefix: 'mail/' },
+      {
+        extra: (stack) => ({
+          bucket: s3.Bucket.fromBucketName(stack, 'Existing', 'corp-mail-archive'),
+          encryptionKey: kms.Key.fromKeyArn(stack, 'Key', keyArn),
+          table: dynamodb.Table.fromTableAttributes(stack, 'Table', {
+            tableName: 'corp-ledger',
+            encryptionKey: kms.Key.fromKeyArn(stack, 'TableKey', tableKeyArn),
+          }),
+          eventBus: events.EventBus.fromEventBusName(stack, 'Bus', 'corp-bus'),
+        }),
+      },
+    );
+    for (const type of ['AWS::S3::Bucket', 'AWS::S3::BucketPolicy', 'AWS::DynamoDB::Table', 'AWS::Events::EventBus', 'AWS::Events::Archive', 'AWS::KMS::Key']) {
+      s.template.resourceCountIs(type, 0);
+    }
+    const env = environmentOf(s, s.popDrain.drainerFunction);
+    expect(env.POPDRAIN_BUCKET).toBe('corp-mail-archive');
+    expect(env.POPDRAIN_PREFIX).toBe('mail/');
+    expect(env.POPDRAIN_KMS_KEY_ID).toBe(keyArn);
+    expect(env.POPDRAIN_LEDGER_TABLE).toBe('corp-ledger');
+    expect(env.POPDRAIN_EVENT_BUS).toEqual(s.cfn(s.popDrain.eventBus.eventBusArn));
+    const statements = roleStatements(s, s.popDrain.drainerFunction.role);
+    expect(statements).toContainEqual(
+      allow('StoreMessages', ['s3:PutObject', 's3:GetObject', 's3:AbortMultipartUpload'], [s.cfn(s.popDrain.bucket.arnForObjects('mail/*'))]),
+    );
+    expect(JSON.stringify(s.cfn(s.popDrain.bucket.arnForObjects('mail/*')))).toContain('corp-mail-archive/mail/*');
+    expect(statements).toContainEqual(allow('EncryptMessages', ['kms:GenerateDataKey', 'kms:Encrypt', 'kms:Decrypt'], [keyArn]));
+    expect(statements).toContainEqual(allow('UseLedgerKey', ['kms:Decrypt', 'kms:DescribeKey', 'kms:Encrypt', 'kms:GenerateDataKey'], [tableKeyArn]));
+    expect(statements.find((st) => st.Sid === 'PublishEvents')?.Resource).toEqual([s.cfn(s.popDrain.eventBus.eventBusArn)]);
+    expect(JSON.stringify(statements.find((st) => st.Sid === 'PublishEvents'))).toContain('event-bus/corp-bus');
+  });
+
+  it('lifecycle, removal policy, access logs, log level and sizing props', () => {
+    const s = synth(
+      {
+        messageLifecycle: { transitionToInfrequentAccessAfterDays: 30, expireAfterDays: 365 },
+        removalPolicy: RemovalPolicy.DESTROY,
+        logLevel: 'DEBUG',
+        drainerMemorySize: 2048,
+        drainerTimeout: Duration.minutes(10),
+        drainerMaxConcurrency: 25,
+        reservedConcurrentExecutions: 30,
+        ephemeralStorageSize: Size.gibibytes(4),
+        tickMinutes: 1,
+        maxReceiveCount: 3,
+        archiveRetention: Duration.days(30),
+      },
+      { extra: (stack) => ({ serverAccessLogsBucket: s3.Bucket.fromBucketName(stack, 'Logs', 'corp-access-logs') }) },
+    );
+    s.template.hasResource('AWS::S3::Bucket', {
+      DeletionPolicy: 'Delete',
+      Properties: Match.objectLike({
+        LoggingConfiguration: { DestinationBucketName: 'corp-access-logs', LogFilePrefix: 'popdrain-access-logs/' },
+        LifecycleConfiguration: {
+          Rules: Match.arrayWith([
+            {
+              Id: 'StoredMessages',
+              Status: 'Enabled',
+              Prefix: 'messages/',
+              Transitions: [{ StorageClass: 'STANDARD_IA', TransitionInDays: 30 }],
+              ExpirationInDays: 365,
+              NoncurrentVersionExpiration: { NoncurrentDays: 30 },
+            },
+          ]),
+        },
+      }),
+    });
+    // With a log bucket there is nothing to acknowledge.
+    expect(JSON.stringify(s.popDrain.bucket.node.metadata)).not.toContain('AwsSolutions-S1');
+    s.template.hasResource('AWS::DynamoDB::Table', { DeletionPolicy: 'Delete' });
+    s.template.hasResourceProperties('AWS::Lambda::Function', {
+      Description: Match.stringLikeRegexp('drainer'),
+      MemorySize: 2048,
+      Timeout: 600,
+      ReservedConcurrentExecutions: 30,
+      EphemeralStorage: { Size: 4096 },
+    });
+    s.template.hasResourceProperties('AWS::Lambda::EventSourceMapping', { ScalingConfig: { MaximumConcurrency: 25 } });
+    s.template.hasResourceProperties('AWS::SQS::Queue', { VisibilityTimeout: 3600, RedrivePolicy: Match.objectLike({ maxReceiveCount: 3 }) });
+    s.template.hasResourceProperties('AWS::Events::Rule', { ScheduleExpression: 'rate(1 minute)' });
+    s.template.hasResourceProperties('AWS::Events::Archive', { RetentionDays: 30 });
+    s.template.hasResourceProperties('AWS::CloudWatch::Alarm', { MetricName: 'StaleMailboxes', Period: 300 });
+    expect(environmentOf(s, s.popDrain.schedulerFunction).POWERTOOLS_LOG_LEVEL).toBe('DEBUG');
+    expect(environmentOf(s, s.popDrain.drainerFunction).POWERTOOLS_LOG_LEVEL).toBe('DEBUG');
+    // Without a topic, alarms have no actions.
+    s.template.allResourcesProperties('AWS::CloudWatch::Alarm', { AlarmActions: Match.absent() });
+  });
+
+  it('sizes /tmp for the largest maxMessageSize when none is given', () => {
+    const s = synth({ configPath: writeMailboxFile({ mailboxes: [mailbox('big', { limits: { maxMessageSize: '3GiB' } }), mailbox('small')] }) });
+    s.template.hasResourceProperties('AWS::Lambda::Function', { Description: Match.stringLikeRegexp('drainer'), EphemeralStorage: { Size: 3072 + 512 } });
+  });
+
+  it('tick: the gcd of the schedules, at most an hour', () => {
+    const of = (...minutes: number[]) => defaultTickMinutes(minutes.map((everyMinutes) => ({ everyMinutes }) as never));
+    expect(of(5, 10, 15)).toBe(5);
+    expect(of(5, 7)).toBe(1);
+    expect(of(1440)).toBe(60);
+    expect(of(90)).toBe(45);
+    expect(of(120, 180)).toBe(60);
+  });
+});
+
+describe('VPC placement', () => {
+  const config = {
+    mailboxes: [mailbox('public'), mailbox('internal', { placement: 'vpc', auth: { secret: 'popdrain/internal' } })],
+  };
+
+  function vpcSynth(): Synth {
+    return synth(
+      { configPath: writeMailboxFile(config) },
+      {
+        extra: (stack) => ({
+          vpc: importedVpc(stack),
+        }),
+      },
+    );
+  }
+
+  it('a second drainer in the VPC with its own FIFO queue and DLQ; each drainer may read only its mailboxes’ secrets', () => {
+    const s = vpcSynth();
+    const vpcDrainer = s.popDrain.vpcDrainerFunction!;
+    const vpcQueue = s.popDrain.vpcQueue!;
+    expect(vpcDrainer).toBeDefined();
+    s.template.resourceCountIs('AWS::Lambda::Function', 3);
+    s.template.resourceCountIs('AWS::SQS::Queue', 4);
+    s.template.resourceCountIs('AWS::CloudWatch::Alarm', 7);
+    s.template.hasResourceProperties('AWS::SQS::Queue', {
+      FifoQueue: true,
+      RedrivePolicy: { deadLetterTargetArn: s.cfn(s.popDrain.vpcDeadLetterQueue!.queueArn), maxReceiveCount: 5 },
+    });
+    s.template.hasResourceProperties('AWS::Lambda::Function', {
+      Description: Match.stringLikeRegexp('drainer \\(VPC\\)'),
+      VpcConfig: { SubnetIds: ['subnet-0123456789abcdef0'], SecurityGroupIds: Match.anyValue() },
+    });
+    s.template.hasResourceProperties('AWS::Lambda::EventSourceMapping', { EventSourceArn: s.cfn(vpcQueue.queueArn), BatchSize: 1 });
+    expect(environmentOf(s, s.popDrain.schedulerFunction).POPDRAIN_VPC_QUEUE_URL).toEqual(s.cfn(vpcQueue.queueUrl));
+    expect(environmentOf(s, vpcDrainer).POPDRAIN_QUEUE_URL).toEqual(s.cfn(vpcQueue.queueUrl));
+    expect(roleStatements(s, s.popDrain.schedulerFunction.role)).toContainEqual(
+      allow('SendDrainRequests', ['sqs:SendMessage'], [s.cfn(s.popDrain.queue.queueArn), s.cfn(vpcQueue.queueArn)]),
+    );
+    const vpcStatements = roleStatements(s, vpcDrainer.role);
+    expect(vpcStatements.find((st) => st.Sid === 'ReadMailboxSecrets')?.Resource).toEqual([secretNameArn('popdrain/internal')]);
+    expect(vpcStatements.find((st) => st.Sid === 'EnqueueContinuations')?.Resource).toEqual([s.cfn(vpcQueue.queueArn)]);
+    expect(vpcStatements.find((st) => st.Sid === 'ManageVpcNetworkInterfaces')).toEqual(
+      allow(
+        'ManageVpcNetworkInterfaces',
+        [
+          'ec2:CreateNetworkInterface',
+          'ec2:DescribeNetworkInterfaces',
+          'ec2:DescribeSubnets',
+          'ec2:DeleteNetworkInterface',
+          'ec2:AssignPrivateIpAddresses',
+          'ec2:UnassignPrivateIpAddresses',
+        ],
+        ['*'],
+      ),
+    );
+    const defaultStatements = roleStatements(s, s.popDrain.drainerFunction.role);
+    expect(defaultStatements.find((st) => st.Sid === 'ReadMailboxSecrets')?.Resource).toEqual([secretNameArn('popdrain/public')]);
+    expect(defaultStatements.find((st) => st.Sid === 'ManageVpcNetworkInterfaces')).toBeUndefined();
+  });
+
+  it('passes the AwsSolutions checks (the ENI wildcard is acknowledged on the VPC drainer role)', () => {
+    const outdir = mkdtempSync(join(tmpdir(), 'popdrain-cdk-'));
+    const checked = testApp({ outdir });
+    const stack = new Stack(checked, 'Test');
+    new PopDrain(stack, 'PopDrain', {
+      configPath: writeMailboxFile(config),
+      vpc: importedVpc(stack),
+    });
+    Validations.of(checked).addPlugins(new AwsSolutionsChecks(checked));
+    expect(() => checked.synth()).not.toThrow();
+  });
+
+  it('without the vpc prop, a vpc mailbox fails synth naming the mailbox and the field', () => {
+    expect(() => synth({ configPath: writeMailboxFile(config) })).toThrow(/mailbox 2 "internal": placement: "vpc" needs the vpc prop/);
+  });
+});
+
+describe('configuration errors abort synth, naming the mailbox and the field', () => {
+  const attempt = (content: unknown, props: Partial<PopDrainProps> = {}): ConfigError => {
+    const configPath = writeMailboxFile(content);
+    try {
+      synth({ configPath, ...props });
+    } catch (error) {
+      expect(error).toBeInstanceOf(ConfigError);
+      expect((error as Error).message).toContain(configPath);
+      return error as ConfigError;
+    }
+    throw new Error('synth did not fail');
+  };
+
+  it('schema errors from lib/drain/config.ts', () => {
+    const error = attempt({ mailboxes: [mailbox('ok'), { ...mailbox('bad'), port: 70000 }, { ...mailbox('nohost'), host: undefined }] });
+    expect(error.message).toMatch(/mailbox 2 "bad": port: /);
+    expect(error.message).toMatch(/mailbox 3 "nohost": host: /);
+  });
+
+  it('duplicate ids', () => {
+    expect(attempt({ mailboxes: [mailbox('same'), mailbox('same')] }).message).toMatch(/mailbox 2 "same": id: duplicate id/);
+  });
+
+  it('a login that is not in Secrets Manager', () => {
+    const error = attempt({ mailboxes: [mailbox('a'), mailbox('env', { auth: { passwordEnv: 'POP_PASSWORD' } }), mailbox('file', { auth: { passwordFile: '/etc/pw' } })] });
+    expect(error.problems).toEqual([
+      expect.stringMatching(/^mailbox 2 "env": auth\.passwordEnv: a deployment reads mailbox logins from AWS Secrets Manager only/),
+      expect.stringMatching(/^mailbox 3 "file": auth\.passwordFile: /),
+    ]);
+  });
+
+  it('a secret name or ARN that would widen the IAM grant', () => {
+    const error = attempt({
+      mailboxes: [
+        mailbox('star', { auth: { secret: 'popdrain/*' } }),
+        mailbox('badarn', { auth: { secret: 'arn:aws:secretsmanager:us-east-1:123456789012:secret:*' } }),
+      ],
+    });
+    expect(error.problems).toEqual([
+      expect.stringMatching(/^mailbox 1 "star": auth\.secret: "popdrain\/\*" is not a Secrets Manager secret name/),
+      expect.stringMatching(/^mailbox 2 "badarn": auth\.secret: .* is not a Secrets Manager secret ARN/),
+    ]);
+  });
+
+  it('a maxMessageSize that does not fit /tmp', () => {
+    const error = attempt({ mailboxes: [mailbox('huge', { limits: { maxMessageSize: '3GiB' } })] }, { ephemeralStorageSize: Size.gibibytes(2) });
+    expect(error.message).toMatch(/mailbox 1 "huge": limits\.maxMessageSize: .* does not fit/);
+    expect(attempt({ mailboxes: [mailbox('huger', { limits: { maxMessageSize: '10GiB' } })] }).message).toMatch(
+      /mailbox 1 "huger": limits\.maxMessageSize: .* exceeds the 10 GiB/,
+    );
+  });
+
+  it('a file that is not JSON, or missing', () => {
+    expect(attempt('{ "mailboxes": [').message).toMatch(/is not valid JSON/);
+    expect(() => synth({ configPath: join(tmpdir(), 'does-not-exist-popdrain.json') })).toThrow(/cannot read mailbox configuration/);
+  });
+
+  it('props that contradict each other', () => {
+    expect(() => synth({ reservedConcurrentExecutions: 5, drainerMaxConcurrency: 10 })).toThrow(/reservedConcurrentExecutions \(5\) must be at least drainerMaxConcurrency \(10\)/);
+    expect(() => synth({ tickMinutes: 0 })).toThrow(/tickMinutes/);
+    expect(() => synth({ messageLifecycle: { transitionToInfrequentAccessAfterDays: 7 } })).toThrow(/at least 30/);
+    expect(() => synth({ messagePrefix: 'a*' })).toThrow(/messagePrefix/);
+  });
+});
