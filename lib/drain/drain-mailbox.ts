@@ -529,13 +529,20 @@ class DrainRun {
   private async uidlResetSuspected(known: Map<string, LedgerEntry>): Promise<boolean> {
     const guard = this.mailbox.uidlResetGuard;
     const last = this.state?.lastRun;
-    if (!guard.enabled || last === undefined || last.knownOnServer < guard.minKnown) return false;
+    if (!guard.enabled) return false;
     const recognized = this.serverMessages.filter((m) => known.has(m.uidl)).length;
     const unknown = this.serverMessages.length - recognized;
-    const suspicious = recognized < last.knownOnServer * guard.minRecognizedFraction && unknown > this.serverMessages.length / 2;
+    // Once tripped, it stays tripped until an operator accepts the reset.
+    const stillTripped = this.state?.uidlResetTrippedAt !== undefined;
+    const suspicious =
+      stillTripped ||
+      (last !== undefined &&
+        last.knownOnServer >= guard.minKnown &&
+        recognized < last.knownOnServer * guard.minRecognizedFraction &&
+        unknown > this.serverMessages.length / 2);
     if (!suspicious) return false;
     if (this.state?.acceptUidlReset === true) {
-      this.log.warn('UIDL reset accepted by the operator: proceeding', { recognized, unknown, previouslyKnown: last.knownOnServer });
+      this.log.warn('UIDL reset accepted by the operator: proceeding', { recognized, unknown, previouslyKnown: last?.knownOnServer });
       if (this.options.dryRun !== true) {
         await this.ports.ledger.updateMailboxState(this.mailbox.id, { acceptUidlReset: null, uidlResetTrippedAt: null });
       }
@@ -544,9 +551,9 @@ class DrainRun {
     this.log.error('UIDL reset suspected: most known messages vanished and unknown ones appeared; not re-ingesting', {
       recognized,
       unknown,
-      previouslyKnown: last.knownOnServer,
+      previouslyKnown: last?.knownOnServer,
     });
-    if (this.options.dryRun !== true) {
+    if (this.options.dryRun !== true && !stillTripped) {
       await this.ports.ledger.updateMailboxState(this.mailbox.id, { uidlResetTrippedAt: this.clock.now() });
     }
     this.stopReason = 'uidl-reset-suspected';
@@ -1003,7 +1010,10 @@ class DrainRun {
       deleted: report.deleted,
       failures: report.failures.length,
       // A run that never listed (busy, connection failure) keeps the previous figure.
-      knownOnServer: this.serverMessages.length > 0 || NORMAL_STOPS.has(report.stopReason) ? this.knownAfterRun.size : (this.state?.lastRun?.knownOnServer ?? 0),
+      knownOnServer:
+        report.stopReason !== 'uidl-reset-suspected' && (this.serverMessages.length > 0 || NORMAL_STOPS.has(report.stopReason))
+          ? this.knownAfterRun.size
+          : (this.state?.lastRun?.knownOnServer ?? 0),
       serverMessages: report.serverMessages,
       pendingAnnouncements: report.pendingAnnouncements,
     };

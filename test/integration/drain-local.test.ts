@@ -1,0 +1,354 @@
+// drainMailbox end to end: a real Dovecot (and the scripted server for what Dovecot won't do)
+// into the local adapters (files, the crash-safe ledger, JSON lines).
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { createLocalAdapters, type LocalAdapters } from '../../lib/adapters/local/index.js';
+import { drainMailbox, type DrainBudget, type DrainOptions } from '../../lib/drain/drain-mailbox.js';
+import { messageKey } from '../../lib/drain/keys.js';
+import type { MailboxConfig } from '../../lib/drain/mailbox.js';
+import type { DrainPorts, EventSink, MessageStore } from '../../lib/drain/ports.js';
+import { startDovecot, type Dovecot } from '../support/dovecot.js';
+import {
+  dovecotMailbox,
+  eventsOf,
+  servedForm,
+  sha256,
+  staticCredentials,
+  storedFiles,
+  testMessage,
+} from '../support/drain-fixtures.js';
+import { validateEventEnvelope } from '../support/event-schema.js';
+import { disconnectMidBody, rejectLogin, startPop3Server, type Pop3TestServer } from '../support/script-server.js';
+
+let dovecot: Dovecot;
+const PASSWORD = 'drain-test-password';
+const passwords: Record<string, string> = {};
+const cleanups: Array<() => Promise<void>> = [];
+let userCounter = 0;
+
+beforeAll(async () => {
+  dovecot = await startDovecot();
+});
+afterAll(async () => {
+  await dovecot?.stop();
+});
+afterEach(async () => {
+  for (const c of cleanups.splice(0).reverse()) await c();
+});
+
+async function newUser(messages: Buffer[]): Promise<{ user: string; stored: Buffer[] }> {
+  userCounter += 1;
+  const user = `drain${userCounter}`;
+  await dovecot.addUser(user, PASSWORD);
+  passwords[user] = PASSWORD;
+  await dovecot.deliverMany(user, messages);
+  return { user, stored: messages };
+}
+
+async function outDir(): Promise<{ out: string; adapters: LocalAdapters }> {
+  const out = await mkdtemp(join(tmpdir(), 'popdrain-drain-'));
+  const adapters = createLocalAdapters({ out });
+  cleanups.push(async () => {
+    await adapters.close();
+    await rm(out, { recursive: true, force: true });
+  });
+  return { out, adapters };
+}
+
+function ports(adapters: LocalAdapters, override: Partial<DrainPorts> = {}): DrainPorts {
+  return { store: adapters.store, ledger: adapters.ledger, events: adapters.events, credentials: staticCredentials(passwords), ...override };
+}
+
+async function run(mailbox: MailboxConfig, p: DrainPorts, budget: DrainBudget = {}, options: DrainOptions = {}) {
+  return drainMailbox(mailbox, p, budget, { leaseTtlMs: 10_000, ...options });
+}
+
+describe('drain into the local adapters', () => {
+  it('stores every message byte for byte once, records it, announces it with valid events', async () => {
+    const { user, stored } = await newUser(Array.from({ length: 25 }, (_, i) => testMessage(i)));
+    const { out, adapters } = await outDir();
+    const mailbox = dovecotMailbox(dovecot, user);
+    const report = await run(mailbox, ports(adapters));
+    expect(report).toMatchObject({ stopReason: 'complete', ok: true, fetched: 25, skipped: 0, deleted: 0, moreRemaining: false, pendingAnnouncements: 0 });
+    const files = await storedFiles(out, mailbox.id);
+    expect(files.size).toBe(25);
+    const expected = new Set(stored.map((m) => sha256(servedForm(m))));
+    expect(new Set([...files.values()].map(sha256))).toEqual(expected);
+    const events = await eventsOf(out);
+    const storedEvents = events.filter((e) => e['detail-type'] === 'Email Stored');
+    expect(storedEvents).toHaveLength(25);
+    expect(events.filter((e) => e['detail-type'] === 'Mailbox Drained')).toHaveLength(1);
+    for (const e of events) expect(validateEventEnvelope(e)).toEqual([]);
+    const first = storedEvents.find((e) => (e.detail.metadata as { subject?: string }).subject === 'm 0')!;
+    expect(first.detail).toMatchObject({ mailboxId: mailbox.id, storage: { type: 'file' } });
+    expect(first.detail.sha256).toBe(sha256(servedForm(stored[0]!)));
+    // Keys never contain the UIDL.
+    const uidl = first.detail.uidl as string;
+    expect((first.detail.storage as { path: string }).path.endsWith(messageKey(mailbox.id, uidl))).toBe(true);
+    expect(messageKey(mailbox.id, uidl)).not.toContain(uidl);
+
+    // A rerun fetches nothing; the mailbox is untouched (keep policy).
+    const again = await run(mailbox, ports(adapters));
+    expect(again).toMatchObject({ stopReason: 'complete', fetched: 0, alreadyKnown: 25, deleted: 0 });
+    expect((await dovecot.listMaildir(user)).length).toBe(25);
+
+    // New mail arrives: only it is fetched.
+    await dovecot.deliver(user, testMessage(99, 'new'));
+    const third = await run(mailbox, ports(adapters));
+    expect(third).toMatchObject({ fetched: 1, alreadyKnown: 25 });
+    expect((await storedFiles(out, mailbox.id)).size).toBe(26);
+  });
+
+  it('delete policy: deletes exactly the stored and announced messages at QUIT', async () => {
+    const { user } = await newUser(Array.from({ length: 12 }, (_, i) => testMessage(i, 'del')));
+    const { out, adapters } = await outDir();
+    const mailbox = dovecotMailbox(dovecot, user, { deletePolicy: { mode: 'delete' } });
+    const report = await run(mailbox, ports(adapters));
+    expect(report).toMatchObject({ stopReason: 'complete', fetched: 12, deleted: 12 });
+    expect(await dovecot.listMaildir(user)).toEqual([]);
+    expect((await storedFiles(out, mailbox.id)).size).toBe(12);
+    const entries = await adapters.ledger.pending(mailbox.id);
+    expect(entries).toEqual([]);
+  });
+
+  it('keep-days: deletes only messages first seen long enough ago', async () => {
+    const { user } = await newUser(Array.from({ length: 4 }, (_, i) => testMessage(i, 'kd')));
+    const { adapters } = await outDir();
+    let now = Date.parse('2026-11-01T00:00:00Z');
+    const clock = { now: () => now };
+    const mailbox = dovecotMailbox(dovecot, user, { deletePolicy: { mode: 'keep-days', days: 3 } });
+    expect(await run(mailbox, ports(adapters, { clock }))).toMatchObject({ fetched: 4, deleted: 0 });
+    await dovecot.deliver(user, testMessage(10, 'kd-late'));
+    now += 2 * 86_400_000;
+    expect(await run(mailbox, ports(adapters, { clock }))).toMatchObject({ fetched: 1, deleted: 0 });
+    now += 1.5 * 86_400_000; // the first four are 3.5 days old, the fifth 1.5
+    expect(await run(mailbox, ports(adapters, { clock }))).toMatchObject({ fetched: 0, deleted: 4 });
+    expect((await dovecot.listMaildir(user)).length).toBe(1);
+  });
+
+  it('skips messages over the size cap with one Email Skipped event, never fetching or deleting them', async () => {
+    const { user } = await newUser([testMessage(1, 'small'), testMessage(2, 'big', 50_000), testMessage(3, 'small')]);
+    const { out, adapters } = await outDir();
+    const mailbox = dovecotMailbox(dovecot, user, { maxMessageBytes: 10_000, deletePolicy: { mode: 'delete' } });
+    const report = await run(mailbox, ports(adapters));
+    expect(report).toMatchObject({ stopReason: 'complete', fetched: 2, skipped: 1, deleted: 2, ok: true });
+    const skippedEvents = (await eventsOf(out)).filter((e) => e['detail-type'] === 'Email Skipped');
+    expect(skippedEvents).toHaveLength(1);
+    expect(skippedEvents[0]!.detail).toMatchObject({ reason: 'too-large', limit: 10_000 });
+    expect(skippedEvents[0]!.detail.size as number).toBeGreaterThan(50_000);
+    // The next run neither fetches nor announces it again.
+    const again = await run(mailbox, ports(adapters));
+    expect(again).toMatchObject({ fetched: 0, skipped: 0, announced: 0 });
+    expect((await eventsOf(out)).filter((e) => e['detail-type'] === 'Email Skipped')).toHaveLength(1);
+    expect((await dovecot.listMaildir(user)).length).toBe(1);
+  });
+
+  it('stops at its budget (messages, bytes, deadline), QUITs cleanly and says more remains', async () => {
+    const { user } = await newUser(Array.from({ length: 30 }, (_, i) => testMessage(i, 'budget', 1000)));
+    const { adapters } = await outDir();
+    const mailbox = dovecotMailbox(dovecot, user, { deletePolicy: { mode: 'delete' } });
+    const r1 = await run(mailbox, ports(adapters), { maxMessages: 10 });
+    expect(r1).toMatchObject({ stopReason: 'max-messages', fetched: 10, moreRemaining: true, remaining: 20, deleted: 10, ok: true });
+    const r2 = await run(mailbox, ports(adapters), { maxBytes: 5_000 });
+    expect(r2.stopReason).toBe('max-bytes');
+    expect(r2.fetched).toBeGreaterThanOrEqual(1);
+    expect(r2.fetchedBytes).toBeLessThanOrEqual(5_000 + 1_500);
+    const r3 = await run(mailbox, ports(adapters), { deadline: Date.now() - 1 });
+    expect(r3).toMatchObject({ stopReason: 'deadline', fetched: 0, moreRemaining: true });
+    const r4 = await run(mailbox, ports(adapters));
+    expect(r4).toMatchObject({ stopReason: 'complete', moreRemaining: false });
+    expect(r1.fetched + r2.fetched + r4.fetched).toBe(30);
+    expect(await dovecot.listMaildir(user)).toEqual([]);
+  });
+
+  it('a graceful stop (signal) finishes what is in flight and QUITs', async () => {
+    const { user } = await newUser(Array.from({ length: 40 }, (_, i) => testMessage(i, 'sig', 2000)));
+    const { adapters } = await outDir();
+    const mailbox = dovecotMailbox(dovecot, user, { deletePolicy: { mode: 'delete' } });
+    const controller = new AbortController();
+    let seen = 0;
+    const report = await run(mailbox, ports(adapters), {}, {
+      signal: controller.signal,
+      onProgress: (p) => {
+        seen = p.fetched;
+        if (p.fetched >= 5) controller.abort();
+      },
+    });
+    expect(seen).toBeGreaterThanOrEqual(5);
+    expect(report.stopReason).toBe('cancelled');
+    expect(report.moreRemaining).toBe(true);
+    expect(report.deleted).toBe(report.fetched);
+    expect((await dovecot.listMaildir(user)).length).toBe(40 - report.fetched);
+  });
+
+  it('two runs never drain one mailbox at once: the second finds it busy', async () => {
+    const { user } = await newUser([testMessage(1, 'lease')]);
+    const { adapters } = await outDir();
+    const mailbox = dovecotMailbox(dovecot, user);
+    const lease = await adapters.ledger.acquireLease(mailbox.id, 'someone-else', 60_000, Date.now());
+    expect(lease).toBeDefined();
+    const report = await run(mailbox, ports(adapters));
+    expect(report).toMatchObject({ stopReason: 'busy', retryLater: true, fetched: 0 });
+    await adapters.ledger.releaseLease(lease!);
+    expect(await run(mailbox, ports(adapters))).toMatchObject({ stopReason: 'complete', fetched: 1 });
+  });
+
+  it('a wrong password ends the run as auth-failed, nothing changed', async () => {
+    const { user } = await newUser([testMessage(1, 'auth')]);
+    const { out, adapters } = await outDir();
+    const mailbox = dovecotMailbox(dovecot, user);
+    const report = await run(mailbox, ports(adapters, { credentials: staticCredentials({ [user]: 'wrong' }) }));
+    expect(report).toMatchObject({ stopReason: 'auth-failed', ok: false, fetched: 0 });
+    expect(report.error?.code).toBe('AUTH_FAILED');
+    expect(JSON.stringify(report)).not.toContain('wrong"');
+    expect((await storedFiles(out, mailbox.id)).size).toBe(0);
+  });
+
+  it('dry run lists what would be fetched, skipped and deleted, and changes nothing', async () => {
+    const { user } = await newUser([testMessage(1, 'dry'), testMessage(2, 'dry', 20_000)]);
+    const { out, adapters } = await outDir();
+    const mailbox = dovecotMailbox(dovecot, user, { maxMessageBytes: 10_000 });
+    const report = await run(mailbox, ports(adapters), {}, { dryRun: true });
+    expect(report.stopReason).toBe('dry-run');
+    expect(report.plan?.fetch).toHaveLength(1);
+    expect(report.plan?.skip).toHaveLength(1);
+    expect((await storedFiles(out, mailbox.id)).size).toBe(0);
+    expect(await eventsOf(out)).toEqual([]);
+  });
+
+  it('UIDL-reset guard: stops when a drained mailbox suddenly shows only unknown UIDLs, until accepted', async () => {
+    const { user } = await newUser(Array.from({ length: 60 }, (_, i) => testMessage(i, 'reset')));
+    const { adapters } = await outDir();
+    const mailbox = dovecotMailbox(dovecot, user);
+    expect(await run(mailbox, ports(adapters))).toMatchObject({ fetched: 60 });
+    // The server "resets": the same mail comes back under new UIDLs.
+    await dovecot.clearMailbox(user);
+    await dovecot.deliverMany(user, Array.from({ length: 60 }, (_, i) => testMessage(i, 'reset')));
+    const tripped = await run(mailbox, ports(adapters));
+    expect(tripped).toMatchObject({ stopReason: 'uidl-reset-suspected', fetched: 0, ok: false });
+    expect((await adapters.ledger.getMailboxState(mailbox.id)).uidlResetTrippedAt).toBeDefined();
+    // Still tripped on the next run, until an operator accepts it.
+    expect((await run(mailbox, ports(adapters))).stopReason).toBe('uidl-reset-suspected');
+    await adapters.ledger.updateMailboxState(mailbox.id, { acceptUidlReset: true });
+    expect(await run(mailbox, ports(adapters))).toMatchObject({ stopReason: 'complete', fetched: 60 });
+  });
+});
+
+describe('faults keep every message', () => {
+  it('a store failure leaves the message on the server and unrecorded; the next run stores it', async () => {
+    const { user, stored } = await newUser(Array.from({ length: 6 }, (_, i) => testMessage(i, 'sf')));
+    const { out, adapters } = await outDir();
+    const mailbox = dovecotMailbox(dovecot, user, { deletePolicy: { mode: 'delete' } });
+    let calls = 0;
+    const flaky: MessageStore = {
+      refFor: (k) => adapters.store.refFor(k),
+      open: async (key, info) => {
+        const writer = await adapters.store.open(key, info);
+        calls += 1;
+        if (calls === 3) {
+          return {
+            stream: writer.stream,
+            commit: async () => {
+              await writer.abort();
+              throw new (await import('../../lib/drain/errors.js')).DrainError('STORE_FAILED', 'disk on fire', { phase: 'store', retryable: true });
+            },
+            abort: () => writer.abort(),
+          };
+        }
+        return writer;
+      },
+    };
+    const r1 = await run(mailbox, ports(adapters, { store: flaky }));
+    expect(r1.fetched).toBe(6);
+    expect(r1.failures.map((f) => f.code)).toEqual(['STORE_FAILED']);
+    expect(r1.deleted).toBe(5);
+    expect((await dovecot.listMaildir(user)).length).toBe(1);
+    const r2 = await run(mailbox, ports(adapters));
+    expect(r2).toMatchObject({ fetched: 1, deleted: 1, ok: true });
+    const files = await storedFiles(out, mailbox.id);
+    expect(new Set([...files.values()].map(sha256))).toEqual(new Set(stored.map((m) => sha256(servedForm(m)))));
+  });
+
+  it('events that cannot be published leave messages stored-not-announced and undeleted; the next run announces them', async () => {
+    const { user } = await newUser(Array.from({ length: 5 }, (_, i) => testMessage(i, 'ev')));
+    const { out, adapters } = await outDir();
+    const mailbox = dovecotMailbox(dovecot, user, { deletePolicy: { mode: 'delete' } });
+    const down: EventSink = { publish: async (events) => ({ published: [], failed: events.map((e) => ({ id: e.id, reason: 'bus down' })) }) };
+    const r1 = await run(mailbox, ports(adapters, { events: down }));
+    expect(r1).toMatchObject({ fetched: 5, announced: 0, deleted: 0, pendingAnnouncements: 5 });
+    expect(r1.failures.every((f) => f.code === 'EVENTS_FAILED')).toBe(true);
+    expect((await adapters.ledger.pending(mailbox.id)).length).toBe(5);
+    expect((await dovecot.listMaildir(user)).length).toBe(5);
+    const r2 = await run(mailbox, ports(adapters));
+    expect(r2).toMatchObject({ fetched: 0, reannounced: 5, announced: 5, deleted: 5, ok: true });
+    const ids = (await eventsOf(out)).filter((e) => e['detail-type'] === 'Email Stored').map((e) => e.id);
+    expect(ids).toHaveLength(5);
+    expect(await dovecot.listMaildir(user)).toEqual([]);
+  });
+});
+
+describe('against the scripted server', () => {
+  let server: Pop3TestServer | undefined;
+  afterEach(async () => {
+    await server?.close();
+    server = undefined;
+  });
+
+  function scriptedMailbox(s: Pop3TestServer, extra: Partial<MailboxConfig> = {}): MailboxConfig {
+    return { ...dovecotMailbox(dovecot, 'jane'), id: 'scripted', host: s.host, port: s.port, tls: 'insecure-plaintext', tlsOptions: undefined, ...extra } as MailboxConfig;
+  }
+
+  const crlf = (i: number): Buffer => Buffer.from(testMessage(i, 'sc').toString('latin1').replace(/\n/g, '\r\n'), 'latin1');
+
+  it('[IN-USE] and [LOGIN-DELAY] end the run as retry-later, not as failures', async () => {
+    for (const code of ['IN-USE', 'LOGIN-DELAY'] as const) {
+      server = await startPop3Server({ users: { jane: { password: PASSWORD } }, mailboxes: { jane: [{ bytes: crlf(1) }] }, hooks: rejectLogin(code) });
+      const { adapters } = await outDir();
+      passwords.jane = PASSWORD;
+      const report = await run(scriptedMailbox(server), ports(adapters));
+      expect(report.stopReason).toBe(code === 'IN-USE' ? 'in-use' : 'login-delay');
+      expect(report.retryLater).toBe(true);
+      expect(report.error).toBeUndefined();
+      await server.close();
+      server = undefined;
+    }
+  });
+
+  it('a disconnect mid-drain keeps what was stored, deletes nothing, and a rerun completes', async () => {
+    const messages = Array.from({ length: 8 }, (_, i) => ({ bytes: crlf(i), uid: `u${i}` }));
+    const expected = new Set(messages.map((m) => sha256(m.bytes)));
+    server = await startPop3Server({
+      users: { jane: { password: PASSWORD } },
+      mailboxes: { jane: messages },
+      hooks: disconnectMidBody(30, { message: 5, times: 1 }),
+    });
+    passwords.jane = PASSWORD;
+    const { out, adapters } = await outDir();
+    const mailbox = scriptedMailbox(server, { deletePolicy: { mode: 'delete' } });
+    const r1 = await run(mailbox, ports(adapters));
+    expect(r1.stopReason).toBe('connection-lost');
+    expect(r1.fetched).toBe(4);
+    expect(r1.error?.retryable).toBe(true);
+    expect(server.mailboxes.jane).toHaveLength(8); // no QUIT: nothing deleted
+    const r2 = await run(mailbox, ports(adapters));
+    expect(r2).toMatchObject({ stopReason: 'complete', fetched: 4, deleted: 8 });
+    expect(server.mailboxes.jane).toHaveLength(0);
+    const files = await storedFiles(out, mailbox.id);
+    expect(new Set([...files.values()].map(sha256))).toEqual(expected);
+  });
+
+  it('identifies messages by header digest on a server without UIDL', async () => {
+    const messages = [{ bytes: crlf(1) }, { bytes: crlf(2) }, { bytes: crlf(1) }]; // two identical
+    server = await startPop3Server({ users: { jane: { password: PASSWORD } }, mailboxes: { jane: messages }, features: { uidl: false } });
+    passwords.jane = PASSWORD;
+    const { out, adapters } = await outDir();
+    const mailbox = scriptedMailbox(server);
+    const r1 = await run(mailbox, ports(adapters));
+    expect(r1).toMatchObject({ uidlSupported: false, fetched: 3, stopReason: 'complete' });
+    expect((await storedFiles(out, mailbox.id)).size).toBe(3);
+    const r2 = await run(mailbox, ports(adapters));
+    expect(r2).toMatchObject({ fetched: 0, alreadyKnown: 3 });
+  });
+});
