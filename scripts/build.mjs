@@ -14,7 +14,8 @@ const add = (dir, outDir) => {
     if (f.endsWith('.ts') && !f.endsWith('.d.ts')) entries[join(outDir, f.slice(0, -3))] = join(abs, f);
   }
 };
-add('cli', 'cli');
+entries['cli/main'] = join(root, 'cli/main.ts');
+entries['demo/demo'] = join(root, 'demo/demo.ts');
 add('bench', 'bench');
 
 await build({
@@ -25,7 +26,11 @@ await build({
   format: 'esm',
   target: 'node20',
   packages: 'external',
+  // Real dynamic imports (chunks), so the CLI loads the AWS SDK only when it uses it.
+  splitting: true,
+  chunkNames: 'chunks/[name]-[hash]',
   sourcemap: 'linked',
   logLevel: 'warning',
   banner: { js: "import { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);" },
+  // The CLI entry keeps its shebang (esbuild moves it above the banner).
 });

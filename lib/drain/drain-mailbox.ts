@@ -75,6 +75,8 @@ export interface DrainOptions {
   runId?: string;
   /** Graceful stop (SIGINT/SIGTERM): no new messages; those in flight finish; QUIT. */
   signal?: AbortSignal;
+  /** Immediate stop: the session is closed without QUIT (nothing is deleted). */
+  hardSignal?: AbortSignal;
   /** Lease duration; renewed every third of it while the run lasts. Default 5 min. */
   leaseTtlMs?: number;
   /** Messages being committed at once (spooled or uploading). Default 8. */
@@ -404,6 +406,15 @@ class DrainRun {
   }
 
   private armHardDeadline(): void {
+    const hardSignal = this.options.hardSignal;
+    if (hardSignal !== undefined) {
+      const onAbort = (): void => {
+        this.log.warn('stopped at once: abandoning the session (nothing is deleted)');
+        this.client?.close();
+      };
+      if (hardSignal.aborted) onAbort();
+      else hardSignal.addEventListener('abort', onAbort, { once: true });
+    }
     const hard = this.budget.hardDeadline;
     if (hard === undefined) return;
     this.hardTimer = setTimeout(

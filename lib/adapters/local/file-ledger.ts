@@ -201,6 +201,29 @@ export class FileLedger implements UidlLedger {
     return out;
   }
 
+  /** How many entries the mailbox has in each status, and how many are deleted from the server. */
+  async counts(mailboxId: string): Promise<{ stored: number; announced: number; skipped: number; deleted: number }> {
+    const log = await this.log(mailboxId);
+    const counts = { stored: 0, announced: 0, skipped: 0, deleted: 0 };
+    for (const entry of log.model.entries.values()) {
+      counts[entry.status] += 1;
+      if (entry.deletedAt !== undefined) counts.deleted += 1;
+    }
+    return counts;
+  }
+
+  /** The ids of the mailboxes this ledger folder holds. */
+  async mailboxIds(): Promise<string[]> {
+    const names = await readdir(this.dir).catch((error: unknown) => {
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return [] as string[];
+      throw error;
+    });
+    return names
+      .filter((n) => n.endsWith('.ledger') && !n.startsWith('.'))
+      .map((n) => n.slice(0, -'.ledger'.length))
+      .sort();
+  }
+
   // ----------------------------------------------------------------------------------------
   // Writes
 

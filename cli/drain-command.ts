@@ -1,0 +1,273 @@
+/** `popdrain drain`: one mailbox from a URL, or every mailbox of a --config file. */
+import { resolve } from 'node:path';
+import { createLocalAdapters, type LocalAdapters } from '../lib/adapters/local/index.js';
+import { LocalCredentials } from '../lib/adapters/local/local-credentials.js';
+import { MaildirStore } from '../lib/adapters/local/maildir-store.js';
+import { ConfigError, loadMailboxFile, parseDuration, parseSize } from '../lib/drain/config.js';
+import { drainMailbox, type DrainBudget } from '../lib/drain/drain-mailbox.js';
+import type { DeletePolicy, MailboxConfig } from '../lib/drain/mailbox.js';
+import type { CredentialsProvider, DrainLogger, DrainPorts } from '../lib/drain/ports.js';
+import type { DrainReport } from '../lib/drain/report.js';
+import type { Pop3TraceEvent } from '../lib/pop3/index.js';
+import type { AwsAdapters } from './aws.js';
+import { resolveMailbox, type ConnectionOptions } from './connection.js';
+import { EXIT, exitCodeFor, UsageError, worstExitCode, type ExitCode } from './exit-codes.js';
+import { parseMailboxUrl } from './mailbox-url.js';
+import { createProgress, formatBytes } from './progress.js';
+
+export interface DrainCommandOptions extends ConnectionOptions {
+  out?: string;
+  maildir?: string;
+  keep?: boolean;
+  delete?: boolean;
+  'keep-days'?: string;
+  'max-size'?: string;
+  'max-messages'?: string;
+  'max-bytes'?: string;
+  'max-time'?: string;
+  'dry-run'?: boolean;
+  config?: string;
+  parallel?: string;
+  json?: boolean;
+  quiet?: boolean;
+  trace?: boolean;
+  'insecure-plaintext'?: boolean;
+  'no-uidl-reset-guard'?: boolean;
+  's3-bucket'?: string;
+  's3-prefix'?: string;
+  'kms-key-id'?: string;
+  'ledger-table'?: string;
+  'event-bus'?: string;
+  'aws-region'?: string;
+  'aws-endpoint'?: string;
+  'secrets-manager'?: boolean;
+}
+
+function positiveInt(value: string | undefined, flag: string): number | undefined {
+  if (value === undefined) return undefined;
+  if (!/^\d+$/.test(value) || Number(value) < 1) throw new UsageError(`${flag} wants a whole number of at least 1, not "${value}"`);
+  return Number(value);
+}
+
+function size(value: string | undefined, flag: string): number | undefined {
+  if (value === undefined) return undefined;
+  const n = parseSize(value);
+  if (n === undefined || n <= 0) throw new UsageError(`${flag} wants a size such as 25MB, 1GiB or 4096, not "${value}"`);
+  return n;
+}
+
+function deletePolicyFrom(o: DrainCommandOptions): DeletePolicy | undefined {
+  const chosen = [o.keep === true, o.delete === true, o['keep-days'] !== undefined].filter(Boolean).length;
+  if (chosen > 1) throw new UsageError('choose one of --keep, --delete and --keep-days');
+  if (o.delete === true) return { mode: 'delete' };
+  if (o['keep-days'] !== undefined) return { mode: 'keep-days', days: positiveInt(o['keep-days'], '--keep-days')! };
+  if (o.keep === true) return { mode: 'keep' };
+  return undefined;
+}
+
+/** A logger for the engine: warnings and errors on stderr (one line each), nothing else. */
+function stderrLogger(quiet: boolean): DrainLogger {
+  const print = (level: string, message: string, fields?: Record<string, unknown>): void => {
+    if (quiet) return;
+    const id = typeof fields?.mailboxId === 'string' ? `${fields.mailboxId}: ` : '';
+    const extra = Object.entries(fields ?? {})
+      .filter(([k]) => k !== 'mailboxId')
+      .map(([k, v]) => `${k}=${typeof v === 'string' ? v : JSON.stringify(v)}`)
+      .join(' ');
+    process.stderr.write(`popdrain: ${level}: ${id}${message}${extra ? ` (${extra})` : ''}\n`);
+  };
+  return {
+    debug: () => {},
+    info: () => {},
+    warn: (m, f) => print('warning', m, f),
+    error: (m, f) => print('error', m, f),
+  };
+}
+
+function traceWriter(label: string): (e: Pop3TraceEvent) => void {
+  return (e) => {
+    const dir = e.direction === 'client' ? 'C:' : e.direction === 'server' ? 'S:' : '--';
+    process.stderr.write(`${label} ${dir} ${e.line}\n`);
+  };
+}
+
+export function summarize(report: DrainReport, where: string): string {
+  const lines: string[] = [];
+  const status = report.stopReason === 'complete' ? 'drained' : `stopped: ${report.stopReason}`;
+  lines.push(`${report.mailboxId}: ${status}${report.ok ? '' : report.retryLater ? ' (retry later)' : ''}`);
+  if (report.serverMessages > 0 || report.stopReason === 'complete') {
+    lines.push(`  server: ${report.serverMessages} messages, ${formatBytes(report.serverBytes)}${report.uidlSupported ? '' : ' (no UIDL: header digests used)'}`);
+  }
+  if (report.plan !== undefined) {
+    lines.push(`  would fetch ${report.plan.fetch.length} (${formatBytes(report.plan.fetch.reduce((n, m) => n + m.size, 0))}), skip ${report.plan.skip.length} over the size cap, delete ${report.plan.delete.length}, announce again ${report.plan.announce}`);
+    for (const m of report.plan.fetch.slice(0, 50)) lines.push(`    fetch #${m.number}  ${formatBytes(m.size).padStart(8)}  ${m.uidl}`);
+    if (report.plan.fetch.length > 50) lines.push(`    ... and ${report.plan.fetch.length - 50} more`);
+    for (const m of report.plan.skip) lines.push(`    skip  #${m.number}  ${formatBytes(m.size).padStart(8)}  ${m.uidl}`);
+  } else {
+    lines.push(
+      `  fetched ${report.fetched} (${formatBytes(report.fetchedBytes)}), already had ${report.alreadyKnown}, skipped ${report.skipped} over the size cap, deleted ${report.deleted}`,
+    );
+    lines.push(`  announced ${report.announced} events${report.reannounced > 0 ? ` (${report.reannounced} from an earlier run)` : ''}; pending ${report.pendingAnnouncements}`);
+  }
+  if (report.moreRemaining) lines.push(`  ${report.remaining} messages remain: run again to continue`);
+  if (report.error !== undefined) lines.push(`  error: ${report.error.message}`);
+  const shown = report.failures.filter((f) => f !== report.error).slice(0, 10);
+  for (const f of shown) lines.push(`  failed${f.uidl ? ` ${f.uidl}` : ''}: ${f.code}: ${f.message}`);
+  if (report.failures.length > shown.length + (report.error ? 1 : 0)) lines.push(`  ... ${report.failures.length - shown.length} more failures (see --json)`);
+  if (report.stopReason === 'uidl-reset-suspected') {
+    lines.push('  most known messages vanished and unknown ones appeared (a UIDL reset?); nothing was fetched.');
+    lines.push('  check the mailbox, then: popdrain status --accept-uidl-reset --id ' + report.mailboxId);
+  }
+  if (report.fetched > 0) lines.push(`  stored in ${where}`);
+  lines.push(`  took ${(report.durationMs / 1000).toFixed(1)} s`);
+  return lines.join('\n');
+}
+
+interface Job {
+  mailbox: MailboxConfig;
+  credentials: CredentialsProvider;
+}
+
+export async function runDrain(positionals: string[], o: DrainCommandOptions): Promise<ExitCode> {
+  if (o.config !== undefined && positionals.length > 0) throw new UsageError('give either a mailbox URL or --config FILE, not both');
+  if (o.config === undefined && positionals.length !== 1) {
+    throw new UsageError(positionals.length === 0 ? 'drain needs a mailbox URL (pop3s://user@host) or --config FILE' : `drain takes one mailbox URL, got ${positionals.length}`);
+  }
+  if (o.maildir !== undefined && o['s3-bucket'] !== undefined) throw new UsageError('choose --maildir or --s3-bucket, not both');
+  const policy = deletePolicyFrom(o);
+  const maxSize = size(o['max-size'], '--max-size');
+  const budget: DrainBudget = {};
+  const maxMessages = positiveInt(o['max-messages'], '--max-messages');
+  if (maxMessages !== undefined) budget.maxMessages = maxMessages;
+  const maxBytes = size(o['max-bytes'], '--max-bytes');
+  if (maxBytes !== undefined) budget.maxBytes = maxBytes;
+  let maxTimeMs: number | undefined;
+  if (o['max-time'] !== undefined) {
+    maxTimeMs = parseDuration(o['max-time']);
+    if (maxTimeMs === undefined || maxTimeMs <= 0) throw new UsageError(`--max-time wants a duration such as 90s, 10m or 1h, not "${o['max-time']}"`);
+  }
+  const parallel = positiveInt(o.parallel, '--parallel') ?? 1;
+  const quiet = o.quiet === true;
+  const logger = stderrLogger(quiet);
+
+  // The jobs: one from the URL, or all from the config file.
+  const jobs: Job[] = [];
+  let aws: AwsAdapters = {};
+  const wantsAws = o['s3-bucket'] !== undefined || o['ledger-table'] !== undefined || o['event-bus'] !== undefined || o['secrets-manager'] === true;
+  if (wantsAws) {
+    const { createAwsAdapters } = await import('./aws.js');
+    aws = createAwsAdapters({
+      ...(o['aws-region'] === undefined ? {} : { region: o['aws-region'] }),
+      ...(o['aws-endpoint'] === undefined ? {} : { endpoint: o['aws-endpoint'] }),
+      ...(o['s3-bucket'] === undefined ? {} : { bucket: o['s3-bucket'] }),
+      ...(o['s3-prefix'] === undefined ? {} : { prefix: o['s3-prefix'] }),
+      ...(o['kms-key-id'] === undefined ? {} : { kmsKeyId: o['kms-key-id'] }),
+      ...(o['ledger-table'] === undefined ? {} : { table: o['ledger-table'] }),
+      ...(o['event-bus'] === undefined ? {} : { eventBus: o['event-bus'] }),
+      secretsManager: o['secrets-manager'] === true,
+    });
+  }
+  const adjust = (m: MailboxConfig): MailboxConfig => ({
+    ...m,
+    ...(policy === undefined ? {} : { deletePolicy: policy }),
+    ...(maxSize === undefined ? {} : { maxMessageBytes: maxSize }),
+    ...(o['no-uidl-reset-guard'] === true ? { uidlResetGuard: { ...m.uidlResetGuard, enabled: false } } : {}),
+  });
+  if (o.config !== undefined) {
+    let configured;
+    try {
+      configured = loadMailboxFile(o.config);
+    } catch (error) {
+      if (error instanceof ConfigError) throw new UsageError(error.message);
+      throw error;
+    }
+    const local = new LocalCredentials({ env: process.env });
+    for (const m of configured) {
+      const usesSm = m.secret.type === 'secrets-manager';
+      if (usesSm && aws.credentials === undefined) {
+        throw new UsageError(`mailbox "${m.id}" keeps its secret in Secrets Manager: add --secrets-manager (with AWS credentials)`);
+      }
+      jobs.push({ mailbox: adjust(m), credentials: usesSm ? aws.credentials! : local });
+    }
+  } else {
+    if (o['secrets-manager'] === true) throw new UsageError('--secrets-manager goes with --config (its mailboxes name their secrets)');
+    const url = parseMailboxUrl(positionals[0]!, { insecurePlaintext: o['insecure-plaintext'] === true });
+    if (url.tls === 'insecure-plaintext') {
+      process.stderr.write('popdrain: WARNING: --insecure-plaintext: the password and every message cross the network unencrypted\n');
+    }
+    const resolved = await resolveMailbox(url, o, { interactive: process.stdin.isTTY === true, requireCredentials: true });
+    for (const w of resolved.warnings) process.stderr.write(`popdrain: ${w}\n`);
+    jobs.push({ mailbox: adjust(resolved.mailbox), credentials: resolved.credentials! });
+  }
+
+  const out = resolve(o.out ?? 'popdrain-data');
+  let local: LocalAdapters | undefined;
+  const needLocal = aws.store === undefined || aws.ledger === undefined || aws.events === undefined;
+  if (needLocal) local = createLocalAdapters({ out, logger });
+  const store = aws.store ?? (o.maildir !== undefined ? new MaildirStore({ dir: resolve(o.maildir) }) : local!.store);
+  const where =
+    o['s3-bucket'] !== undefined ? `s3://${o['s3-bucket']}/${o['s3-prefix'] ?? 'messages/'}` : o.maildir !== undefined ? resolve(o.maildir) : out;
+
+  // Signals: the first stops taking new messages; the second abandons the session.
+  const graceful = new AbortController();
+  const hard = new AbortController();
+  let signals = 0;
+  const onSignal = (name: string): void => {
+    signals += 1;
+    if (signals === 1) {
+      if (!quiet) process.stderr.write(`\npopdrain: ${name}: finishing the messages in flight, then QUIT (again to stop at once)\n`);
+      graceful.abort();
+    } else {
+      hard.abort();
+    }
+  };
+  const sigint = (): void => onSignal('SIGINT');
+  const sigterm = (): void => onSignal('SIGTERM');
+  process.on('SIGINT', sigint);
+  process.on('SIGTERM', sigterm);
+
+  const reports: DrainReport[] = [];
+  const started = Date.now();
+  try {
+    let next = 0;
+    const worker = async (): Promise<void> => {
+      while (next < jobs.length && !graceful.signal.aborted) {
+        const job = jobs[next++]!;
+        const ports: DrainPorts = {
+          store,
+          ledger: aws.ledger ?? local!.ledger,
+          events: aws.events ?? local!.events,
+          credentials: job.credentials,
+          logger,
+        };
+        const showProgress = !quiet && jobs.length === 1;
+        const progress = createProgress(job.mailbox.id, process.stderr, showProgress);
+        const jobBudget: DrainBudget = { ...budget, ...(maxTimeMs === undefined ? {} : { deadline: started + maxTimeMs }) };
+        const report = await drainMailbox(job.mailbox, ports, jobBudget, {
+          signal: graceful.signal,
+          hardSignal: hard.signal,
+          dryRun: o['dry-run'] === true,
+          onProgress: (p) => progress.update(p),
+          ...(o.trace === true ? { trace: traceWriter(job.mailbox.id) } : {}),
+        });
+        progress.done();
+        reports.push(report);
+        if (o.json !== true && !quiet) process.stdout.write(`${summarize(report, where)}\n`);
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(parallel, jobs.length) }, worker));
+  } finally {
+    process.off('SIGINT', sigint);
+    process.off('SIGTERM', sigterm);
+    await local?.close();
+  }
+  if (o.json === true) {
+    process.stdout.write(`${JSON.stringify(jobs.length === 1 && o.config === undefined ? reports[0] : reports, null, 2)}\n`);
+  }
+  if (reports.length < jobs.length && !quiet) {
+    process.stderr.write(`popdrain: interrupted: ${jobs.length - reports.length} mailboxes not started\n`);
+  }
+  const codes = reports.map(exitCodeFor);
+  if (reports.length < jobs.length) codes.push(EXIT.INTERRUPTED);
+  return worstExitCode(codes);
+}

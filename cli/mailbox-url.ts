@@ -1,0 +1,64 @@
+/**
+ * `pop3s://user@host[:port]` (implicit TLS, port 995) and `pop3://user@host[:port]` (STLS
+ * required, port 110). The user part is percent-decoded, since logins are often e-mail
+ * addresses: `pop3s://jane%40example.com@mail.example.com`.
+ */
+import type { TlsMode } from '../lib/pop3/index.js';
+import { UsageError } from './exit-codes.js';
+
+export interface MailboxUrl {
+  scheme: 'pop3' | 'pop3s';
+  user: string | undefined;
+  host: string;
+  port: number;
+  tls: TlsMode;
+}
+
+export function parseMailboxUrl(text: string, options: { insecurePlaintext?: boolean } = {}): MailboxUrl {
+  const m = /^(pop3s?):\/\/(?:([^@/?#]*)@)?([^/?#@]+)\/?$/i.exec(text.trim());
+  if (m === null) {
+    throw new UsageError(`not a mailbox URL: "${text}" (expected pop3s://user@host[:port] or pop3://user@host[:port])`);
+  }
+  const scheme = m[1]!.toLowerCase() as 'pop3' | 'pop3s';
+  if (m[2]?.includes(':')) {
+    throw new UsageError('do not put a password in the URL: use POPDRAIN_PASSWORD, --password-file or the prompt');
+  }
+  let user: string | undefined;
+  if (m[2] !== undefined && m[2] !== '') {
+    try {
+      user = decodeURIComponent(m[2]);
+    } catch {
+      throw new UsageError(`bad percent-encoding in the user part of "${text}"`);
+    }
+  }
+  const hostPort = m[3]!;
+  let host: string;
+  let portText: string | undefined;
+  if (hostPort.startsWith('[')) {
+    const end = hostPort.indexOf(']');
+    if (end === -1) throw new UsageError(`bad IPv6 address in "${text}"`);
+    host = hostPort.slice(1, end);
+    const rest = hostPort.slice(end + 1);
+    if (rest !== '' && !rest.startsWith(':')) throw new UsageError(`bad host in "${text}"`);
+    portText = rest === '' ? undefined : rest.slice(1);
+  } else {
+    const parts = hostPort.split(':');
+    if (parts.length > 2) throw new UsageError(`bad host in "${text}" (IPv6 addresses go in brackets)`);
+    host = parts[0]!;
+    portText = parts[1];
+  }
+  if (!/^[A-Za-z0-9.:-]+$/.test(host) || host.length === 0) throw new UsageError(`bad host name "${host}"`);
+  let port = scheme === 'pop3s' ? 995 : 110;
+  if (portText !== undefined) {
+    if (!/^\d{1,5}$/.test(portText) || Number(portText) < 1 || Number(portText) > 65535) {
+      throw new UsageError(`bad port "${portText}" in "${text}"`);
+    }
+    port = Number(portText);
+  }
+  let tls: TlsMode = scheme === 'pop3s' ? 'implicit' : 'starttls';
+  if (options.insecurePlaintext === true) {
+    if (scheme === 'pop3s') throw new UsageError('--insecure-plaintext goes with pop3:// URLs, not pop3s://');
+    tls = 'insecure-plaintext';
+  }
+  return { scheme, user, host, port, tls };
+}

@@ -1,0 +1,191 @@
+#!/usr/bin/env node
+/**
+ * The `popdrain` command: drain POP3 mailboxes on one machine (files, a Maildir, or the AWS
+ * adapters), check a server, show what has been drained. Bad input gets one line on stderr and
+ * a documented exit code, never a stack trace.
+ */
+import { readFileSync } from 'node:fs';
+import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { EXIT, UsageError, type ExitCode } from './exit-codes.js';
+
+const USAGE = `popdrain — drain POP3 mailboxes: every message stored once, byte for byte, and announced as an event
+
+Usage:
+  popdrain drain pop3s://USER@HOST[:PORT] [options]   implicit TLS (port 995)
+  popdrain drain pop3://USER@HOST[:PORT] [options]    STLS required (port 110)
+  popdrain drain --config FILE [--parallel N] [options]
+  popdrain check pop3s://USER@HOST[:PORT]            TLS, capabilities, login methods, message count; downloads nothing
+  popdrain status [--out DIR] [--id ID] [--accept-uidl-reset]
+  popdrain --help | --version
+
+The user part of the URL is percent-decoded (pop3s://jane%40example.com@mail.example.com).
+
+Login:
+  POPDRAIN_PASSWORD=...           password from the environment
+  --password-file FILE            password from a file (first line); warns if others can read it
+  (neither)                       asked for on a terminal
+  --user NAME                     overrides the URL's user
+  --auth METHOD                   auto (strongest both sides support), SCRAM-SHA-256, SCRAM-SHA-1,
+                                  CRAM-MD5, APOP, PLAIN, LOGIN, USER, XOAUTH2, OAUTHBEARER
+  --oauth2-token-env VAR          an OAuth2 access token from the environment
+  --oauth2-token-endpoint URL --oauth2-client-id ID [--oauth2-client-secret-env VAR | --oauth2-client-secret-file F]
+      [--oauth2-refresh-token-env VAR | --oauth2-refresh-token-file F] [--oauth2-scope S]
+                                  refresh access tokens as needed (a rotated refresh token is written back to its file)
+
+TLS:
+  --ca FILE                       trust this CA (PEM) in addition to the system's
+  --servername NAME               the name to verify the certificate against
+  --insecure-plaintext            with pop3:// only: no TLS at all (loudly)
+
+Where messages go (default: --out ./popdrain-data):
+  --out DIR                       one .eml file per message (the exact served bytes) under DIR/<mailbox id>/,
+                                  the ledger in DIR/.popdrain, events in DIR/events.jsonl
+  --maildir DIR                   deliver into a Maildir instead (LF line ends); ledger and events stay in --out
+  --id ID                         the mailbox id (default: derived from user, host and port)
+  --s3-bucket B [--s3-prefix P] [--kms-key-id K]   store in S3
+  --ledger-table T                the DynamoDB ledger          --event-bus E     EventBridge events
+  --secrets-manager               (with --config) secrets from AWS Secrets Manager
+  --aws-region R  --aws-endpoint URL                  (credentials from the usual AWS sources)
+
+What to do:
+  --keep (default) | --delete | --keep-days N          delete from the server once stored and announced
+  --max-size SIZE                 skip larger messages (an "Email Skipped" event), e.g. 25MB
+  --max-messages N  --max-bytes SIZE  --max-time DURATION (e.g. 10m)   the run's budget
+  --dry-run                       list what would be fetched, skipped and deleted
+  --no-uidl-reset-guard           do not stop when a drained mailbox suddenly shows only unknown UIDLs
+
+Output:
+  -v, --trace                     the protocol exchange on stderr (passwords and tokens redacted)
+  --json                          the final report as JSON on stdout
+  --quiet                         no progress, no summary
+
+SIGINT/SIGTERM: no new messages; those in flight are finished; QUIT. A second signal stops at once.
+
+Exit codes: 0 done (also when stopped by the budget or when messages were skipped; the report says so),
+  1 internal error, 2 usage or configuration, 3 login refused, 4 TLS, 5 network or server,
+  6 mailbox busy (retry later), 7 partial (some messages not stored or announced; they stay on the server),
+  8 UIDL reset suspected, 9 credentials unavailable, 130 interrupted.`;
+
+const connectionOptions = {
+  user: { type: 'string' },
+  'password-file': { type: 'string' },
+  'oauth2-token-env': { type: 'string' },
+  'oauth2-token-endpoint': { type: 'string' },
+  'oauth2-client-id': { type: 'string' },
+  'oauth2-client-secret-env': { type: 'string' },
+  'oauth2-client-secret-file': { type: 'string' },
+  'oauth2-refresh-token-env': { type: 'string' },
+  'oauth2-refresh-token-file': { type: 'string' },
+  'oauth2-scope': { type: 'string' },
+  auth: { type: 'string' },
+  ca: { type: 'string' },
+  servername: { type: 'string' },
+  'insecure-plaintext': { type: 'boolean' },
+  trace: { type: 'boolean', short: 'v' },
+  json: { type: 'boolean' },
+  id: { type: 'string' },
+} as const satisfies ParseArgsConfig['options'];
+
+const drainOptions = {
+  ...connectionOptions,
+  out: { type: 'string' },
+  maildir: { type: 'string' },
+  keep: { type: 'boolean' },
+  delete: { type: 'boolean' },
+  'keep-days': { type: 'string' },
+  'max-size': { type: 'string' },
+  'max-messages': { type: 'string' },
+  'max-bytes': { type: 'string' },
+  'max-time': { type: 'string' },
+  'dry-run': { type: 'boolean' },
+  config: { type: 'string' },
+  parallel: { type: 'string' },
+  quiet: { type: 'boolean', short: 'q' },
+  'no-uidl-reset-guard': { type: 'boolean' },
+  's3-bucket': { type: 'string' },
+  's3-prefix': { type: 'string' },
+  'kms-key-id': { type: 'string' },
+  'ledger-table': { type: 'string' },
+  'event-bus': { type: 'string' },
+  'aws-region': { type: 'string' },
+  'aws-endpoint': { type: 'string' },
+  'secrets-manager': { type: 'boolean' },
+} as const satisfies ParseArgsConfig['options'];
+
+const statusOptions = {
+  out: { type: 'string' },
+  id: { type: 'string' },
+  json: { type: 'boolean' },
+  'accept-uidl-reset': { type: 'boolean' },
+} as const satisfies ParseArgsConfig['options'];
+
+function version(): string {
+  try {
+    const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version?: string };
+    return pkg.version ?? 'unknown';
+  } catch {
+    return 'unknown';
+  }
+}
+
+function parse<O extends NonNullable<ParseArgsConfig['options']>>(args: string[], options: O) {
+  try {
+    return parseArgs({ args, options, allowPositionals: true, strict: true });
+  } catch (error) {
+    // node:util's messages are one line; make them ours.
+    const message = (error as Error).message.replace(/\. To specify a positional argument.*$/s, '');
+    throw new UsageError(`${message} (see popdrain --help)`);
+  }
+}
+
+async function main(argv: string[]): Promise<ExitCode> {
+  const [command, ...rest] = argv;
+  if (command === undefined || command === '--help' || command === '-h' || command === 'help') {
+    process.stdout.write(`${USAGE}\n`);
+    return command === undefined ? EXIT.USAGE : EXIT.OK;
+  }
+  if (command === '--version' || command === '-V') {
+    process.stdout.write(`popdrain ${version()}\n`);
+    return EXIT.OK;
+  }
+  if (rest.includes('--help') || rest.includes('-h')) {
+    process.stdout.write(`${USAGE}\n`);
+    return EXIT.OK;
+  }
+  switch (command) {
+    case 'drain': {
+      const { values, positionals } = parse(rest, drainOptions);
+      const { runDrain } = await import('./drain-command.js');
+      return runDrain(positionals, values);
+    }
+    case 'check': {
+      const { values, positionals } = parse(rest, connectionOptions);
+      const { runCheck } = await import('./check-command.js');
+      return runCheck(positionals, values);
+    }
+    case 'status': {
+      const { values, positionals } = parse(rest, statusOptions);
+      const { runStatus } = await import('./status-command.js');
+      return runStatus(positionals, values);
+    }
+    default:
+      throw new UsageError(`unknown command "${command}" (drain, check or status; see popdrain --help)`);
+  }
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (error: unknown) => {
+    if (error instanceof UsageError) {
+      process.stderr.write(`popdrain: ${error.message}\n`);
+      process.exitCode = error.exitCode;
+      return;
+    }
+    const message = error instanceof Error ? error.message : String(error);
+    process.stderr.write(`popdrain: internal error: ${message}\n`);
+    if (process.env.POPDRAIN_DEBUG === '1' && error instanceof Error) process.stderr.write(`${error.stack}\n`);
+    process.exitCode = EXIT.INTERNAL;
+  },
+);
