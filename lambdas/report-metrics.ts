@@ -17,12 +17,18 @@ export function recordReportMetrics(metrics: Metrics, report: DrainReport): void
   metrics.addMetric('AuthFailures', MetricUnit.Count, report.stopReason === 'auth-failed' ? 1 : 0);
   metrics.addMetric('BusyMailboxes', MetricUnit.Count, report.retryLater ? 1 : 0);
 
-  const perMailbox = metrics.singleMetric();
-  perMailbox.addDimension('mailbox', report.mailboxId);
-  perMailbox.addMetric('MessagesStored', MetricUnit.Count, report.fetched);
-  perMailbox.addMetric('BytesStored', MetricUnit.Bytes, report.fetchedBytes);
-  perMailbox.addMetric('RunDurationMs', MetricUnit.Milliseconds, report.durationMs);
-  perMailbox.addMetric('BacklogAgeSeconds', MetricUnit.Seconds, report.backlogAgeSeconds);
+  // A single metric is published by each addMetric, which also clears its dimensions: one
+  // single metric per data point, or every point after the first loses the `mailbox`
+  // dimension and lands in the aggregate (service-only) series a second time.
+  const perMailbox = (name: string, unit: Parameters<Metrics['addMetric']>[1], value: number): void => {
+    const m = metrics.singleMetric();
+    m.addDimension('mailbox', report.mailboxId);
+    m.addMetric(name, unit, value);
+  };
+  perMailbox('MessagesStored', MetricUnit.Count, report.fetched);
+  perMailbox('BytesStored', MetricUnit.Bytes, report.fetchedBytes);
+  perMailbox('RunDurationMs', MetricUnit.Milliseconds, report.durationMs);
+  perMailbox('BacklogAgeSeconds', MetricUnit.Seconds, report.backlogAgeSeconds);
 
   const byCode = new Map<string, number>();
   for (const f of report.failures) byCode.set(f.code, (byCode.get(f.code) ?? 0) + 1);

@@ -1,0 +1,404 @@
+// The scheduler and drainer Lambdas, unchanged, each in its own process as a Lambda instance
+// (module scope runs once with the construct's environment), invoked with scheduler- and
+// SQS-shaped events and a Lambda context, against Dovecot, s3rver, dynalite, local-aws-sqs
+// (a FIFO queue with its DLQ per test) and the EventBridge / Secrets Manager endpoint. A small
+// event-source loop (test/support/sqs-event-source.ts) stands in for Lambda's SQS trigger.
+//
+// What local-aws-sqs cannot show (see test/support/sqs-standin.ts): deduplication after the
+// first message was deleted (it dedups only while that message is still in the queue), the
+// FIFO group lock (the event-source loop enforces it; the concurrency test relies on its
+// absence), and ApproximateReceiveCount after ChangeMessageVisibility (it counts the change as
+// a receive). The DLQ exists as the deployment's does, but no message is moved into it here:
+// the first retry is a minute away.
+import { SendMessageCommand, type SQSClient } from '@aws-sdk/client-sqs';
+import type { SQSBatchResponse } from 'aws-lambda';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { TickResult } from '../../lambdas/scheduler.js';
+import type { DrainReport } from '../../lib/drain/report.js';
+import { GET_SECRET_VALUE } from '../support/aws-json-endpoint.js';
+import { servedForm, testMessage } from '../support/drain-fixtures.js';
+import { LambdaInstance, startInstances, type InvocationResult, type OutputLine } from '../support/lambda-instance.js';
+import { blobsWithDimensions, drainReports, emfBlobs, logRecords, type EmfBlob } from '../support/lambda-output.js';
+import { sha256Hex, startLambdaStage, type LambdaStage, type StageMailbox } from '../support/lambda-stage.js';
+import { runEventSource, sqsEvent, sqsRecord, type EventSourceInvocation } from '../support/sqs-event-source.js';
+import type { FifoQueue, SqsRequest } from '../support/sqs-standin.js';
+
+const LONG_REMAINING_MS = 15 * 60_000;
+const AGGREGATE_METRICS = [
+  'MessagesStored',
+  'BytesStored',
+  'MessagesSkipped',
+  'RunDurationMs',
+  'BacklogAgeSeconds',
+  'RunFailures',
+  'AuthFailures',
+  'BusyMailboxes',
+];
+const PER_MAILBOX_METRICS = ['MessagesStored', 'BytesStored', 'RunDurationMs', 'BacklogAgeSeconds'];
+const SCHEDULER_METRICS = ['MailboxesDue', 'MailboxesEnqueued', 'BusyMailboxes', 'StaleMailboxes', 'UidlResetTripped'];
+
+let stage: LambdaStage;
+let sqs: SQSClient;
+const instances: LambdaInstance[] = [];
+
+// The mailboxes: three drained every 5 minutes, three every 15, one whose lease another run
+// holds, a backlog, one drained twice at once, one whose secret holds a wrong password.
+const mb: Record<string, StageMailbox> = {};
+let fanoutConfig: string;
+let drainConfig: string;
+
+const messages = (tag: string, n: number, bodyBytes = 600): Buffer[] => Array.from({ length: n }, (_, i) => testMessage(i, tag, bodyBytes));
+
+beforeAll(async () => {
+  stage = await startLambdaStage();
+  sqs = stage.sqs.client();
+  for (const i of [1, 2, 3]) mb[`every5-${i}`] = await stage.addMailbox(`every5-${i}`, messages(`e5-${i}`, 3));
+  for (const i of [1, 2, 3]) mb[`every15-${i}`] = await stage.addMailbox(`every15-${i}`, messages(`e15-${i}`, 3), { everyMinutes: 15 });
+  mb.held = await stage.addMailbox('held', messages('held', 3));
+  mb.backlog = await stage.addMailbox('backlog', messages('backlog', 400));
+  mb.twin = await stage.addMailbox('twin', messages('twin', 300));
+  mb.badpw = await stage.addMailbox('badpw', messages('badpw', 2), { wrongSecretPassword: true });
+  fanoutConfig = await stage.writeMailboxFile('fanout.json', ['every5-1', 'every5-2', 'every5-3', 'every15-1', 'every15-2', 'every15-3', 'held'].map((k) => mb[k]!));
+  drainConfig = await stage.writeMailboxFile('mailboxes.json', Object.values(mb));
+}, 120_000);
+
+afterAll(async () => {
+  await Promise.all(instances.map((i) => i.stop()));
+  await stage?.stop();
+});
+
+async function schedulerInstance(queue: FifoQueue): Promise<LambdaInstance> {
+  const instance = await LambdaInstance.start({
+    name: 'scheduler',
+    handler: 'scheduler',
+    env: stage.env({ POPDRAIN_CONFIG_PATH: fanoutConfig, POPDRAIN_QUEUE_URL: queue.url, POPDRAIN_TICK_MINUTES: '5' }),
+  });
+  instances.push(instance);
+  return instance;
+}
+
+async function drainerInstances(queue: FifoQueue, count: number, extra: Record<string, string> = {}): Promise<LambdaInstance[]> {
+  const started = await startInstances(count, {
+    namePrefix: `drainer-${queue.name}`,
+    handler: 'drainer',
+    // DEBUG: the most log records, so the "never a password" check sees the most.
+    env: stage.env({ POPDRAIN_CONFIG_PATH: drainConfig, POPDRAIN_QUEUE_URL: queue.url, POWERTOOLS_LOG_LEVEL: 'DEBUG', ...extra }),
+  });
+  instances.push(...started);
+  return started;
+}
+
+async function enqueue(queue: FifoQueue, mailbox: StageMailbox, dedup: string): Promise<void> {
+  await sqs.send(
+    new SendMessageCommand({
+      QueueUrl: queue.url,
+      MessageGroupId: mailbox.id,
+      MessageDeduplicationId: dedup,
+      MessageBody: JSON.stringify({ mailboxId: mailbox.id, tick: new Date().toISOString() }),
+    }),
+  );
+}
+
+/** Every message of the mailbox is in S3 exactly once, byte for byte, and announced once. */
+async function expectStoredOnce(mailbox: StageMailbox): Promise<void> {
+  const objects = await stage.storedObjects(mailbox.id);
+  expect(objects.size).toBe(mailbox.messages.length);
+  const expected = mailbox.messages.map((m) => sha256Hex(servedForm(m))).sort();
+  expect([...objects.values()].map(sha256Hex).sort()).toEqual(expected);
+  for (const key of objects.keys()) expect(stage.s3Puts.puts.get(`/${stage.bucket}/${key}`), key).toBe(1);
+  const events = stage.storedEvents(mailbox.id);
+  expect(events).toHaveLength(mailbox.messages.length);
+  expect(new Set(events.map((e) => (JSON.parse(e.Detail!) as { id: string }).id)).size).toBe(mailbox.messages.length);
+}
+
+/**
+ * The EMF of one drain run: one aggregate blob with `service` only, per-mailbox metrics with
+ * `service` + `mailbox`, failures with `service` + `errorCode`, nothing else.
+ */
+function expectDrainMetrics(output: readonly OutputLine[], report: DrainReport): EmfBlob[] {
+  const blobs = emfBlobs(output);
+  for (const b of blobs) {
+    expect(b.namespace).toBe('popdrain');
+    expect(b.dimensionValues.service).toBe('popdrain');
+  }
+  const aggregate = blobsWithDimensions(blobs, ['service']);
+  expect(aggregate).toHaveLength(1);
+  expect([...aggregate[0]!.metrics.keys()].sort()).toEqual([...AGGREGATE_METRICS].sort());
+  expect(aggregate[0]!.metrics.get('MessagesStored')).toBe(report.fetched);
+  expect(aggregate[0]!.metrics.get('BytesStored')).toBe(report.fetchedBytes);
+  const perMailbox = blobsWithDimensions(blobs, ['service', 'mailbox']);
+  expect(perMailbox.every((b) => b.dimensionValues.mailbox === report.mailboxId)).toBe(true);
+  expect(perMailbox.flatMap((b) => [...b.metrics.keys()]).sort()).toEqual([...PER_MAILBOX_METRICS].sort());
+  const stored = perMailbox.find((b) => b.metrics.has('MessagesStored'))!;
+  expect(stored.metrics.get('MessagesStored')).toBe(report.fetched);
+  const byCode = blobsWithDimensions(blobs, ['service', 'errorCode']);
+  expect(aggregate.length + perMailbox.length + byCode.length).toBe(blobs.length);
+  return blobs;
+}
+
+/** Every log record of a drain invocation is JSON from Powertools and names the mailbox. */
+function expectDrainLogs(output: readonly OutputLine[], mailboxId: string): void {
+  for (const line of output.filter((l) => l.stream === 'stdout')) expect(line.json, line.text).toBeDefined();
+  const records = logRecords(output);
+  expect(records.length).toBeGreaterThan(0);
+  for (const r of records) {
+    expect(r.service).toBe('popdrain');
+    expect(r.mailboxId, r.message).toBe(mailboxId);
+  }
+}
+
+function reportOf(invocation: InvocationResult): DrainReport {
+  const reports = drainReports(invocation.output);
+  expect(reports).toHaveLength(1);
+  return reports[0]!;
+}
+
+describe('scheduler', () => {
+  it('fans out one message per due mailbox (group = mailbox, dedup = mailbox + tick), skips a held lease, enqueues a repeated tick once; drainers drain them', async () => {
+    const queue = await stage.sqs.createFifoQueue('tick');
+    // Another run holds the lease of one mailbox.
+    const lease = await stage.ledger.acquireLease(mb.held!.id, 'another-run', 10 * 60_000, Date.now());
+    expect(lease).toBeDefined();
+    const scheduler = await schedulerInstance(queue);
+
+    const base = Date.UTC(2026, 0, 5, 10, 0, 0);
+    const ticks = [0, 1, 2].map((k) => new Date(base + k * 5 * 60_000).toISOString());
+    const results: TickResult[] = [];
+    const sentByTick = new Map<string, Array<{ group: string; dedup: string; body: { mailboxId: string; tick: string } }>>();
+    const batchesByTick = new Map<string, SqsRequest[]>();
+    for (const tick of ticks) {
+      const before = stage.sqs.requestsFor('SendMessageBatch', queue.url).length;
+      const invocation = await scheduler.invoke({ time: tick, 'detail-type': 'Scheduled Event', source: 'aws.events' }, { remainingMs: 120_000 });
+      expect(invocation.ok, JSON.stringify(invocation.error)).toBe(true);
+      const result = invocation.result as TickResult;
+      results.push(result);
+      const batches = stage.sqs.requestsFor('SendMessageBatch', queue.url).slice(before);
+      batchesByTick.set(tick, batches);
+      const sent = batches
+        .flatMap((r) => r.body.Entries as Array<{ MessageGroupId: string; MessageDeduplicationId: string; MessageBody: string }>)
+        .map((e) => ({ group: e.MessageGroupId, dedup: e.MessageDeduplicationId, body: JSON.parse(e.MessageBody) as { mailboxId: string; tick: string } }));
+      sentByTick.set(tick, sent);
+
+      // One message per due mailbox; the group is the mailbox, the dedup id mailbox + tick.
+      for (const s of sent) {
+        expect(s.group).toBe(s.body.mailboxId);
+        expect(s.body.tick).toBe(tick);
+        expect(s.dedup).toBe(`${s.body.mailboxId}:${tick}`);
+      }
+      expect(new Set(sent.map((s) => s.group)).size).toBe(sent.length);
+      expect(sent.map((s) => s.group)).not.toContain(mb.held!.id);
+      expect(result).toMatchObject({ tick, busy: 1, tripped: 0, enqueued: sent.length, due: sent.length + 1 });
+
+      // The scheduler's metrics: aggregates with the `service` dimension only.
+      const blobs = emfBlobs(invocation.output);
+      expect(blobs).toHaveLength(1);
+      expect(blobs[0]!.dimensions).toEqual(['service']);
+      expect([...blobs[0]!.metrics.keys()].sort()).toEqual([...SCHEDULER_METRICS].sort());
+      expect(blobs[0]!.metrics.get('BusyMailboxes')).toBe(1);
+      expect(blobs[0]!.metrics.get('MailboxesEnqueued')).toBe(sent.length);
+    }
+
+    // Every tick enqueues the 5-minute mailboxes; each 15-minute mailbox is due on exactly
+    // one of three consecutive 5-minute ticks; the held one on none.
+    const enqueuedIds = (tick: string) => sentByTick.get(tick)!.map((s) => s.group).sort();
+    const every5 = ['every5-1', 'every5-2', 'every5-3'].map((k) => mb[k]!.id);
+    const every15 = ['every15-1', 'every15-2', 'every15-3'].map((k) => mb[k]!.id);
+    for (const tick of ticks) expect(enqueuedIds(tick).filter((id) => every5.includes(id))).toEqual([...every5].sort());
+    for (const id of every15) expect(ticks.filter((t) => enqueuedIds(t).includes(id))).toHaveLength(1);
+    const total = ticks.reduce((n, t) => n + sentByTick.get(t)!.length, 0);
+    expect(total).toBe(3 * 3 + 3);
+    expect(await stage.sqs.depth(queue.url)).toEqual({ visible: total, inFlight: 0 });
+
+    // The same tick again (an EventBridge retry, delivered 90 s into the tick): the same
+    // messages are sent and SQS deduplicates them. (local-aws-sqs deduplicates only while
+    // the first messages are still in the queue, as they are here.)
+    const before = stage.sqs.requestsFor('SendMessageBatch', queue.url).length;
+    const repeat = await scheduler.invoke({ time: new Date(base + 90_000).toISOString() }, { remainingMs: 120_000 });
+    expect(repeat.ok).toBe(true);
+    const messageIds = (batches: SqsRequest[]) => batches.flatMap((r) => (r.response?.Successful as Array<{ MessageId: string }>).map((e) => e.MessageId));
+    const firstIds = new Set(messageIds(batchesByTick.get(ticks[0]!)!));
+    const repeatIds = messageIds(stage.sqs.requestsFor('SendMessageBatch', queue.url).slice(before));
+    expect((repeat.result as TickResult).tick).toBe(ticks[0]);
+    expect(repeatIds.length).toBe(sentByTick.get(ticks[0]!)!.length);
+    expect(repeatIds.every((id) => firstIds.has(id))).toBe(true);
+    expect(await stage.sqs.depth(queue.url)).toEqual({ visible: total, inFlight: 0 });
+
+    // Drainers drain what was enqueued: each message once, every mailbox stored once.
+    const drainers = await drainerInstances(queue, 2);
+    const done = await runEventSource({ sqs, queueUrl: queue.url, queueArn: queue.arn, instances: drainers, remainingMs: LONG_REMAINING_MS });
+    expect(done).toHaveLength(total);
+    expect(done.filter((d) => d.failed)).toEqual([]);
+    for (const d of done) {
+      expect(d.record.attributes.MessageGroupId).toBe((JSON.parse(d.record.body) as { mailboxId: string }).mailboxId);
+      expect((d.invocation.result as SQSBatchResponse).batchItemFailures).toEqual([]);
+      const report = reportOf(d.invocation);
+      expect(report.stopReason).toBe('complete');
+      expectDrainMetrics(d.invocation.output, report);
+      expectDrainLogs(d.invocation.output, report.mailboxId);
+    }
+    expect(await stage.sqs.depth(queue.url)).toEqual({ visible: 0, inFlight: 0 });
+    for (const id of [...every5, ...every15]) {
+      const runs = done.filter((d) => d.record.attributes.MessageGroupId === id).map((d) => reportOf(d.invocation));
+      // The first run stores the three messages; later ticks find them all known.
+      expect(runs.map((r) => r.fetched)).toEqual([3, ...runs.slice(1).map(() => 0)]);
+    }
+    for (const k of [...['every5-1', 'every5-2', 'every5-3'], ...['every15-1', 'every15-2', 'every15-3']]) await expectStoredOnce(mb[k]!);
+    expect((await stage.storedObjects(mb.held!.id)).size).toBe(0);
+    // The logins came from Secrets Manager.
+    const secretIds = new Set(stage.aws.requestsFor(GET_SECRET_VALUE).map((r) => r.body.SecretId));
+    for (const id of [...every5, ...every15]) expect(secretIds).toContain(`popdrain/${id.slice('mbx-'.length)}`);
+    await stage.ledger.releaseLease(lease!);
+  }, 120_000);
+});
+
+describe('drainer', () => {
+  it('drains a backlog larger than one invocation in continuations, storing every message once', async () => {
+    const queue = await stage.sqs.createFifoQueue('backlog');
+    // Each invocation may start new messages for 400 ms (remaining time minus the margin);
+    // the hard deadline (margin / 2 later) leaves 5 s to finish what is in flight.
+    const MARGIN_MS = 10_000;
+    const BUDGET_MS = 400;
+    const [drainer] = await drainerInstances(queue, 1, { POPDRAIN_DEADLINE_MARGIN_MS: String(MARGIN_MS) });
+    await enqueue(queue, mb.backlog!, `${mb.backlog!.id}:first`);
+    const done = await runEventSource({
+      sqs,
+      queueUrl: queue.url,
+      queueArn: queue.arn,
+      instances: [drainer!],
+      remainingMs: MARGIN_MS + BUDGET_MS,
+      maxInvocations: 200,
+    });
+    expect(done.filter((d) => d.failed)).toEqual([]);
+    const reports = done.map((d) => reportOf(d.invocation));
+    // About ten invocations on a busy two-core machine; at least two anywhere.
+    expect(reports.length).toBeGreaterThanOrEqual(2);
+    // Every run but the last stopped at its deadline with more left and enqueued a continuation
+    // naming it; the last completed.
+    const continuations = stage.sqs.requestsFor('SendMessage', queue.url).filter((r) => String(r.body.MessageBody).includes('continuationOf'));
+    expect(continuations).toHaveLength(reports.length - 1);
+    reports.forEach((report, i) => {
+      const d = done[i]!;
+      expect(report.runId).toBe(`${d.invocation.awsRequestId}:${d.record.messageId}`);
+      if (i < reports.length - 1) {
+        expect(report).toMatchObject({ stopReason: 'deadline', moreRemaining: true });
+        const next = JSON.parse(done[i + 1]!.record.body) as { mailboxId: string; continuationOf?: string };
+        expect(next).toMatchObject({ mailboxId: mb.backlog!.id, continuationOf: report.runId });
+        const sent = continuations[i]!.body;
+        expect(sent.MessageGroupId).toBe(mb.backlog!.id);
+        expect(typeof sent.MessageDeduplicationId).toBe('string');
+        expect(logRecords(d.invocation.output).map((r) => r.message)).toContain('more remains: continuation enqueued');
+      } else {
+        expect(report).toMatchObject({ stopReason: 'complete', moreRemaining: false, remaining: 0 });
+      }
+      expectDrainMetrics(d.invocation.output, report);
+      expectDrainLogs(d.invocation.output, mb.backlog!.id);
+    });
+    expect(reports.reduce((n, r) => n + r.fetched, 0)).toBe(mb.backlog!.messages.length);
+    expect(await stage.sqs.depth(queue.url)).toEqual({ visible: 0, inFlight: 0 });
+    await expectStoredOnce(mb.backlog!);
+  }, 120_000);
+
+  it('never drains one mailbox in two invocations at once: the second reports busy, counted in metrics, not a failure', async () => {
+    const queue = await stage.sqs.createFifoQueue('twin');
+    const drainers = await drainerInstances(queue, 2);
+    await enqueue(queue, mb.twin!, `${mb.twin!.id}:a`);
+    await enqueue(queue, mb.twin!, `${mb.twin!.id}:b`);
+    // SQS would hold the second message back while the first is in flight (same group);
+    // local-aws-sqs hands out both, which is what a stale redelivery or a second trigger
+    // would look like. The lease is what keeps the two runs apart.
+    const received = await stage.sqs.receiveAll(queue.url);
+    expect(received).toHaveLength(2);
+    const records = received.map((m) => sqsRecord(m, queue.arn));
+    const [a, b] = await Promise.all(records.map((r, i) => drainers[i]!.invoke(sqsEvent([r]), { remainingMs: LONG_REMAINING_MS })));
+    const invocations = [a!, b!];
+    for (const inv of invocations) {
+      expect(inv.ok).toBe(true);
+      expect((inv.result as SQSBatchResponse).batchItemFailures).toEqual([]);
+    }
+    const reports = invocations.map(reportOf);
+    const busy = reports.findIndex((r) => r.stopReason === 'busy');
+    expect(busy).toBeGreaterThanOrEqual(0);
+    const drained = 1 - busy;
+    expect(reports[busy]).toMatchObject({ retryLater: true, fetched: 0, serverMessages: 0 });
+    expect(reports[drained]).toMatchObject({ stopReason: 'complete', fetched: mb.twin!.messages.length });
+    expect(logRecords(invocations[busy]!.output).map((r) => r.message)).toContain('mailbox is busy: another run holds its lease');
+    const busyBlobs = expectDrainMetrics(invocations[busy]!.output, reports[busy]!);
+    const busyAggregate = blobsWithDimensions(busyBlobs, ['service'])[0]!;
+    expect(busyAggregate.metrics.get('BusyMailboxes')).toBe(1);
+    expect(busyAggregate.metrics.get('RunFailures')).toBe(0);
+    expect(blobsWithDimensions(busyBlobs, ['service', 'errorCode'])).toEqual([]);
+    const drainedAggregate = blobsWithDimensions(expectDrainMetrics(invocations[drained]!.output, reports[drained]!), ['service'])[0]!;
+    expect(drainedAggregate.metrics.get('BusyMailboxes')).toBe(0);
+    for (const inv of invocations) expectDrainLogs(inv.output, mb.twin!.id);
+    await expectStoredOnce(mb.twin!);
+  }, 120_000);
+
+  it('reports a failed run (wrong password) as a batch item failure and backs off with a growing visibility timeout', async () => {
+    // The queue's own visibility timeout is 1 s: a message still hidden after that was hidden by the drainer.
+    const queue = await stage.sqs.createFifoQueue('badpw', { visibilityTimeoutSeconds: 1 });
+    const [drainer] = await drainerInstances(queue, 1);
+    await enqueue(queue, mb.badpw!, `${mb.badpw!.id}:1`);
+    const done: EventSourceInvocation[] = await runEventSource({ sqs, queueUrl: queue.url, queueArn: queue.arn, instances: [drainer!], remainingMs: LONG_REMAINING_MS });
+    expect(done).toHaveLength(1);
+    const first = done[0]!;
+    expect(first.failed).toBe(true);
+    expect(first.record.attributes.ApproximateReceiveCount).toBe('1');
+    expect(first.invocation.result).toEqual({ batchItemFailures: [{ itemIdentifier: first.record.messageId }] });
+    const report = reportOf(first.invocation);
+    expect(report).toMatchObject({ stopReason: 'auth-failed', ok: false, fetched: 0 });
+    expect(report.error?.code).toBe('AUTH_FAILED');
+
+    const changes = () => stage.sqs.requestsFor('ChangeMessageVisibility', queue.url);
+    expect(changes()).toHaveLength(1);
+    expect(changes()[0]!.body).toMatchObject({ ReceiptHandle: first.record.receiptHandle, VisibilityTimeout: 60 });
+    expect(changes()[0]!.status).toBe(200);
+    await new Promise((r) => setTimeout(r, 1_500));
+    expect(await stage.sqs.depth(queue.url)).toEqual({ visible: 0, inFlight: 1 });
+
+    // The metrics of a failed run: RunFailures and AuthFailures, and Failures by errorCode.
+    const blobs = expectDrainMetrics(first.invocation.output, report);
+    const aggregate = blobsWithDimensions(blobs, ['service'])[0]!;
+    expect(aggregate.metrics.get('RunFailures')).toBe(1);
+    expect(aggregate.metrics.get('AuthFailures')).toBe(1);
+    expect(aggregate.metrics.get('BusyMailboxes')).toBe(0);
+    const byCode = blobsWithDimensions(blobs, ['service', 'errorCode']);
+    expect(byCode.map((b) => [b.dimensionValues.errorCode, b.metrics.get('Failures')])).toEqual([['AUTH_FAILED', 1]]);
+    expectDrainLogs(first.invocation.output, mb.badpw!.id);
+    expect(logRecords(first.invocation.output).find((r) => r.message === 'drain failed; will retry with backoff')?.level).toBe('ERROR');
+
+    // Later deliveries wait longer: 4 min on the third, at most 15 min.
+    for (const [count, seconds] of [
+      ['3', 240],
+      ['7', 900],
+    ] as const) {
+      await enqueue(queue, mb.badpw!, `${mb.badpw!.id}:${count}`);
+      const [message] = await stage.sqs.receiveAll(queue.url);
+      const record = sqsRecord(message!, queue.arn);
+      record.attributes.ApproximateReceiveCount = count;
+      const inv = await drainer!.invoke(sqsEvent([record]), { remainingMs: LONG_REMAINING_MS });
+      expect(inv.result).toEqual({ batchItemFailures: [{ itemIdentifier: record.messageId }] });
+      expect(changes().at(-1)!.body).toMatchObject({ ReceiptHandle: record.receiptHandle, VisibilityTimeout: seconds });
+    }
+    expect((await stage.storedObjects(mb.badpw!.id)).size).toBe(0);
+  }, 120_000);
+});
+
+describe('output of every instance', () => {
+  it('never holds a password, and stdout is JSON only (log records and EMF)', () => {
+    expect(instances.length).toBeGreaterThan(0);
+    const secrets = stage.secrets();
+    expect(secrets.length).toBeGreaterThan(10);
+    let lines = 0;
+    for (const instance of instances) {
+      for (const line of instance.allOutput) {
+        lines += 1;
+        for (const secret of secrets) expect(line.text.includes(secret), `${instance.name}: ${line.text.slice(0, 200)}`).toBe(false);
+        if (line.stream === 'stdout') expect(line.json, `${instance.name}: ${line.text.slice(0, 200)}`).toBeDefined();
+      }
+    }
+    expect(lines).toBeGreaterThan(100);
+    // The scan saw the drains' records: every drained mailbox (and the failing one) is named.
+    const text = instances.flatMap((i) => i.allOutput.map((l) => l.text)).join('\n');
+    for (const m of [mb['every5-1']!, mb.backlog!, mb.twin!, mb.badpw!]) expect(text).toContain(m.id);
+  });
+});
