@@ -6,7 +6,7 @@
  * headers, redaction of echoed credentials.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdtemp, open, readdir, rm, stat } from 'node:fs/promises';
+import { mkdtemp, open, readdir, readlink, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import v8 from 'node:v8';
 import vm from 'node:vm';
@@ -89,6 +89,19 @@ function recordCommands(client: S3Client): Array<{ command: string; headers: Rec
 
 let spoolDir: string;
 
+/**
+ * Spool files this process holds open (Linux): they are unlinked at once, so a killed process
+ * leaves no mail behind; /proc/self/fd still shows them as "<path> (deleted)".
+ */
+async function openSpools(): Promise<string[]> {
+  const found: string[] = [];
+  for (const fd of await readdir('/proc/self/fd')) {
+    const target = await readlink(`/proc/self/fd/${fd}`).catch(() => '');
+    if (target.startsWith(spoolDir) && target.endsWith(' (deleted)')) found.push(`/proc/self/fd/${fd}`);
+  }
+  return found;
+}
+
 beforeEach(async () => {
   spoolDir = await mkdtemp(join(tmpdir(), 'popdrain-spool-test-'));
 });
@@ -133,6 +146,7 @@ describe('S3MessageStore on s3rver', () => {
     expect(head.ContentLength).toBe(size);
     expect(head.Metadata).toEqual({ sha256: written.sha256, ...ENGINE_METADATA });
     expect(await readdir(spoolDir)).toEqual([]);
+    expect(await openSpools()).toEqual([]);
   });
 
   it('uploads a 30 MB message in parts streamed from a 0600 spool file, with little memory', async () => {
@@ -145,9 +159,11 @@ describe('S3MessageStore on s3rver', () => {
     const writer = await store.open(key, { mailboxId: MAILBOX, uidl: 'big', expectedSize: size });
     const written = await writeMessage(writer, size);
 
-    const spoolFiles = await readdir(spoolDir);
+    // The spool is unlinked as soon as it is opened: nothing is visible, one open file is.
+    expect(await readdir(spoolDir)).toEqual([]);
+    const spoolFiles = await openSpools();
     expect(spoolFiles).toHaveLength(1);
-    const spoolStat = await stat(join(spoolDir, spoolFiles[0]!));
+    const spoolStat = await stat(spoolFiles[0]!);
     expect(spoolStat.size).toBe(size);
     expect(spoolStat.mode & 0o777).toBe(0o600);
 
@@ -193,6 +209,7 @@ describe('S3MessageStore on s3rver', () => {
     expect(head.ContentType).toBe('message/rfc822');
     expect(head.Metadata?.['sha256']).toBe(written.sha256);
     expect(await readdir(spoolDir)).toEqual([]);
+    expect(await openSpools()).toEqual([]);
   });
 
   it('sends every commit as a conditional put; s3rver ignores the condition, so a second commit overwrites the one key', async () => {
@@ -223,24 +240,30 @@ describe('S3MessageStore on s3rver', () => {
     const small = await store.open('a', { mailboxId: MAILBOX, uidl: 'a' });
     await writeMessage(small, 1000);
     expect(await readdir(spoolDir)).toEqual([]);
+    expect(await openSpools()).toEqual([]);
     const grown = await store.open('b', { mailboxId: MAILBOX, uidl: 'b' });
     await writeMessage(grown, 1001);
-    expect(await readdir(spoolDir)).toHaveLength(1);
+    expect(await readdir(spoolDir)).toEqual([]);
+    expect(await openSpools()).toHaveLength(1);
     const announced = await store.open('c', { mailboxId: MAILBOX, uidl: 'c', expectedSize: 5000 });
     await writeMessage(announced, 10);
-    expect(await readdir(spoolDir)).toHaveLength(2);
+    expect(await readdir(spoolDir)).toEqual([]);
+    expect(await openSpools()).toHaveLength(2);
     await Promise.all([small.abort(), grown.abort(), announced.abort()]);
     expect(await readdir(spoolDir)).toEqual([]);
+    expect(await openSpools()).toEqual([]);
   });
 
   it('abort removes the spool file, mid-stream or after the end, and never throws', async () => {
     const store = makeStore();
     const finished = await store.open('x', { mailboxId: MAILBOX, uidl: 'x' });
     await writeMessage(finished, 2 * MiB);
-    expect(await readdir(spoolDir)).toHaveLength(1);
+    expect(await readdir(spoolDir)).toEqual([]);
+    expect(await openSpools()).toHaveLength(1);
     await finished.abort();
     await finished.abort();
     expect(await readdir(spoolDir)).toEqual([]);
+    expect(await openSpools()).toEqual([]);
     await expect(finished.commit({ sha256: '0'.repeat(64), size: 0, metadata: {} })).rejects.toMatchObject({ code: 'STORE_FAILED' });
 
     const midway = await store.open('y', { mailboxId: MAILBOX, uidl: 'y', expectedSize: 10 * MiB });
@@ -249,12 +272,14 @@ describe('S3MessageStore on s3rver', () => {
     await midway.abort();
     expect(midway.stream.destroyed).toBe(true);
     expect(await readdir(spoolDir)).toEqual([]);
+    expect(await openSpools()).toEqual([]);
 
     const committed = await store.open(messageKey(MAILBOX, 'z'), { mailboxId: MAILBOX, uidl: 'z' });
     const written = await writeMessage(committed, 100);
     await committed.commit({ ...written, metadata: {} });
     await committed.abort();
     expect(await readdir(spoolDir)).toEqual([]);
+    expect(await openSpools()).toEqual([]);
   });
 
   it('refuses a commit whose summary does not match the bytes written, or before the stream finished', async () => {
@@ -265,6 +290,7 @@ describe('S3MessageStore on s3rver', () => {
     expect(error).toMatchObject({ code: 'STORE_FAILED', phase: 'store', retryable: false });
     expect(error.message).toContain('does not match the bytes written');
     expect(await readdir(spoolDir)).toEqual([]);
+    expect(await openSpools()).toEqual([]);
 
     const early = await store.open('n', { mailboxId: MAILBOX, uidl: 'n' });
     early.stream.write(Buffer.from('partial'));
@@ -279,8 +305,8 @@ describe('S3MessageStore on s3rver', () => {
       const key = messageKey(MAILBOX, `tampered-${size}`);
       const writer = await store.open(key, { mailboxId: MAILBOX, uidl: 'tampered', expectedSize: size });
       const written = await writeMessage(writer, size);
-      const [spoolFile] = await readdir(spoolDir);
-      const handle = await open(join(spoolDir, spoolFile!), 'r+');
+      const [spoolFile] = await openSpools();
+      const handle = await open(spoolFile!, 'r+');
       await handle.write(Buffer.from([0x00, 0xff, 0x00]), 0, 3, 1_000_000);
       await handle.close();
       const error = await caught(writer.commit({ ...written, metadata: {} }));
@@ -290,6 +316,7 @@ describe('S3MessageStore on s3rver', () => {
         name: 'NotFound',
       });
       expect(await readdir(spoolDir)).toEqual([]);
+      expect(await openSpools()).toEqual([]);
     }
   });
 
@@ -315,6 +342,7 @@ describe('S3MessageStore on s3rver', () => {
     expect(error.message).toContain(`s3://no-such-bucket/messages/${key}`);
     expect(error.message).not.toContain('S3RVER');
     expect(await readdir(spoolDir)).toEqual([]);
+    expect(await openSpools()).toEqual([]);
   });
 
   it('rejects invalid options', () => {
@@ -401,6 +429,7 @@ describe('S3MessageStore against a scripted S3 endpoint', () => {
     });
     expect(endpoint.requests.map((r) => r.operation)).toEqual(['PutObject', 'HeadObject']);
     expect(await readdir(spoolDir)).toEqual([]);
+    expect(await openSpools()).toEqual([]);
   });
 
   it('412 and a different (or no) sha256: STORE_CONFLICT', async () => {
@@ -478,6 +507,7 @@ describe('S3MessageStore against a scripted S3 endpoint', () => {
       ]),
     );
     expect(await readdir(spoolDir)).toEqual([]);
+    expect(await openSpools()).toEqual([]);
   });
 
   it('a 500 is STORE_FAILED and retryable, after the SDK retried it', async () => {
@@ -490,6 +520,7 @@ describe('S3MessageStore against a scripted S3 endpoint', () => {
     expect(error.message).toContain('InternalError');
     expect(endpoint.requestsFor('PutObject')).toHaveLength(3);
     expect(await readdir(spoolDir)).toEqual([]);
+    expect(await openSpools()).toEqual([]);
   });
 
   it('AccessDenied is not retryable; echoed credentials stay out of the message and the cause', async () => {

@@ -18,8 +18,7 @@
  * `x-amz-mp-object-size`, so S3 itself rejects a body that is not the one we hashed.
  */
 import { createHash, randomUUID, type Hash } from 'node:crypto';
-import { createReadStream } from 'node:fs';
-import { open, rm, type FileHandle } from 'node:fs/promises';
+import { open, rm, unlink, type FileHandle } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pipeline, Transform, Writable, type Readable, type TransformCallback } from 'node:stream';
@@ -424,7 +423,9 @@ class Spool extends Writable {
   private pending: Buffer[] = [];
   private pendingBytes = 0;
   private file: FileHandle | undefined;
+  /** Only set when the spool file could not be unlinked while open. */
   private path: string | undefined;
+  private spooledToFile = false;
   /** The flush in progress, so a discard waits for it (and for a file it may be creating). */
   private flushing: Promise<void> | undefined;
   private discarded = false;
@@ -468,12 +469,16 @@ class Spool extends Writable {
       callback();
       return;
     }
-    this.runFlush()
-      .then(() => this.closeFile())
-      .then(() => callback(), callback);
+    // The file stays open: the upload reads it back through the same handle.
+    this.runFlush().then(() => callback(), callback);
   }
 
   override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
+    // After a normal finish (auto-destroy) the handle is still needed for the upload.
+    if (error === null && !this.discarded) {
+      callback(null);
+      return;
+    }
     const flushing = this.flushing ?? Promise.resolve();
     flushing
       .catch(() => undefined)
@@ -497,8 +502,17 @@ class Spool extends Writable {
   private async flush(): Promise<void> {
     if (this.file === undefined) {
       if (this.discarded) throw new Error('spool discarded');
-      this.path = join(this.dir, `popdrain-spool-${randomUUID()}.eml`);
-      this.file = await open(this.path, 'wx', SPOOL_FILE_MODE);
+      const path = join(this.dir, `popdrain-spool-${randomUUID()}.part`);
+      this.file = await open(path, 'wx+', SPOOL_FILE_MODE);
+      // Unlinked at once and used through the open handle: a process that is killed leaves no
+      // copy of the mail on disk (the kernel frees it), however the process ends. Where the
+      // platform refuses (Windows), the path is removed by discard() instead.
+      try {
+        await unlink(path);
+      } catch {
+        this.path = path;
+      }
+      this.spooledToFile = true;
     }
     while (this.pending.length > 0) {
       const buffers = this.pending;
@@ -524,13 +538,14 @@ class Spool extends Writable {
    * it reads and fails (before the upload completes) if that is not what was written.
    */
   reader(sha256: string, where: string): { body: Buffer | Readable; failure(): DrainError | undefined } {
-    const path = this.path;
-    if (!this.toFile || path === undefined) {
+    const file = this.file;
+    if (!this.toFile || !this.spooledToFile || file === undefined) {
       const body = this.memory.length === 1 ? this.memory[0]! : Buffer.concat(this.memory);
       return { body, failure: () => undefined };
     }
     const check = new SpoolCheck(this.bytes, sha256, where);
-    const body = pipeline(createReadStream(path, { highWaterMark: SPOOL_READ_CHUNK_BYTES }), check, () => {
+    const source = file.createReadStream({ start: 0, autoClose: false, highWaterMark: SPOOL_READ_CHUNK_BYTES });
+    const body = pipeline(source, check, () => {
       // Errors reach the upload through `check`.
     });
     return { body, failure: () => check.failure };
