@@ -1,7 +1,30 @@
 /** The tools the benchmark measures, each as a command to run in a fresh process. */
+import { randomUUID } from 'node:crypto';
 import { chmod, mkdir, readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Workload } from './workloads.js';
+
+/**
+ * The loopback AWS stand-ins the orchestrator starts once (s3rver in a child process, dynalite
+ * and the recording EventBridge endpoint in the orchestrator) and keeps across runs. Never in
+ * the measured process.
+ */
+export interface BenchAwsServices {
+  region: string;
+  /** Fake credentials the stand-ins accept (s3rver's own pair). */
+  accessKeyId: string;
+  secretAccessKey: string;
+  s3Endpoint: string;
+  bucket: string;
+  dynamodbEndpoint: string;
+  table: string;
+  eventsEndpoint: string;
+  bus: string;
+  /** Objects stored under `messages/<mailboxId>/` (to check a run really stored everything). */
+  countObjects(mailboxId: string): Promise<number>;
+  /** `Email Stored` events the endpoint accepted for a mailbox. */
+  countStoredEvents(mailboxId: string): number;
+}
 
 export interface BenchContext {
   host: string;
@@ -15,6 +38,8 @@ export interface BenchContext {
   scratch: string;
   /** Repository root. */
   root: string;
+  /** Started when a selected tool `needsAws`. */
+  aws?: BenchAwsServices;
 }
 
 export interface ToolResult {
@@ -36,6 +61,8 @@ export interface BenchTool {
   name: string;
   workloads: ReadonlyArray<Workload['id']>;
   withLatency: boolean;
+  /** The orchestrator must start the AWS stand-ins (BenchContext.aws) for it. */
+  needsAws?: boolean;
   prepare(ctx: BenchContext, runDir: string): Promise<PreparedRun>;
 }
 
@@ -119,5 +146,137 @@ const mpop: BenchTool = {
   },
 };
 
-/** Later issues append their rows (the drain with local and S3 adapters, the CLI) here. */
-export const benchTools: BenchTool[] = [popdrainClient, mpop];
+function drainWorkerArgs(ctx: BenchContext, mailboxId: string): string[] {
+  return [
+    join(ctx.root, 'dist/bench/drain-worker.js'),
+    '--mailbox-id', mailboxId,
+    '--host', ctx.host,
+    '--port', String(ctx.port),
+    '--user', ctx.user,
+    '--ca', ctx.caPath,
+    '--servername', ctx.servername,
+  ];
+}
+
+function drainResult(stdout: string): ToolResult {
+  const r = lastJsonLine(stdout);
+  return {
+    messages: Number(r.messages),
+    ...(typeof r.transferSeconds === 'number' ? { transferSeconds: r.transferSeconds } : {}),
+    announced: r.announced,
+  };
+}
+
+/**
+ * The whole drain (drainMailbox) into the local adapters: a fresh output folder per run, so
+ * every message is new (stored with fsync, recorded in the ledger, announced in events.jsonl).
+ * The run's figures count only if every message is on disk as a .eml file afterwards.
+ */
+const popdrainDrainLocal: BenchTool = {
+  name: 'popdrain-drain-local',
+  workloads: ['a', 'c'],
+  withLatency: false,
+  prepare: async (ctx, runDir) => {
+    const out = join(runDir, 'out');
+    const mailboxId = `bench-${ctx.workload.id}`;
+    return {
+      command: process.execPath,
+      args: [...drainWorkerArgs(ctx, mailboxId), '--adapters', 'local', '--out', out],
+      env: { ...baseEnv(), POPDRAIN_BENCH_PASSWORD: ctx.password },
+      parse: async (stdout) => {
+        const result = drainResult(stdout);
+        const files = (await readdir(join(out, mailboxId))).filter((n) => n.endsWith('.eml')).length;
+        if (files !== result.messages) throw new Error(`popdrain-drain-local reported ${result.messages} messages but stored ${files}`);
+        return result;
+      },
+    };
+  },
+};
+
+/**
+ * The whole drain into the AWS adapters (S3MessageStore on s3rver, DynamoDbLedger on dynalite,
+ * EventBridgeSink on the recording endpoint), run by the orchestrator. A fresh mailbox id per
+ * run gives fresh object keys and a fresh ledger partition, so every message is new. The
+ * worker gets the endpoints, the region and fake credentials explicitly.
+ */
+const popdrainDrainS3: BenchTool = {
+  name: 'popdrain-drain-s3',
+  workloads: ['a', 'c'],
+  withLatency: false,
+  needsAws: true,
+  prepare: async (ctx, runDir) => {
+    const aws = ctx.aws;
+    if (aws === undefined) throw new Error('popdrain-drain-s3 needs the AWS stand-ins');
+    const mailboxId = `bench-${ctx.workload.id}-${ctx.run}-${randomUUID().slice(0, 8)}`;
+    return {
+      command: process.execPath,
+      args: [
+        ...drainWorkerArgs(ctx, mailboxId),
+        '--adapters', 'aws',
+        '--region', aws.region,
+        '--s3-endpoint', aws.s3Endpoint,
+        '--bucket', aws.bucket,
+        '--dynamodb-endpoint', aws.dynamodbEndpoint,
+        '--table', aws.table,
+        '--events-endpoint', aws.eventsEndpoint,
+        '--bus', aws.bus,
+        '--spool-dir', runDir,
+      ],
+      env: {
+        ...baseEnv(),
+        POPDRAIN_BENCH_PASSWORD: ctx.password,
+        POPDRAIN_BENCH_AWS_ACCESS_KEY_ID: aws.accessKeyId,
+        POPDRAIN_BENCH_AWS_SECRET_ACCESS_KEY: aws.secretAccessKey,
+      },
+      parse: async (stdout) => {
+        const result = drainResult(stdout);
+        const objects = await aws.countObjects(mailboxId);
+        const events = aws.countStoredEvents(mailboxId);
+        if (objects !== result.messages || events !== result.messages) {
+          throw new Error(`popdrain-drain-s3 reported ${result.messages} messages but stored ${objects} objects and announced ${events}`);
+        }
+        return result;
+      },
+    };
+  },
+};
+
+/**
+ * The command-line tool as a user runs it: `popdrain drain pop3s://USER@HOST:PORT --out DIR`
+ * (dist/cli/main.js, the whole process timed from spawn to exit), into a fresh output folder
+ * per run, so every message is new. The password comes from POPDRAIN_PASSWORD. The run counts
+ * only if the JSON report says it completed and every message is on disk as a .eml file.
+ */
+const popdrainCli: BenchTool = {
+  name: 'popdrain-cli',
+  workloads: ['a'],
+  withLatency: false,
+  prepare: async (ctx, runDir) => {
+    const out = join(runDir, 'out');
+    const mailboxId = `bench-cli-${ctx.workload.id}`;
+    return {
+      command: process.execPath,
+      args: [
+        join(ctx.root, 'dist/cli/main.js'),
+        'drain',
+        `pop3s://${encodeURIComponent(ctx.user)}@${ctx.host}:${ctx.port}`,
+        '--ca', ctx.caPath,
+        '--servername', ctx.servername,
+        '--id', mailboxId,
+        '--out', out,
+        '--json',
+        '--quiet',
+      ],
+      env: { ...baseEnv(), POPDRAIN_PASSWORD: ctx.password },
+      parse: async (stdout) => {
+        const report = JSON.parse(stdout) as { fetched: number; fetchedBytes: number; announced: number; stopReason: string; ok: boolean };
+        if (report.stopReason !== 'complete' || !report.ok) throw new Error(`popdrain-cli stopped: ${report.stopReason}`);
+        const files = (await readdir(join(out, mailboxId))).filter((n) => n.endsWith('.eml')).length;
+        if (files !== report.fetched) throw new Error(`popdrain-cli reported ${report.fetched} messages but stored ${files}`);
+        return { messages: report.fetched, announced: report.announced };
+      },
+    };
+  },
+};
+
+export const benchTools: BenchTool[] = [popdrainClient, mpop, popdrainDrainLocal, popdrainDrainS3, popdrainCli];

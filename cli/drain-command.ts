@@ -3,11 +3,11 @@ import { resolve } from 'node:path';
 import { createLocalAdapters, type LocalAdapters } from '../lib/adapters/local/index.js';
 import { LocalCredentials } from '../lib/adapters/local/local-credentials.js';
 import { MaildirStore } from '../lib/adapters/local/maildir-store.js';
-import { ConfigError, loadMailboxFile, parseDuration, parseSize } from '../lib/drain/config.js';
 import { drainMailbox, type DrainBudget } from '../lib/drain/drain-mailbox.js';
 import type { DeletePolicy, MailboxConfig } from '../lib/drain/mailbox.js';
 import type { CredentialsProvider, DrainLogger, DrainPorts } from '../lib/drain/ports.js';
 import type { DrainReport } from '../lib/drain/report.js';
+import { parseDuration, parseSize } from '../lib/drain/units.js';
 import type { Pop3TraceEvent } from '../lib/pop3/index.js';
 import type { AwsAdapters } from './aws.js';
 import { resolveMailbox, type ConnectionOptions } from './connection.js';
@@ -123,6 +123,18 @@ export function summarize(report: DrainReport, where: string): string {
   return lines.join('\n');
 }
 
+/**
+ * Messages open in a local store (files or a Maildir) at once. Creating, fsyncing and linking a
+ * file is kernel work in the thread pool; many commits in flight let it overlap with fetching
+ * and share the folder fsyncs. On 2,000 x 4 KB this drained about 30 % faster than the
+ * engine's default of 8 (which suits a remote store). Messages up to the file store's memory
+ * spool size are held in memory until committed, so memory stays within a few tens of MB.
+ */
+const LOCAL_STORE_CONCURRENCY = 64;
+
+/** After a second SIGINT/SIGTERM, the process exits this long later if the run has not ended. */
+const HARD_STOP_GRACE_MS = 1_000;
+
 interface Job {
   mailbox: MailboxConfig;
   credentials: CredentialsProvider;
@@ -174,11 +186,15 @@ export async function runDrain(positionals: string[], o: DrainCommandOptions): P
     ...(o['no-uidl-reset-guard'] === true ? { uidlResetGuard: { ...m.uidlResetGuard, enabled: false } } : {}),
   });
   if (o.config !== undefined) {
+    // The configuration schema (zod) loads only when there is a file to check: it costs a
+    // noticeable part of the tool's start-up.
+    const { ConfigError, loadMailboxFile } = await import('../lib/drain/config.js');
     let configured;
     try {
       configured = loadMailboxFile(o.config);
     } catch (error) {
-      if (error instanceof ConfigError) throw new UsageError(error.message);
+      // One line on stderr: the problems (one per line in the message) joined with "; ".
+      if (error instanceof ConfigError) throw new UsageError(error.message.replace(/:\n\s+/, ': ').replace(/\n\s*/g, '; '));
       throw error;
     }
     const local = new LocalCredentials({ env: process.env });
@@ -217,8 +233,13 @@ export async function runDrain(positionals: string[], o: DrainCommandOptions): P
     if (signals === 1) {
       if (!quiet) process.stderr.write(`\npopdrain: ${name}: finishing the messages in flight, then QUIT (again to stop at once)\n`);
       graceful.abort();
-    } else {
+    } else if (signals === 2) {
+      if (!quiet) process.stderr.write(`popdrain: ${name} again: stopping at once (without QUIT the server deletes nothing)\n`);
       hard.abort();
+      // The engine abandons a session at once while fetching; one still connecting or logging
+      // in would wait for its timeouts. Every adapter survives a crash at any instant, so
+      // leaving now is as safe as being killed.
+      setTimeout(() => process.exit(EXIT.INTERRUPTED), HARD_STOP_GRACE_MS).unref();
     }
   };
   const sigint = (): void => onSignal('SIGINT');
@@ -245,6 +266,7 @@ export async function runDrain(positionals: string[], o: DrainCommandOptions): P
         const jobBudget: DrainBudget = { ...budget, ...(maxTimeMs === undefined ? {} : { deadline: started + maxTimeMs }) };
         const report = await drainMailbox(job.mailbox, ports, jobBudget, {
           signal: graceful.signal,
+          ...(aws.store === undefined ? { storeConcurrency: LOCAL_STORE_CONCURRENCY } : {}),
           hardSignal: hard.signal,
           dryRun: o['dry-run'] === true,
           onProgress: (p) => progress.update(p),
@@ -267,7 +289,8 @@ export async function runDrain(positionals: string[], o: DrainCommandOptions): P
   if (reports.length < jobs.length && !quiet) {
     process.stderr.write(`popdrain: interrupted: ${jobs.length - reports.length} mailboxes not started\n`);
   }
-  const codes = reports.map(exitCodeFor);
-  if (reports.length < jobs.length) codes.push(EXIT.INTERRUPTED);
+  // A session abandoned on the second signal ends as "connection lost": that was the user.
+  const codes = reports.map(exitCodeFor).map((c) => (hard.signal.aborted && c === EXIT.NETWORK ? EXIT.INTERRUPTED : c));
+  if (reports.length < jobs.length || hard.signal.aborted) codes.push(EXIT.INTERRUPTED);
   return worstExitCode(codes);
 }

@@ -6,16 +6,17 @@
  *   (conditional write) -> event published -> ledger marks it announced -> DELE when the
  *   policy says so; QUIT at the end commits the deletions.
  *
- * POP3 keeps streaming the next messages while earlier ones are committed, recorded and
- * announced (bounded by `storeConcurrency`); ledger writes and events go out in batches.
+ * POP3 keeps streaming the next messages while earlier ones are committed (at most
+ * `storeConcurrency` open in the store at once), recorded and announced (at most
+ * MAX_UNANNOUNCED_IN_FLIGHT fetched but not yet announced); ledger writes and events go out in
+ * batches.
  * Whatever fails, and whenever the process dies, a message is deleted from the server only
  * after it was stored and announced, and a rerun neither loses nor duplicates it: a store
  * commit finds an identical object and reports it as existing, a recorded but unannounced
  * message is announced again with the same event id.
  */
 import { createHash, randomUUID } from 'node:crypto';
-import { Transform, type TransformCallback } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
+import type { Readable } from 'node:stream';
 import {
   isPop3Error,
   Pop3Client,
@@ -34,8 +35,9 @@ import {
   type EmailStoredDetail,
   type MessageMetadata,
 } from './events.js';
-import { messageDigest, messageKey, skippedEventId, storedEventId } from './keys.js';
+import { messageDigest, messageKeyForDigest, skippedEventId, storedEventId } from './keys.js';
 import type { MailboxConfig } from './mailbox.js';
+import { pumpMessage } from './message-pump.js';
 import { createMetadataExtractor } from './metadata.js';
 import {
   silentLogger,
@@ -79,7 +81,10 @@ export interface DrainOptions {
   hardSignal?: AbortSignal;
   /** Lease duration; renewed every third of it while the run lasts. Default 5 min. */
   leaseTtlMs?: number;
-  /** Messages being committed at once (spooled or uploading). Default 8. */
+  /**
+   * Messages open in the store at once (spooled or being committed); a message's slot is freed
+   * when its store commit settles, before it is recorded and announced. Default 8.
+   */
   storeConcurrency?: number;
   /** Ledger entries of messages deleted from the server expire after this. Default 30 days. */
   retentionDays?: number;
@@ -103,6 +108,14 @@ const LEDGER_BATCH_ITEMS = 64;
 /** The EventBridge sink splits these into PutEvents requests of 10. */
 const EVENT_BATCH_ITEMS = 64;
 const BATCH_DELAY_MS = 2;
+/**
+ * Messages fetched but not yet recorded and announced (their ledger entries and events wait in
+ * the batches above): enough for several full batches, and a bound that holds fetching back
+ * when the ledger or the bus is slow.
+ */
+const MAX_UNANNOUNCED_IN_FLIGHT = 4 * LEDGER_BATCH_ITEMS;
+/** Deletions noted in the state before QUIT (beyond this, a crash in that window just leaves entries unexpired). */
+const MAX_PENDING_DELETES = 2_000;
 /** After this many consecutive store or ledger failures the run stops: the backend is down. */
 const MAX_CONSECUTIVE_FAILURES = 3;
 
@@ -190,38 +203,6 @@ function stopReasonForDrain(error: DrainError): StopReason {
   }
 }
 
-/**
- * Hashes, counts and feeds the metadata extractor as the bytes pass, with backpressure from
- * both the store and the extractor. A failing extractor is dropped, never blocks the store.
- */
-class MessageTap extends Transform {
-  readonly hash = createHash('sha256');
-  size = 0;
-  private sideFailed = false;
-  private waiting: (() => void) | undefined;
-
-  constructor(private readonly side: NodeJS.WritableStream) {
-    super();
-    const release = (): void => {
-      const w = this.waiting;
-      this.waiting = undefined;
-      w?.();
-    };
-    side.on('drain', release);
-    side.on('error', () => {
-      this.sideFailed = true;
-      release();
-    });
-  }
-
-  override _transform(chunk: Buffer, _enc: BufferEncoding, callback: TransformCallback): void {
-    this.hash.update(chunk);
-    this.size += chunk.length;
-    if (this.sideFailed || this.side.write(chunk)) callback(null, chunk);
-    else this.waiting = () => callback(null, chunk);
-  }
-}
-
 const ISO = (ms: number): string => new Date(ms).toISOString();
 
 /**
@@ -268,6 +249,8 @@ class DrainRun {
   private readonly pendingUidls = new Set<string>();
   private readonly byUidl = new Map<string, ServerMessage>();
   private consecutiveBackendFailures = 0;
+  /** The state's pendingDeletes are recorded (by this run's QUIT or its start) and can go. */
+  private pendingDeletesSettled = false;
   private plan: DrainReport['plan'];
   private readonly recordBatcher: Batcher<LedgerEntry, RecordOutcome>;
   private readonly publishBatcher: Batcher<DrainEvent, { ok: boolean; reason?: string }>;
@@ -327,6 +310,7 @@ class DrainRun {
       this.state = await this.ports.ledger.getMailboxState(this.mailbox.id);
       await this.connect();
       await this.listMessages();
+      await this.settlePendingDeletes();
       const known = await this.ports.ledger.lookup(
         this.mailbox.id,
         this.serverMessages.map((m) => m.uidl),
@@ -480,6 +464,23 @@ class DrainRun {
         throw error;
       }
     }
+  }
+
+  /**
+   * A run that died after QUIT but before recording its deletions left them in the state: those
+   * no longer on the server were deleted; record it so their entries expire.
+   */
+  private async settlePendingDeletes(): Promise<void> {
+    const pending = this.state?.pendingDeletes;
+    if (pending === undefined || pending.length === 0 || this.options.dryRun === true) return;
+    const gone = pending.filter((uidl) => !this.byUidl.has(uidl));
+    if (gone.length > 0) {
+      const now = this.clock.now();
+      const retention = this.options.retentionDays ?? DEFAULT_RETENTION_DAYS;
+      await this.ports.ledger.markDeleted(this.mailbox.id, gone, now, Math.floor((now + retention * DAY_MS) / 1000));
+      this.log.info('recorded deletions of an interrupted run', { count: gone.length });
+    }
+    this.pendingDeletesSettled = true;
   }
 
   private async listMessages(): Promise<void> {
@@ -640,6 +641,7 @@ class DrainRun {
     this.progress('fetching');
     const client = this.client!;
     const slots = new Semaphore(this.options.storeConcurrency ?? DEFAULT_STORE_CONCURRENCY);
+    const unannounced = new Semaphore(MAX_UNANNOUNCED_IN_FLIGHT);
     const tasks = new Set<Promise<void>>();
     const byNumber = new Map(messages.map((m) => [m.number, m]));
     let index = 0;
@@ -653,16 +655,25 @@ class DrainRun {
           break;
         }
         index += 1;
+        await unannounced.acquire();
         await slots.acquire();
+        let slotHeld = true;
+        const releaseSlot = (): void => {
+          if (!slotHeld) return;
+          slotHeld = false;
+          slots.release();
+        };
         let task: Promise<void>;
         try {
-          ({ task } = await this.receive(message, retrieved.stream));
+          ({ task } = await this.receive(message, retrieved.stream, releaseSlot));
         } catch (error) {
-          slots.release();
+          releaseSlot();
+          unannounced.release();
           throw error;
         }
         const tracked = task.finally(() => {
-          slots.release();
+          releaseSlot();
+          unannounced.release();
           tasks.delete(tracked);
         });
         tasks.add(tracked);
@@ -687,22 +698,28 @@ class DrainRun {
   /**
    * Stream one message into the store while hashing it and reading its metadata. Resolves
    * once the bytes are spooled (the POP3 stream is free for the next message) with a task that
-   * commits, records, announces and (per policy) deletes it.
+   * commits, records, announces and (per policy) deletes it. `storeDone` is called once the
+   * store commit settled (the message no longer holds a store slot).
    */
-  private async receive(message: ServerMessage, stream: NodeJS.ReadableStream): Promise<{ task: Promise<void> }> {
-    const key = messageKey(this.mailbox.id, message.uidl);
+  private async receive(
+    message: ServerMessage,
+    stream: Readable,
+    storeDone: () => void,
+  ): Promise<{ task: Promise<void> }> {
+    const digest = messageDigest(this.mailbox.id, message.uidl);
+    const key = messageKeyForDigest(this.mailbox.id, digest);
     let writer;
     try {
       writer = await this.ports.store.open(key, { mailboxId: this.mailbox.id, uidl: message.uidl, expectedSize: message.size });
     } catch (error) {
-      (stream as unknown as { destroy(): void }).destroy();
+      stream.destroy();
       this.noteBackendFailure(error, message.uidl);
       return { task: Promise.resolve() };
     }
     const extractor = createMetadataExtractor();
-    const tap = new MessageTap(extractor.stream);
+    let pumped;
     try {
-      await pipeline(stream, tap, writer.stream);
+      pumped = await pumpMessage(stream, writer.stream, extractor.stream);
     } catch (error) {
       extractor.stream.destroy();
       await writer.abort();
@@ -711,22 +728,23 @@ class DrainRun {
       return { task: Promise.resolve() };
     }
     extractor.stream.end();
-    const sha256 = tap.hash.digest('hex');
-    const size = tap.size;
+    const { sha256, size } = pumped;
     this.fetched += 1;
     this.fetchedBytes += size;
     const metadata = extractor.result();
     metadata.catch(() => undefined); // awaited after the commit; never an unhandled rejection
-    return { task: this.commit(message, key, writer, sha256, size, metadata) };
+    return { task: this.commit(message, key, digest, writer, sha256, size, metadata, storeDone) };
   }
 
   private async commit(
     message: ServerMessage,
     key: string,
+    digest: string,
     writer: MessageWriter,
     sha256: string,
     size: number,
     metadataPromise: Promise<MessageMetadata>,
+    storeDone: () => void,
   ): Promise<void> {
     const uidl = message.uidl;
     let stored;
@@ -734,13 +752,16 @@ class DrainRun {
       stored = await writer.commit({
         sha256,
         size,
-        metadata: { 'popdrain-mailbox': this.mailbox.id, 'popdrain-uidl-digest': messageDigest(this.mailbox.id, uidl) },
+        metadata: { 'popdrain-mailbox': this.mailbox.id, 'popdrain-uidl-digest': digest },
       });
     } catch (error) {
       await writer.abort();
+      storeDone();
       this.noteBackendFailure(error, uidl);
       return;
     }
+    // Durable in the store: the slot goes to the next message while this one is recorded.
+    storeDone();
     let metadata: MessageMetadata;
     let metadataError: string | undefined;
     try {
@@ -899,6 +920,11 @@ class DrainRun {
     if (client === undefined || client.isClosed) return;
     const deles = await Promise.all(this.deleRequests.map(async (d) => ((await d.promise) ? d.message : undefined)));
     const deleted = deles.filter((m): m is ServerMessage => m !== undefined);
+    if (deleted.length > 0 && deleted.length <= MAX_PENDING_DELETES) {
+      await this.ports.ledger
+        .updateMailboxState(this.mailbox.id, { pendingDeletes: deleted.map((m) => m.uidl) })
+        .catch((error: unknown) => this.log.warn('could not note the deletions before QUIT', { error: describeError(error) }));
+    }
     try {
       await client.quit();
     } catch (error) {
@@ -916,6 +942,7 @@ class DrainRun {
         now,
         Math.floor((now + retention * DAY_MS) / 1000),
       );
+      this.pendingDeletesSettled = true;
     } catch (error) {
       this.failures.push(failureOf(error));
     }
@@ -1032,6 +1059,7 @@ class DrainRun {
       await this.ports.ledger.updateMailboxState(this.mailbox.id, {
         lastRun: summary,
         backlogSince: backlogSince ?? null,
+        ...(this.pendingDeletesSettled ? { pendingDeletes: null } : {}),
         ...(NORMAL_STOPS.has(report.stopReason) && report.failures.length === 0 ? { lastSuccessAt: Date.parse(report.finishedAt) } : {}),
       });
     } catch (error) {

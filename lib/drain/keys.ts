@@ -15,11 +15,9 @@ export function mailboxIdProblem(id: string): string | undefined {
   return undefined;
 }
 
+/** sha256 of `popdrain/v1`, then each part after a NUL, as UTF-8 (one update: it runs per message). */
 function digest(...parts: string[]): string {
-  const h = createHash('sha256');
-  h.update('popdrain/v1');
-  for (const p of parts) h.update('\0').update(p, 'utf8');
-  return h.digest('hex');
+  return createHash('sha256').update(`popdrain/v1\0${parts.join('\0')}`, 'utf8').digest('hex');
 }
 
 /** Hex digest identifying one message of one mailbox. */
@@ -29,7 +27,12 @@ export function messageDigest(mailboxId: string, uidl: string): string {
 
 /** The store key of a message: `<mailbox id>/<digest>.eml`. Adapters may add a prefix. */
 export function messageKey(mailboxId: string, uidl: string): string {
-  return `${mailboxId}/${messageDigest(mailboxId, uidl)}.eml`;
+  return messageKeyForDigest(mailboxId, messageDigest(mailboxId, uidl));
+}
+
+/** `messageKey` for a digest already computed with `messageDigest`. */
+export function messageKeyForDigest(mailboxId: string, messageDigestHex: string): string {
+  return `${mailboxId}/${messageDigestHex}.eml`;
 }
 
 function asUuid(hex: string): string {

@@ -124,6 +124,12 @@ export interface MailboxState {
   uidlResetTrippedAt?: number;
   /** Set by an operator (`popdrain status --accept-uidl-reset`): the next run may proceed once. */
   acceptUidlReset?: boolean;
+  /**
+   * UIDLs whose DELE a run sent just before QUIT, written before the QUIT: if the run dies
+   * between QUIT and recording the deletions, the next run marks those no longer on the server
+   * as deleted (so their entries expire).
+   */
+  pendingDeletes?: string[];
 }
 
 export interface MailboxStateUpdate {
@@ -132,6 +138,7 @@ export interface MailboxStateUpdate {
   backlogSince?: number | null;
   uidlResetTrippedAt?: number | null;
   acceptUidlReset?: boolean | null;
+  pendingDeletes?: string[] | null;
 }
 
 export interface UidlLedger {

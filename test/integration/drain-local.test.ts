@@ -289,6 +289,30 @@ describe('faults keep every message', () => {
   });
 });
 
+describe('deletions recorded even when the run dies after QUIT', () => {
+  it('a run that cannot record its deletions leaves them noted; the next run records them (so entries expire)', async () => {
+    const { user } = await newUser(Array.from({ length: 4 }, (_, i) => testMessage(i, 'pd')));
+    const { adapters } = await outDir();
+    const mailbox = dovecotMailbox(dovecot, user, { deletePolicy: { mode: 'delete' } });
+    const ledger = adapters.ledger;
+    const failingMarkDeleted = Object.create(ledger) as typeof ledger;
+    failingMarkDeleted.markDeleted = async () => {
+      throw new (await import('../../lib/drain/errors.js')).DrainError('LEDGER_FAILED', 'power cut', { phase: 'ledger', retryable: true });
+    };
+    const r1 = await run(mailbox, ports(adapters, { ledger: failingMarkDeleted }));
+    expect(r1.fetched).toBe(4);
+    expect(await dovecot.listMaildir(user)).toEqual([]); // QUIT went through
+    expect((await ledger.getMailboxState(mailbox.id)).pendingDeletes).toHaveLength(4);
+    const before = await ledger.lookup(mailbox.id, [...(await ledger.getMailboxState(mailbox.id)).pendingDeletes!]);
+    expect([...before.values()].every((e) => e.deletedAt === undefined)).toBe(true);
+    await run(mailbox, ports(adapters));
+    const state = await ledger.getMailboxState(mailbox.id);
+    expect(state.pendingDeletes).toBeUndefined();
+    const after = await ledger.lookup(mailbox.id, [...before.keys()]);
+    expect([...after.values()].every((e) => e.deletedAt !== undefined && e.expiresAt !== undefined)).toBe(true);
+  });
+});
+
 describe('against the scripted server', () => {
   let server: Pop3TestServer | undefined;
   afterEach(async () => {

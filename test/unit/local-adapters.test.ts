@@ -1,7 +1,7 @@
 // The local adapters on real files in a temp folder: store, ledger, event sink, layout.
 import { spawnSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { existsSync } from 'node:fs';
+import { existsSync, readdirSync } from 'node:fs';
 import { appendFile, chmod, mkdir, mkdtemp, readdir, readFile, rm, stat, symlink, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -120,16 +120,74 @@ describe('FileMessageStore', () => {
   });
 
   it('shows no .eml before commit, and its temp name never ends in .eml', async () => {
-    const store = new FileMessageStore({ root: dir });
+    const store = new FileMessageStore({ root: dir, memorySpoolBytes: 0 });
     const data = randomBytes(10_000);
     const writer = await store.open(key, { mailboxId: MAILBOX, uidl: 'u' });
     await writeAll(writer, data);
     const before = await namesIn(join(dir, MAILBOX));
     expect(before).toHaveLength(1);
     expect(before[0]).toMatch(/^\.tmp-.*\.part$/);
+    expect((await stat(join(dir, MAILBOX, before[0]!))).size).toBe(data.length);
     expect(before.filter((n) => n.endsWith('.eml'))).toEqual([]);
     await writer.commit({ sha256: sha256(data), size: data.length, metadata: {} });
     expect(await namesIn(join(dir, MAILBOX))).toEqual([key.split('/')[1]]);
+  });
+
+  it('holds a small message in memory until commit, then writes it whole', async () => {
+    const store = new FileMessageStore({ root: dir, memorySpoolBytes: 16_000 });
+    const data = randomBytes(15_000);
+    const writer = await store.open(key, { mailboxId: MAILBOX, uidl: 'u', expectedSize: data.length });
+    await writeAll(writer, data);
+    expect(await namesIn(join(dir, MAILBOX))).toEqual([]); // nothing on disk while it streams
+    await writer.commit({ sha256: sha256(data), size: data.length, metadata: {} });
+    expect(await namesIn(join(dir, MAILBOX))).toEqual([key.split('/')[1]]);
+    expect((await readFile(join(dir, key))).equals(data)).toBe(true);
+    // An empty message is a (durable) empty file too.
+    const emptyKey = messageKey(MAILBOX, 'empty');
+    expect((await storeMessage(store, emptyKey, Buffer.alloc(0))).existed).toBe(false);
+    expect((await readFile(join(dir, emptyKey))).length).toBe(0);
+  });
+
+  it('moves a message that outgrows the memory spool into its temp file as it streams', async () => {
+    const store = new FileMessageStore({ root: dir, memorySpoolBytes: 4_000 });
+    const data = randomBytes(50_000);
+    // Announced small (or not at all), but larger: it spills on the way.
+    const writer = await store.open(key, { mailboxId: MAILBOX, uidl: 'u', expectedSize: 3_000 });
+    await writeAll(writer, data, 1500);
+    const before = await namesIn(join(dir, MAILBOX));
+    expect(before).toHaveLength(1);
+    expect(before[0]).toMatch(/^\.tmp-.*\.part$/);
+    await writer.commit({ sha256: sha256(data), size: data.length, metadata: {} });
+    expect((await readFile(join(dir, key))).equals(data)).toBe(true);
+    // Announced larger than the spool: the temp file exists from open on.
+    const big = await store.open(messageKey(MAILBOX, 'big'), { mailboxId: MAILBOX, uidl: 'big', expectedSize: 5_000 });
+    expect((await namesIn(join(dir, MAILBOX))).filter((n) => n.endsWith('.part'))).toHaveLength(1);
+    await big.abort();
+    expect((await namesIn(join(dir, MAILBOX))).filter((n) => n.endsWith('.part'))).toEqual([]);
+  });
+
+  it.skipIf(process.platform !== 'linux')('keeps one descriptor per folder for its fsyncs, released by close() and opened again on use', async () => {
+    const openFds = (): number => readdirSync('/proc/self/fd').length;
+    const before = openFds();
+    const store = new FileMessageStore({ root: dir });
+    await Promise.all(Array.from({ length: 20 }, (_, i) => storeMessage(store, messageKey(MAILBOX, `fd${i}`), randomBytes(100))));
+    await storeMessage(store, messageKey('box-2', 'fd'), randomBytes(100));
+    expect(openFds()).toBe(before + 2);
+    await store.close();
+    expect(openFds()).toBe(before);
+    await storeMessage(store, messageKey(MAILBOX, 'after-close'), Buffer.from('still works'));
+    expect(await readFile(join(dir, messageKey(MAILBOX, 'after-close')), 'utf8')).toBe('still works');
+    await store.close();
+    expect(openFds()).toBe(before);
+  });
+
+  it('abort of a message held in memory leaves nothing behind', async () => {
+    const store = new FileMessageStore({ root: dir });
+    const writer = await store.open(key, { mailboxId: MAILBOX, uidl: 'u', expectedSize: 1000 });
+    writer.stream.write(randomBytes(1000));
+    await writer.abort();
+    expect(await namesIn(join(dir, MAILBOX))).toEqual([]);
+    expect(await store.cleanupTemp(MAILBOX)).toBe(0);
   });
 
   it('creates folders 0700 and files 0600', async () => {
@@ -225,14 +283,19 @@ describe('FileMessageStore', () => {
 
   it.skipIf(isRoot)('maps EACCES to a final STORE_FAILED', async () => {
     await mkdir(join(dir, MAILBOX), { mode: 0o500 });
-    const error = await rejection(new FileMessageStore({ root: dir }).open(key, { mailboxId: MAILBOX, uidl: 'u' }));
+    const error = await rejection(new FileMessageStore({ root: dir, memorySpoolBytes: 0 }).open(key, { mailboxId: MAILBOX, uidl: 'u' }));
     expect(error.code).toBe('STORE_FAILED');
     expect(error.retryable).toBe(false);
     expect(error.message).toMatch(/EACCES/);
+    // Held in memory, the message meets the error at commit, and nothing is left behind.
+    const inMemory = await rejection(storeMessage(new FileMessageStore({ root: dir }), key, Buffer.from('hello')));
+    expect(inMemory.code).toBe('STORE_FAILED');
+    expect(inMemory.retryable).toBe(false);
+    expect(inMemory.message).toMatch(/EACCES/);
   });
 
   it('cleanupTemp removes leftovers of dead processes and stale ones, keeps live and open ones', async () => {
-    const store = new FileMessageStore({ root: dir });
+    const store = new FileMessageStore({ root: dir, memorySpoolBytes: 0 });
     const open = await store.open(key, { mailboxId: MAILBOX, uidl: 'u' });
     const folder = join(dir, MAILBOX);
     const dead = `.tmp-${deadPid()}-abcd-1.part`;

@@ -8,16 +8,31 @@
  * `*.eml` is therefore always complete and durable data; after a crash (kill -9, power loss)
  * only temp files can be left over, and `cleanupTemp()` removes them.
  *
+ * Small messages (up to `memorySpoolBytes`, most mail) are gathered in memory while they
+ * stream in and written to their temp file in one write at commit: the stream never waits for
+ * the file system, so the POP3 session moves on to the next message at once while the commit
+ * (create, write, fsync, link) runs in the thread pool. A message that grows past the limit,
+ * or is announced larger, streams into its temp file.
+ *
  * Group commit: the folder fsyncs of commits that finish together are shared (one fsync per
- * folder per batch); the file fsyncs run concurrently. A commit resolves only when its data and
- * its folder entry are durable.
+ * folder per batch, on a descriptor of the folder kept open until `close()`); the file fsyncs
+ * run concurrently. A commit resolves only when its data and its folder entry are durable.
  *
  * Errors become DrainError STORE_FAILED (phase 'store'): retryable for conditions that can
  * clear by themselves (ENOSPC, EDQUOT, EMFILE, ...), final for permissions (EACCES, EPERM),
  * a read-only file system (EROFS), a path that is not a folder, and I/O errors (EIO).
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { createReadStream } from 'node:fs';
+import {
+  close as closeFd,
+  closeSync,
+  constants as fsConstants,
+  createReadStream,
+  fdatasync as fdatasyncFd,
+  fsync as fsyncFd,
+  open as openFd,
+  writeSync,
+} from 'node:fs';
 import { link, lstat, open, readdir, unlink, type FileHandle } from 'node:fs/promises';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { Writable } from 'node:stream';
@@ -37,7 +52,6 @@ import {
   DirectoryMaker,
   errnoCode,
   FILE_MODE,
-  fsyncDirectory,
   isRetryableFsError,
   processExists,
   writeFully,
@@ -46,6 +60,10 @@ import { GroupCommit } from './group-commit.js';
 
 /** A temp file left by a live process is only removed once it has not been written for this long. */
 export const STALE_TEMP_AGE_MS = 60_000;
+/** Messages up to this size are gathered in memory and written at commit. */
+export const DEFAULT_MEMORY_SPOOL_BYTES = 256 * 1024;
+/** Stream buffer of a message that is written to its temp file as it arrives. */
+const FILE_STREAM_HIGH_WATER_MARK = 64 * 1024;
 
 const KEY_SEGMENT = /^[A-Za-z0-9_-][A-Za-z0-9._-]*$/;
 /** `.tmp-<pid>-<store instance nonce>-<counter>.part` */
@@ -60,6 +78,15 @@ export interface FileMessageStoreOptions {
    * @default true
    */
   cleanupOnFirstOpen?: boolean;
+  /**
+   * Messages up to this many bytes are gathered in memory and written to their temp file in
+   * one go at commit; larger ones (by `expectedSize`, or once they outgrow it) stream into the
+   * temp file. The engine keeps a bounded number of messages open in the store, so memory stays
+   * within about that number times this. A held message is written with one synchronous write
+   * at commit (into the page cache), so keep this small. 0 streams every message into its file.
+   * @default DEFAULT_MEMORY_SPOOL_BYTES (256 KiB)
+   */
+  memorySpoolBytes?: number;
   /** @default silence */
   logger?: DrainLogger;
 }
@@ -113,27 +140,89 @@ async function hashFile(path: string): Promise<{ sha256: string; size: number }>
   return { sha256: hash.digest('hex'), size };
 }
 
-/** A Writable over a FileHandle that leaves the handle open (commit fsyncs and closes it). */
+/**
+ * The stream a message is written into: held in memory while it stays within the spool limit,
+ * else appended to the temp file (opened on first need, left open: commit fsyncs and closes it).
+ */
 class FileWritable extends Writable {
+  /** Bytes in the temp file. */
   bytesWritten = 0;
+  private held: Buffer[] = [];
+  private heldBytes = 0;
 
-  constructor(private readonly handle: FileHandle) {
-    super({ highWaterMark: 64 * 1024 });
+  constructor(
+    private readonly file: () => Promise<FileHandle>,
+    private readonly memoryLimit: number,
+  ) {
+    super({ highWaterMark: FILE_STREAM_HIGH_WATER_MARK });
+  }
+
+  /** Bytes written into this stream so far (in memory or in the file). */
+  get bytesReceived(): number {
+    return this.bytesWritten + this.heldBytes;
   }
 
   override _write(chunk: Buffer, _encoding: BufferEncoding, callback: (error?: Error | null) => void): void {
-    this.append(chunk, callback);
+    this.take([chunk], chunk.length, callback);
   }
 
   override _writev(chunks: Array<{ chunk: Buffer }>, callback: (error?: Error | null) => void): void {
-    this.append(chunks.length === 1 ? chunks[0]!.chunk : Buffer.concat(chunks.map((c) => c.chunk)), callback);
+    let bytes = 0;
+    const buffers = chunks.map((c) => {
+      bytes += c.chunk.length;
+      return c.chunk;
+    });
+    this.take(buffers, bytes, callback);
   }
 
-  private append(data: Buffer, callback: (error?: Error | null) => void): void {
-    writeFully(this.handle, data).then(() => {
-      this.bytesWritten += data.length;
+  /** What is held in memory, taken for the commit; undefined once part of it went to the file. */
+  takeHeldForCommit(): Buffer[] | undefined {
+    return this.bytesWritten === 0 ? this.takeHeld() : undefined;
+  }
+
+  /** Write what is held in memory to the temp file (at commit, after the stream finished). */
+  spill(): Promise<void> {
+    if (this.held.length === 0 && this.bytesWritten > 0) return Promise.resolve();
+    return this.append(this.takeHeld());
+  }
+
+  private take(buffers: Buffer[], bytes: number, callback: (error?: Error | null) => void): void {
+    if (this.bytesWritten === 0 && this.heldBytes + bytes <= this.memoryLimit) {
+      for (const b of buffers) this.held.push(b);
+      this.heldBytes += bytes;
       callback();
-    }, callback);
+      return;
+    }
+    const all = this.held.length === 0 ? buffers : [...this.takeHeld(), ...buffers];
+    this.append(all).then(() => callback(), callback);
+  }
+
+  private takeHeld(): Buffer[] {
+    const held = this.held;
+    this.held = [];
+    this.heldBytes = 0;
+    return held;
+  }
+
+  private async append(buffers: Buffer[]): Promise<void> {
+    const handle = await this.file();
+    const data = buffers.length === 1 ? buffers[0]! : Buffer.concat(buffers);
+    await writeFully(handle, data);
+    this.bytesWritten += data.length;
+  }
+}
+
+/** Write all of `buffers` at the file's position, synchronously (short writes continue). */
+function writeBuffersSync(fd: number, buffers: Buffer[]): void {
+  const data = buffers.length === 1 ? buffers[0]! : Buffer.concat(buffers);
+  for (let offset = 0; offset < data.length; ) {
+    const written = writeSync(fd, data, offset, data.length - offset);
+    if (written === 0) {
+      const error = new Error(`short write: ${offset} of ${data.length} bytes`) as NodeJS.ErrnoException;
+      error.code = 'ENOSPC';
+      throw error;
+    }
+    offset += written;
   }
 }
 
@@ -143,15 +232,33 @@ class FileMessageWriter implements MessageWriter {
   readonly stream: FileWritable;
   private state: WriterState = 'open';
   private commitPromise: Promise<StoredObject> | undefined;
+  /** The temp file opened for streaming (a message held in memory has none). */
+  private handle: Promise<FileHandle> | undefined;
   private handleClosed = false;
+  /** The temp file exists (created for streaming, or at the commit of a message held in memory). */
+  private tempCreated = false;
 
   constructor(
     private readonly store: FileMessageStore,
-    private readonly handle: FileHandle,
     private readonly tempPath: string,
     private readonly finalPath: string,
+    memoryLimit: number,
   ) {
-    this.stream = new FileWritable(handle);
+    this.stream = new FileWritable(() => this.file(), memoryLimit);
+  }
+
+  /** Create the temp file (once). */
+  file(): Promise<FileHandle> {
+    this.handle ??= open(this.tempPath, 'wx', FILE_MODE).then(
+      (handle) => {
+        this.tempCreated = true;
+        return handle;
+      },
+      (error: unknown) => {
+        throw storeError('create temp file', this.tempPath, error);
+      },
+    );
+    return this.handle;
   }
 
   commit(summary: MessageSummary): Promise<StoredObject> {
@@ -207,17 +314,26 @@ class FileMessageWriter implements MessageWriter {
         throw storeError('write', path, error);
       });
     }
-    if (stream.bytesWritten !== summary.size) {
+    if (stream.bytesReceived !== summary.size) {
       throw new DrainError(
         'STORE_FAILED',
-        `cannot commit ${path}: ${stream.bytesWritten} bytes were written but the summary says ${summary.size}`,
+        `cannot commit ${path}: ${stream.bytesReceived} bytes were written but the summary says ${summary.size}`,
         { phase: 'store', retryable: false },
       );
     }
-    try {
-      await this.handle.datasync();
-    } catch (error) {
-      throw storeError('fsync', this.tempPath, error);
+    const held = this.handle === undefined ? stream.takeHeldForCommit() : undefined;
+    if (held !== undefined) {
+      await this.writeHeld(held);
+    } else {
+      await stream.spill().catch((error: unknown) => {
+        throw storeError('write', this.tempPath, error);
+      });
+      const handle = await this.file();
+      try {
+        await handle.datasync();
+      } catch (error) {
+        throw storeError('fsync', this.tempPath, error);
+      }
     }
     // The data is durable, so its name may appear; closing and linking need not wait on each
     // other (each waits in the thread pool behind other commits' fsyncs).
@@ -255,11 +371,50 @@ class FileMessageWriter implements MessageWriter {
     return { ref: { type: 'file', path }, existed };
   }
 
-  private async closeHandle(): Promise<void> {
-    if (this.handleClosed) return;
-    this.handleClosed = true;
+  /**
+   * A message held in memory: create its temp file, write it with one synchronous call (into the
+   * page cache, at most memorySpoolBytes: cheaper than another thread-pool round trip), fdatasync
+   * it (asynchronously: that one waits for the disk) and close it.
+   */
+  private async writeHeld(buffers: Buffer[]): Promise<void> {
+    const fd = await new Promise<number>((resolveOpen, reject) =>
+      openFd(this.tempPath, 'wx', FILE_MODE, (error, n) => (error === null ? resolveOpen(n) : reject(error))),
+    ).catch((error: unknown) => {
+      throw storeError('create temp file', this.tempPath, error);
+    });
+    this.tempCreated = true;
+    let failure: DrainError | undefined;
     try {
-      await this.handle.close();
+      writeBuffersSync(fd, buffers);
+    } catch (error) {
+      failure = storeError('write', this.tempPath, error);
+    }
+    if (failure === undefined) {
+      try {
+        await new Promise<void>((resolveSync, reject) => fdatasyncFd(fd, (error) => (error === null ? resolveSync() : reject(error))));
+      } catch (error) {
+        failure = storeError('fsync', this.tempPath, error);
+      }
+    }
+    try {
+      closeSync(fd);
+    } catch (error) {
+      failure ??= storeError('close', this.tempPath, error);
+    }
+    if (failure !== undefined) throw failure;
+  }
+
+  private async closeHandle(): Promise<void> {
+    if (this.handleClosed || this.handle === undefined) return;
+    this.handleClosed = true;
+    let handle: FileHandle;
+    try {
+      handle = await this.handle;
+    } catch {
+      return; // never created: nothing to close
+    }
+    try {
+      await handle.close();
     } catch (error) {
       throw storeError('close', this.tempPath, error);
     }
@@ -267,11 +422,15 @@ class FileMessageWriter implements MessageWriter {
 
   /** Remove the temp name; failing to is only a warning (cleanupTemp removes it later). */
   private async removeTemp(): Promise<void> {
-    try {
-      await unlink(this.tempPath);
-    } catch (error) {
-      if (errnoCode(error) !== 'ENOENT') {
-        this.store.logger.warn('cannot remove temp file', { path: this.tempPath, code: errnoCode(error) });
+    // A message that never left memory has no temp file (and an attempt that failed made none).
+    if (this.handle !== undefined) await this.handle.catch(() => undefined);
+    if (this.tempCreated) {
+      try {
+        await unlink(this.tempPath);
+      } catch (error) {
+        if (errnoCode(error) !== 'ENOENT') {
+          this.store.logger.warn('cannot remove temp file', { path: this.tempPath, code: errnoCode(error) });
+        }
       }
     }
     this.store.forget(this.tempPath);
@@ -289,9 +448,12 @@ export class FileMessageStore implements MessageStore {
   /** @internal */
   readonly logger: DrainLogger;
   private readonly cleanupOnFirstOpen: boolean;
+  private readonly memorySpoolBytes: number;
   private readonly dirs = new DirectoryMaker();
   private readonly prepared = new Map<string, Promise<void>>();
   private readonly dirSyncs = new Map<string, GroupCommit<void>>();
+  /** Read-only descriptors of message folders, for their fsyncs (closed by close()). */
+  private readonly dirFds = new Map<string, Promise<number>>();
   /** Temp files this instance has open (cleanupTemp leaves them alone). */
   private readonly active = new Set<string>();
   private readonly nonce = randomBytes(4).toString('hex');
@@ -301,26 +463,34 @@ export class FileMessageStore implements MessageStore {
     this.root = resolve(options.root);
     this.logger = options.logger ?? silentLogger;
     this.cleanupOnFirstOpen = options.cleanupOnFirstOpen ?? true;
+    this.memorySpoolBytes = options.memorySpoolBytes ?? DEFAULT_MEMORY_SPOOL_BYTES;
+    if (!Number.isSafeInteger(this.memorySpoolBytes) || this.memorySpoolBytes < 0) {
+      throw new DrainError('CONFIG_INVALID', 'file store: memorySpoolBytes must be a whole number >= 0', { phase: 'config', retryable: false });
+    }
   }
 
   refFor(key: string): StoreRef {
     return { type: 'file', path: this.pathFor(key) };
   }
 
-  async open(key: string, _info: { mailboxId: string; uidl: string; expectedSize?: number }): Promise<MessageWriter> {
+  async open(key: string, info: { mailboxId: string; uidl: string; expectedSize?: number }): Promise<MessageWriter> {
     const finalPath = this.pathFor(key);
     const dir = dirname(finalPath);
     await this.prepareFolder(dir);
     const tempPath = join(dir, `.tmp-${process.pid}-${this.nonce}-${++this.counter}.part`);
     this.active.add(tempPath);
-    let handle: FileHandle;
-    try {
-      handle = await open(tempPath, 'wx', FILE_MODE);
-    } catch (error) {
-      this.active.delete(tempPath);
-      throw storeError('create temp file', tempPath, error);
+    const inMemory = this.memorySpoolBytes > 0 && (info.expectedSize === undefined || info.expectedSize <= this.memorySpoolBytes);
+    const writer = new FileMessageWriter(this, tempPath, finalPath, inMemory ? this.memorySpoolBytes : 0);
+    if (!inMemory) {
+      // Announced larger than the spool: create the file now, so a failure shows at once.
+      try {
+        await writer.file();
+      } catch (error) {
+        this.active.delete(tempPath);
+        throw error;
+      }
     }
-    return new FileMessageWriter(this, handle, tempPath, finalPath);
+    return writer;
   }
 
   /**
@@ -403,7 +573,7 @@ export class FileMessageStore implements MessageStore {
     if (group === undefined) {
       group = new GroupCommit<void>(async () => {
         try {
-          await fsyncDirectory(dir);
+          await this.fsyncFolder(dir);
         } catch (error) {
           throw storeError('fsync folder', dir, error);
         }
@@ -411,6 +581,43 @@ export class FileMessageStore implements MessageStore {
       this.dirSyncs.set(dir, group);
     }
     return group.submit(undefined);
+  }
+
+  /**
+   * Wait for the folder fsyncs in flight and close the folder descriptors the store keeps (it
+   * opens them again if used afterwards). Writers still open are not affected.
+   */
+  async close(): Promise<void> {
+    await Promise.all([...this.dirSyncs.values()].map((g) => g.drained()));
+    const fds = [...this.dirFds.values()];
+    this.dirFds.clear();
+    for (const fd of fds) {
+      const n = await fd.catch(() => undefined);
+      if (n !== undefined) await new Promise<void>((resolveClose) => closeFd(n, () => resolveClose()));
+    }
+  }
+
+  /** fsync a folder through a descriptor kept open (one call per batch instead of three). */
+  private async fsyncFolder(dir: string): Promise<void> {
+    // Windows cannot open a folder for fsync; NTFS journals the metadata itself.
+    if (process.platform === 'win32') return;
+    let fd = this.dirFds.get(dir);
+    if (fd === undefined) {
+      fd = new Promise<number>((resolveOpen, reject) =>
+        openFd(dir, fsConstants.O_RDONLY, (error, n) => (error === null ? resolveOpen(n) : reject(error))),
+      );
+      this.dirFds.set(dir, fd);
+      fd.catch(() => this.dirFds.delete(dir));
+    }
+    const n = await fd;
+    try {
+      await new Promise<void>((resolveSync, reject) => fsyncFd(n, (error) => (error === null ? resolveSync() : reject(error))));
+    } catch (error) {
+      // Start over with a new descriptor next time (the folder may have been replaced).
+      if (this.dirFds.get(dir) === fd) this.dirFds.delete(dir);
+      closeFd(n, () => undefined);
+      throw error;
+    }
   }
 
   /** @internal */

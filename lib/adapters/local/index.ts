@@ -38,7 +38,7 @@ export interface LocalAdapters {
   store: FileMessageStore;
   ledger: FileLedger;
   events: JsonlEventSink;
-  /** Wait for writes in flight and close the ledger's and the event file's descriptors. */
+  /** Wait for writes in flight and close the descriptors the store, the ledger and the event file keep. */
   close(): Promise<void>;
 }
 
@@ -52,7 +52,7 @@ export function createLocalAdapters(options: LocalAdaptersOptions): LocalAdapter
     ledger,
     events,
     close: async () => {
-      await Promise.all([ledger.close(), events.close()]);
+      await Promise.all([store.close(), ledger.close(), events.close()]);
     },
   };
 }
