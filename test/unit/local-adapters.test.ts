@@ -169,7 +169,8 @@ describe('FileMessageStore', () => {
   it.skipIf(process.platform !== 'linux')('keeps one descriptor per folder for its fsyncs, released by close() and opened again on use', async () => {
     const openFds = (): number => readdirSync('/proc/self/fd').length;
     const before = openFds();
-    const store = new FileMessageStore({ root: dir });
+    // Streamed messages (memorySpoolBytes 0) fsync folders from the main thread.
+    const store = new FileMessageStore({ root: dir, memorySpoolBytes: 0 });
     await Promise.all(Array.from({ length: 20 }, (_, i) => storeMessage(store, messageKey(MAILBOX, `fd${i}`), randomBytes(100))));
     await storeMessage(store, messageKey('box-2', 'fd'), randomBytes(100));
     expect(openFds()).toBe(before + 2);
@@ -177,6 +178,18 @@ describe('FileMessageStore', () => {
     expect(openFds()).toBe(before);
     await storeMessage(store, messageKey(MAILBOX, 'after-close'), Buffer.from('still works'));
     expect(await readFile(join(dir, messageKey(MAILBOX, 'after-close')), 'utf8')).toBe('still works');
+    await store.close();
+    expect(openFds()).toBe(before);
+  });
+
+  it('commits messages held in memory through the commit worker, which leaves no descriptor open after close()', async () => {
+    const openFds = (): number => readdirSync('/proc/self/fd').length;
+    const before = openFds();
+    const store = new FileMessageStore({ root: dir });
+    const messages = Array.from({ length: 300 }, (_, i) => randomBytes(50 + i));
+    await Promise.all(messages.map((m, i) => storeMessage(store, messageKey(MAILBOX, `w${i}`), m)));
+    for (const [i, m] of messages.entries()) expect((await readFile(join(dir, messageKey(MAILBOX, `w${i}`)))).equals(m)).toBe(true);
+    expect((await namesIn(join(dir, MAILBOX))).filter((n) => !n.endsWith('.eml'))).toEqual([]);
     await store.close();
     expect(openFds()).toBe(before);
   });

@@ -9,10 +9,10 @@
  * only temp files can be left over, and `cleanupTemp()` removes them.
  *
  * Small messages (up to `memorySpoolBytes`, most mail) are gathered in memory while they
- * stream in and written to their temp file in one write at commit: the stream never waits for
- * the file system, so the POP3 session moves on to the next message at once while the commit
- * (create, write, fsync, link) runs in the thread pool. A message that grows past the limit,
- * or is announced larger, streams into its temp file.
+ * stream in and committed by a worker thread in batches (commit-worker.ts: create, write,
+ * fsync, link, folder fsync, in the same order): the stream never waits for the file system,
+ * and the main thread pays one hand-off per batch instead of one per system call. A message
+ * that grows past the limit, or is announced larger, streams into its temp file.
  *
  * Group commit: the folder fsyncs of commits that finish together are shared (one fsync per
  * folder per batch, on a descriptor of the folder kept open until `close()`); the file fsyncs
@@ -25,13 +25,10 @@
 import { createHash, randomBytes } from 'node:crypto';
 import {
   close as closeFd,
-  closeSync,
   constants as fsConstants,
   createReadStream,
-  fdatasync as fdatasyncFd,
   fsync as fsyncFd,
   open as openFd,
-  writeSync,
 } from 'node:fs';
 import { link, lstat, open, readdir, unlink, type FileHandle } from 'node:fs/promises';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
@@ -56,6 +53,7 @@ import {
   processExists,
   writeFully,
 } from './durable-fs.js';
+import { CommitWorker } from './commit-worker.js';
 import { GroupCommit } from './group-commit.js';
 
 /** A temp file left by a live process is only removed once it has not been written for this long. */
@@ -212,20 +210,6 @@ class FileWritable extends Writable {
   }
 }
 
-/** Write all of `buffers` at the file's position, synchronously (short writes continue). */
-function writeBuffersSync(fd: number, buffers: Buffer[]): void {
-  const data = buffers.length === 1 ? buffers[0]! : Buffer.concat(buffers);
-  for (let offset = 0; offset < data.length; ) {
-    const written = writeSync(fd, data, offset, data.length - offset);
-    if (written === 0) {
-      const error = new Error(`short write: ${offset} of ${data.length} bytes`) as NodeJS.ErrnoException;
-      error.code = 'ENOSPC';
-      throw error;
-    }
-    offset += written;
-  }
-}
-
 type WriterState = 'open' | 'committing' | 'committed' | 'aborted';
 
 class FileMessageWriter implements MessageWriter {
@@ -323,7 +307,22 @@ class FileMessageWriter implements MessageWriter {
     }
     const held = this.handle === undefined ? stream.takeHeldForCommit() : undefined;
     if (held !== undefined) {
-      await this.writeHeld(held);
+      // Create, write, fsync, link and folder fsync in the commit worker, batched.
+      const result = await this.store.commitWorker.commit({
+        temp: this.tempPath,
+        final: path,
+        data: held.length === 1 ? held[0]! : Buffer.concat(held), // copied by commit()
+        mode: FILE_MODE,
+      });
+      if ('error' in result) {
+        const e = Object.assign(new Error(`${result.error.code ?? 'error'}: ${result.error.message}`), { code: result.error.code });
+        throw storeError(result.error.op, result.error.path, e);
+      }
+      this.store.forget(this.tempPath);
+      if (result.linked) return { ref: { type: 'file', path }, existed: false };
+      await this.checkExisting(path, summary);
+      await this.store.syncDirectory(dirname(path));
+      return { ref: { type: 'file', path }, existed: true };
     } else {
       await stream.spill().catch((error: unknown) => {
         throw storeError('write', this.tempPath, error);
@@ -348,22 +347,7 @@ class FileMessageWriter implements MessageWriter {
       ),
     ]);
     const existed = !linked;
-    if (existed) {
-      let existing: { sha256: string; size: number };
-      try {
-        existing = await hashFile(path);
-      } catch (error) {
-        throw storeError('read existing', path, error);
-      }
-      if (existing.sha256 !== summary.sha256) {
-        throw new DrainError(
-          'STORE_CONFLICT',
-          `a different message is already stored at ${path} (sha256 ${existing.sha256}, ${existing.size} bytes; ` +
-            `new: sha256 ${summary.sha256}, ${summary.size} bytes); the existing file is kept`,
-          { phase: 'store', retryable: false },
-        );
-      }
-    }
+    if (existed) await this.checkExisting(path, summary);
     // The folder fsync makes the new name durable (also when it existed: the run that linked it
     // may have died before its own folder fsync). The temp name's removal need not be durable:
     // a temp file a crash leaves behind is cleanupTemp's to remove.
@@ -371,37 +355,22 @@ class FileMessageWriter implements MessageWriter {
     return { ref: { type: 'file', path }, existed };
   }
 
-  /**
-   * A message held in memory: create its temp file, write it with one synchronous call (into the
-   * page cache, at most memorySpoolBytes: cheaper than another thread-pool round trip), fdatasync
-   * it (asynchronously: that one waits for the disk) and close it.
-   */
-  private async writeHeld(buffers: Buffer[]): Promise<void> {
-    const fd = await new Promise<number>((resolveOpen, reject) =>
-      openFd(this.tempPath, 'wx', FILE_MODE, (error, n) => (error === null ? resolveOpen(n) : reject(error))),
-    ).catch((error: unknown) => {
-      throw storeError('create temp file', this.tempPath, error);
-    });
-    this.tempCreated = true;
-    let failure: DrainError | undefined;
+  /** An identical file already at `path` is fine (a retry after a crash); a different one is a conflict. */
+  private async checkExisting(path: string, summary: MessageSummary): Promise<void> {
+    let existing: { sha256: string; size: number };
     try {
-      writeBuffersSync(fd, buffers);
+      existing = await hashFile(path);
     } catch (error) {
-      failure = storeError('write', this.tempPath, error);
+      throw storeError('read existing', path, error);
     }
-    if (failure === undefined) {
-      try {
-        await new Promise<void>((resolveSync, reject) => fdatasyncFd(fd, (error) => (error === null ? resolveSync() : reject(error))));
-      } catch (error) {
-        failure = storeError('fsync', this.tempPath, error);
-      }
+    if (existing.sha256 !== summary.sha256) {
+      throw new DrainError(
+        'STORE_CONFLICT',
+        `a different message is already stored at ${path} (sha256 ${existing.sha256}, ${existing.size} bytes; ` +
+          `new: sha256 ${summary.sha256}, ${summary.size} bytes); the existing file is kept`,
+        { phase: 'store', retryable: false },
+      );
     }
-    try {
-      closeSync(fd);
-    } catch (error) {
-      failure ??= storeError('close', this.tempPath, error);
-    }
-    if (failure !== undefined) throw failure;
   }
 
   private async closeHandle(): Promise<void> {
@@ -457,6 +426,8 @@ export class FileMessageStore implements MessageStore {
   /** Temp files this instance has open (cleanupTemp leaves them alone). */
   private readonly active = new Set<string>();
   private readonly nonce = randomBytes(4).toString('hex');
+  /** @internal commits of messages held in memory */
+  readonly commitWorker = new CommitWorker();
   private counter = 0;
 
   constructor(options: FileMessageStoreOptions) {
@@ -588,6 +559,7 @@ export class FileMessageStore implements MessageStore {
    * opens them again if used afterwards). Writers still open are not affected.
    */
   async close(): Promise<void> {
+    await this.commitWorker.close();
     await Promise.all([...this.dirSyncs.values()].map((g) => g.drained()));
     const fds = [...this.dirFds.values()];
     this.dirFds.clear();
