@@ -21,6 +21,7 @@ import {
   CONNECT_TIMEOUT_MS,
   DEFAULT_PIPELINE_WINDOW,
   GREETING_TIMEOUT_MS,
+  COLLECT_SLACK_BYTES,
   limitExceeded,
   MAX_CHALLENGE_LINE_BYTES,
   MAX_LISTING_BYTES,
@@ -151,6 +152,12 @@ export interface MessageStream {
   statusText: string;
   /** The bytes; backpressure applies to the socket. Consume or destroy it. */
   stream: Readable;
+  /**
+   * Set when the message was received whole (`RetrieveOptions.collectUpTo`): its bytes, in one
+   * buffer (more when the server sent more than its listing said). `stream` then reads them
+   * (it is made on first access).
+   */
+  body?: readonly Buffer[];
 }
 
 export interface RetrieveItem {
@@ -166,6 +173,15 @@ export interface RetrieveOptions {
   maxBytesAhead?: number;
   /** TOP n lines instead of RETR. */
   topLines?: number;
+  /**
+   * Receive messages whose size (`RetrieveItem.size`, from LIST) is at most this many bytes
+   * whole before yielding them, as `body` (copied into one buffer of the listed size as they
+   * arrive), without a stream for each: for a mailbox of small messages the streams were most
+   * of the client's work. Bytes held this way are bounded like streamed ones (by the sizes in
+   * flight): a message that runs past its listed size by more than COLLECT_SLACK_BYTES is
+   * yielded as a stream after all.
+   */
+  collectUpTo?: number;
 }
 
 type ResponseHandler = {
@@ -187,6 +203,19 @@ interface Pending {
   resolveListing?: (data: Buffer) => void;
   /** For 'stream': the stream receiving the body. */
   stream?: BodyStream;
+  /** For 'stream': the message number. */
+  messageNumber?: number;
+  /** For 'stream': receive the body whole into a buffer this large (its listed size)... */
+  collectSize?: number;
+  /** ... unless it runs past this many bytes (see RetrieveOptions.collectUpTo). */
+  collectLimit?: number;
+  /**
+   * For 'stream', while the body is being received whole: copied into `buffer` (one copy, so
+   * the socket's buffers are not held), and into `more` past its listed size.
+   */
+  collected?: { statusText: string; buffer: Buffer; used: number; more: Buffer[] | undefined; bytes: number };
+  /** For 'stream': hands the message to the caller (the body as a stream or whole). */
+  deliver?: (message: MessageStream) => void;
   /** For 'sasl'. */
   sasl?: SaslSession;
   /** Set when the client cancelled the exchange; reported instead of the server's -ERR. */
@@ -196,6 +225,11 @@ interface Pending {
 type State = 'new' | 'connecting' | 'authorization' | 'transaction' | 'closing' | 'closed';
 
 const noop = (): void => {};
+
+function collectedChunks(c: { buffer: Buffer; used: number; more: Buffer[] | undefined }): Buffer[] {
+  const first = c.buffer.subarray(0, c.used);
+  return c.more === undefined ? [first] : [first, ...c.more];
+}
 
 function handled<T>(promise: Promise<T>): Promise<T> {
   promise.catch(noop);
@@ -217,6 +251,20 @@ class BodyStream extends Readable {
   override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
     this.owner.streamDestroyed(this);
     callback(error);
+  }
+}
+
+/** A message received whole: its chunks, and a stream over them for callers that want one. */
+class WholeMessage implements MessageStream {
+  private readable: Readable | undefined;
+  constructor(
+    readonly number: number,
+    readonly statusText: string,
+    readonly body: readonly Buffer[],
+  ) {}
+  get stream(): Readable {
+    this.readable ??= Readable.from(this.body, { objectMode: false });
+    return this.readable;
   }
 }
 
@@ -697,6 +745,7 @@ export class Pop3Client {
     // Twice the window, so the client's queue holds a refill when half the window is answered.
     const window = this.pipeliningActive ? (options.lookahead ?? 2 * this.window()) : 1;
     const maxBytesAhead = options.maxBytesAhead ?? 8 * 1024 * 1024;
+    const collectUpTo = options.collectUpTo;
     const iterator = items[Symbol.iterator]();
     const ahead: Array<{ item: RetrieveItem; pending: Pending; promise: Promise<MessageStream> }> = [];
     let bytesAhead = 0;
@@ -713,7 +762,8 @@ export class Pop3Client {
         }
         const item = next.value;
         const command = options.topLines === undefined ? commands.retr(item.number) : commands.top(item.number, options.topLines);
-        const { pending, promise } = this.streamCommand(command, item.number);
+        const collect = collectUpTo !== undefined && item.size !== undefined && item.size <= collectUpTo;
+        const { pending, promise } = this.streamCommand(command, item.number, collect ? item.size : undefined);
         handled(promise);
         ahead.push({ item, pending, promise });
         bytesAhead += item.size ?? 0;
@@ -805,7 +855,8 @@ export class Pop3Client {
     );
   }
 
-  private streamCommand(command: Command, n: number): { pending: Pending; promise: Promise<MessageStream> } {
+  /** `collectSize`: receive the body whole (it should be this large), unless it runs well past that. */
+  private streamCommand(command: Command, n: number, collectSize?: number): { pending: Pending; promise: Promise<MessageStream> } {
     let pending!: Pending;
     const promise = new Promise<MessageStream>((resolve, reject) => {
       pending = {
@@ -814,16 +865,26 @@ export class Pop3Client {
         timeoutMs: this.timeouts.commandMs,
         sent: false,
         discard: false,
-        handler: {
-          onOk: (text) => {
-            if (pending.stream !== undefined) resolve({ number: n, statusText: text, stream: pending.stream });
-          },
-          onErr: reject,
-        },
+        handler: { onOk: noop, onErr: reject },
+        messageNumber: n,
+        deliver: resolve,
       };
+      if (collectSize !== undefined) {
+        pending.collectSize = collectSize;
+        pending.collectLimit = collectSize + COLLECT_SLACK_BYTES;
+      }
       this.enqueue(pending);
     });
     return { pending, promise };
+  }
+
+  /** Give the body of a RETR/TOP its stream and hand it to the caller. */
+  private startBodyStream(pending: Pending, statusText: string): BodyStream {
+    const stream = new BodyStream(this, this.options.bodyHighWaterMark ?? BODY_HIGH_WATER_MARK_BYTES);
+    stream.pending = pending;
+    pending.stream = stream;
+    pending.deliver!({ number: pending.messageNumber!, statusText, stream });
+    return stream;
   }
 
   private cancelStream(pending: Pending): void {
@@ -834,6 +895,7 @@ export class Pop3Client {
       return;
     }
     pending.discard = true;
+    pending.collected = undefined;
     if (pending.stream !== undefined && !pending.stream.destroyed) pending.stream.destroy();
   }
 
@@ -936,7 +998,9 @@ export class Pop3Client {
       return true;
     }
     this.framer.maxLineBytes = this.options.maxStatusLineBytes ?? MAX_STATUS_LINE_BYTES;
-    this.trace('server', `${status.kind === 'ok' ? '+OK' : '-ERR'}${status.text.length > 0 ? ` ${status.text}` : ''}`);
+    if (this.options.trace !== undefined) {
+      this.trace('server', `${status.kind === 'ok' ? '+OK' : '-ERR'}${status.text.length > 0 ? ` ${status.text}` : ''}`);
+    }
 
     if (status.kind === 'err') {
       this.inflight.shift();
@@ -952,11 +1016,17 @@ export class Pop3Client {
     }
 
     const shape = head.command?.shape ?? 'single';
-    if (shape === 'listing' || shape === 'stream') {
-      if (shape === 'stream' && !head.discard) {
-        head.stream = new BodyStream(this, this.options.bodyHighWaterMark ?? BODY_HIGH_WATER_MARK_BYTES);
-        head.stream.pending = head;
+    if (shape === 'stream') {
+      if (!head.discard) {
+        if (head.collectSize !== undefined) {
+          head.collected = { statusText: status.text, buffer: Buffer.allocUnsafe(head.collectSize), used: 0, more: undefined, bytes: 0 };
+        }
+        else this.startBodyStream(head, status.text);
       }
+      this.framer.beginBody();
+      return true;
+    }
+    if (shape === 'listing') {
       this.framer.beginBody();
       head.handler.onOk(status.text);
       return true;
@@ -978,8 +1048,30 @@ export class Pop3Client {
       head.chunks.push(data);
       return;
     }
+    if (head.discard) return;
+    const collected = head.collected;
+    if (collected !== undefined) {
+      collected.bytes += data.length;
+      if (collected.bytes <= head.collectLimit!) {
+        if (collected.more === undefined && collected.used + data.length <= collected.buffer.length) {
+          collected.buffer.set(data, collected.used);
+          collected.used += data.length;
+        } else {
+          (collected.more ??= []).push(data);
+        }
+        return;
+      }
+      // Longer than its listing said: stream it after all, so backpressure applies again.
+      head.collected = undefined;
+      const stream = this.startBodyStream(head, collected.statusText);
+      for (const chunk of collectedChunks(collected)) this.pushBody(stream, chunk);
+    }
     const stream = head.stream;
-    if (head.discard || stream === undefined || stream.destroyed) return;
+    if (stream === undefined || stream.destroyed) return;
+    this.pushBody(stream, data);
+  }
+
+  private pushBody(stream: BodyStream, data: Buffer): void {
     if (!stream.push(data)) {
       this.fullStreams.add(stream);
       this.socket?.pause();
@@ -990,6 +1082,10 @@ export class Pop3Client {
     const head = this.inflight.shift()!;
     if (head.chunks !== undefined) {
       head.resolveListing!(head.chunks.length === 1 ? head.chunks[0]! : Buffer.concat(head.chunks));
+    } else if (head.collected !== undefined) {
+      const collected = head.collected;
+      head.collected = undefined;
+      head.deliver!(new WholeMessage(head.messageNumber!, collected.statusText, collectedChunks(collected)));
     } else if (head.stream !== undefined) {
       head.stream.pending = undefined;
       if (!head.stream.destroyed) head.stream.push(null);

@@ -40,6 +40,11 @@ export const MAX_UIDL_BYTES = 512;
  * Bytes in flight are capped separately (`RetrieveOptions.maxBytesAhead`).
  */
 export const DEFAULT_PIPELINE_WINDOW = 256;
+/**
+ * A message received whole (`RetrieveOptions.collectUpTo`) may run this far past the size its
+ * listing gave (a server may count line ends differently) before it is streamed instead.
+ */
+export const COLLECT_SLACK_BYTES = 4 * 1024;
 /** Bytes a message stream buffers before the socket is paused (backpressure). */
 export const BODY_HIGH_WATER_MARK_BYTES = 256 * 1024;
 
