@@ -1,19 +1,27 @@
 /**
  * Collects items added one at a time and hands them to `flush` in batches: when `maxItems`
  * are waiting, or `maxDelayMs` after the first one arrived, or when asked. Each `add` resolves
- * with its own item's result. Used to group ledger writes and event publishing.
+ * with its own item's result; `push` calls back instead (no promise per item). Used to group
+ * ledger writes and event publishing.
  */
+
+/** Where `push` reports an item's result: exactly one of the two is called, once. */
+export interface BatchCallback<O> {
+  resolve(value: O): void;
+  reject(error: unknown): void;
+}
 
 interface Waiting<I, O> {
   item: I;
-  resolve(value: O): void;
-  reject(error: unknown): void;
+  callback: BatchCallback<O>;
 }
 
 export class Batcher<I, O> {
   private waiting: Array<Waiting<I, O>> = [];
   private timer: NodeJS.Timeout | undefined;
+  private immediate: NodeJS.Immediate | undefined;
   private readonly inFlight = new Set<Promise<void>>();
+  private closing = false;
 
   constructor(
     private readonly flushBatch: (items: I[]) => Promise<O[]>,
@@ -21,12 +29,28 @@ export class Batcher<I, O> {
     private readonly maxDelayMs: number,
   ) {}
 
+  /**
+   * No stream of items is coming any more (the last ones trickle in): from now on a partial
+   * batch goes out at the end of the turn it was started in, not `maxDelayMs` later.
+   */
+  closingTime(): void {
+    this.closing = true;
+    if (this.timer !== undefined) this.flush();
+  }
+
   add(item: I): Promise<O> {
-    return new Promise<O>((resolve, reject) => {
-      this.waiting.push({ item, resolve, reject });
-      if (this.waiting.length >= this.maxItems) this.flush();
-      else if (this.timer === undefined) this.timer = setTimeout(() => this.flush(), this.maxDelayMs);
-    });
+    return new Promise<O>((resolve, reject) => this.push(item, { resolve, reject }));
+  }
+
+  /**
+   * Add an item; its batch's result for it goes to `callback` (in the turn the batch completes).
+   * An exception thrown by the callback is not the batch's failure: it is rethrown (a defect).
+   */
+  push(item: I, callback: BatchCallback<O>): void {
+    this.waiting.push({ item, callback });
+    if (this.waiting.length >= this.maxItems) this.flush();
+    else if (this.closing) this.immediate ??= setImmediate(() => this.flush());
+    else if (this.timer === undefined) this.timer = setTimeout(() => this.flush(), this.maxDelayMs);
   }
 
   /** Send what is waiting now. */
@@ -35,19 +59,32 @@ export class Batcher<I, O> {
       clearTimeout(this.timer);
       this.timer = undefined;
     }
+    if (this.immediate !== undefined) {
+      clearImmediate(this.immediate);
+      this.immediate = undefined;
+    }
     if (this.waiting.length === 0) return;
     const batch = this.waiting;
     this.waiting = [];
-    const run = (async () => {
-      try {
-        const results = await this.flushBatch(batch.map((w) => w.item));
-        batch.forEach((w, i) => w.resolve(results[i] as O));
-      } catch (error) {
-        for (const w of batch) w.reject(error);
-      }
-    })();
+    const items = new Array<I>(batch.length);
+    for (let i = 0; i < batch.length; i++) items[i] = batch[i]!.item;
+    let flushed: Promise<O[]>;
+    try {
+      flushed = this.flushBatch(items);
+    } catch (error) {
+      flushed = Promise.reject(error);
+    }
+    const run = flushed.then(
+      (results) => {
+        this.inFlight.delete(run);
+        for (let i = 0; i < batch.length; i++) batch[i]!.callback.resolve(results[i] as O);
+      },
+      (error: unknown) => {
+        this.inFlight.delete(run);
+        for (const w of batch) w.callback.reject(error);
+      },
+    );
     this.inFlight.add(run);
-    void run.finally(() => this.inFlight.delete(run));
   }
 
   /** Flush and wait until every batch sent so far has completed. */
@@ -57,26 +94,37 @@ export class Batcher<I, O> {
   }
 }
 
-/** A counting semaphore for bounded concurrency. */
+/**
+ * A counting semaphore for bounded concurrency (or bounded memory: `n` permits per byte).
+ * Waiters are served in order; a request for more permits than exist waits until all are free.
+ */
 export class Semaphore {
   private available: number;
-  private readonly queue: Array<() => void> = [];
+  private readonly queue: Array<{ n: number; resolve: () => void }> = [];
 
-  constructor(permits: number) {
+  constructor(private readonly permits: number) {
     this.available = permits;
   }
 
-  async acquire(): Promise<void> {
-    if (this.available > 0) {
-      this.available -= 1;
-      return;
-    }
-    await new Promise<void>((resolve) => this.queue.push(resolve));
+  async acquire(n = 1): Promise<void> {
+    if (this.tryAcquire(n)) return;
+    await new Promise<void>((resolve) => this.queue.push({ n: Math.min(n, this.permits), resolve }));
   }
 
-  release(): void {
-    const next = this.queue.shift();
-    if (next !== undefined) next();
-    else this.available += 1;
+  /** Take `n` permits if they are free now and nobody waits; false otherwise (nothing taken). */
+  tryAcquire(n = 1): boolean {
+    const wanted = Math.min(n, this.permits);
+    if (this.queue.length > 0 || this.available < wanted) return false;
+    this.available -= wanted;
+    return true;
+  }
+
+  release(n = 1): void {
+    this.available += Math.min(n, this.permits);
+    while (this.queue.length > 0 && this.queue[0]!.n <= this.available) {
+      const next = this.queue.shift()!;
+      this.available -= next.n;
+      next.resolve();
+    }
   }
 }

@@ -103,6 +103,37 @@ export function toEnvelope(event: DrainEvent): EventEnvelope {
 }
 
 /**
+ * The JSON text of details written once and still to be written as an envelope: a new
+ * message's event goes first into its ledger entry, then to the event file (or the bus), and
+ * its detail is serialized once for both. Details are values: nothing changes one after it
+ * was made. The envelope takes the text out, so the map only ever holds details in between.
+ */
+const detailTexts = new WeakMap<object, string>();
+
+/** `JSON.stringify(event)`; the detail's text is kept for its envelope (envelopeJson). */
+export function eventJson(event: DrainEvent): string {
+  let detail = detailTexts.get(event.detail);
+  if (detail === undefined) {
+    detail = JSON.stringify(event.detail);
+    detailTexts.set(event.detail, detail);
+  }
+  return `{"id":${JSON.stringify(event.id)},"detailType":${JSON.stringify(event.detailType)},"time":${JSON.stringify(event.time)},"detail":${detail}}`;
+}
+
+/** `JSON.stringify(detail)` for the event's envelope: the text eventJson kept (taken out), else made now. */
+export function detailJson(detail: DrainEvent['detail']): string {
+  const kept = detailTexts.get(detail);
+  if (kept === undefined) return JSON.stringify(detail);
+  detailTexts.delete(detail);
+  return kept;
+}
+
+/** `JSON.stringify({ id: event.id, ...toEnvelope(event) })`, the detail's text from detailJson. */
+export function envelopeJson(event: DrainEvent): string {
+  return `{"id":${JSON.stringify(event.id)},"source":"${EVENT_SOURCE}","detail-type":${JSON.stringify(event.detailType)},"time":${JSON.stringify(event.time)},"detail":${detailJson(event.detail)}}`;
+}
+
+/**
  * EventBridge's limit for one PutEvents entry is 256 KiB (detail, detail-type, source, ...).
  * Our details stay far below it by construction (metadata.ts truncates fields); this bound is
  * what the sinks check before sending.

@@ -3,6 +3,7 @@
  * text that may hold `/` or `..`, so it never appears in a key: a digest does.
  */
 import { createHash } from 'node:crypto';
+import { sha256Hex } from './sha256.js';
 
 const MAILBOX_ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
 
@@ -17,7 +18,7 @@ export function mailboxIdProblem(id: string): string | undefined {
 
 /** sha256 of `popdrain/v1`, then each part after a NUL, as UTF-8 (one update: it runs per message). */
 function digest(...parts: string[]): string {
-  return createHash('sha256').update(`popdrain/v1\0${parts.join('\0')}`, 'utf8').digest('hex');
+  return sha256Hex(`popdrain/v1\0${parts.join('\0')}`);
 }
 
 /** Hex digest identifying one message of one mailbox. */
@@ -37,11 +38,8 @@ export function messageKeyForDigest(mailboxId: string, messageDigestHex: string)
 
 function asUuid(hex: string): string {
   // RFC 9562 version 8 (custom) layout, so consumers can store it as a UUID.
-  const h = hex.slice(0, 32).split('');
-  h[12] = '8';
-  h[16] = ((parseInt(h[16]!, 16) & 0x3) | 0x8).toString(16);
-  const s = h.join('');
-  return `${s.slice(0, 8)}-${s.slice(8, 12)}-${s.slice(12, 16)}-${s.slice(16, 20)}-${s.slice(20, 32)}`;
+  const variant = ((parseInt(hex[16]!, 16) & 0x3) | 0x8).toString(16);
+  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-8${hex.slice(13, 16)}-${variant}${hex.slice(17, 20)}-${hex.slice(20, 32)}`;
 }
 
 /** The stable id of the `Email Stored` event of a message. */

@@ -79,12 +79,72 @@ export interface MetadataExtractorOptions {
 }
 
 export function createMetadataExtractor(options: MetadataExtractorOptions = {}): MetadataExtractor {
+  const stream = new MetadataStream(maxHeaderBytesOf(options));
+  return { stream, result: () => stream.reader.result() };
+}
+
+/**
+ * The metadata of a message whose bytes are all at hand (`chunks`, in order), without a
+ * stream: what createMetadataExtractor gives for the same bytes. Most messages are read at
+ * once (the promise is already settled); rejects only on a defect of this module.
+ */
+export function readMetadata(chunks: readonly Buffer[], options: MetadataExtractorOptions = {}): Promise<MessageMetadata> {
+  const reader = new MetadataReader(maxHeaderBytesOf(options));
+  let next = 0;
+  // Chunks are written one after the other; a callback that comes at once continues the loop
+  // here (no recursion, however many chunks), one that comes later continues it from there.
+  let looping = false;
+  let calledBack = false;
+  const feed = (): void => {
+    looping = true;
+    do {
+      calledBack = false;
+      if (next < chunks.length) reader.write(chunks[next++]!, onWritten);
+      else {
+        reader.end(noop);
+        break;
+      }
+    } while (calledBack);
+    looping = false;
+  };
+  const onWritten = (): void => {
+    if (looping) calledBack = true;
+    else feed();
+  };
+  feed();
+  return reader.result();
+}
+
+function maxHeaderBytesOf(options: MetadataExtractorOptions): number {
   const maxHeaderBytes = options.maxHeaderBytes ?? DEFAULT_MAX_HEADER_BYTES;
   if (!Number.isSafeInteger(maxHeaderBytes) || maxHeaderBytes < MIN_MAX_HEADER_BYTES) {
     throw new RangeError(`maxHeaderBytes must be an integer >= ${MIN_MAX_HEADER_BYTES}, got ${maxHeaderBytes}`);
   }
-  const stream = new MetadataStream(maxHeaderBytes);
-  return { stream, result: () => stream.result() };
+  return maxHeaderBytes;
+}
+
+/** MetadataReader as a Writable stream (createMetadataExtractor). */
+class MetadataStream extends Writable {
+  readonly reader: MetadataReader;
+
+  constructor(maxHeaderBytes: number) {
+    // Nothing to release at the end: no close event, no destroy after finish (cheaper per message).
+    super({ autoDestroy: false, emitClose: false });
+    this.reader = new MetadataReader(maxHeaderBytes);
+  }
+
+  override _write(chunk: Buffer, _encoding: BufferEncoding, callback: WriteCallback): void {
+    this.reader.write(chunk, callback);
+  }
+
+  override _final(callback: WriteCallback): void {
+    this.reader.end(callback);
+  }
+
+  override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
+    this.reader.destroy(error);
+    callback(error);
+  }
 }
 
 // -------------------------------------------------------------------------------------------
@@ -106,7 +166,13 @@ const IGNORE_REST = 4;
 
 const noop = (): void => {};
 
-class MetadataStream extends Writable {
+/**
+ * Reads a message's bytes into its metadata: `write` each chunk in order, waiting for its
+ * callback (called at once unless the mail libraries load or mailsplit works on the bytes),
+ * then `end`. No stream: MetadataStream wraps it as one, readMetadata feeds it a whole message.
+ */
+class MetadataReader {
+  destroyed = false;
   private phase = HEAD;
   private readonly header: HeaderBlockReader;
   private block: HeaderBlock | undefined;
@@ -126,8 +192,6 @@ class MetadataStream extends Writable {
   private resultPromise: Promise<MessageMetadata> | undefined;
 
   constructor(private readonly maxHeaderBytes: number) {
-    // Nothing to release at the end: no close event, no destroy after finish (cheaper per message).
-    super({ autoDestroy: false, emitClose: false });
     this.header = new HeaderBlockReader(maxHeaderBytes, ROOT_FIELDS);
   }
 
@@ -140,7 +204,7 @@ class MetadataStream extends Writable {
     return this.resultPromise;
   }
 
-  override _write(chunk: Buffer, _encoding: BufferEncoding, callback: WriteCallback): void {
+  write(chunk: Buffer, callback: WriteCallback): void {
     if (this.phase !== HEAD) return this.writeBody(chunk, callback);
     const bodyStart = this.header.push(chunk);
     if (bodyStart === -1) return callback();
@@ -148,15 +212,16 @@ class MetadataStream extends Writable {
     this.startBody(() => (rest ? this.writeBody(rest, callback) : callback()));
   }
 
-  override _final(callback: WriteCallback): void {
+  end(callback: WriteCallback): void {
     if (this.phase === HEAD) this.startBody(() => this.endBody(callback)); // all header, no body
     else this.endBody(callback);
   }
 
-  override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
+  /** Stop: the result rejects unless it is known already. */
+  destroy(error: Error | null): void {
+    this.destroyed = true;
     if (!this.metadata && !this.failure) this.fail(error ?? new Error('the metadata stream was destroyed before the message ended'));
     this.dropSplitter();
-    callback(error);
   }
 
   private writeBody(chunk: Buffer, callback: WriteCallback): void {

@@ -10,6 +10,7 @@ import { LIBRARIES_NOT_LOADED, mailLibraries } from '../../lib/drain/mail-librar
 import { parseMailDate } from '../../lib/drain/mail-date.js';
 import {
   createMetadataExtractor,
+  readMetadata,
   MAX_METADATA_JSON_BYTES,
   MAX_MIME_DEPTH,
   MAX_NAME_CHARS,
@@ -53,11 +54,21 @@ async function extract(
   return extractor.result();
 }
 
-/** Whole, in random small chunks (three ways), and byte by byte when small: all the same. */
+/**
+ * Whole, in random small chunks (three ways), and byte by byte when small: all the same,
+ * through the stream and through readMetadata (the message at hand in those chunks).
+ */
 async function extractEveryWay(message: Buffer, options?: MetadataExtractorOptions): Promise<MessageMetadata> {
   const whole = await extract(message, 'whole', options);
-  for (const seed of [1, 2, 3]) expect(await extract(message, { seed }, options)).toEqual(whole);
-  if (message.length <= 64 * 1024) expect(await extract(message, 'bytes', options)).toEqual(whole);
+  expect(await readMetadata([message], options)).toEqual(whole);
+  for (const seed of [1, 2, 3]) {
+    expect(await extract(message, { seed }, options)).toEqual(whole);
+    expect(await readMetadata([...pieces(message, { seed })], options)).toEqual(whole);
+  }
+  if (message.length <= 64 * 1024) {
+    expect(await extract(message, 'bytes', options)).toEqual(whole);
+    expect(await readMetadata([...pieces(message, 'bytes')], options)).toEqual(whole);
+  }
   return whole;
 }
 
@@ -306,6 +317,7 @@ describe('limits keep the event small', () => {
 
   it('rejects a maxHeaderBytes that is no size', () => {
     expect(() => createMetadataExtractor({ maxHeaderBytes: 10 })).toThrow(RangeError);
+    expect(() => readMetadata([], { maxHeaderBytes: 10 })).toThrow(RangeError);
     expect(() => createMetadataExtractor({ maxHeaderBytes: Number.NaN })).toThrow(RangeError);
   });
 });

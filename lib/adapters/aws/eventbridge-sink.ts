@@ -10,7 +10,7 @@ import {
   type PutEventsRequestEntry,
   type PutEventsResultEntry,
 } from '@aws-sdk/client-eventbridge';
-import { EVENT_SOURCE, MAX_EVENT_ENTRY_BYTES, type DrainEvent } from '../../drain/events.js';
+import { detailJson, EVENT_SOURCE, MAX_EVENT_ENTRY_BYTES, type DrainEvent } from '../../drain/events.js';
 import type { EventSink, PublishOutcome } from '../../drain/ports.js';
 import { describeSdkError, isRetryableSdkError } from './sdk-error.js';
 
@@ -114,7 +114,7 @@ export class EventBridgeSink implements EventSink {
     const entry: PutEventsRequestEntry = {
       Source: EVENT_SOURCE,
       DetailType: event.detailType,
-      Detail: JSON.stringify(event.detail),
+      Detail: detailJson(event.detail),
       Time: new Date(event.time),
       EventBusName: this.eventBusName,
     };

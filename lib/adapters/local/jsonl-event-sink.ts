@@ -18,7 +18,7 @@
  */
 import { open, type FileHandle } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
-import { MAX_EVENT_ENTRY_BYTES, toEnvelope, type DrainEvent, type EventEnvelope } from '../../drain/events.js';
+import { envelopeJson, MAX_EVENT_ENTRY_BYTES, type DrainEvent, type EventEnvelope } from '../../drain/events.js';
 import { silentLogger, type DrainLogger, type EventSink, type PublishOutcome } from '../../drain/ports.js';
 import { CREATE_APPEND_FLAGS, errnoCode, FILE_MODE, OPEN_APPEND_FLAGS, fsyncDirectory, makeDurableDirectory, readAt, writeFully } from './durable-fs.js';
 import { GroupCommit } from './group-commit.js';
@@ -46,6 +46,8 @@ export class JsonlEventSink implements EventSink {
   private handle: FileHandle | undefined;
   /** The file was created by us and its folder entry is not yet fsynced. */
   private created = false;
+  /** The file's size after our last append, which ended with a newline. */
+  private endOfOurs = -1;
 
   constructor(options: JsonlEventSinkOptions) {
     this.path = resolve(options.path);
@@ -58,7 +60,7 @@ export class JsonlEventSink implements EventSink {
     const lines: Buffer[] = [];
     const ids: string[] = [];
     for (const event of events) {
-      const line = Buffer.from(`${JSON.stringify({ id: event.id, ...toEnvelope(event) })}\n`, 'utf8');
+      const line = Buffer.from(`${envelopeJson(event)}\n`, 'utf8');
       if (line.length > MAX_EVENT_ENTRY_BYTES) {
         outcome.failed.push({ id: event.id, reason: `event is ${line.length} bytes, over the ${MAX_EVENT_ENTRY_BYTES}-byte limit` });
         continue;
@@ -82,6 +84,7 @@ export class JsonlEventSink implements EventSink {
     await this.commits.drained();
     const handle = this.handle;
     this.handle = undefined;
+    this.endOfOurs = -1;
     await handle?.close().catch(() => undefined);
   }
 
@@ -91,11 +94,15 @@ export class JsonlEventSink implements EventSink {
       const parts: Buffer[] = [];
       // A writer killed mid-write (this or another process) may have left a line without its
       // newline: end it, so that our first line stays whole.
+      // (When the file ends where our last append ended, it ends with our newline.)
       const size = (await handle.stat()).size;
-      if (size > 0 && (await readAt(handle, size - 1, 1))[0] !== NEWLINE[0]) parts.push(NEWLINE);
+      if (size > 0 && size !== this.endOfOurs && (await readAt(handle, size - 1, 1))[0] !== NEWLINE[0]) parts.push(NEWLINE);
       for (const p of batch) parts.push(...p.lines);
-      await writeFully(handle, Buffer.concat(parts), true);
+      const data = Buffer.concat(parts);
+      this.endOfOurs = -1;
+      await writeFully(handle, data, true);
       await handle.datasync();
+      this.endOfOurs = size + data.length;
       if (this.created) {
         await fsyncDirectory(dirname(this.path));
         this.created = false;
@@ -104,6 +111,7 @@ export class JsonlEventSink implements EventSink {
       this.logger.error('cannot append events', { path: this.path, code: errnoCode(error) });
       const handle = this.handle;
       this.handle = undefined;
+      this.endOfOurs = -1;
       await handle?.close().catch(() => undefined);
       throw error;
     }
