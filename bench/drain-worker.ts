@@ -137,12 +137,13 @@ async function awsPorts(): Promise<Built> {
 
 const built = values.adapters === 'local' ? await localPorts() : values.adapters === 'aws' ? await awsPorts() : usage('--adapters is local or aws');
 /**
- * Messages open in the store at once. The local store's commits are kernel work in the thread
- * pool (create, write, fdatasync, link): many in flight overlap with fetching and share folder
- * fsyncs, so the local path uses 64 as `popdrain drain --out` does (cli/drain-command.ts);
- * the AWS path keeps the engine's default (8), which bounds the spools and uploads.
+ * Messages open in the store at once. The local store commits small messages in batches in a
+ * worker thread (create, write, fdatasync, rename, one folder fsync per batch): several
+ * batches in flight overlap with fetching, so the local path uses 256 as `popdrain drain
+ * --out` does (cli/drain-command.ts); the AWS path keeps the engine's default (8), which
+ * bounds the spools and uploads.
  */
-const LOCAL_STORE_CONCURRENCY = 64;
+const LOCAL_STORE_CONCURRENCY = 256;
 
 let fetchStart: bigint | undefined;
 let fetchEnd: bigint | undefined;

@@ -124,13 +124,15 @@ export function summarize(report: DrainReport, where: string): string {
 }
 
 /**
- * Messages open in a local store (files or a Maildir) at once. Creating, fsyncing and linking a
- * file is kernel work in the thread pool; many commits in flight let it overlap with fetching
- * and share the folder fsyncs. On 2,000 x 4 KB this drained about 30 % faster than the
- * engine's default of 8 (which suits a remote store). Messages up to the file store's memory
- * spool size are held in memory until committed, so memory stays within a few tens of MB.
+ * Messages open in a local store at once. Creating, fsyncing and linking a file is kernel work
+ * in the thread pool; many commits in flight let it overlap with fetching and share the folder
+ * fsyncs. On 2,000 x 4 KB, 64 drained about 30 % faster than the engine's default of 8 (which
+ * suits a remote store). The file store (--out) takes small messages whole and commits them in
+ * batches of 64 in a worker thread, several batches in flight: 256 keep it busy (about 15 %
+ * faster than 64 on the same mailbox); the engine bounds the bytes they hold (32 MB).
  */
-const LOCAL_STORE_CONCURRENCY = 64;
+const MAILDIR_STORE_CONCURRENCY = 64;
+const FILE_STORE_CONCURRENCY = 256;
 
 /** After a second SIGINT/SIGTERM, the process exits this long later if the run has not ended. */
 const HARD_STOP_GRACE_MS = 1_000;
@@ -266,7 +268,7 @@ export async function runDrain(positionals: string[], o: DrainCommandOptions): P
         const jobBudget: DrainBudget = { ...budget, ...(maxTimeMs === undefined ? {} : { deadline: started + maxTimeMs }) };
         const report = await drainMailbox(job.mailbox, ports, jobBudget, {
           signal: graceful.signal,
-          ...(aws.store === undefined ? { storeConcurrency: LOCAL_STORE_CONCURRENCY } : {}),
+          ...(aws.store === undefined ? { storeConcurrency: o.maildir === undefined ? FILE_STORE_CONCURRENCY : MAILDIR_STORE_CONCURRENCY } : {}),
           hardSignal: hard.signal,
           dryRun: o['dry-run'] === true,
           onProgress: (p) => progress.update(p),

@@ -6,10 +6,15 @@
  *   (conditional write) -> event published -> ledger marks it announced -> DELE when the
  *   policy says so; QUIT at the end commits the deletions.
  *
+ * Small messages (most mail) are received whole instead of streamed, when the store takes a
+ * message in one call (`MessageStore.put`): hashed and read for metadata at once, stored in one
+ * call, with no stream per message.
+ *
  * POP3 keeps streaming the next messages while earlier ones are committed (at most
- * `storeConcurrency` open in the store at once), recorded and announced (at most
- * MAX_UNANNOUNCED_IN_FLIGHT fetched but not yet announced); ledger writes and events go out in
- * batches.
+ * `storeConcurrency` open in the store at once, and at most STORE_BYTES_IN_FLIGHT bytes of
+ * messages received whole), recorded and announced (a bound on those fetched
+ * but not yet announced); ledger writes and events go out in batches, and a message's steps
+ * after the store continue in its batches' callbacks (no promise or async frame per step).
  * Whatever fails, and whenever the process dies, a message is deleted from the server only
  * after it was stored and announced, and a rerun neither loses nor duplicates it: a store
  * commit finds an identical object and reports it as existing, a recorded but unannounced
@@ -38,7 +43,7 @@ import {
 import { messageDigest, messageKeyForDigest, skippedEventId, storedEventId } from './keys.js';
 import type { MailboxConfig } from './mailbox.js';
 import { pumpMessage } from './message-pump.js';
-import { createMetadataExtractor } from './metadata.js';
+import { createMetadataExtractor, readMetadata } from './metadata.js';
 import {
   silentLogger,
   systemClock,
@@ -52,8 +57,10 @@ import {
   type PublishOutcome,
   type RecordOutcome,
   type RunSummary,
+  type StoredObject,
 } from './ports.js';
 import { NORMAL_STOPS, RETRY_LATER_STOPS, type DrainFailure, type DrainReport, type PlannedMessage, type StopReason } from './report.js';
+import { sha256Hex } from './sha256.js';
 
 export interface DrainBudget {
   /** Epoch ms: no new message is started after this; those in flight finish, then QUIT. */
@@ -110,10 +117,25 @@ const EVENT_BATCH_ITEMS = 64;
 const BATCH_DELAY_MS = 2;
 /**
  * Messages fetched but not yet recorded and announced (their ledger entries and events wait in
- * the batches above): enough for several full batches, and a bound that holds fetching back
- * when the ledger or the bus is slow.
+ * the batches above; a message's bytes are not held once it is in the store): enough for
+ * several full batches, and a bound that holds fetching back when the ledger or the bus is
+ * slow. With many messages open in the store at once (a local store), four times that many:
+ * 4 x 64 kept a local drain of small messages with 256 open in the store waiting on this bound
+ * for a fifth of its time.
  */
-const MAX_UNANNOUNCED_IN_FLIGHT = 4 * LEDGER_BATCH_ITEMS;
+const MIN_UNANNOUNCED_IN_FLIGHT = 4 * LEDGER_BATCH_ITEMS;
+const UNANNOUNCED_PER_STORE_SLOT = 4;
+/**
+ * Messages the server lists at this size or less are received whole (no stream each) and go
+ * to a store that offers `put` in one call.
+ */
+const WHOLE_MESSAGE_MAX_BYTES = 256 * 1024;
+/**
+ * Bytes of messages received whole that the store holds and has not made durable yet (with
+ * the POP3 client's bound on bytes in flight, what a run of small messages holds in memory).
+ * A message larger than this alone waits until the store holds nothing else.
+ */
+const STORE_BYTES_IN_FLIGHT = 32 * 1024 * 1024;
 /** Deletions noted in the state before QUIT (beyond this, a crash in that window just leaves entries unexpired). */
 const MAX_PENDING_DELETES = 2_000;
 /** After this many consecutive store or ledger failures the run stops: the backend is down. */
@@ -123,6 +145,36 @@ interface ServerMessage {
   number: number;
   size: number;
   uidl: string;
+}
+
+/** Messages on their way through the store, the ledger and the bus: how many, and the first unexpected error. */
+class InFlight {
+  private count = 0;
+  private failure: { error: unknown } | undefined;
+  private wake: (() => void) | undefined;
+
+  start(): void {
+    this.count += 1;
+  }
+
+  end(): void {
+    this.count -= 1;
+    if (this.count === 0 && this.wake !== undefined) {
+      const wake = this.wake;
+      this.wake = undefined;
+      wake();
+    }
+  }
+
+  fail(error: unknown): void {
+    this.failure ??= { error };
+  }
+
+  /** Resolves when none is left; rejects with the first error `fail` was given. */
+  async idle(): Promise<void> {
+    if (this.count > 0) await new Promise<void>((resolve) => (this.wake = resolve));
+    if (this.failure !== undefined) throw this.failure.error;
+  }
 }
 
 /** Stop taking new messages; carries the reason. */
@@ -204,6 +256,12 @@ function stopReasonForDrain(error: DrainError): StopReason {
 }
 
 const ISO = (ms: number): string => new Date(ms).toISOString();
+
+function bodyBytes(body: readonly Buffer[]): number {
+  let n = 0;
+  for (const chunk of body) n += chunk.length;
+  return n;
+}
 
 /**
  * Drain one mailbox within a budget. Never throws for anything the run can meet (server,
@@ -307,6 +365,8 @@ class DrainRun {
           return this.finish();
         }
       }
+      // The store gets ready (its folder, say) while the session is set up.
+      if (!dryRun) this.ports.store.prepareMailbox?.(this.mailbox.id).catch(() => undefined);
       this.state = await this.ports.ledger.getMailboxState(this.mailbox.id);
       await this.connect();
       await this.listMessages();
@@ -605,6 +665,15 @@ class DrainRun {
     return { fetch, skip, reannounce, deleteKnown };
   }
 
+  /** `deletable` of the entry once it is announced. */
+  private deletableOnceAnnounced(entry: LedgerEntry): boolean {
+    const policy = this.mailbox.deletePolicy;
+    if (entry.status !== 'stored' && entry.status !== 'announced') return false;
+    if (policy.mode === 'delete') return true;
+    if (policy.mode === 'keep-days') return entry.firstSeenAt + policy.days * DAY_MS <= this.clock.now();
+    return false;
+  }
+
   private deletable(entry: LedgerEntry): boolean {
     const policy = this.mailbox.deletePolicy;
     if (entry.status !== 'announced') return false;
@@ -640,43 +709,56 @@ class DrainRun {
     }
     this.progress('fetching');
     const client = this.client!;
-    const slots = new Semaphore(this.options.storeConcurrency ?? DEFAULT_STORE_CONCURRENCY);
-    const unannounced = new Semaphore(MAX_UNANNOUNCED_IN_FLIGHT);
-    const tasks = new Set<Promise<void>>();
+    const storeConcurrency = this.options.storeConcurrency ?? DEFAULT_STORE_CONCURRENCY;
+    const slots = new Semaphore(storeConcurrency);
+    const unannounced = new Semaphore(Math.max(MIN_UNANNOUNCED_IN_FLIGHT, UNANNOUNCED_PER_STORE_SLOT * storeConcurrency));
+    const storeBytes = new Semaphore(STORE_BYTES_IN_FLIGHT);
+    const inFlight = new InFlight();
     const byNumber = new Map(messages.map((m) => [m.number, m]));
+    const whole = this.ports.store.put !== undefined;
     let index = 0;
     try {
-      for await (const retrieved of client.retrieve(messages)) {
+      for await (const retrieved of client.retrieve(messages, whole ? { collectUpTo: WHOLE_MESSAGE_MAX_BYTES } : {})) {
         const message = byNumber.get(retrieved.number)!;
         const stop = this.stopCheck(message);
         if (stop !== undefined) {
-          retrieved.stream.destroy();
+          if (retrieved.body === undefined) retrieved.stream.destroy();
           this.stopReason = stop;
           break;
         }
         index += 1;
-        await unannounced.acquire();
-        await slots.acquire();
+        const wholeBytes = retrieved.body !== undefined && whole ? bodyBytes(retrieved.body) : 0;
+        if (!unannounced.tryAcquire()) await unannounced.acquire();
+        if (!slots.tryAcquire()) await slots.acquire();
+        if (wholeBytes > 0 && !storeBytes.tryAcquire(wholeBytes)) await storeBytes.acquire(wholeBytes);
         let slotHeld = true;
         const releaseSlot = (): void => {
           if (!slotHeld) return;
           slotHeld = false;
           slots.release();
+          if (wholeBytes > 0) storeBytes.release(wholeBytes);
         };
-        let task: Promise<void>;
-        try {
-          ({ task } = await this.receive(message, retrieved.stream, releaseSlot));
-        } catch (error) {
+        inFlight.start();
+        const done = (): void => {
           releaseSlot();
           unannounced.release();
-          throw error;
+          inFlight.end();
+        };
+        if (retrieved.body !== undefined && whole) {
+          this.storeWhole(message, retrieved.body, releaseSlot, done);
+        } else {
+          let task: Promise<void>;
+          try {
+            ({ task } = await this.receive(message, retrieved.stream, releaseSlot));
+          } catch (error) {
+            done();
+            throw error;
+          }
+          task.then(done, (error: unknown) => {
+            inFlight.fail(error);
+            done();
+          });
         }
-        const tracked = task.finally(() => {
-          releaseSlot();
-          unannounced.release();
-          tasks.delete(tracked);
-        });
-        tasks.add(tracked);
         this.progress('fetching');
         if (this.consecutiveBackendFailures >= MAX_CONSECUTIVE_FAILURES) {
           throw new StopRun(this.failures.at(-1)?.code === 'LEDGER_FAILED' ? 'ledger-failed' : 'store-failed', this.failures.at(-1));
@@ -684,12 +766,16 @@ class DrainRun {
       }
     } catch (error) {
       this.remaining = messages.length - index;
-      await Promise.all(tasks);
+      await inFlight.idle();
       throw error;
     }
     this.remaining = messages.length - index;
     this.progress('finishing');
-    await Promise.all(tasks);
+    // The last messages go through each step without waiting for company.
+    this.recordBatcher.closingTime();
+    this.publishBatcher.closingTime();
+    this.announcedBatcher.closingTime();
+    await inFlight.idle();
     if (this.consecutiveBackendFailures >= MAX_CONSECUTIVE_FAILURES) {
       throw new StopRun(this.failures.at(-1)?.code === 'LEDGER_FAILED' ? 'ledger-failed' : 'store-failed', this.failures.at(-1));
     }
@@ -736,6 +822,59 @@ class DrainRun {
     return { task: this.commit(message, key, digest, writer, sha256, size, metadata, storeDone) };
   }
 
+  /**
+   * A message received whole, to a store that takes it in one call (`put`): hash it and read
+   * its metadata (both at once, no stream), store it, then record and announce it (see
+   * `afterStore`). `storeDone` as for `receive`; `done` once the message is announced or has
+   * failed on the way. Never throws.
+   */
+  private storeWhole(message: ServerMessage, body: readonly Buffer[], storeDone: () => void, done: () => void): void {
+    const uidl = message.uidl;
+    let key: string;
+    let put: Promise<StoredObject>;
+    let sha256: string;
+    let size = 0;
+    let metadata: Promise<MessageMetadata>;
+    try {
+      const digest = messageDigest(this.mailbox.id, uidl);
+      key = messageKeyForDigest(this.mailbox.id, digest);
+      if (body.length === 1) {
+        size = body[0]!.length;
+        sha256 = sha256Hex(body[0]!);
+      } else {
+        const hash = createHash('sha256');
+        for (const chunk of body) {
+          hash.update(chunk);
+          size += chunk.length;
+        }
+        sha256 = hash.digest('hex');
+      }
+      this.fetched += 1;
+      this.fetchedBytes += size;
+      metadata = readMetadata(body);
+      put = this.ports.store.put!(key, { mailboxId: this.mailbox.id, uidl }, body, {
+        sha256,
+        size,
+        metadata: { 'popdrain-mailbox': this.mailbox.id, 'popdrain-uidl-digest': digest },
+      });
+    } catch (error) {
+      put = Promise.reject(error);
+      metadata = Promise.resolve({ attachments: [] });
+    }
+    put.then(
+      (stored) => {
+        // Durable in the store: the slot goes to the next message while this one is recorded.
+        storeDone();
+        this.afterStore(message, key, stored, sha256, size, metadata, done);
+      },
+      (error: unknown) => {
+        storeDone();
+        this.noteBackendFailure(error, uidl);
+        done();
+      },
+    );
+  }
+
   private async commit(
     message: ServerMessage,
     key: string,
@@ -762,16 +901,47 @@ class DrainRun {
     }
     // Durable in the store: the slot goes to the next message while this one is recorded.
     storeDone();
-    let metadata: MessageMetadata;
-    let metadataError: string | undefined;
-    try {
-      metadata = await metadataPromise;
-    } catch (error) {
-      metadata = { attachments: [] };
-      metadataError = describeError(error).slice(0, 500);
-      this.failures.push({ uidl, code: 'METADATA_FAILED', phase: 'fetch', message: metadataError, retryable: false });
-    }
+    await new Promise<void>((resolve) => this.afterStore(message, key, stored, sha256, size, metadataPromise, resolve));
+  }
+
+  /**
+   * A message durable in the store: record it in the ledger, announce it, delete it per policy,
+   * then `done()`. Each step goes out in batches with other messages' (the batchers); this
+   * message's part of a batch continues in the batch's callback, so a message costs no promise
+   * or async frame per step. Failures are noted; never throws.
+   */
+  private afterStore(
+    message: ServerMessage,
+    key: string,
+    stored: StoredObject,
+    sha256: string,
+    size: number,
+    metadataPromise: Promise<MessageMetadata>,
+    done: () => void,
+  ): void {
+    metadataPromise.then(
+      (metadata) => this.recordStored(message, key, stored, sha256, size, metadata, undefined, done),
+      (error: unknown) => {
+        const metadataError = describeError(error).slice(0, 500);
+        this.failures.push({ uidl: message.uidl, code: 'METADATA_FAILED', phase: 'fetch', message: metadataError, retryable: false });
+        this.recordStored(message, key, stored, sha256, size, { attachments: [] }, metadataError, done);
+      },
+    );
+  }
+
+  private recordStored(
+    message: ServerMessage,
+    key: string,
+    stored: StoredObject,
+    sha256: string,
+    size: number,
+    metadata: MessageMetadata,
+    metadataError: string | undefined,
+    done: () => void,
+  ): void {
+    const uidl = message.uidl;
     const now = this.clock.now();
+    const time = ISO(now);
     const detail: EmailStoredDetail = {
       schemaVersion: EVENT_SCHEMA_VERSION,
       id: storedEventId(this.mailbox.id, uidl),
@@ -780,7 +950,7 @@ class DrainRun {
       storage: stored.ref,
       size,
       sha256,
-      storedAt: ISO(now),
+      storedAt: time,
       metadata,
       ...(metadataError === undefined ? {} : { metadataError }),
     };
@@ -792,31 +962,36 @@ class DrainRun {
       sha256,
       size,
       firstSeenAt: now,
-      event: { id: detail.id, detailType: 'Email Stored', time: ISO(now), detail },
+      event: { id: detail.id, detailType: 'Email Stored', time, detail },
     };
-    let outcome: RecordOutcome;
-    try {
-      outcome = await this.recordBatcher.add(entry);
-    } catch (error) {
-      this.noteBackendFailure(error, uidl);
-      return;
-    }
-    this.consecutiveBackendFailures = 0;
-    this.knownAfterRun.add(uidl);
-    if (!outcome.ok) {
-      // Another run recorded it first (a lease was lost or bypassed): it owns the announcement.
-      const sameBytes = outcome.conflict?.sha256 === sha256;
-      this.failures.push({
-        uidl,
-        code: 'LEDGER_CONFLICT',
-        phase: 'ledger',
-        message: sameBytes ? 'already recorded by another run (same bytes)' : 'already recorded by another run with different content',
-        retryable: false,
-      });
-      return;
-    }
-    this.log.debug('stored', { uidl, size, sha256, key });
-    if ((await this.announce(entry, false)) && this.deletable({ ...entry, status: 'announced' })) this.requestDele(message);
+    this.recordBatcher.push(entry, {
+      resolve: (outcome) => {
+        this.consecutiveBackendFailures = 0;
+        this.knownAfterRun.add(uidl);
+        if (!outcome.ok) {
+          // Another run recorded it first (a lease was lost or bypassed): it owns the announcement.
+          const sameBytes = outcome.conflict?.sha256 === sha256;
+          this.failures.push({
+            uidl,
+            code: 'LEDGER_CONFLICT',
+            phase: 'ledger',
+            message: sameBytes ? 'already recorded by another run (same bytes)' : 'already recorded by another run with different content',
+            retryable: false,
+          });
+          done();
+          return;
+        }
+        this.log.debug('stored', { uidl, size, sha256, key });
+        this.announceThen(entry, false, (announced) => {
+          if (announced && this.deletableOnceAnnounced(entry)) this.requestDele(message);
+          done();
+        });
+      },
+      reject: (error) => {
+        this.noteBackendFailure(error, uidl);
+        done();
+      },
+    });
   }
 
   private async recordSkipped(message: ServerMessage): Promise<void> {
@@ -856,35 +1031,46 @@ class DrainRun {
    * Publish the entry's event, then mark it announced; true when both happened. Failures
    * leave it stored but unannounced, for the next run.
    */
-  private async announce(entry: LedgerEntry, again: boolean): Promise<boolean> {
-    this.pendingUidls.add(entry.uidl);
-    let result;
-    try {
-      result = await this.publishBatcher.add(entry.event);
-    } catch (error) {
-      result = { ok: false, reason: describeError(error) };
-    }
-    if (!result.ok) {
+  private announce(entry: LedgerEntry, again: boolean): Promise<boolean> {
+    return new Promise((resolve) => this.announceThen(entry, again, resolve));
+  }
+
+  /** `announce`, continuing in `then` (called once, never throws). */
+  private announceThen(entry: LedgerEntry, again: boolean, then: (announced: boolean) => void): void {
+    const uidl = entry.uidl;
+    this.pendingUidls.add(uidl);
+    const notPublished = (reason: string | undefined): void => {
       this.failures.push({
-        uidl: entry.uidl,
+        uidl,
         code: 'EVENTS_FAILED',
         phase: 'publish',
-        message: `event not published (${result.reason ?? 'unknown'}); the next run announces it`,
+        message: `event not published (${reason ?? 'unknown'}); the next run announces it`,
         retryable: true,
       });
-      return false;
-    }
-    try {
-      await this.announcedBatcher.add(entry.uidl);
-    } catch (error) {
-      // Published but not marked: the next run publishes it again (same id). Not deletable now.
-      this.failures.push(failureOf(error, entry.uidl));
-      return false;
-    }
-    this.pendingUidls.delete(entry.uidl);
-    this.announced += 1;
-    if (again) this.reannounced += 1;
-    return true;
+      then(false);
+    };
+    this.publishBatcher.push(entry.event, {
+      resolve: (result) => {
+        if (!result.ok) {
+          notPublished(result.reason);
+          return;
+        }
+        this.announcedBatcher.push(uidl, {
+          resolve: () => {
+            this.pendingUidls.delete(uidl);
+            this.announced += 1;
+            if (again) this.reannounced += 1;
+            then(true);
+          },
+          reject: (error) => {
+            // Published but not marked: the next run publishes it again (same id). Not deletable now.
+            this.failures.push(failureOf(error, uidl));
+            then(false);
+          },
+        });
+      },
+      reject: (error) => notPublished(describeError(error)),
+    });
   }
 
   private requestDele(message: ServerMessage): void {

@@ -48,6 +48,20 @@ export interface MessageWriter {
 export interface MessageStore {
   /** Start writing the message stored under `key` (see keys.ts: derived from mailbox and UIDL). */
   open(key: string, info: { mailboxId: string; uidl: string; expectedSize?: number }): Promise<MessageWriter>;
+  /**
+   * Optional: store a message whose bytes are all in memory (the engine receives small messages
+   * whole), with the contract of `open`, writing the bytes and `commit`, in one call. The bytes
+   * are the concatenation of `chunks` (which the store must not modify); `summary` describes
+   * them. Resolves once the message is durable under `key` (`existed` as for commit); throws
+   * DrainError STORE_FAILED or STORE_CONFLICT as commit does. Without it, the engine streams.
+   */
+  put?(key: string, info: { mailboxId: string; uidl: string }, chunks: readonly Buffer[], summary: MessageSummary): Promise<StoredObject>;
+  /**
+   * Optional: messages of this mailbox are about to come (the engine calls it once it holds the
+   * lease, while it connects). A store may get ready (create folders, remove leftovers) so the
+   * first message does not wait for that. A failure here is not reported: storing reports it.
+   */
+  prepareMailbox?(mailboxId: string): Promise<void>;
   /** Where `key` is or would be stored, for events about it. */
   refFor(key: string): StoreRef;
 }

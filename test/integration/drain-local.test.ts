@@ -101,6 +101,25 @@ describe('drain into the local adapters', () => {
     expect((await storedFiles(out, mailbox.id)).size).toBe(26);
   });
 
+  it('stores small messages (received whole) and large ones (streamed) of one mailbox alike, byte for byte', async () => {
+    const messages = [
+      testMessage(1, 'mixed'),
+      testMessage(2, 'mixed-large', 600_000),
+      // Served 2 bytes longer than LIST says (Dovecot ends the last line): more than its listed size arrives.
+      Buffer.from('Subject: no final newline\n\n.a dot line\nand no newline at the end'),
+      testMessage(4, 'mixed'),
+    ];
+    const { user, stored } = await newUser(messages);
+    const { out, adapters } = await outDir();
+    const mailbox = dovecotMailbox(dovecot, user, { deletePolicy: { mode: 'delete' } });
+    const report = await run(mailbox, ports(adapters));
+    expect(report).toMatchObject({ stopReason: 'complete', ok: true, fetched: 4, announced: 4, deleted: 4 });
+    const files = await storedFiles(out, mailbox.id);
+    expect(new Set([...files.values()].map(sha256))).toEqual(new Set(stored.map((m) => sha256(servedForm(m)))));
+    const sizes = (await eventsOf(out)).filter((e) => e['detail-type'] === 'Email Stored').map((e) => e.detail.size as number);
+    expect(sizes.sort((a, b) => a - b)).toEqual(stored.map((m) => servedForm(m).length).sort((a, b) => a - b));
+  });
+
   it('delete policy: deletes exactly the stored and announced messages at QUIT', async () => {
     const { user } = await newUser(Array.from({ length: 12 }, (_, i) => testMessage(i, 'del')));
     const { out, adapters } = await outDir();

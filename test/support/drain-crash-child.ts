@@ -72,8 +72,24 @@ class ReportingStream extends Writable {
 }
 
 function reportingStore(store: MessageStore): MessageStore {
+  const put = store.put?.bind(store);
+  const prepareMailbox = store.prepareMailbox?.bind(store);
   return {
     refFor: (key) => store.refFor(key),
+    ...(prepareMailbox === undefined ? {} : { prepareMailbox }),
+    // A small message the engine received whole reaches the store in one call: its bytes are
+    // there (not yet durable) when put is called, as a streamed one's are at its first chunk.
+    ...(put === undefined
+      ? {}
+      : {
+          put: async (key, info, chunks, summary) => {
+            const large = stopAt?.minSize === undefined || summary.size >= stopAt.minSize;
+            cross('retr-chunk', `${info.uidl} ${summary.size}`, large);
+            const stored = await put(key, info, chunks, summary);
+            cross('store-commit', `${info.uidl} ${summary.sha256} existed=${stored.existed}`);
+            return stored;
+          },
+        }),
     open: async (key, info) => {
       const writer = await store.open(key, info);
       const large = stopAt?.minSize === undefined || (info.expectedSize ?? 0) >= stopAt.minSize;

@@ -6,7 +6,8 @@ import type { DrainPorts } from '../../lib/drain/ports.js';
 /**
  * The step boundaries the child reports, in the order a message meets them:
  *
- * - `retr-chunk`      the first chunk of a message reached the store writer (mid-RETR)
+ * - `retr-chunk`      the first chunk of a message reached the store writer (mid-RETR), or a
+ *                     small message received whole reached the store's `put` (not yet durable)
  * - `store-commit`    the store's commit resolved (the object is durable)
  * - `ledger-record`   a ledger record batch resolved (status 'stored')
  * - `event-publish`   an event batch with `Email Stored` events was published

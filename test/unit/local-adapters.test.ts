@@ -13,7 +13,7 @@ import type { LedgerEntry, MessageWriter, RunSummary } from '../../lib/drain/por
 import { crc32, crc32Js } from '../../lib/adapters/local/crc32.js';
 import { isRetryableFsError } from '../../lib/adapters/local/durable-fs.js';
 import { GroupCommit } from '../../lib/adapters/local/group-commit.js';
-import { decodeLog, encodeEntryLine, encodeRecord } from '../../lib/adapters/local/ledger-log.js';
+import { decodeLog, encodeEntryLine, encodeRecord, entryJson } from '../../lib/adapters/local/ledger-log.js';
 import {
   createLocalAdapters,
   FileLedger,
@@ -194,6 +194,62 @@ describe('FileMessageStore', () => {
     expect(openFds()).toBe(before);
   });
 
+  it('put stores messages given whole, in any chunks, exactly as open + write + commit would, many at once', async () => {
+    const openFds = (): number => readdirSync('/proc/self/fd').length;
+    const before = openFds();
+    const store = new FileMessageStore({ root: dir });
+    const messages = Array.from({ length: 200 }, (_, i) => randomBytes(1 + i * 37));
+    const results = await Promise.all(
+      messages.map((m, i) => {
+        // A first chunk of 0 to 6 bytes (sometimes empty), then two halves.
+        const chunks = [m.subarray(0, i % 7), m.subarray(i % 7, Math.max(i % 7, m.length >> 1)), m.subarray(Math.max(i % 7, m.length >> 1))];
+        const k = messageKey(MAILBOX, `p${i}`);
+        return store.put(k, { mailboxId: MAILBOX, uidl: `p${i}` }, chunks, { sha256: sha256(m), size: m.length, metadata: {} });
+      }),
+    );
+    for (const [i, m] of messages.entries()) {
+      const path = join(dir, messageKey(MAILBOX, `p${i}`));
+      expect(results[i]).toEqual({ ref: { type: 'file', path }, existed: false });
+      expect((await readFile(path)).equals(m)).toBe(true);
+      expect((await stat(path)).mode & 0o777).toBe(0o600);
+    }
+    expect((await namesIn(join(dir, MAILBOX))).filter((n) => !n.endsWith('.eml'))).toEqual([]);
+    await store.close();
+    expect(openFds()).toBe(before);
+  });
+
+  it('put: the same bytes again exist, other bytes conflict, a wrong size fails; nothing is left behind', async () => {
+    const store = new FileMessageStore({ root: dir });
+    const info = { mailboxId: MAILBOX, uidl: 'u' };
+    const data = randomBytes(3000);
+    const summary = { sha256: sha256(data), size: data.length, metadata: {} };
+    expect(await store.put(key, info, [data], summary)).toEqual({ ref: { type: 'file', path: join(dir, key) }, existed: false });
+    expect((await new FileMessageStore({ root: dir }).put(key, info, [data.subarray(0, 10), data.subarray(10)], summary)).existed).toBe(true);
+    const other = randomBytes(3000);
+    const conflict = await rejection(store.put(key, info, [other], { sha256: sha256(other), size: other.length, metadata: {} }));
+    expect(conflict.code).toBe('STORE_CONFLICT');
+    expect(conflict.retryable).toBe(false);
+    const wrongSize = await rejection(store.put(messageKey(MAILBOX, 'w'), info, [data], { ...summary, size: data.length + 1 }));
+    expect(wrongSize.code).toBe('STORE_FAILED');
+    expect((await readFile(join(dir, key))).equals(data)).toBe(true);
+    expect(await namesIn(join(dir, MAILBOX))).toEqual([key.split('/')[1]]);
+    await store.close();
+  });
+
+  it('put of a message larger than the memory spool writes it through a temp file, byte for byte', async () => {
+    const store = new FileMessageStore({ root: dir, memorySpoolBytes: 1024 });
+    const data = randomBytes(200_000);
+    const stored = await store.put(key, { mailboxId: MAILBOX, uidl: 'u' }, [data.subarray(0, 70_000), data.subarray(70_000)], {
+      sha256: sha256(data),
+      size: data.length,
+      metadata: {},
+    });
+    expect(stored).toEqual({ ref: { type: 'file', path: join(dir, key) }, existed: false });
+    expect((await readFile(join(dir, key))).equals(data)).toBe(true);
+    expect(await namesIn(join(dir, MAILBOX))).toEqual([key.split('/')[1]]);
+    await store.close();
+  });
+
   it('abort of a message held in memory leaves nothing behind', async () => {
     const store = new FileMessageStore({ root: dir });
     const writer = await store.open(key, { mailboxId: MAILBOX, uidl: 'u', expectedSize: 1000 });
@@ -271,6 +327,7 @@ describe('FileMessageStore', () => {
       expect(error.code).toBe('STORE_FAILED');
       expect(error.retryable).toBe(false);
       await expect(store.open(bad, { mailboxId: MAILBOX, uidl: 'u' })).rejects.toBeInstanceOf(DrainError);
+      await expect(store.put(bad, { mailboxId: MAILBOX, uidl: 'u' }, [Buffer.from('x')], { sha256: sha256(Buffer.from('x')), size: 1, metadata: {} })).rejects.toBeInstanceOf(DrainError);
     }
     expect(storeKeyProblem(key)).toBeUndefined();
     expect(await namesIn(dir)).toEqual([]);
@@ -396,6 +453,11 @@ describe('ledger log format', () => {
     expect(line.equals(encodeRecord({ t: 'rec', e: entry }))).toBe(true);
     expect(line.indexOf(0x0a)).toBe(line.length - 1);
     expect(decodeLog(line).records).toEqual([{ t: 'rec', e: entry }]);
+    // The ledger's own encoding of an entry (its event's detail text made once) is the same text.
+    expect(entryJson(entry)).toBe(JSON.stringify(entry));
+    expect(entryJson(entry)).toBe(JSON.stringify(entry)); // from the cache this time
+    const announced: LedgerEntry = { ...storedEntry(MAILBOX, 'b'), status: 'announced', announcedAt: 5, deletedAt: 6, expiresAt: 7 };
+    expect(JSON.parse(entryJson(announced))).toEqual(announced);
   });
 
   it('finds the torn tail at every cut of the last line', () => {
@@ -706,6 +768,19 @@ describe('JsonlEventSink', () => {
     const whole = `${JSON.stringify({ id: e1!.id, ...toEnvelope(e1!) })}\n`;
     await writeFile(path, whole + whole.slice(0, 100));
     const sink = sinkAt({ path });
+    expect((await sink.publish([e2!])).published).toEqual([e2!.id]);
+    const read = await readJsonlEvents(path);
+    expect(read.tornLines).toBe(1);
+    expect(read.events.map((e) => e.id)).toEqual([e1!.id, e2!.id]);
+  });
+
+  it('ends a line another writer tore after our own last append', async () => {
+    const path = join(dir, 'events.jsonl');
+    const [e1, e2, e3] = events(3);
+    const sink = sinkAt({ path });
+    expect((await sink.publish([e1!])).published).toEqual([e1!.id]);
+    // Another process, killed in the middle of its write, leaves part of a line.
+    await appendFile(path, `${JSON.stringify({ id: e3!.id, ...toEnvelope(e3!) })}`.slice(0, 50));
     expect((await sink.publish([e2!])).published).toEqual([e2!.id]);
     const read = await readJsonlEvents(path);
     expect(read.tornLines).toBe(1);

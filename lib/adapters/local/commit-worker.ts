@@ -8,6 +8,10 @@
  * difference is that the main thread pays one message hand-off per batch instead of a
  * thread-pool round trip per system call, so it stays free for the POP3 session.
  *
+ * A batch goes to the worker as soon as it is full (MAX_BATCH), or at the end of the turn of
+ * the event loop in which its first commit came; several are in flight, so the worker creates
+ * the files of one while the fsyncs of the others run.
+ *
  * The worker's code is plain JavaScript evaluated from a string: it needs only node:fs and runs
  * the same from TypeScript sources (tests), from the bundle (CLI) and in Lambda.
  */
@@ -16,7 +20,8 @@ import { Worker } from 'node:worker_threads';
 export interface HeldCommit {
   temp: string;
   final: string;
-  data: Buffer;
+  /** The file's bytes: these chunks, in order (copied by commit()). */
+  data: readonly Buffer[];
   mode: number;
 }
 
@@ -36,8 +41,7 @@ function writeAll(fd, data) {
   }
 }
 const datasync = (fd) => new Promise((resolve) => fs.fdatasync(fd, (e) => resolve(e)));
-const fsync = (fd) => new Promise((resolve) => fs.fsync(fd, (e) => resolve(e)));
-parentPort.on('message', async ({ id, items }) => {
+parentPort.on('message', async ({ id, items, segments }) => {
   const results = new Array(items.length);
   const fds = new Array(items.length);
   for (let i = 0; i < items.length; i++) {
@@ -45,7 +49,7 @@ parentPort.on('message', async ({ id, items }) => {
     try {
       fds[i] = fs.openSync(it.temp, 'wx', it.mode);
     } catch (e) { results[i] = fail('create temp file', it.temp, e); continue; }
-    try { writeAll(fds[i], Buffer.from(it.data.buffer, it.data.byteOffset, it.data.byteLength)); }
+    try { writeAll(fds[i], Buffer.from(segments[it.segment], it.offset, it.length)); }
     catch (e) { results[i] = fail('write', it.temp, e); }
   }
   const syncs = await Promise.all(fds.map((fd, i) => (fd === undefined || results[i] ? null : datasync(fd))));
@@ -68,11 +72,13 @@ parentPort.on('message', async ({ id, items }) => {
     }
     if (!placed) { try { fs.unlinkSync(it.temp); } catch (e) { /* a leftover temp file is cleanupTemp's */ } }
   }
+  // The folder fsync runs here, not in the thread pool: there it would wait behind the file
+  // fsyncs of the batches that came after this one.
   for (const dir of dirs) {
     let error;
     try {
       const fd = fs.openSync(dir, 'r');
-      error = await fsync(fd);
+      try { fs.fsyncSync(fd); } catch (e) { error = e; }
       try { fs.closeSync(fd); } catch {}
     } catch (e) { error = e; }
     if (error) {
@@ -85,35 +91,100 @@ parentPort.on('message', async ({ id, items }) => {
 });
 `;
 
-const MAX_BATCH = 256;
+const MAX_BATCH = 64;
 /**
- * Batches the worker works on at once: while one waits for its fsyncs, the next is written, so
- * the disk's latency overlaps with the next messages' file creation.
+ * The bytes of a batch are copied into a few buffers of its own (the first this large, each
+ * next one twice the last, up to SEGMENT_MAX_BYTES, or one message's size), handed to the
+ * worker with the batch: one allocation and one transfer per segment, not per message.
  */
-const MAX_BATCHES_IN_FLIGHT = 2;
+const SEGMENT_MIN_BYTES = 64 * 1024;
+const SEGMENT_MAX_BYTES = 1024 * 1024;
+/**
+ * Batches the worker works on at once: while some wait for their fsyncs, the next is written,
+ * so the disk's latency overlaps with the next messages' file creation. (Two in flight, with
+ * batches sent only at the end of a turn, left the worker idle half the time on a drain of
+ * small messages while the main thread refilled them.)
+ */
+const MAX_BATCHES_IN_FLIGHT = 4;
+
+/** One file of a batch, as the worker gets it: its bytes are segments[segment][offset, offset + length). */
+interface BatchItem {
+  temp: string;
+  final: string;
+  mode: number;
+  segment: number;
+  offset: number;
+  length: number;
+}
 
 interface Waiting {
-  item: HeldCommit;
+  final: string;
   resolve(result: HeldCommitResult): void;
   reject(error: unknown): void;
 }
 
+class Batch {
+  readonly items: BatchItem[] = [];
+  readonly waiting: Waiting[] = [];
+  readonly segments: Buffer[] = [];
+  private used = 0;
+
+  /** Copy the item's bytes into the batch's segments. */
+  add(item: HeldCommit, waiting: Waiting): void {
+    let length = 0;
+    for (const chunk of item.data) length += chunk.length;
+    let segment = this.segments.at(-1);
+    if (segment === undefined || this.used + length > segment.length) {
+      const next = segment === undefined ? SEGMENT_MIN_BYTES : Math.min(2 * segment.length, SEGMENT_MAX_BYTES);
+      segment = Buffer.allocUnsafeSlow(Math.max(next, length));
+      this.segments.push(segment);
+      this.used = 0;
+    }
+    const offset = this.used;
+    for (const chunk of item.data) {
+      segment.set(chunk, this.used);
+      this.used += chunk.length;
+    }
+    this.items.push({ temp: item.temp, final: item.final, mode: item.mode, segment: this.segments.length - 1, offset, length });
+    this.waiting.push(waiting);
+  }
+}
+
 export class CommitWorker {
   private worker: Worker | undefined;
-  private waiting: Waiting[] = [];
+  /** The batch being gathered, and full ones waiting for the worker. */
+  private gathering: Batch | undefined;
+  private readonly ready: Batch[] = [];
+  private sendScheduled = false;
   /** Batches handed to the worker and not yet answered, by id. */
   private readonly inFlight = new Map<number, Waiting[]>();
   private nextId = 0;
 
-  /** `item.data` is copied into memory of its own (it may share a pool with other buffers). */
+  /** The bytes of `item.data` are copied before this returns. */
   commit(item: HeldCommit): Promise<HeldCommitResult> {
-    const own = Buffer.allocUnsafeSlow(item.data.length);
-    item.data.copy(own);
-    const owned = { ...item, data: own };
     return new Promise((resolve, reject) => {
-      this.waiting.push({ item: owned, resolve, reject });
-      if (this.inFlight.size < MAX_BATCHES_IN_FLIGHT && this.waiting.length === 1) setImmediate(() => this.send());
+      const batch = (this.gathering ??= new Batch());
+      batch.add(item, { final: item.final, resolve, reject });
+      if (batch.items.length >= MAX_BATCH) {
+        // Full: to the worker now if it has room (a burst of messages in one turn of the
+        // event loop is then committed while the rest of the burst is still coming in).
+        this.ready.push(batch);
+        this.gathering = undefined;
+        this.send();
+      }
+      // Commits of one turn of the event loop go out together.
+      if (!this.sendScheduled && this.inFlight.size < MAX_BATCHES_IN_FLIGHT) {
+        this.sendScheduled = true;
+        setImmediate(() => {
+          this.sendScheduled = false;
+          this.send();
+        });
+      }
     });
+  }
+
+  private get waitingCount(): number {
+    return (this.gathering?.items.length ?? 0) + this.ready.reduce((n, b) => n + b.items.length, 0);
   }
 
   private start(): Worker {
@@ -122,7 +193,7 @@ export class CommitWorker {
     worker.on('message', (reply: { id: number; results: HeldCommitResult[] }) => {
       const batch = this.inFlight.get(reply.id) ?? [];
       this.inFlight.delete(reply.id);
-      batch.forEach((w, i) => w.resolve(reply.results[i] ?? { error: { op: 'commit', path: w.item.final, message: 'no result' } }));
+      batch.forEach((w, i) => w.resolve(reply.results[i] ?? { error: { op: 'commit', path: w.final, message: 'no result' } }));
       this.idleOrNext();
     });
     const broken = (error: unknown): void => {
@@ -140,27 +211,33 @@ export class CommitWorker {
   }
 
   private idleOrNext(): void {
-    if (this.waiting.length > 0) this.send();
+    if (this.gathering !== undefined || this.ready.length > 0) this.send();
     // Not waiting on it: let the process exit.
     else if (this.inFlight.size === 0) this.worker?.unref();
   }
 
   private send(): void {
-    if (this.inFlight.size >= MAX_BATCHES_IN_FLIGHT || this.waiting.length === 0) return;
-    const batch = this.waiting.splice(0, MAX_BATCH);
-    const id = ++this.nextId;
-    this.inFlight.set(id, batch);
-    this.worker ??= this.start();
-    // Keep the process alive while a batch is out: its callers wait for the reply.
-    this.worker.ref();
-    // Each item's data is a private copy (see commit()): hand it over instead of cloning it.
-    const items = batch.map((w) => w.item);
-    this.worker.postMessage({ id, items }, items.map((i) => i.data.buffer as ArrayBuffer));
+    while (this.inFlight.size < MAX_BATCHES_IN_FLIGHT) {
+      let batch = this.ready.shift();
+      if (batch === undefined) {
+        batch = this.gathering;
+        this.gathering = undefined;
+      }
+      if (batch === undefined) return;
+      const id = ++this.nextId;
+      this.inFlight.set(id, batch.waiting);
+      this.worker ??= this.start();
+      // Keep the process alive while a batch is out: its callers wait for the reply.
+      this.worker.ref();
+      // The segments are the batch's own copies: hand them over instead of cloning them.
+      const segments = batch.segments.map((b) => b.buffer as ArrayBuffer);
+      this.worker.postMessage({ id, items: batch.items, segments }, segments);
+    }
   }
 
   /** Wait for the commits under way, then stop the thread (it starts again if used). */
   async close(): Promise<void> {
-    while (this.inFlight.size > 0 || this.waiting.length > 0) await new Promise((r) => setTimeout(r, 5));
+    while (this.inFlight.size > 0 || this.waitingCount > 0) await new Promise((r) => setTimeout(r, 5));
     const worker = this.worker;
     this.worker = undefined;
     if (worker !== undefined) await worker.terminate();

@@ -55,6 +55,7 @@ import {
   decodeLog,
   encodeEntryLine,
   encodeRecord,
+  entryJson,
   isExpired,
   LEDGER_FORMAT_VERSION,
   LedgerModel,
@@ -250,7 +251,7 @@ export class FileLedger implements UidlLedger {
       // nested objects are shared: entries are values, nobody mutates them).
       const prepared = indexes.map((i) => {
         const entry = { ...entries[i]! };
-        return { i, entry, line: encodeEntryLine(JSON.stringify(entry)) };
+        return { i, entry, line: encodeEntryLine(entryJson(entry)) };
       });
       writes.push(
         this.submit(mailboxId, (log) => {

@@ -14,6 +14,7 @@
  *   {"t":"st","s":{...MailboxState fields}}    the mailbox state, whole
  */
 import type { LedgerEntry, MailboxState, MailboxStateUpdate } from '../../drain/ports.js';
+import { eventJson } from '../../drain/events.js';
 import { crc32 } from './crc32.js';
 
 export const LEDGER_FORMAT_VERSION = 1;
@@ -58,6 +59,13 @@ export function encodeLine(json: string, asciiPrefix = ''): Buffer {
 /** The line of a `rec` record of an entry whose JSON text is `entryJson`. */
 export function encodeEntryLine(entryJson: string): Buffer {
   return encodeLine(entryJson, REC_PREFIX);
+}
+
+/** `JSON.stringify(entry)` with its event last, the event's detail text kept for the event file (eventJson). */
+export function entryJson(entry: LedgerEntry): string {
+  const { event, ...fields } = entry;
+  const head = JSON.stringify(fields);
+  return `${head.slice(0, -1)}${head.length > 2 ? ',' : ''}"event":${eventJson(event)}}`;
 }
 
 export function encodeRecord(record: LedgerRecord): Buffer {
