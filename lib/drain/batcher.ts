@@ -5,7 +5,10 @@
  * ledger writes and event publishing.
  */
 
-/** Where `push` reports an item's result: exactly one of the two is called, once. */
+/**
+ * Where `push` reports an item's result: `resolve` or `reject`, once; `reject` also after a
+ * `resolve` that threw (see `push`).
+ */
 export interface BatchCallback<O> {
   resolve(value: O): void;
   reject(error: unknown): void;
@@ -44,7 +47,9 @@ export class Batcher<I, O> {
 
   /**
    * Add an item; its batch's result for it goes to `callback` (in the turn the batch completes).
-   * An exception thrown by the callback is not the batch's failure: it is rethrown (a defect).
+   * When `resolve` throws, `reject` is called with what it threw (so whoever waits on the item
+   * hears of it instead of waiting forever); the other items of the batch are not affected.
+   * Only an exception thrown by `reject` itself is rethrown (a defect).
    */
   push(item: I, callback: BatchCallback<O>): void {
     this.waiting.push({ item, callback });
@@ -77,11 +82,34 @@ export class Batcher<I, O> {
     const run = flushed.then(
       (results) => {
         this.inFlight.delete(run);
-        for (let i = 0; i < batch.length; i++) batch[i]!.callback.resolve(results[i] as O);
+        let defect: { error: unknown } | undefined;
+        for (let i = 0; i < batch.length; i++) {
+          const callback = batch[i]!.callback;
+          try {
+            callback.resolve(results[i] as O);
+          } catch (error) {
+            // The item's continuation broke: it fails like an item whose batch failed, and the
+            // other items of the batch still get their results.
+            try {
+              callback.reject(error);
+            } catch (again) {
+              defect ??= { error: again };
+            }
+          }
+        }
+        if (defect !== undefined) throw defect.error;
       },
       (error: unknown) => {
         this.inFlight.delete(run);
-        for (const w of batch) w.callback.reject(error);
+        let defect: { error: unknown } | undefined;
+        for (const w of batch) {
+          try {
+            w.callback.reject(error);
+          } catch (again) {
+            defect ??= { error: again };
+          }
+        }
+        if (defect !== undefined) throw defect.error;
       },
     );
     this.inFlight.add(run);

@@ -739,7 +739,12 @@ class DrainRun {
           if (wholeBytes > 0) storeBytes.release(wholeBytes);
         };
         inFlight.start();
-        const done = (): void => {
+        let finished = false;
+        // Once per message, however its steps end; an error is a defect that ends the run.
+        const done = (defect?: { error: unknown }): void => {
+          if (defect !== undefined) inFlight.fail(defect.error);
+          if (finished) return;
+          finished = true;
           releaseSlot();
           unannounced.release();
           inFlight.end();
@@ -754,10 +759,10 @@ class DrainRun {
             done();
             throw error;
           }
-          task.then(done, (error: unknown) => {
-            inFlight.fail(error);
-            done();
-          });
+          task.then(
+            () => done(),
+            (error: unknown) => done({ error }),
+          );
         }
         this.progress('fetching');
         if (this.consecutiveBackendFailures >= MAX_CONSECUTIVE_FAILURES) {
@@ -828,7 +833,7 @@ class DrainRun {
    * `afterStore`). `storeDone` as for `receive`; `done` once the message is announced or has
    * failed on the way. Never throws.
    */
-  private storeWhole(message: ServerMessage, body: readonly Buffer[], storeDone: () => void, done: () => void): void {
+  private storeWhole(message: ServerMessage, body: readonly Buffer[], storeDone: () => void, done: (defect?: { error: unknown }) => void): void {
     const uidl = message.uidl;
     let key: string;
     let put: Promise<StoredObject>;
@@ -861,18 +866,23 @@ class DrainRun {
       put = Promise.reject(error);
       metadata = Promise.resolve({ attachments: [] });
     }
-    put.then(
-      (stored) => {
-        // Durable in the store: the slot goes to the next message while this one is recorded.
+    put
+      .then(
+        (stored) => {
+          // Durable in the store: the slot goes to the next message while this one is recorded.
+          storeDone();
+          this.afterStore(message, key, stored, sha256, size, metadata, done);
+        },
+        (error: unknown) => {
+          storeDone();
+          this.noteBackendFailure(error, uidl);
+          done();
+        },
+      )
+      .catch((error: unknown) => {
         storeDone();
-        this.afterStore(message, key, stored, sha256, size, metadata, done);
-      },
-      (error: unknown) => {
-        storeDone();
-        this.noteBackendFailure(error, uidl);
-        done();
-      },
-    );
+        done({ error });
+      });
   }
 
   private async commit(
@@ -901,7 +911,9 @@ class DrainRun {
     }
     // Durable in the store: the slot goes to the next message while this one is recorded.
     storeDone();
-    await new Promise<void>((resolve) => this.afterStore(message, key, stored, sha256, size, metadataPromise, resolve));
+    await new Promise<void>((resolve, reject) =>
+      this.afterStore(message, key, stored, sha256, size, metadataPromise, (defect) => (defect === undefined ? resolve() : reject(defect.error))),
+    );
   }
 
   /**
@@ -917,16 +929,19 @@ class DrainRun {
     sha256: string,
     size: number,
     metadataPromise: Promise<MessageMetadata>,
-    done: () => void,
+    done: (defect?: { error: unknown }) => void,
   ): void {
-    metadataPromise.then(
-      (metadata) => this.recordStored(message, key, stored, sha256, size, metadata, undefined, done),
-      (error: unknown) => {
-        const metadataError = describeError(error).slice(0, 500);
-        this.failures.push({ uidl: message.uidl, code: 'METADATA_FAILED', phase: 'fetch', message: metadataError, retryable: false });
-        this.recordStored(message, key, stored, sha256, size, { attachments: [] }, metadataError, done);
-      },
-    );
+    metadataPromise
+      .then(
+        (metadata) => this.recordStored(message, key, stored, sha256, size, metadata, undefined, done),
+        (error: unknown) => {
+          const metadataError = describeError(error).slice(0, 500);
+          this.failures.push({ uidl: message.uidl, code: 'METADATA_FAILED', phase: 'fetch', message: metadataError, retryable: false });
+          this.recordStored(message, key, stored, sha256, size, { attachments: [] }, metadataError, done);
+        },
+      )
+      // A defect here (not a port's failure: those are noted on the way) ends the run.
+      .catch((error: unknown) => done({ error }));
   }
 
   private recordStored(

@@ -308,6 +308,40 @@ describe('faults keep every message', () => {
   });
 });
 
+describe('a defective adapter neither hangs nor crashes the run', () => {
+  it('a ledger that answers a batch with too few results: the run ends, reports it, deletes nothing; the next run completes', async () => {
+    const { user, stored } = await newUser(Array.from({ length: 8 }, (_, i) => testMessage(i, 'defect')));
+    const { out, adapters } = await outDir();
+    const mailbox = dovecotMailbox(dovecot, user, { deletePolicy: { mode: 'delete' } });
+    const real = adapters.ledger;
+    // Records the entries but loses the last result of every batch: the engine reads an
+    // outcome that is not there (a defect of the adapter, not a failure it reports).
+    const lossy = new Proxy(real, {
+      get(target, prop, receiver) {
+        if (prop === 'record') {
+          return async (entries: Parameters<typeof real.record>[0]) => (await target.record(entries)).slice(0, -1);
+        }
+        const value = Reflect.get(target, prop, receiver);
+        return typeof value === 'function' ? value.bind(target) : value;
+      },
+    });
+    const r1 = await run(mailbox, ports(adapters, { ledger: lossy }));
+    expect(r1.ok).toBe(false);
+    expect(r1.failures.some((f) => f.code === 'UNEXPECTED')).toBe(true);
+    expect(r1.deleted).toBeLessThan(8);
+    // Whatever was not announced is still on the server.
+    expect((await dovecot.listMaildir(user)).length).toBe(8 - r1.deleted);
+    const r2 = await run(mailbox, ports(adapters));
+    expect(r2.ok).toBe(true);
+    expect(await dovecot.listMaildir(user)).toEqual([]);
+    const files = await storedFiles(out, mailbox.id);
+    expect(files.size).toBe(8);
+    expect(new Set([...files.values()].map(sha256))).toEqual(new Set(stored.map((m) => sha256(servedForm(m)))));
+    const ids = (await eventsOf(out)).filter((e) => e['detail-type'] === 'Email Stored').map((e) => e.id);
+    expect(new Set(ids).size).toBe(8);
+  });
+});
+
 describe('deletions recorded even when the run dies after QUIT', () => {
   it('a run that cannot record its deletions leaves them noted; the next run records them (so entries expire)', async () => {
     const { user } = await newUser(Array.from({ length: 4 }, (_, i) => testMessage(i, 'pd')));

@@ -46,6 +46,38 @@ describe('Batcher', () => {
     await later.drain();
   });
 
+  it('a resolve callback that throws gets its reject instead; the rest of the batch is unaffected', async () => {
+    const batcher = new Batcher(async (items: number[]) => items.map((i) => i + 1), 3, 1_000);
+    const heard: string[] = [];
+    batcher.push(1, { resolve: (v) => heard.push(`1 resolved ${v}`), reject: () => heard.push('1 rejected') });
+    batcher.push(2, {
+      resolve: () => {
+        throw new Error('continuation broke');
+      },
+      reject: (e) => heard.push(`2 rejected: ${(e as Error).message}`),
+    });
+    batcher.push(3, { resolve: (v) => heard.push(`3 resolved ${v}`), reject: () => heard.push('3 rejected') });
+    await batcher.drain();
+    expect(heard).toEqual(['1 resolved 2', '2 rejected: continuation broke', '3 resolved 4']);
+  });
+
+  it('rethrows only when reject itself throws, after every other item was called', async () => {
+    const batcher = new Batcher(async (items: number[]) => items, 2, 1_000);
+    const heard: number[] = [];
+    const broken = {
+      resolve: () => {
+        throw new Error('resolve broke');
+      },
+      reject: () => {
+        throw new Error('reject broke too');
+      },
+    };
+    batcher.push(1, broken);
+    batcher.push(2, { resolve: (v) => heard.push(v), reject: () => heard.push(-1) });
+    await expect(batcher.drain()).rejects.toThrow('reject broke too');
+    expect(heard).toEqual([2]);
+  });
+
   it('drain waits for batches under way, including ones their callbacks add', async () => {
     const order: string[] = [];
     const second = new Batcher(async (items: string[]) => {
