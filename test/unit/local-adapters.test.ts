@@ -10,6 +10,7 @@ import { DrainError } from '../../lib/drain/errors.js';
 import { MAX_EVENT_ENTRY_BYTES, toEnvelope, type DrainEvent } from '../../lib/drain/events.js';
 import { messageKey } from '../../lib/drain/keys.js';
 import type { LedgerEntry, MessageWriter, RunSummary } from '../../lib/drain/ports.js';
+import { CommitWorker } from '../../lib/adapters/local/commit-worker.js';
 import { crc32, crc32Js } from '../../lib/adapters/local/crc32.js';
 import { isRetryableFsError } from '../../lib/adapters/local/durable-fs.js';
 import { GroupCommit } from '../../lib/adapters/local/group-commit.js';
@@ -398,6 +399,62 @@ describe('FileMessageStore', () => {
 });
 
 // -------------------------------------------------------------------------------------------
+
+describe('CommitWorker', () => {
+  let dir: string;
+  beforeEach(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'popdrain-commit-worker-'));
+  });
+  afterEach(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('never replaces a file already at the final name (linked: false), and removes its temp file', async () => {
+    const worker = new CommitWorker();
+    await writeFile(join(dir, 'a.eml'), 'first');
+    const results = await Promise.all([
+      worker.commit({ temp: join(dir, '.t1.part'), final: join(dir, 'a.eml'), data: [Buffer.from('second')], mode: 0o600 }),
+      worker.commit({ temp: join(dir, '.t2.part'), final: join(dir, 'b.eml'), data: [Buffer.from('new'), Buffer.from(' one')], mode: 0o600 }),
+    ]);
+    expect(results).toEqual([{ linked: false }, { linked: true }]);
+    expect(await readFile(join(dir, 'a.eml'), 'utf8')).toBe('first');
+    expect(await readFile(join(dir, 'b.eml'), 'utf8')).toBe('new one');
+    expect((await readdir(dir)).sort()).toEqual(['a.eml', 'b.eml']);
+    await worker.close();
+  });
+
+  it('a worker thread that dies fails the commits it held with a retryable STORE_FAILED; the next commit works', async () => {
+    const worker = new CommitWorker();
+    const pending = worker.commit({ temp: join(dir, '.t1.part'), final: join(dir, 'a.eml'), data: [Buffer.from('x')], mode: 0o600 });
+    // The batch goes out at the end of this turn; the thread is stopped before it can answer.
+    await new Promise((resolve) => setImmediate(resolve));
+    await (worker as unknown as { worker: { terminate(): Promise<number> } }).worker.terminate();
+    const error = await pending.then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(error).toBeInstanceOf(DrainError);
+    expect(error).toMatchObject({ code: 'STORE_FAILED', retryable: true, phase: 'store' });
+    expect((error as Error).message).toMatch(/commit worker/);
+    expect(await worker.commit({ temp: join(dir, '.t2.part'), final: join(dir, 'b.eml'), data: [Buffer.from('y')], mode: 0o600 })).toEqual({ linked: true });
+    await worker.close();
+  });
+
+  it('a thread that cannot be started fails the batch with a retryable STORE_FAILED instead of leaving it waiting', async () => {
+    const worker = new CommitWorker();
+    (worker as unknown as { start(): never }).start = () => {
+      throw new Error('no threads left');
+    };
+    const error = await worker.commit({ temp: join(dir, '.t1.part'), final: join(dir, 'a.eml'), data: [Buffer.from('x')], mode: 0o600 }).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(error).toMatchObject({ code: 'STORE_FAILED', retryable: true });
+    expect((error as Error).message).toContain('no threads left');
+    await worker.close();
+    expect(await readdir(dir)).toEqual([]);
+  });
+});
 
 describe('GroupCommit', () => {
   it('flushes callers of one burst together, and gathers callers during a flush into the next', async () => {

@@ -1,9 +1,9 @@
 /**
  * Commits of small messages (held in memory until their commit) done by one worker thread, in
  * batches: for each message create the temp file, write it, fdatasync it (the fsyncs of a batch
- * run concurrently in the thread pool), rename it to its final name unless a file is already
- * there (never replacing one: a mailbox has one writer, its lease holder); then fsync each
- * folder the batch renamed into, once. Only then does a
+ * run concurrently in the thread pool), link it to its final name (never replacing a file that
+ * is there: EEXIST reports it) and remove the temp name; then fsync each folder the batch linked
+ * into, once. Only then does a
  * commit resolve. The order is the one FileMessageStore keeps for streamed messages; the
  * difference is that the main thread pays one message hand-off per batch instead of a
  * thread-pool round trip per system call, so it stays free for the POP3 session.
@@ -16,6 +16,13 @@
  * the same from TypeScript sources (tests), from the bundle (CLI) and in Lambda.
  */
 import { Worker } from 'node:worker_threads';
+import { DrainError } from '../../drain/errors.js';
+
+/** A commit that did not happen because of the thread, not the disk: retryable. */
+function workerFailure(what: string, cause: unknown): DrainError {
+  const reason = cause instanceof Error ? cause.message : String(cause);
+  return new DrainError('STORE_FAILED', `${what}: ${reason}`, { phase: 'store', retryable: true, cause });
+}
 
 export interface HeldCommit {
   temp: string;
@@ -59,18 +66,14 @@ parentPort.on('message', async ({ id, items, segments }) => {
     if (fds[i] === undefined) continue;
     try { fs.closeSync(fds[i]); } catch (e) { results[i] = results[i] || fail('close', it.temp, e); }
     if (!results[i] && syncs[i]) results[i] = fail('fsync', it.temp, syncs[i]);
-    let placed = false;
     if (!results[i]) {
-      // One writer per mailbox (the lease), so "not there, then rename" cannot race with
-      // another writer; rename is one directory operation where link + unlink are two.
-      if (fs.existsSync(it.final)) results[i] = { linked: false };
-      else {
-        try { fs.renameSync(it.temp, it.final); placed = true; results[i] = { linked: true }; }
-        catch (e) { results[i] = fail('rename', it.final, e); }
-      }
+      // link() never replaces a file that is there (EEXIST), even if a second writer (a lease
+      // lost to a paused process) got there first; rename() would.
+      try { fs.linkSync(it.temp, it.final); results[i] = { linked: true }; }
+      catch (e) { results[i] = e && e.code === 'EEXIST' ? { linked: false } : fail('link', it.final, e); }
       if (results[i].error === undefined) dirs.add(path.dirname(it.final));
     }
-    if (!placed) { try { fs.unlinkSync(it.temp); } catch (e) { /* a leftover temp file is cleanupTemp's */ } }
+    try { fs.unlinkSync(it.temp); } catch (e) { /* a leftover temp file is cleanupTemp's */ }
   }
   // The folder fsync runs here, not in the thread pool: there it would wait behind the file
   // fsyncs of the batches that came after this one.
@@ -200,12 +203,13 @@ export class CommitWorker {
       this.worker = undefined;
       const batches = [...this.inFlight.values()];
       this.inFlight.clear();
-      for (const batch of batches) for (const w of batch) w.reject(error);
+      const failure = workerFailure('the commit worker failed', error);
+      for (const batch of batches) for (const w of batch) w.reject(failure);
       this.idleOrNext();
     };
     worker.on('error', broken);
     worker.on('exit', (code) => {
-      if (this.worker === worker) broken(new Error(`the commit worker exited (${code})`));
+      if (this.worker === worker) broken(new Error(`it exited (${code})`));
     });
     return worker;
   }
@@ -226,12 +230,20 @@ export class CommitWorker {
       if (batch === undefined) return;
       const id = ++this.nextId;
       this.inFlight.set(id, batch.waiting);
-      this.worker ??= this.start();
-      // Keep the process alive while a batch is out: its callers wait for the reply.
-      this.worker.ref();
-      // The segments are the batch's own copies: hand them over instead of cloning them.
-      const segments = batch.segments.map((b) => b.buffer as ArrayBuffer);
-      this.worker.postMessage({ id, items: batch.items, segments }, segments);
+      try {
+        this.worker ??= this.start();
+        // Keep the process alive while a batch is out: its callers wait for the reply.
+        this.worker.ref();
+        // The segments are the batch's own copies: hand them over instead of cloning them.
+        const segments = batch.segments.map((b) => b.buffer as ArrayBuffer);
+        this.worker.postMessage({ id, items: batch.items, segments }, segments);
+      } catch (error) {
+        // No thread (out of threads, a permission model, ...): this batch fails, typed, and
+        // the next one tries again. Never thrown: send() also runs from timers and events.
+        this.inFlight.delete(id);
+        const failure = workerFailure('cannot hand the commit to its worker thread', error);
+        for (const w of batch.waiting) w.reject(failure);
+      }
     }
   }
 

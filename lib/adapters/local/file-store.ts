@@ -10,7 +10,7 @@
  *
  * Small messages (up to `memorySpoolBytes`, most mail) are gathered in memory while they
  * stream in, or given whole (`put`), and committed by a worker thread in batches
- * (commit-worker.ts: create, write, fsync, rename, folder fsync, in the same order): the
+ * (commit-worker.ts: create, write, fsync, link, folder fsync, in the same order): the
  * stream never waits for the file system, and the main thread pays one hand-off per batch
  * instead of one per system call. A message that grows past the limit, or is announced
  * larger, streams into its temp file.
@@ -501,7 +501,7 @@ export class FileMessageStore implements MessageStore {
       },
       (error: unknown) => {
         this.active.delete(tempPath);
-        throw error;
+        throw storeError('commit', tempPath, error);
       },
     );
   }
@@ -533,9 +533,12 @@ export class FileMessageStore implements MessageStore {
    * the commit worker, batched with others. The worker removes the temp file if it fails.
    */
   commitHeld(tempPath: string, finalPath: string, data: readonly Buffer[], summary: MessageSummary): Promise<StoredObject> {
-    return this.commitWorker
-      .commit({ temp: tempPath, final: finalPath, data, mode: FILE_MODE })
-      .then((result) => this.heldCommitted(result, finalPath, summary));
+    return this.commitWorker.commit({ temp: tempPath, final: finalPath, data, mode: FILE_MODE }).then(
+      (result) => this.heldCommitted(result, finalPath, summary),
+      (error: unknown) => {
+        throw storeError('commit', tempPath, error);
+      },
+    );
   }
 
   /** What the commit worker did, as the commit's outcome (an existing file is checked). */
