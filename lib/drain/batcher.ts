@@ -26,10 +26,15 @@ export class Batcher<I, O> {
   private readonly inFlight = new Set<Promise<void>>();
   private closing = false;
 
+  /**
+   * `onDefect` hears of an exception thrown by an item's `reject` (see `push`); without it,
+   * the exception is rethrown from the batch's completion, where only `drain()` may see it.
+   */
   constructor(
     private readonly flushBatch: (items: I[]) => Promise<O[]>,
     private readonly maxItems: number,
     private readonly maxDelayMs: number,
+    private readonly onDefect?: (error: unknown) => void,
   ) {}
 
   /**
@@ -49,7 +54,7 @@ export class Batcher<I, O> {
    * Add an item; its batch's result for it goes to `callback` (in the turn the batch completes).
    * When `resolve` throws, `reject` is called with what it threw (so whoever waits on the item
    * hears of it instead of waiting forever); the other items of the batch are not affected.
-   * Only an exception thrown by `reject` itself is rethrown (a defect).
+   * An exception thrown by `reject` itself goes to `onDefect` (see the constructor).
    */
   push(item: I, callback: BatchCallback<O>): void {
     this.waiting.push({ item, callback });
@@ -97,7 +102,7 @@ export class Batcher<I, O> {
             }
           }
         }
-        if (defect !== undefined) throw defect.error;
+        if (defect !== undefined) this.defect(defect.error);
       },
       (error: unknown) => {
         this.inFlight.delete(run);
@@ -109,10 +114,15 @@ export class Batcher<I, O> {
             defect ??= { error: again };
           }
         }
-        if (defect !== undefined) throw defect.error;
+        if (defect !== undefined) this.defect(defect.error);
       },
     );
     this.inFlight.add(run);
+  }
+
+  private defect(error: unknown): void {
+    if (this.onDefect === undefined) throw error;
+    this.onDefect(error);
   }
 
   /** Flush and wait until every batch sent so far has completed. */

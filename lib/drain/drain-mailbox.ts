@@ -333,7 +333,11 @@ class DrainRun {
     this.runId = options.runId ?? randomUUID();
     this.startedAt = this.clock.now();
     const ledger = ports.ledger;
-    this.recordBatcher = new Batcher((entries) => ledger.record(entries), LEDGER_BATCH_ITEMS, BATCH_DELAY_MS);
+    // A continuation that fails even in its reject path (a defect) is reported, not thrown.
+    const defect = (error: unknown): void => {
+      this.failures.push(failureOf(error));
+    };
+    this.recordBatcher = new Batcher((entries) => ledger.record(entries), LEDGER_BATCH_ITEMS, BATCH_DELAY_MS, defect);
     this.announcedBatcher = new Batcher(
       async (uidls) => {
         await ledger.markAnnounced(mailbox.id, uidls, this.clock.now());
@@ -341,6 +345,7 @@ class DrainRun {
       },
       LEDGER_BATCH_ITEMS,
       BATCH_DELAY_MS,
+      defect,
     );
     this.publishBatcher = new Batcher(
       async (events) => {
@@ -351,6 +356,7 @@ class DrainRun {
       },
       EVENT_BATCH_ITEMS,
       BATCH_DELAY_MS,
+      defect,
     );
   }
 
@@ -857,6 +863,9 @@ class DrainRun {
       this.fetched += 1;
       this.fetchedBytes += size;
       metadata = readMetadata(body);
+      // Handled when the message is recorded (afterStore); until then, or if the store fails
+      // and it never is, a rejection must not count as unhandled.
+      metadata.catch(() => undefined);
       put = this.ports.store.put!(key, { mailboxId: this.mailbox.id, uidl }, body, {
         sha256,
         size,
@@ -1003,8 +1012,11 @@ class DrainRun {
         });
       },
       reject: (error) => {
-        this.noteBackendFailure(error, uidl);
-        done();
+        try {
+          this.noteBackendFailure(error, uidl);
+        } finally {
+          done();
+        }
       },
     });
   }

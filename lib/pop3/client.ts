@@ -111,7 +111,7 @@ export interface Pop3ClientOptions {
   timeouts?: Partial<Pop3Timeouts>;
   /**
    * Commands in flight when the server advertises PIPELINING (RFC 2449). 1 means lock-step.
-   * Default 256.
+   * Default 512 (DEFAULT_PIPELINE_WINDOW).
    */
   pipelineWindow?: number;
   /** Use PIPELINING when advertised (default true). False forces lock-step. */

@@ -78,6 +78,24 @@ describe('Batcher', () => {
     expect(heard).toEqual([2]);
   });
 
+  it('hands an exception thrown by reject to onDefect when given, instead of rethrowing it', async () => {
+    const defects: string[] = [];
+    const batcher = new Batcher(async (items: number[]) => items, 2, 1_000, (e) => defects.push((e as Error).message));
+    const heard: number[] = [];
+    batcher.push(1, {
+      resolve: () => {
+        throw new Error('resolve broke');
+      },
+      reject: () => {
+        throw new Error('reject broke too');
+      },
+    });
+    batcher.push(2, { resolve: (v) => heard.push(v), reject: () => heard.push(-1) });
+    await batcher.drain();
+    expect(heard).toEqual([2]);
+    expect(defects).toEqual(['reject broke too']);
+  });
+
   it('drain waits for batches under way, including ones their callbacks add', async () => {
     const order: string[] = [];
     const second = new Batcher(async (items: string[]) => {
