@@ -5,6 +5,7 @@
 import { Pop3Client, type Pop3TraceEvent } from '../lib/pop3/index.js';
 import { resolveMailbox, type ConnectionOptions } from './connection.js';
 import { EXIT, UsageError, type ExitCode } from './exit-codes.js';
+import { stderrLogger } from './stderr-logger.js';
 import { parseMailboxUrl } from './mailbox-url.js';
 import { formatBytes } from './progress.js';
 import { pop3ExitCode } from './pop3-exit.js';
@@ -18,7 +19,7 @@ export interface CheckOptions extends ConnectionOptions {
 export async function runCheck(positionals: string[], o: CheckOptions): Promise<ExitCode> {
   if (positionals.length !== 1) throw new UsageError('check takes one mailbox URL (pop3s://user@host)');
   const url = parseMailboxUrl(positionals[0]!, { insecurePlaintext: o['insecure-plaintext'] === true });
-  const resolved = await resolveMailbox(url, o, { interactive: process.stdin.isTTY === true, requireCredentials: false });
+  const resolved = await resolveMailbox(url, o, { interactive: process.stdin.isTTY === true, requireCredentials: false, logger: stderrLogger() });
   for (const w of resolved.warnings) process.stderr.write(`popdrain: ${w}\n`);
   const m = resolved.mailbox;
   const result: Record<string, unknown> = { host: m.host, port: m.port, tls: m.tls };

@@ -6,7 +6,7 @@
 import { readFileSync } from 'node:fs';
 import { isReadableByOthers, LocalCredentials } from '../lib/adapters/local/local-credentials.js';
 import { DEFAULT_UIDL_RESET_GUARD, type MailboxConfig, type SecretSource } from '../lib/drain/mailbox.js';
-import type { CredentialsProvider } from '../lib/drain/ports.js';
+import type { CredentialsProvider, DrainLogger } from '../lib/drain/ports.js';
 import { deriveMailboxId, mailboxIdProblem } from '../lib/drain/keys.js';
 import type { AuthMethod } from '../lib/pop3/index.js';
 import { UsageError } from './exit-codes.js';
@@ -91,7 +91,7 @@ export interface ResolvedMailbox {
 export async function resolveMailbox(
   url: MailboxUrl,
   o: ConnectionOptions,
-  options: { env?: NodeJS.ProcessEnv; interactive: boolean; requireCredentials: boolean },
+  options: { env?: NodeJS.ProcessEnv; interactive: boolean; requireCredentials: boolean; logger?: DrainLogger },
 ): Promise<ResolvedMailbox | { mailbox: MailboxConfig; credentials: undefined; warnings: string[] }> {
   const env = options.env ?? process.env;
   const user = o.user ?? url.user;
@@ -132,5 +132,6 @@ export async function resolveMailbox(
     if (file !== undefined && (await isReadableByOthers(file))) warnings.push(`warning: ${file} is readable by other users; chmod 600 it`);
   }
   const mailbox: MailboxConfig = { ...base, secret };
-  return { mailbox, credentials: new LocalCredentials({ env }), warnings };
+  // The logger hears of rotated refresh tokens: one from a variable must be saved by hand.
+  return { mailbox, credentials: new LocalCredentials({ env, ...(options.logger === undefined ? {} : { logger: options.logger }) }), warnings };
 }

@@ -5,13 +5,14 @@ import { LocalCredentials } from '../lib/adapters/local/local-credentials.js';
 import { MaildirStore } from '../lib/adapters/local/maildir-store.js';
 import { drainMailbox, type DrainBudget } from '../lib/drain/drain-mailbox.js';
 import type { DeletePolicy, MailboxConfig } from '../lib/drain/mailbox.js';
-import type { CredentialsProvider, DrainLogger, DrainPorts } from '../lib/drain/ports.js';
+import type { CredentialsProvider, DrainPorts } from '../lib/drain/ports.js';
 import type { DrainReport } from '../lib/drain/report.js';
 import { parseDuration, parseSize } from '../lib/drain/units.js';
 import type { Pop3TraceEvent } from '../lib/pop3/index.js';
 import type { AwsAdapters } from './aws.js';
 import { resolveMailbox, type ConnectionOptions } from './connection.js';
 import { EXIT, exitCodeFor, UsageError, worstExitCode, type ExitCode } from './exit-codes.js';
+import { stderrLogger } from './stderr-logger.js';
 import { parseMailboxUrl } from './mailbox-url.js';
 import { createProgress, formatBytes } from './progress.js';
 
@@ -63,25 +64,6 @@ function deletePolicyFrom(o: DrainCommandOptions): DeletePolicy | undefined {
   if (o['keep-days'] !== undefined) return { mode: 'keep-days', days: positiveInt(o['keep-days'], '--keep-days')! };
   if (o.keep === true) return { mode: 'keep' };
   return undefined;
-}
-
-/** A logger for the engine: warnings and errors on stderr (one line each), nothing else. */
-function stderrLogger(quiet: boolean): DrainLogger {
-  const print = (level: string, message: string, fields?: Record<string, unknown>): void => {
-    if (quiet) return;
-    const id = typeof fields?.mailboxId === 'string' ? `${fields.mailboxId}: ` : '';
-    const extra = Object.entries(fields ?? {})
-      .filter(([k]) => k !== 'mailboxId')
-      .map(([k, v]) => `${k}=${typeof v === 'string' ? v : JSON.stringify(v)}`)
-      .join(' ');
-    process.stderr.write(`popdrain: ${level}: ${id}${message}${extra ? ` (${extra})` : ''}\n`);
-  };
-  return {
-    debug: () => {},
-    info: () => {},
-    warn: (m, f) => print('warning', m, f),
-    error: (m, f) => print('error', m, f),
-  };
 }
 
 function traceWriter(label: string): (e: Pop3TraceEvent) => void {
@@ -162,7 +144,7 @@ export async function runDrain(positionals: string[], o: DrainCommandOptions): P
   }
   const parallel = positiveInt(o.parallel, '--parallel') ?? 1;
   const quiet = o.quiet === true;
-  const logger = stderrLogger(quiet);
+  const logger = stderrLogger();
 
   // The jobs: one from the URL, or all from the config file.
   const jobs: Job[] = [];
@@ -199,7 +181,7 @@ export async function runDrain(positionals: string[], o: DrainCommandOptions): P
       if (error instanceof ConfigError) throw new UsageError(error.message.replace(/:\n\s+/, ': ').replace(/\n\s*/g, '; '));
       throw error;
     }
-    const local = new LocalCredentials({ env: process.env });
+    const local = new LocalCredentials({ env: process.env, logger });
     for (const m of configured) {
       const usesSm = m.secret.type === 'secrets-manager';
       if (usesSm && aws.credentials === undefined) {
@@ -213,7 +195,7 @@ export async function runDrain(positionals: string[], o: DrainCommandOptions): P
     if (url.tls === 'insecure-plaintext') {
       process.stderr.write('popdrain: WARNING: --insecure-plaintext: the password and every message cross the network unencrypted\n');
     }
-    const resolved = await resolveMailbox(url, o, { interactive: process.stdin.isTTY === true, requireCredentials: true });
+    const resolved = await resolveMailbox(url, o, { interactive: process.stdin.isTTY === true, requireCredentials: true, logger });
     for (const w of resolved.warnings) process.stderr.write(`popdrain: ${w}\n`);
     jobs.push({ mailbox: adjust(resolved.mailbox), credentials: resolved.credentials! });
   }

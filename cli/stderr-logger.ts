@@ -1,0 +1,23 @@
+import type { DrainLogger } from '../lib/drain/ports.js';
+
+/**
+ * A logger for the engine and the credentials: warnings and errors on stderr (one line each),
+ * nothing else. Printed with --quiet too: that silences the progress and the summary, not
+ * what needs a person (a message that stays on the server, a rotated refresh token to save).
+ */
+export function stderrLogger(): DrainLogger {
+  const print = (level: string, message: string, fields?: Record<string, unknown>): void => {
+    const id = typeof fields?.mailboxId === 'string' ? `${fields.mailboxId}: ` : '';
+    const extra = Object.entries(fields ?? {})
+      .filter(([k]) => k !== 'mailboxId')
+      .map(([k, v]) => `${k}=${typeof v === 'string' ? v : JSON.stringify(v)}`)
+      .join(' ');
+    process.stderr.write(`popdrain: ${level}: ${id}${message}${extra ? ` (${extra})` : ''}\n`);
+  };
+  return {
+    debug: () => {},
+    info: () => {},
+    warn: (m, f) => print('warning', m, f),
+    error: (m, f) => print('error', m, f),
+  };
+}
