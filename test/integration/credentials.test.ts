@@ -17,6 +17,7 @@ import {
 import { DrainError } from '../../lib/drain/errors.js';
 import { DEFAULT_UIDL_RESET_GUARD, type MailboxConfig, type SecretSource } from '../../lib/drain/mailbox.js';
 import type { DrainLogger, LogFields } from '../../lib/drain/ports.js';
+import type { Pop3Credentials } from '../../lib/pop3/index.js';
 import {
   GET_SECRET_VALUE,
   PUT_SECRET_VALUE,
@@ -265,6 +266,89 @@ describe('SecretsManagerCredentials', () => {
     expect(tokens.requests[1]!.form.refresh_token).not.toBe(REFRESH_TOKEN);
     const saved = JSON.parse(endpoint.secretString('pop/rotating')!) as { oauth2: { refreshToken: string } };
     expect(tokens.validRefreshTokens()).toEqual([saved.oauth2.refreshToken]);
+  });
+
+  describe('a secret read that finishes after a refresh-token rotation', () => {
+    type Settled = { ok: true; value: Pop3Credentials } | { ok: false; error: unknown };
+    const settle = (promise: Promise<Pop3Credentials>): Promise<Settled> =>
+      promise.then(
+        (value): Settled => ({ ok: true, value }),
+        (error: unknown): Settled => ({ ok: false, error }),
+      );
+
+    // The first login reads the secret and asks for a token; while that token request (which
+    // rotates the refresh token) is on its way, a second call reads the secret again (a forced
+    // refresh after AUTH_FAILED, or an expired secret cache). That read gets the stored,
+    // pre-rotation secret from Secrets Manager and is held until the rotation is done.
+    it.each([
+      { trigger: 'forceRefresh', saveFails: false },
+      { trigger: 'forceRefresh', saveFails: true },
+      { trigger: 'expiredCache', saveFails: true },
+    ] as const)('does not put the old refresh token back (re-read by $trigger, write-back fails: $saveFails)', async ({ trigger, saveFails }) => {
+      tokens.setRotation(true, true); // a redeemed refresh token dies, as on servers that detect reuse
+      endpoint.putSecret('pop/race', oauth2Secret());
+      if (saveFails) endpoint.failNext(1, { kind: 'throttle' }, PUT_SECRET_VALUE);
+      const logger = new RecordingLogger();
+
+      const client = smClient();
+      let reads = 0;
+      let answered!: () => void;
+      const secondReadAnswered = new Promise<void>((resolve) => (answered = resolve));
+      let release!: () => void;
+      const released = new Promise<void>((resolve) => (release = resolve));
+      client.middlewareStack.add(
+        (next, context) => async (args) => {
+          if (context.commandName !== 'GetSecretValueCommand') return next(args);
+          reads += 1;
+          const n = reads;
+          const output = await next(args);
+          if (n === 2) {
+            answered();
+            await released;
+          }
+          return output;
+        },
+        { step: 'initialize', name: 'holdSecondSecretRead' },
+      );
+
+      const mb = mailbox({ type: 'secrets-manager', secretId: 'pop/race' });
+      let racing: Promise<Settled> | undefined;
+      const tokenFetch: typeof fetch = async (input, init) => {
+        if (racing === undefined) {
+          if (trigger === 'expiredCache') clock += 60_000;
+          racing = settle(trigger === 'forceRefresh' ? p.get(mb, { forceRefresh: true }) : p.get(mb));
+          await secondReadAnswered;
+        }
+        return fetch(input, init);
+      };
+      const p = new SecretsManagerCredentials({ client, now, cacheTtlMs: 60_000, fetch: tokenFetch, logger });
+
+      const first = await p.get(mb);
+      expect(first).toEqual({ user: 'alice@example.com', accessToken: tokens.issued[0] });
+      const rotated = tokens.validRefreshTokens();
+      expect(rotated).toHaveLength(1);
+      expect(rotated[0]).not.toBe(REFRESH_TOKEN);
+      release();
+      expect(racing).toBeDefined();
+      const second = await racing!;
+      expect(reads).toBe(2);
+      if (!second.ok) throw second.error;
+      expect(tokens.issued.map((accessToken) => ({ user: 'alice@example.com', accessToken }))).toContainEqual(second.value);
+
+      // Whatever the second call did, the next forced refresh works, with the current token.
+      const third = await p.get(mb, { forceRefresh: true });
+      expect(third).toEqual({ user: 'alice@example.com', accessToken: tokens.issued.at(-1) });
+
+      // No refresh token was presented twice, and the one that works is the one stored.
+      const sent = tokens.requests.map((r) => r.form.refresh_token);
+      expect(sent[0]).toBe(REFRESH_TOKEN);
+      expect(sent[1]).toBe(rotated[0]);
+      expect(new Set(sent).size).toBe(sent.length);
+      const stored = JSON.parse(endpoint.secretString('pop/race')!) as { note: string; oauth2: { refreshToken: string } };
+      expect(tokens.validRefreshTokens()).toEqual([stored.oauth2.refreshToken]);
+      expect(stored.note).toBe('kept on write-back');
+      expect(logger.records.filter((r) => r.level === 'warn')).toHaveLength(saveFails ? 1 : 0);
+    });
   });
 
   it('gets Microsoft 365 app-only tokens with client credentials', async () => {

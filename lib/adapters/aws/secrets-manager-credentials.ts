@@ -187,6 +187,12 @@ export class SecretsManagerCredentials implements CredentialsProvider {
   private readonly secrets = new Map<string, CachedSecret>();
   private readonly reads = new Map<string, Promise<CachedSecret>>();
   private readonly saves = new Map<string, Promise<void>>();
+  /**
+   * Bumped whenever this process changes a secret's cached document itself (a rotation). A read
+   * that began at an older generation holds an older document than the cache and must not
+   * replace it.
+   */
+  private readonly generations = new Map<string, number>();
   private readonly tokens: AccessTokenCache;
 
   constructor(options: SecretsManagerCredentialsOptions) {
@@ -265,6 +271,7 @@ export class SecretsManagerCredentials implements CredentialsProvider {
       unsaved: true,
     };
     this.secrets.set(secretId, updated);
+    this.generations.set(secretId, this.generation(secretId) + 1);
     await this.save(secretId, updated, mailboxId);
   }
 
@@ -307,7 +314,18 @@ export class SecretsManagerCredentials implements CredentialsProvider {
     return read;
   }
 
+  private generation(secretId: string): number {
+    return this.generations.get(secretId) ?? 0;
+  }
+
+  /**
+   * Read a secret and cache it, unless the cache changed while the read was in flight: a refresh
+   * token rotated meanwhile (saved or not) is newer than what the read got, and putting the old
+   * one back would present a redeemed refresh token again (which a server that detects reuse
+   * answers by revoking them all). Then the cached entry is kept, and returned.
+   */
   private async read(secretId: string): Promise<CachedSecret> {
+    const generation = this.generation(secretId);
     let secretString: string | undefined;
     try {
       const response = await this.client.send(new GetSecretValueCommand({ SecretId: secretId }));
@@ -317,6 +335,8 @@ export class SecretsManagerCredentials implements CredentialsProvider {
     }
     if (typeof secretString !== 'string') throw invalid(secretId, 'has no SecretString (binary secrets are not supported)');
     const { doc, raw } = parseSecretDocument(secretId, secretString);
+    const current = this.secrets.get(secretId);
+    if (current !== undefined && (current.unsaved || this.generation(secretId) !== generation)) return current;
     const entry: CachedSecret = { doc, raw, fetchedAt: this.now(), unsaved: false };
     this.secrets.set(secretId, entry);
     return entry;
