@@ -146,11 +146,31 @@ function parseEndpoint(tokenEndpoint: string): URL {
 /** Anything that looks like a token: a long run without spaces of token characters. */
 const TOKEN_LIKE = /[A-Za-z0-9._~+/=-]{48,}/g;
 
+/**
+ * The forms a secret can take in text a server sends back: as is, form-encoded as in the request
+ * body (URLSearchParams: space as `+`, `~` as `%7E`), percent-encoded as in a URL
+ * (encodeURIComponent), the last two also with lower-case hex digits.
+ */
+function secretForms(secret: string): string[] {
+  const lowerHex = (s: string): string => s.replace(/%[0-9A-F]{2}/g, (m) => m.toLowerCase());
+  const form = new URLSearchParams({ s: secret }).toString().slice('s='.length);
+  const forms = [secret, form, lowerHex(form)];
+  try {
+    const uri = encodeURIComponent(secret);
+    forms.push(uri, lowerHex(uri));
+  } catch {
+    // A lone surrogate (URIError): URLSearchParams above encoded it as U+FFFD instead.
+  }
+  return forms;
+}
+
 /** A server's `error_description`, made safe to quote: one line, short, secrets scrubbed. */
 export function sanitizeErrorDescription(text: string, secrets: readonly string[]): string {
   let out = text;
-  for (const secret of secrets) {
-    if (secret.length >= 4) out = out.split(secret).join('[redacted]');
+  const forms = new Set(secrets.filter((secret) => secret.length >= 4).flatMap(secretForms));
+  // Longest first: one form may hold a shorter one (of this secret or another).
+  for (const form of [...forms].sort((a, b) => b.length - a.length)) {
+    out = out.split(form).join('[redacted]');
   }
   out = out
     .replace(TOKEN_LIKE, '[redacted]')
