@@ -3,16 +3,19 @@
  * `--secrets-manager`), loaded only when asked for, so the local path never pays for the SDK.
  * Credentials and region come from the SDK's usual sources (environment, profile, role);
  * `--aws-endpoint` points every client at another endpoint (a local stand-in, a VPC endpoint).
+ * Every client gets popdrain's HTTP timeouts (lib/adapters/aws/http-timeouts.ts).
  */
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { EventBridgeClient } from '@aws-sdk/client-eventbridge';
-import { S3Client } from '@aws-sdk/client-s3';
 import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { DynamoDbLedger } from '../lib/adapters/aws/dynamodb-ledger.js';
+import { AWS_HTTP_TIMEOUTS, createS3Client, withHttpTimeouts, type AwsHttpTimeouts } from '../lib/adapters/aws/http-timeouts.js';
 import { EventBridgeSink } from '../lib/adapters/aws/eventbridge-sink.js';
 import { S3MessageStore } from '../lib/adapters/aws/s3-store.js';
 import { SecretsManagerCredentials } from '../lib/adapters/aws/secrets-manager-credentials.js';
-import type { CredentialsProvider, EventSink, MessageStore, UidlLedger } from '../lib/drain/ports.js';
+import { DrainError } from '../lib/drain/errors.js';
+import type { CredentialsProvider, DrainLogger, EventSink, MessageStore, UidlLedger } from '../lib/drain/ports.js';
+import { UsageError } from './exit-codes.js';
 
 export interface AwsOptions {
   region?: string;
@@ -23,6 +26,13 @@ export interface AwsOptions {
   table?: string;
   eventBus?: string;
   secretsManager?: boolean;
+  /**
+   * Warnings of the adapters (a rotated OAuth2 refresh token that could not be saved to Secrets
+   * Manager, a spool file that could not be removed). @default silence
+   */
+  logger?: DrainLogger;
+  /** @default AWS_HTTP_TIMEOUTS (tests shorten them) */
+  timeouts?: AwsHttpTimeouts;
 }
 
 export interface AwsAdapters {
@@ -32,30 +42,58 @@ export interface AwsAdapters {
   credentials?: CredentialsProvider;
 }
 
+/** Builds an adapter; a bad option (CONFIG_INVALID) is the user's: one line, exit 2. */
+function adapter<T>(flags: string, build: () => T): T {
+  try {
+    return build();
+  } catch (error) {
+    if (error instanceof DrainError && error.code === 'CONFIG_INVALID') throw new UsageError(`${flags}: ${error.message}`);
+    throw error;
+  }
+}
+
 export function createAwsAdapters(o: AwsOptions): AwsAdapters {
-  const common = {
+  const timeouts = o.timeouts ?? AWS_HTTP_TIMEOUTS;
+  const base = {
     ...(o.region === undefined ? {} : { region: o.region }),
     ...(o.endpoint === undefined ? {} : { endpoint: o.endpoint }),
   };
+  const common = withHttpTimeouts(base, timeouts);
+  const logger = o.logger === undefined ? {} : { logger: o.logger };
   const out: AwsAdapters = {};
   if (o.bucket !== undefined) {
-    const client = new S3Client({
-      ...common,
-      // Custom endpoints (stand-ins, gateways) rarely serve virtual-hosted buckets.
-      forcePathStyle: o.endpoint !== undefined,
-      // The store sends its own SHA-256 checksum; no aws-chunked framing on top.
-      requestChecksumCalculation: 'WHEN_REQUIRED',
-      responseChecksumValidation: 'WHEN_REQUIRED',
-    });
-    out.store = new S3MessageStore({
-      client,
-      bucket: o.bucket,
-      ...(o.prefix === undefined ? {} : { prefix: o.prefix }),
-      ...(o.kmsKeyId === undefined ? {} : { kmsKeyId: o.kmsKeyId }),
-    });
+    const client = createS3Client(
+      {
+        ...base,
+        // Custom endpoints (stand-ins, gateways) rarely serve virtual-hosted buckets.
+        forcePathStyle: o.endpoint !== undefined,
+        // The store sends its own SHA-256 checksum; no aws-chunked framing on top.
+        requestChecksumCalculation: 'WHEN_REQUIRED',
+        responseChecksumValidation: 'WHEN_REQUIRED',
+      },
+      timeouts,
+    );
+    const bucket = o.bucket;
+    out.store = adapter(
+      '--s3-bucket/--s3-prefix/--kms-key-id',
+      () =>
+        new S3MessageStore({
+          client,
+          bucket,
+          ...(o.prefix === undefined ? {} : { prefix: o.prefix }),
+          ...(o.kmsKeyId === undefined ? {} : { kmsKeyId: o.kmsKeyId }),
+          ...logger,
+        }),
+    );
   }
-  if (o.table !== undefined) out.ledger = new DynamoDbLedger({ client: new DynamoDBClient(common), tableName: o.table });
-  if (o.eventBus !== undefined) out.events = new EventBridgeSink({ client: new EventBridgeClient(common), eventBusName: o.eventBus });
-  if (o.secretsManager === true) out.credentials = new SecretsManagerCredentials({ client: new SecretsManagerClient(common) });
+  const table = o.table;
+  if (table !== undefined) out.ledger = adapter('--ledger-table', () => new DynamoDbLedger({ client: new DynamoDBClient(common), tableName: table }));
+  const eventBus = o.eventBus;
+  if (eventBus !== undefined) {
+    out.events = adapter('--event-bus', () => new EventBridgeSink({ client: new EventBridgeClient(common), eventBusName: eventBus }));
+  }
+  if (o.secretsManager === true) {
+    out.credentials = adapter('--secrets-manager', () => new SecretsManagerCredentials({ client: new SecretsManagerClient(common), ...logger }));
+  }
   return out;
 }

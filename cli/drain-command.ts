@@ -161,6 +161,7 @@ export async function runDrain(positionals: string[], o: DrainCommandOptions): P
       ...(o['ledger-table'] === undefined ? {} : { table: o['ledger-table'] }),
       ...(o['event-bus'] === undefined ? {} : { eventBus: o['event-bus'] }),
       secretsManager: o['secrets-manager'] === true,
+      logger,
     });
   }
   const adjust = (m: MailboxConfig): MailboxConfig => ({

@@ -6,7 +6,6 @@
  * with a growing visibility timeout (backoff); after maxReceiveCount it lands in the DLQ.
  */
 import { EventBridgeClient } from '@aws-sdk/client-eventbridge';
-import { S3Client } from '@aws-sdk/client-s3';
 import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { ChangeMessageVisibilityCommand, SendMessageCommand, SQSClient } from '@aws-sdk/client-sqs';
 import type { Context, SQSBatchResponse, SQSEvent, SQSRecord } from 'aws-lambda';
@@ -17,8 +16,9 @@ import { SecretsManagerCredentials } from '../lib/adapters/aws/secrets-manager-c
 import { drainMailbox } from '../lib/drain/drain-mailbox.js';
 import type { DrainPorts } from '../lib/drain/ports.js';
 import { NORMAL_STOPS, type DrainReport } from '../lib/drain/report.js';
+import { createS3Client } from '../lib/adapters/aws/http-timeouts.js';
 import { recordReportMetrics } from './report-metrics.js';
-import { createLedger, createLogger, createMetrics, drainLogger, loadMailboxes, readEnvironment } from './runtime.js';
+import { clientConfig, createLedger, createLogger, createMetrics, drainLogger, loadMailboxes, readEnvironment } from './runtime.js';
 import { deduplicationId, parseDrainRequest, type DrainRequest } from './schedule.js';
 
 const env = readEnvironment({
@@ -33,19 +33,21 @@ const env = readEnvironment({
 
 const logger = createLogger();
 const metrics = createMetrics();
-const s3 = new S3Client({});
-const sqs = new SQSClient({});
+const s3 = createS3Client();
+const sqs = new SQSClient(clientConfig());
 const mailboxes = await loadMailboxes(env, () => s3);
 const ports: DrainPorts = {
   store: new S3MessageStore({
     client: s3,
     bucket: env.POPDRAIN_BUCKET,
     prefix: env.POPDRAIN_PREFIX,
+    logger: drainLogger(logger),
     ...(env.POPDRAIN_KMS_KEY_ID === undefined ? {} : { kmsKeyId: env.POPDRAIN_KMS_KEY_ID }),
   }),
   ledger: createLedger(env.POPDRAIN_LEDGER_TABLE),
-  events: new EventBridgeSink({ client: new EventBridgeClient({}), eventBusName: env.POPDRAIN_EVENT_BUS }),
-  credentials: new SecretsManagerCredentials({ client: new SecretsManagerClient({}) }),
+  events: new EventBridgeSink({ client: new EventBridgeClient(clientConfig()), eventBusName: env.POPDRAIN_EVENT_BUS }),
+  // With the logger: a rotated refresh token that could not be saved is a warning, not silence.
+  credentials: new SecretsManagerCredentials({ client: new SecretsManagerClient(clientConfig()), logger: drainLogger(logger) }),
   logger: drainLogger(logger),
 };
 

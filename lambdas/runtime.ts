@@ -10,6 +10,7 @@ import { Metrics } from '@aws-lambda-powertools/metrics';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { GetObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { z } from 'zod';
+import { withHttpTimeouts } from '../lib/adapters/aws/http-timeouts.js';
 import { DynamoDbLedger } from '../lib/adapters/aws/dynamodb-ledger.js';
 import { parseMailboxFile, type ConfiguredMailbox } from '../lib/drain/config.js';
 import type { DrainLogger } from '../lib/drain/ports.js';
@@ -89,6 +90,15 @@ export function drainLogger(logger: Logger): DrainLogger {
   };
 }
 
-export function createLedger(tableName: string, client: DynamoDBClient = new DynamoDBClient({})): DynamoDbLedger {
+/**
+ * An SDK client configuration (endpoint, region and credentials from the Lambda environment)
+ * with popdrain's HTTP timeouts (AWS_HTTP_TIMEOUTS in lib/adapters/aws/http-timeouts.ts, shared with the CLI): every
+ * client of the Lambdas is built with it, so no call waits forever on a stalled endpoint.
+ */
+export function clientConfig<T extends object>(config: T = {} as T) {
+  return withHttpTimeouts(config);
+}
+
+export function createLedger(tableName: string, client: DynamoDBClient = new DynamoDBClient(clientConfig())): DynamoDbLedger {
   return new DynamoDbLedger({ client, tableName });
 }

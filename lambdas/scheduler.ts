@@ -11,8 +11,8 @@ import type { ScheduledEvent } from 'aws-lambda';
 import { z } from 'zod';
 import type { ConfiguredMailbox } from '../lib/drain/config.js';
 import type { MailboxState } from '../lib/drain/ports.js';
-import { createLedger, createLogger, createMetrics, loadMailboxes, readEnvironment } from './runtime.js';
-import { S3Client } from '@aws-sdk/client-s3';
+import { createS3Client } from '../lib/adapters/aws/http-timeouts.js';
+import { clientConfig, createLedger, createLogger, createMetrics, loadMailboxes, readEnvironment } from './runtime.js';
 import { deduplicationId, isDue, tickStart, type DrainRequest } from './schedule.js';
 
 const env = readEnvironment({
@@ -24,9 +24,9 @@ const env = readEnvironment({
 
 const logger = createLogger();
 const metrics = createMetrics();
-const sqs = new SQSClient({});
+const sqs = new SQSClient(clientConfig());
 const ledger = createLedger(env.POPDRAIN_LEDGER_TABLE);
-const mailboxes = await loadMailboxes(env, () => new S3Client({}));
+const mailboxes = await loadMailboxes(env, () => createS3Client());
 const STATE_READ_CONCURRENCY = 32;
 
 async function mapLimit<T, R>(items: readonly T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
@@ -63,6 +63,15 @@ export function isStale(mailbox: ConfiguredMailbox, state: MailboxState | undefi
   return now - last > limitMs;
 }
 
+/**
+ * True when the UIDL-reset guard tripped and no operator has accepted the reset yet. Once
+ * `acceptUidlReset` is set the mailbox is enqueued again: only a drain run clears the trip (and
+ * the acceptance), so skipping it then would leave the mailbox undrained for good.
+ */
+export function isUidlResetBlocked(state: MailboxState | undefined): boolean {
+  return state?.uidlResetTrippedAt !== undefined && state.acceptUidlReset !== true;
+}
+
 export async function handler(event: Pick<ScheduledEvent, 'time'>): Promise<TickResult> {
   const now = Date.now();
   const tickMinutes = env.POPDRAIN_TICK_MINUTES;
@@ -78,8 +87,8 @@ export async function handler(event: Pick<ScheduledEvent, 'time'>): Promise<Tick
     due.map((m) => m.id),
     now,
   );
-  const tripped = due.filter((m) => stateById.get(m.id)?.uidlResetTrippedAt !== undefined);
-  const toSend = due.filter((m) => !holders.has(m.id) && stateById.get(m.id)?.uidlResetTrippedAt === undefined);
+  const tripped = due.filter((m) => isUidlResetBlocked(stateById.get(m.id)));
+  const toSend = due.filter((m) => !holders.has(m.id) && !isUidlResetBlocked(stateById.get(m.id)));
 
   const byQueue = new Map<string, ConfiguredMailbox[]>();
   for (const m of toSend) {

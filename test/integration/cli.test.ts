@@ -850,3 +850,35 @@ describe('exit codes', () => {
     expect(c.stdout).toContain('UNSET_PASSWORD_VARIABLE');
   });
 });
+
+describe('AWS adapter options', () => {
+  // Fake credentials and a loopback endpoint that is never reached: the options fail first.
+  // NODE_NO_WARNINGS: the SDK's own Node version notice is not popdrain's output.
+  const awsEnv = {
+    AWS_EC2_METADATA_DISABLED: 'true',
+    AWS_ACCESS_KEY_ID: 'AKIDCLIFAKE',
+    AWS_SECRET_ACCESS_KEY: 'cli-fake-secret',
+    AWS_REGION: 'us-east-1',
+    NODE_NO_WARNINGS: '1',
+  };
+  const url = 'pop3s://nobody@127.0.0.1:9';
+  const aws = (overrides: Record<string, string>): string[] =>
+    Object.entries({ '--aws-endpoint': 'http://127.0.0.1:9', '--s3-bucket': 'b', '--ledger-table': 't', '--event-bus': 'e', ...overrides }).flat();
+
+  it('2: an S3 prefix the store refuses is a usage error, one line naming the option', async () => {
+    const r = await cli(['drain', url, ...aws({ '--s3-prefix': '/x' })], { env: awsEnv });
+    expect(r.code, r.stderr).toBe(2);
+    oneLine(r.stderr);
+    expect(r.stderr).toContain('--s3-prefix');
+    expect(r.stderr).toContain('"/x"');
+    expect(r.stderr).not.toContain('internal error');
+  });
+
+  it('2: an empty ledger table name is a usage error, one line naming the option', async () => {
+    const r = await cli(['drain', url, ...aws({ '--ledger-table': '' })], { env: awsEnv });
+    expect(r.code, r.stderr).toBe(2);
+    oneLine(r.stderr);
+    expect(r.stderr).toContain('--ledger-table');
+    expect(r.stderr).not.toContain('internal error');
+  });
+});

@@ -10,16 +10,20 @@
 // absence), and ApproximateReceiveCount after ChangeMessageVisibility (it counts the change as
 // a receive). The DLQ exists as the deployment's does, but no message is moved into it here:
 // the first retry is a minute away.
+import { randomBytes } from 'node:crypto';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { SendMessageCommand, type SQSClient } from '@aws-sdk/client-sqs';
 import type { SQSBatchResponse } from 'aws-lambda';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { TickResult } from '../../lambdas/scheduler.js';
 import type { DrainReport } from '../../lib/drain/report.js';
-import { GET_SECRET_VALUE } from '../support/aws-json-endpoint.js';
+import { GET_SECRET_VALUE, PUT_SECRET_VALUE } from '../support/aws-json-endpoint.js';
 import { servedForm, testMessage } from '../support/drain-fixtures.js';
 import { LambdaInstance, startInstances, type InvocationResult, type OutputLine } from '../support/lambda-instance.js';
 import { blobsWithDimensions, drainReports, emfBlobs, logRecords, type EmfBlob } from '../support/lambda-output.js';
 import { sha256Hex, startLambdaStage, type LambdaStage, type StageMailbox } from '../support/lambda-stage.js';
+import { startTokenServer } from '../support/oauth2-token-server.js';
 import { runEventSource, sqsEvent, sqsRecord, type EventSourceInvocation } from '../support/sqs-event-source.js';
 import type { FifoQueue, SqsRequest } from '../support/sqs-standin.js';
 
@@ -67,11 +71,11 @@ afterAll(async () => {
   await stage?.stop();
 });
 
-async function schedulerInstance(queue: FifoQueue): Promise<LambdaInstance> {
+async function schedulerInstance(queue: FifoQueue, config: string = fanoutConfig): Promise<LambdaInstance> {
   const instance = await LambdaInstance.start({
     name: 'scheduler',
     handler: 'scheduler',
-    env: stage.env({ POPDRAIN_CONFIG_PATH: fanoutConfig, POPDRAIN_QUEUE_URL: queue.url, POPDRAIN_TICK_MINUTES: '5' }),
+    env: stage.env({ POPDRAIN_CONFIG_PATH: config, POPDRAIN_QUEUE_URL: queue.url, POPDRAIN_TICK_MINUTES: '5' }),
   });
   instances.push(instance);
   return instance;
@@ -249,6 +253,33 @@ describe('scheduler', () => {
     for (const id of [...every5, ...every15]) expect(secretIds).toContain(`popdrain/${id.slice('mbx-'.length)}`);
     await stage.ledger.releaseLease(lease!);
   }, 120_000);
+
+  it('skips a mailbox whose UIDL-reset guard tripped, but enqueues one whose reset an operator accepted', async () => {
+    const queue = await stage.sqs.createFifoQueue('uidl-reset');
+    const tripped = await stage.addMailbox('uidl-tripped', []);
+    const accepted = await stage.addMailbox('uidl-accepted', []);
+    const config = await stage.writeMailboxFile('uidl-reset.json', [tripped, accepted]);
+    // Both runs stopped at the guard; the operator accepted one reset (README: set
+    // `acceptUidlReset` on the state item). Only a drain run clears the trip.
+    const trippedAt = Date.now() - 60 * 60_000;
+    await stage.ledger.updateMailboxState(tripped.id, { uidlResetTrippedAt: trippedAt });
+    await stage.ledger.updateMailboxState(accepted.id, { uidlResetTrippedAt: trippedAt, acceptUidlReset: true });
+    const scheduler = await schedulerInstance(queue, config);
+
+    const tick = new Date(Date.UTC(2026, 0, 6, 10, 0, 0)).toISOString();
+    const invocation = await scheduler.invoke({ time: tick, 'detail-type': 'Scheduled Event', source: 'aws.events' }, { remainingMs: 120_000 });
+    expect(invocation.ok, JSON.stringify(invocation.error)).toBe(true);
+    const sent = stage.sqs
+      .requestsFor('SendMessageBatch', queue.url)
+      .flatMap((r) => r.body.Entries as Array<{ MessageGroupId: string; MessageBody: string }>);
+    expect(sent.map((e) => e.MessageGroupId)).toEqual([accepted.id]);
+    expect(JSON.parse(sent[0]!.MessageBody)).toEqual({ mailboxId: accepted.id, tick });
+    expect(invocation.result).toMatchObject({ tick, due: 2, enqueued: 1, busy: 0, tripped: 1 });
+    expect(emfBlobs(invocation.output)[0]!.metrics.get('UidlResetTripped')).toBe(1);
+    const warnings = logRecords(invocation.output).filter((r) => r.message.startsWith('UIDL-reset guard tripped'));
+    expect(warnings.map((r) => r.mailboxId)).toEqual([tripped.id]);
+    expect(await stage.sqs.depth(queue.url)).toEqual({ visible: 1, inFlight: 0 });
+  }, 120_000);
 });
 
 describe('drainer', () => {
@@ -380,6 +411,74 @@ describe('drainer', () => {
       expect(changes().at(-1)!.body).toMatchObject({ ReceiptHandle: record.receiptHandle, VisibilityTimeout: seconds });
     }
     expect((await stage.storedObjects(mb.badpw!.id)).size).toBe(0);
+  }, 120_000);
+});
+
+describe('drainer with an OAuth2 mailbox', () => {
+  it('warns (never quoting a token) when a rotated refresh token cannot be saved to Secrets Manager; the run still drains', async () => {
+    const client = { clientId: 'lambda-oauth-client', clientSecret: `lambda-client-secret-${randomBytes(6).toString('hex')}` };
+    const refreshToken = `lambda-refresh-${randomBytes(12).toString('hex')}`;
+    const tokens = await startTokenServer({ clients: [client], refreshTokens: [refreshToken], rotate: true });
+    const mailbox = await stage.addMailbox('oauth-rotating', messages('oauth', 2));
+    // The token endpoint, behind a pass-through that tells Dovecot's introspection about each
+    // access token issued (as a real identity provider would).
+    const idp = createServer((req, res) => {
+      const chunks: Buffer[] = [];
+      req.on('data', (c: Buffer) => chunks.push(c));
+      req.on('end', () => {
+        const headers: Record<string, string> = { 'content-type': String(req.headers['content-type'] ?? '') };
+        if (req.headers.authorization !== undefined) headers.authorization = req.headers.authorization;
+        fetch(tokens.url, { method: 'POST', headers, body: Buffer.concat(chunks) })
+          .then(async (upstream) => {
+            const text = await upstream.text();
+            const issued = (JSON.parse(text) as { access_token?: string }).access_token;
+            if (issued !== undefined) stage.dovecot.addOAuthToken(mailbox.user, issued);
+            res.writeHead(upstream.status, { 'content-type': 'application/json', 'cache-control': 'no-store' });
+            res.end(text);
+          })
+          .catch(() => res.destroy());
+      });
+    });
+    await new Promise<void>((resolve) => idp.listen(0, '127.0.0.1', () => resolve()));
+    try {
+      const tokenEndpoint = `http://127.0.0.1:${(idp.address() as AddressInfo).port}/tenant/oauth2/v2.0/token`;
+      const secret = JSON.stringify({ oauth2: { tokenEndpoint, ...client, refreshToken } });
+      stage.aws.putSecret(mailbox.secretId, secret);
+      // The deployment may not write the secret (a missing grant, a resource policy).
+      stage.aws.failNext(1, { kind: 'error', type: 'AccessDeniedException', message: 'not authorized to PutSecretValue' }, PUT_SECRET_VALUE);
+      const config = await stage.writeMailboxFile('oauth.json', [mailbox]);
+      const queue = await stage.sqs.createFifoQueue('oauth');
+      const [drainer] = await drainerInstances(queue, 1, { POPDRAIN_CONFIG_PATH: config });
+      await enqueue(queue, mailbox, `${mailbox.id}:1`);
+      const done = await runEventSource({ sqs, queueUrl: queue.url, queueArn: queue.arn, instances: [drainer!], remainingMs: LONG_REMAINING_MS });
+      expect(done).toHaveLength(1);
+      const { invocation } = done[0]!;
+      expect(invocation.result).toEqual({ batchItemFailures: [] });
+      expect(reportOf(invocation)).toMatchObject({ stopReason: 'complete', fetched: 2 });
+
+      // The token rotated, the write-back was refused: the secret still holds the old token.
+      expect(tokens.issued).toHaveLength(1);
+      expect(stage.aws.requestsFor(PUT_SECRET_VALUE).filter((r) => r.body.SecretId === mailbox.secretId)).toHaveLength(1);
+      expect(stage.aws.secretString(mailbox.secretId)).toBe(secret);
+      const warning = logRecords(invocation.output).find((r) => r.message.startsWith('could not save a rotated OAuth2 refresh token'));
+      expect(warning, JSON.stringify(logRecords(invocation.output).map((r) => r.message))).toMatchObject({
+        level: 'WARN',
+        mailboxId: mailbox.id,
+        secretId: mailbox.secretId,
+      });
+      expect(String(warning!.error)).toContain('AccessDeniedException');
+      expectDrainLogs(invocation.output, mailbox.id);
+      // No token or client secret in anything the instance printed.
+      const secrets = [refreshToken, ...tokens.validRefreshTokens(), ...tokens.issued, client.clientSecret];
+      expect(secrets.length).toBeGreaterThanOrEqual(4);
+      for (const line of drainer!.allOutput) for (const s of secrets) expect(line.text.includes(s), line.text.slice(0, 200)).toBe(false);
+    } finally {
+      await new Promise<void>((resolve) => {
+        idp.closeAllConnections();
+        idp.close(() => resolve());
+      });
+      await tokens.close();
+    }
   }, 120_000);
 });
 
