@@ -20,6 +20,7 @@ import type { LedgerEntry, RunSummary } from '../../lib/drain/ports.js';
 import { startAwsJsonEndpoint, type AwsJsonEndpoint } from '../support/aws-json-endpoint.js';
 import { startDynalite, type DynamoDbStandin } from '../support/aws-standins.js';
 import { storedEntry } from '../support/ledger-fixtures.js';
+import { drainErrorOf as caught } from '../support/drain-error.js';
 
 const TABLE = 'popdrain-ledger';
 const T0 = Date.UTC(2025, 5, 1, 12, 0, 0);
@@ -33,16 +34,6 @@ function skippedEntry(mailboxId: string, uidl: string, size = 50_000_000): Ledge
     detail: { schemaVersion: 1, id, mailboxId, uidl, reason: 'too-large', size, limit: 25_000_000, seenAt: new Date(T0).toISOString() },
   };
   return { mailboxId, uidl, status: 'skipped', size, firstSeenAt: T0, event };
-}
-
-async function caught(promise: Promise<unknown>): Promise<DrainError> {
-  try {
-    await promise;
-  } catch (error) {
-    expect(error).toBeInstanceOf(DrainError);
-    return error as DrainError;
-  }
-  throw new Error('expected a DrainError, but the call succeeded');
 }
 
 /** Counts the commands a client sends, by name. */

@@ -21,6 +21,7 @@ import { messageKey } from '../../lib/drain/keys.js';
 import type { MessageWriter } from '../../lib/drain/ports.js';
 import { startS3rver, type S3Standin } from '../support/aws-standins.js';
 import { s3ErrorReply, startS3ScriptedEndpoint, type S3ScriptedEndpoint } from '../support/s3-scripted-endpoint.js';
+import { drainErrorOf as caught } from '../support/drain-error.js';
 
 const BUCKET = 'popdrain-messages';
 const MAILBOX = 'mbx-1';
@@ -61,16 +62,6 @@ async function storedSha256(client: S3Client, key: string): Promise<{ sha256: st
     size += chunk.length;
   }
   return { sha256: hash.digest('hex'), size };
-}
-
-async function caught(promise: Promise<unknown>): Promise<DrainError> {
-  try {
-    await promise;
-  } catch (error) {
-    expect(error).toBeInstanceOf(DrainError);
-    return error as DrainError;
-  }
-  throw new Error('expected a DrainError, but the call succeeded');
 }
 
 /** Records each command's name and the headers of each HTTP request it sends (never bodies). */

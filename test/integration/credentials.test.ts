@@ -25,6 +25,7 @@ import {
   type AwsJsonEndpoint,
 } from '../support/aws-json-endpoint.js';
 import { startTokenServer, type OAuth2TokenServer } from '../support/oauth2-token-server.js';
+import { drainErrorOf as failure } from '../support/drain-error.js';
 
 const FAKE_CREDENTIALS = { accessKeyId: 'AKIDTESTFAKE', secretAccessKey: 'test-fake-secret' };
 const PASSWORD = 'Tr0ub4dor&3-secret-password';
@@ -94,16 +95,6 @@ class RecordingLogger implements DrainLogger {
 
 function provider(options: { cacheTtlMs?: number; logger?: DrainLogger; fetch?: typeof fetch } = {}): SecretsManagerCredentials {
   return new SecretsManagerCredentials({ client: smClient(), now, ...options });
-}
-
-async function failure(promise: Promise<unknown>): Promise<DrainError> {
-  try {
-    await promise;
-  } catch (error) {
-    expect(error).toBeInstanceOf(DrainError);
-    return error as DrainError;
-  }
-  throw new Error('expected a failure');
 }
 
 /** Every way an error could be shown or serialized, cause included. */

@@ -25,6 +25,7 @@ import {
 } from '../../lib/adapters/local/index.js';
 import { validateEventEnvelope } from '../support/event-schema.js';
 import { storedEntry, storedEvent } from '../support/ledger-fixtures.js';
+import { drainErrorOf as rejection } from '../support/drain-error.js';
 
 const MAILBOX = 'box-1';
 const isRoot = process.getuid?.() === 0;
@@ -73,16 +74,6 @@ async function storeMessage(store: FileMessageStore, key: string, data: Buffer) 
   const writer = await store.open(key, { mailboxId: MAILBOX, uidl: 'u' });
   await writeAll(writer, data);
   return writer.commit({ sha256: sha256(data), size: data.length, metadata: {} });
-}
-
-async function rejection(promise: Promise<unknown>): Promise<DrainError> {
-  try {
-    await promise;
-  } catch (error) {
-    expect(error).toBeInstanceOf(DrainError);
-    return error as DrainError;
-  }
-  throw new Error('expected a rejection');
 }
 
 function thrown(fn: () => unknown): DrainError {

@@ -8,6 +8,7 @@ import {
   sanitizeErrorDescription,
 } from '../../lib/adapters/oauth2/token-client.js';
 import { DrainError } from '../../lib/drain/errors.js';
+import { drainErrorOf as failure } from '../support/drain-error.js';
 
 const TOKEN_ENDPOINT = 'https://login.example.test/tenant/oauth2/v2.0/token';
 const CLIENT_ID = 'client-1234';
@@ -38,16 +39,6 @@ function echoingFetch(describe: (body: string) => string, status = 400): typeof 
       headers: { 'content-type': 'application/json' },
     });
   };
-}
-
-async function failure(promise: Promise<unknown>): Promise<DrainError> {
-  try {
-    await promise;
-  } catch (error) {
-    expect(error).toBeInstanceOf(DrainError);
-    return error as DrainError;
-  }
-  throw new Error('expected a failure');
 }
 
 describe('token endpoint error text redaction', () => {
