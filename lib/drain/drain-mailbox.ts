@@ -399,7 +399,9 @@ class DrainRun {
       // Announce what an earlier run stored but could not announce, and skip the oversized.
       const side = [
         ...plan.reannounce.map(async (entry) => {
-          if ((await this.announce(entry, true)) && this.deletable({ ...entry, status: 'announced' })) {
+          // A re-announced Email Skipped keeps its entry 'skipped': that message was never stored
+          // and is never deleted (deletableOnceAnnounced is false for it).
+          if ((await this.announce(entry, true)) && this.deletableOnceAnnounced(entry)) {
             this.requestDele(this.byUidl.get(entry.uidl)!);
           }
         }),

@@ -379,6 +379,38 @@ describe('against the scripted server', () => {
 
   const crlf = (i: number): Buffer => Buffer.from(testMessage(i, 'sc').toString('latin1').replace(/\n/g, '\r\n'), 'latin1');
 
+  it('an oversized message whose Email Skipped event failed is announced again next run, and never deleted', async () => {
+    const big = Buffer.from(`Subject: big\r\n\r\n${'x'.repeat(20_000)}\r\n`);
+    server = await startPop3Server({
+      users: { jane: { password: PASSWORD } },
+      mailboxes: { jane: [{ bytes: big, uid: 'big1' }, { bytes: crlf(1), uid: 's1' }] },
+    });
+    const { out, adapters } = await outDir();
+    passwords.jane = PASSWORD;
+    let failSkipped = true;
+    const flaky: EventSink = {
+      publish: async (events) => {
+        if (!failSkipped) return adapters.events.publish(events);
+        const skipped = events.filter((e) => e.detailType === 'Email Skipped');
+        const rest = await adapters.events.publish(events.filter((e) => e.detailType !== 'Email Skipped'));
+        return { published: rest.published, failed: [...rest.failed, ...skipped.map((e) => ({ id: e.id, reason: 'bus down' }))] };
+      },
+    };
+    const mailbox = scriptedMailbox(server, { deletePolicy: { mode: 'delete' }, maxMessageBytes: 1_000 });
+    const r1 = await run(mailbox, ports(adapters, { events: flaky }));
+    expect(r1).toMatchObject({ skipped: 1, fetched: 1, deleted: 1 });
+    expect(server.mailboxes.jane!.filter((m) => m.deleted !== true).map((m) => m.uid)).toEqual(['big1']);
+    failSkipped = false;
+    const r2 = await run(mailbox, ports(adapters));
+    expect(r2).toMatchObject({ reannounced: 1, deleted: 0 });
+    // Never stored, so never deleted: it stays on the server for a person (or a larger cap).
+    expect(server.mailboxes.jane!.filter((m) => m.deleted !== true).map((m) => m.uid)).toEqual(['big1']);
+    const skippedEvents = (await eventsOf(out)).filter((e) => e['detail-type'] === 'Email Skipped');
+    expect(skippedEvents).toHaveLength(1);
+    await server.close();
+    server = undefined;
+  });
+
   it('[IN-USE] and [LOGIN-DELAY] end the run as retry-later, not as failures', async () => {
     for (const code of ['IN-USE', 'LOGIN-DELAY'] as const) {
       server = await startPop3Server({ users: { jane: { password: PASSWORD } }, mailboxes: { jane: [{ bytes: crlf(1) }] }, hooks: rejectLogin(code) });
