@@ -6,6 +6,17 @@
 import { MetricUnit, type Metrics } from '@aws-lambda-powertools/metrics';
 import { NORMAL_STOPS, type DrainReport } from '../lib/drain/report.js';
 
+/**
+ * A login that a person must fix (what the AuthFailures alarm is for): the POP3 server refused
+ * it, or the credentials could not be had for a reason that will not clear by itself — the
+ * token endpoint refused the refresh token (expired, revoked: invalid_grant), the secret is
+ * malformed or not readable. A Secrets Manager or token endpoint outage (retryable) is not one.
+ */
+export function isAuthFailure(report: DrainReport): boolean {
+  if (report.stopReason === 'auth-failed') return true;
+  return report.stopReason === 'credentials-failed' && report.error?.retryable === false;
+}
+
 export function recordReportMetrics(metrics: Metrics, report: DrainReport): void {
   const failed = !NORMAL_STOPS.has(report.stopReason) && !report.retryLater;
   metrics.addMetric('MessagesStored', MetricUnit.Count, report.fetched);
@@ -14,7 +25,7 @@ export function recordReportMetrics(metrics: Metrics, report: DrainReport): void
   metrics.addMetric('RunDurationMs', MetricUnit.Milliseconds, report.durationMs);
   metrics.addMetric('BacklogAgeSeconds', MetricUnit.Seconds, report.backlogAgeSeconds);
   metrics.addMetric('RunFailures', MetricUnit.Count, failed ? 1 : 0);
-  metrics.addMetric('AuthFailures', MetricUnit.Count, report.stopReason === 'auth-failed' ? 1 : 0);
+  metrics.addMetric('AuthFailures', MetricUnit.Count, isAuthFailure(report) ? 1 : 0);
   metrics.addMetric('BusyMailboxes', MetricUnit.Count, report.retryLater ? 1 : 0);
 
   // A single metric is published by each addMetric, which also clears its dimensions: one
