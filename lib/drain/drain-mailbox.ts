@@ -561,26 +561,40 @@ class DrainRun {
         throw error;
       }),
     ]);
+    // The client has checked both listings (numbers from 1, each once).
     if (uidls !== undefined) {
       const byNumber = new Map(uidls.map((u) => [u.number, u.uid]));
-      this.serverMessages = list.map((e) => {
+      const messages: ServerMessage[] = [];
+      for (const e of list) {
         const uidl = byNumber.get(e.number);
-        if (uidl === undefined) {
-          throw new DrainError('CONFIG_INVALID', `server listed message ${e.number} without a UIDL`, { phase: 'list', retryable: true });
-        }
-        return { number: e.number, size: e.size, uidl };
-      });
+        // This message cannot be told apart from the others: it is left alone (not fetched,
+        // not deleted) and reported; the rest of the mailbox drains.
+        if (uidl === undefined) this.leaveAlone(e.number, undefined, `server listed message ${e.number} without a UIDL`);
+        else messages.push({ number: e.number, size: e.size, uidl });
+      }
+      this.serverMessages = messages;
     } else {
       this.uidlSupported = false;
       this.log.warn('server does not support UIDL: identifying messages by a digest of their headers and size');
       this.serverMessages = await this.headerDigestIds(list);
     }
+    // RFC 1939: a unique-id belongs to one message. Two messages sharing one cannot be told
+    // apart (which one did the ledger record?), so neither is fetched or deleted this run.
+    const count = new Map<string, number>();
+    for (const m of this.serverMessages) count.set(m.uidl, (count.get(m.uidl) ?? 0) + 1);
+    const unique: ServerMessage[] = [];
     for (const m of this.serverMessages) {
-      if (this.byUidl.has(m.uidl)) {
-        throw new DrainError('CONFIG_INVALID', `server reported the UIDL "${m.uidl}" twice`, { phase: 'list', retryable: false });
-      }
-      this.byUidl.set(m.uidl, m);
+      if (count.get(m.uidl)! > 1) this.leaveAlone(m.number, m.uidl, `server reported the UIDL "${m.uidl}" for ${count.get(m.uidl)} messages`);
+      else unique.push(m);
     }
+    this.serverMessages = unique;
+    for (const m of unique) this.byUidl.set(m.uidl, m);
+  }
+
+  /** A listed message the run cannot identify safely: reported, never fetched or deleted. */
+  private leaveAlone(number: number, uidl: string | undefined, message: string): void {
+    this.failures.push({ ...(uidl === undefined ? {} : { uidl }), code: 'PROTOCOL_ERROR', phase: 'list', message: `${message}; left on the server`, retryable: false });
+    this.log.warn(`${message}; left on the server`, { number });
   }
 
   /**
@@ -1160,6 +1174,9 @@ class DrainRun {
       this.pendingDeletesSettled = true;
     } catch (error) {
       this.failures.push(failureOf(error));
+      // This run's deletions are noted as pending (above) and must stay so, for the next run
+      // to record them, even if an earlier run's pending deletions were settled at the start.
+      this.pendingDeletesSettled = false;
     }
     this.deleted = deleted.length;
     for (const m of deleted) this.knownAfterRun.delete(m.uidl);

@@ -51,7 +51,8 @@ function withCode(kind: 'ok' | 'err', rest: Buffer): StatusLine {
 
 /** RFC 1939 greeting: `+OK ... <timestamp@host>` when the server supports APOP. */
 export function apopTimestamp(greetingText: string): string | undefined {
-  const m = /<[^<>\s]+@?[^<>\s]*>/.exec(greetingText);
+  // RFC 1939: a msg-id, `<process-ID.clock@hostname>`: an `@` with something on both sides.
+  const m = /<[\x21-\x3b\x3d\x3f-\x7e]+@[\x21-\x3b\x3d\x3f-\x7e]+>/.exec(greetingText);
   return m?.[0];
 }
 
@@ -119,15 +120,40 @@ export function parseListLine(line: string): ListEntry {
   return { number: parseNumber(n, 'LIST line', line), size: parseNumber(size, 'LIST line', line) };
 }
 
-/** `n uid` from UIDL. The uid is 0x21..0x7E per RFC 1939; anything else is refused. */
+/**
+ * `n uid` from UIDL (the line as read, one character per byte). RFC 1939 allows 0x21..0x7E in
+ * a unique-id; some servers send other bytes (UTF-8, say). Rather than refuse the whole
+ * listing (and so the mailbox, run after run), each byte outside that range is written as
+ * `%XX`: the result is printable ASCII and the same every time for the same bytes. (A server
+ * that also used that exact escaped text as another message's unique-id would make the two
+ * look alike: the drain then skips both, see drain-mailbox.ts.)
+ */
 export function parseUidlLine(line: string, maxUidBytes: number): UidlEntry {
-  const m = /^\s*(\d{1,10})\s+(\S+)\s*$/.exec(line);
-  if (m === null) throw new MalformedResponseError(`malformed UIDL line: "${line.slice(0, SHOWN_BYTES)}"`);
-  const uid = m[2]!;
-  if (uid.length > maxUidBytes || !/^[\x21-\x7e]+$/.test(uid)) {
-    throw new MalformedResponseError(`UIDL with an invalid unique-id: "${line.slice(0, SHOWN_BYTES)}"`);
+  const m = /^[ \t]*(\d{1,10})[ \t]+([^ \t]+)[ \t]*$/.exec(line);
+  if (m === null) throw new MalformedResponseError(`malformed UIDL line: "${shownText(line)}"`);
+  const raw = m[2]!;
+  if (raw.length > maxUidBytes) throw new MalformedResponseError(`UIDL with a unique-id longer than ${maxUidBytes} bytes: "${shownText(line)}"`);
+  const uid = /^[\x21-\x7e]+$/.test(raw) ? raw : raw.replace(/[^\x21-\x7e]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase().padStart(2, '0')}`);
+  if (uid.length > maxUidBytes) throw new MalformedResponseError(`UIDL with a unique-id longer than ${maxUidBytes} bytes once escaped: "${shownText(line)}"`);
+  return { number: parseNumber(m[1], 'UIDL line', line), uid };
+}
+
+/** A line for an error message: printable ASCII only, and short. */
+function shownText(line: string): string {
+  return line.slice(0, SHOWN_BYTES).replace(/[^\x20-\x7e]/g, '?');
+}
+
+/**
+ * Check a LIST or UIDL listing: message numbers start at 1 and each appears once (RFC 1939).
+ * A listing that breaks this cannot be trusted to say which message a number means.
+ */
+export function checkListingNumbers(entries: ReadonlyArray<{ number: number }>, what: string): void {
+  const seen = new Set<number>();
+  for (const e of entries) {
+    if (e.number < 1) throw new MalformedResponseError(`${what} listed message number ${e.number} (numbers start at 1)`);
+    if (seen.has(e.number)) throw new MalformedResponseError(`${what} listed message number ${e.number} twice`);
+    seen.add(e.number);
   }
-  return { number: Number(m[1]), uid };
 }
 
 /** `count size` from STAT. */

@@ -366,6 +366,44 @@ describe('deletions recorded even when the run dies after QUIT', () => {
   });
 });
 
+describe('deletions recorded even when the run dies after QUIT, with an earlier run\'s deletions pending too', () => {
+  it('settling the earlier deletions does not drop this run\'s, when recording this run\'s fails', async () => {
+    const { user } = await newUser(Array.from({ length: 2 }, (_, i) => testMessage(i, 'pd2a')));
+    const { adapters } = await outDir();
+    const mailbox = dovecotMailbox(dovecot, user, { deletePolicy: { mode: 'delete' } });
+    const ledger = adapters.ledger;
+    const { DrainError } = await import('../../lib/drain/errors.js');
+    let calls = 0;
+    // markDeleted fails on the listed calls (1-based, counted over all runs).
+    const failing = (failOn: number[]): typeof ledger => {
+      const l = Object.create(ledger) as typeof ledger;
+      l.markDeleted = async (...args: Parameters<typeof ledger.markDeleted>) => {
+        calls += 1;
+        if (failOn.includes(calls)) throw new DrainError('LEDGER_FAILED', 'power cut', { phase: 'ledger', retryable: true });
+        return ledger.markDeleted(...args);
+      };
+      return l;
+    };
+    // Run 1 deletes two messages and cannot record it: they stay pending.
+    await run(mailbox, ports(adapters, { ledger: failing([1]) }));
+    const first = (await ledger.getMailboxState(mailbox.id)).pendingDeletes!;
+    expect(first).toHaveLength(2);
+    // Run 2 records run 1's deletions (call 2), deletes two new messages, and cannot record those (call 3).
+    await dovecot.deliverMany(user, Array.from({ length: 2 }, (_, i) => testMessage(i, 'pd2b')));
+    const r2 = await run(mailbox, ports(adapters, { ledger: failing([3]) }));
+    expect(r2.deleted).toBe(2);
+    const second = (await ledger.getMailboxState(mailbox.id)).pendingDeletes;
+    expect(second).toHaveLength(2);
+    expect(second!.some((u) => first.includes(u))).toBe(false);
+    // Run 3 records them: every entry of the four deleted messages has deletedAt and expiresAt.
+    await run(mailbox, ports(adapters));
+    expect((await ledger.getMailboxState(mailbox.id)).pendingDeletes).toBeUndefined();
+    const entries = await ledger.lookup(mailbox.id, [...first, ...second!]);
+    expect(entries.size).toBe(4);
+    expect([...entries.values()].every((e) => e.deletedAt !== undefined && e.expiresAt !== undefined)).toBe(true);
+  });
+});
+
 describe('against the scripted server', () => {
   let server: Pop3TestServer | undefined;
   afterEach(async () => {
@@ -407,6 +445,50 @@ describe('against the scripted server', () => {
     expect(server.mailboxes.jane!.filter((m) => m.deleted !== true).map((m) => m.uid)).toEqual(['big1']);
     const skippedEvents = (await eventsOf(out)).filter((e) => e['detail-type'] === 'Email Skipped');
     expect(skippedEvents).toHaveLength(1);
+    await server.close();
+    server = undefined;
+  });
+
+  it('messages sharing one UIDL are left on the server and reported; the rest of the mailbox drains, run after run', async () => {
+    server = await startPop3Server({
+      users: { jane: { password: PASSWORD } },
+      mailboxes: { jane: [{ bytes: crlf(1), uid: 'dup' }, { bytes: crlf(2), uid: 'x' }, { bytes: crlf(3), uid: 'dup' }] },
+    });
+    const { adapters } = await outDir();
+    passwords.jane = PASSWORD;
+    const mailbox = scriptedMailbox(server, { deletePolicy: { mode: 'delete' } });
+    for (let i = 0; i < 2; i++) {
+      const r = await run(mailbox, ports(adapters));
+      expect(r.stopReason).toBe('complete');
+      expect(r.failures.map((f) => [f.code, f.phase])).toEqual([
+        ['PROTOCOL_ERROR', 'list'],
+        ['PROTOCOL_ERROR', 'list'],
+      ]);
+      expect(r.failures[0]!.message).toMatch(/UIDL "dup" for 2 messages; left on the server/);
+      // The first run stores and deletes "x"; neither run touches the two "dup" messages.
+      expect([r.fetched, r.deleted]).toEqual(i === 0 ? [1, 1] : [0, 0]);
+    }
+    expect(server.mailboxes.jane!.filter((m) => m.deleted !== true).map((m) => m.uid)).toEqual(['dup', 'dup']);
+    await server.close();
+    server = undefined;
+  });
+
+  it('a UIDL with bytes outside printable ASCII is escaped (%XX), not a reason to refuse the mailbox', async () => {
+    server = await startPop3Server({
+      users: { jane: { password: PASSWORD } },
+      mailboxes: { jane: [{ bytes: crlf(1), uid: 'café' }, { bytes: crlf(2), uid: 'ok1' }] },
+    });
+    const { out, adapters } = await outDir();
+    passwords.jane = PASSWORD;
+    const mailbox = scriptedMailbox(server);
+    const r1 = await run(mailbox, ports(adapters));
+    expect(r1).toMatchObject({ stopReason: 'complete', fetched: 2, ok: true });
+    const uidls = (await eventsOf(out)).filter((e) => e['detail-type'] === 'Email Stored').map((e) => (e.detail as { uidl: string }).uidl);
+    expect(uidls.sort()).toEqual(['caf%C3%A9', 'ok1']);
+    for (const e of await eventsOf(out)) expect(validateEventEnvelope(e)).toEqual([]);
+    // The same bytes give the same id next time: nothing is fetched again.
+    const r2 = await run(mailbox, ports(adapters));
+    expect(r2).toMatchObject({ fetched: 0, alreadyKnown: 2 });
     await server.close();
     server = undefined;
   });
