@@ -10,7 +10,7 @@
 import net from 'node:net';
 import { Readable } from 'node:stream';
 import tls from 'node:tls';
-import { commands, saslResponseLine, type Command } from './command.js';
+import { CommandArgumentError, commands, saslResponseLine, type Command } from './command.js';
 import { errorFromStatus, Pop3Error, type Pop3ErrorCode, type Pop3Phase } from './errors.js';
 import { LineTooLongError, ResponseFramer } from './framer.js';
 import {
@@ -25,6 +25,7 @@ import {
   limitExceeded,
   MAX_CHALLENGE_LINE_BYTES,
   MAX_LISTING_BYTES,
+  MAX_SASL_CHALLENGES,
   MAX_STATUS_LINE_BYTES,
   MAX_UIDL_BYTES,
   QUIT_TIMEOUT_MS,
@@ -194,6 +195,12 @@ interface Pending {
   phase: Pop3Phase;
   timeoutMs: number;
   sent: boolean;
+  /**
+   * When the wait for this command's status line began: when it was sent, or when the response
+   * before it in the pipeline was complete. `timeoutMs` runs from here to the end of the status
+   * line (for AUTH: to the end of the exchange), however slowly its bytes arrive.
+   */
+  waitingSince: number;
   /** RETR/TOP whose consumer went away: the body is read and dropped. */
   discard: boolean;
   handler: ResponseHandler;
@@ -220,6 +227,8 @@ interface Pending {
   sasl?: SaslSession;
   /** Set when the client cancelled the exchange; reported instead of the server's -ERR. */
   saslError?: Pop3Error;
+  /** For 'sasl': challenges received so far (at most MAX_SASL_CHALLENGES). */
+  challenges?: number;
 }
 
 type State = 'new' | 'connecting' | 'authorization' | 'transaction' | 'closing' | 'closed';
@@ -282,7 +291,11 @@ export class Pop3Client {
   private readonly queue: Pending[] = [];
   private outgoing: string[] = [];
   private flushScheduled = false;
-  /** When the server last sent something (or we last wrote, or stopped waiting): for timeouts. */
+  /**
+   * When the server last sent something (or we last wrote, or stopped waiting): for the
+   * inactivity timeout in the middle of a body or listing. Status lines have their own
+   * deadline (`Pending.waitingSince`).
+   */
   private lastActivity = 0;
   private watchdog: NodeJS.Timeout | undefined;
   private readonly fullStreams = new Set<BodyStream>();
@@ -421,6 +434,7 @@ export class Pop3Client {
         settled = true;
         clearTimeout(timer);
         socket.removeListener('error', onError);
+        socket.removeListener('close', onClose);
         socket.removeListener(implicit ? 'secureConnect' : 'connect', onConnect);
         if (error !== undefined) {
           socket.destroy();
@@ -431,6 +445,12 @@ export class Pop3Client {
       };
       const onError = (err: Error): void => done(mapSocketError(err, implicit ? 'tls' : 'connect', host, port));
       const onConnect = (): void => done();
+      // fail() (an abort) destroys the socket without an error: it emits 'close' only.
+      const onClose = (): void =>
+        done(
+          this.failure ??
+            new Pop3Error('CONNECTION_CLOSED', `connection to ${host}:${port} closed while connecting`, { phase: 'connect' }),
+        );
       const timer = setTimeout(
         () =>
           done(
@@ -441,6 +461,7 @@ export class Pop3Client {
         this.timeouts.connectMs,
       );
       socket.once('error', onError);
+      socket.once('close', onClose);
       socket.once(implicit ? 'secureConnect' : 'connect', onConnect);
       this.socket = socket; // so fail() during connect destroys it
     });
@@ -485,6 +506,7 @@ export class Pop3Client {
         phase: 'greeting',
         timeoutMs: this.timeouts.greetingMs,
         sent: true,
+        waitingSince: performance.now(),
         discard: false,
         handler: { onOk: resolve, onErr: reject },
       });
@@ -500,6 +522,8 @@ export class Pop3Client {
       if (error instanceof Pop3Error && error.code === 'COMMAND_FAILED') {
         this.caps = NO_CAPABILITIES; // RFC 1939-only server
         this.capaAnswered = false;
+        // Nothing learned earlier (e.g. a plaintext CAPA before STLS) may keep pipelining on.
+        this.pipeliningActive = false;
         return;
       }
       throw error;
@@ -543,9 +567,21 @@ export class Pop3Client {
           }),
         );
       }, this.timeouts.tlsUpgradeMs);
+      // fail() (an abort) destroys the plain socket without an error: the TLS socket then
+      // emits 'close' only. Settle on it rather than waiting for the timer.
+      const onClose = (): void => {
+        clearTimeout(timer);
+        reject(
+          this.failure ??
+            new Pop3Error('CONNECTION_CLOSED', `${this.host}:${this.port} closed the connection during the STLS handshake`, {
+              phase: 'stls',
+            }),
+        );
+      };
       secureSocket.once('secureConnect', () => {
         clearTimeout(timer);
         secureSocket.removeAllListeners('error');
+        secureSocket.removeListener('close', onClose);
         resolve(secureSocket);
       });
       secureSocket.once('error', (err) => {
@@ -553,10 +589,15 @@ export class Pop3Client {
         secureSocket.destroy();
         reject(mapSocketError(err, 'stls', this.host, this.port));
       });
+      secureSocket.once('close', onClose);
       plain.once('close', () => this.socket === plain && secureSocket.destroy());
     });
     this.attach(upgraded);
     this.secure = true;
+    // What the server said before TLS was open to tampering: only the CAPA that follows counts.
+    this.caps = NO_CAPABILITIES;
+    this.capaAnswered = false;
+    this.pipeliningActive = false;
     this.traceInfo(`TLS established: ${upgraded.getProtocol() ?? '?'}`);
   }
 
@@ -621,10 +662,11 @@ export class Pop3Client {
         await this.runSasl(session);
       }
     } catch (error) {
-      if (error instanceof SaslError) {
-        throw this.failWith(new Pop3Error('AUTH_FAILED', error.message, { phase: 'auth', cause: error }));
-      }
-      throw error;
+      if (error instanceof Pop3Error) throw error;
+      // Credentials the client cannot send (CR/LF in a user name, characters SASLprep refuses)
+      // or any other client-side failure: a typed error, and the session is not used further.
+      const secret = isTokenCredentials(credentials) ? credentials.accessToken : credentials.password;
+      throw this.failWith(authFailure(error, secret));
     }
     this.state = 'transaction';
     this.traceInfo(`authenticated with ${method}`);
@@ -640,6 +682,7 @@ export class Pop3Client {
         phase: 'auth',
         timeoutMs: this.timeouts.authMs,
         sent: false,
+        waitingSince: 0,
         discard: false,
         sasl: session,
         handler: {
@@ -832,7 +875,7 @@ export class Pop3Client {
   private single(command: Command, phase: Pop3Phase, timeoutMs: number): Promise<string> {
     return handled(
       new Promise<string>((resolve, reject) => {
-        this.enqueue({ command, phase, timeoutMs, sent: false, discard: false, handler: { onOk: resolve, onErr: reject } });
+        this.enqueue({ command, phase, timeoutMs, sent: false, waitingSince: 0, discard: false, handler: { onOk: resolve, onErr: reject } });
       }),
     );
   }
@@ -845,6 +888,7 @@ export class Pop3Client {
           phase,
           timeoutMs: this.timeouts.commandMs,
           sent: false,
+          waitingSince: 0,
           discard: false,
           chunks: [],
           bytes: 0,
@@ -864,6 +908,7 @@ export class Pop3Client {
         phase: 'transaction',
         timeoutMs: this.timeouts.commandMs,
         sent: false,
+        waitingSince: 0,
         discard: false,
         handler: { onOk: noop, onErr: reject },
         messageNumber: n,
@@ -921,12 +966,14 @@ export class Pop3Client {
     // Refill the window in batches: wait until half of it has been answered, so commands go out
     // in few writes (one TLS record each) rather than one write per answered command.
     if (window > 1 && this.inflight.length > window >> 1) return;
+    let now = 0;
     while (this.queue.length > 0 && this.inflight.length < window) {
       const next = this.queue[0]!;
       if (next.command?.shape === 'sasl' && this.inflight.length > 0) break;
       this.queue.shift();
       this.inflight.push(next);
       next.sent = true;
+      next.waitingSince = now === 0 ? (now = performance.now()) : now;
       this.trace('client', next.command!.logForm);
       this.outgoing.push(next.command!.wire);
     }
@@ -993,6 +1040,17 @@ export class Pop3Client {
 
     if (status.kind === 'continue') {
       this.trace('server', status.payload.length === 0 ? '+' : '+ ****');
+      head.challenges = (head.challenges ?? 0) + 1;
+      // The exchange is bounded in time (authMs from sending AUTH, see checkTimeout) and in
+      // challenges: a server must not keep it going, nor go on after the client cancelled it.
+      if (head.saslError !== undefined || head.challenges > MAX_SASL_CHALLENGES) {
+        const why =
+          head.saslError !== undefined
+            ? `server went on with the exchange after the client cancelled it (${head.saslError.message})`
+            : `server sent more than ${MAX_SASL_CHALLENGES} challenges`;
+        this.fail(new Pop3Error('PROTOCOL_ERROR', `${logForm}: ${why}`, { phase: 'auth', command: logForm }));
+        return false;
+      }
       this.framer.maxLineBytes = MAX_CHALLENGE_LINE_BYTES;
       void this.answerChallenge(head, status.payload).catch((error: unknown) => this.fail(toPop3Error(error, 'auth')));
       return true;
@@ -1094,6 +1152,9 @@ export class Pop3Client {
   }
 
   private afterResponse(): void {
+    // The next command in the pipeline waits for its status line from now (this chunk's arrival).
+    const next = this.inflight[0];
+    if (next !== undefined) next.waitingSince = this.lastActivity;
     if (this.queue.length > 0) this.pump();
   }
 
@@ -1124,15 +1185,21 @@ export class Pop3Client {
     if (head === undefined || this.fullStreams.size > 0 || this.state === 'closed') {
       // Nothing expected from the server, or we hold it back: silence is not its fault.
       this.lastActivity = now;
+      if (head !== undefined) head.waitingSince = now;
       return;
     }
+    // In a body or listing: inactivity. Before the status line (and through a whole SASL
+    // exchange): a deadline that bytes trickling in or challenges do not extend.
     const reading = this.framer.readingBody;
     const limit = reading ? this.timeouts.bodyIdleMs : head.timeoutMs;
-    if (limit <= 0 || now - this.lastActivity < limit) return;
+    const since = reading ? this.lastActivity : head.waitingSince;
+    if (limit <= 0 || now - since < limit) return;
     const what = head.command?.logForm ?? 'the greeting';
     let code: Pop3ErrorCode = 'COMMAND_TIMEOUT';
     let message = `no answer to ${what} within ${limit} ms`;
-    if (reading) {
+    if (head.command?.shape === 'sasl' && (head.challenges ?? 0) > 0) {
+      message = `the ${what} exchange did not complete within ${limit} ms (${head.challenges} challenges)`;
+    } else if (reading) {
       code = 'BODY_TIMEOUT';
       message = `server stopped sending in the middle of the response to ${what} (silent for ${limit} ms)`;
     } else if (head.phase === 'greeting') {
@@ -1264,6 +1331,20 @@ function mapSocketError(err: Error & { code?: string }, phase: Pop3Phase, host: 
     return new Pop3Error('CONNECT_FAILED', `cannot connect to ${host}:${port}: ${err.message}`, { phase, cause: err });
   }
   return new Pop3Error('CONNECTION_CLOSED', `connection to ${host}:${port} failed: ${err.message}`, { phase, cause: err });
+}
+
+/**
+ * A login failure that is not the server's answer: credentials the client refuses to send
+ * (AUTH_FAILED) or anything unexpected (PROTOCOL_ERROR). Never retryable; the secret never
+ * appears in the message (nor, when the original message held it, as the cause).
+ */
+function authFailure(error: unknown, secret: string): Pop3Error {
+  if (error instanceof Pop3Error) return error;
+  const raw = error instanceof Error ? error.message : String(error);
+  const leaked = secret.length > 0 && raw.includes(secret);
+  const message = leaked ? raw.split(secret).join('****') : raw;
+  const code: Pop3ErrorCode = error instanceof SaslError || error instanceof CommandArgumentError ? 'AUTH_FAILED' : 'PROTOCOL_ERROR';
+  return new Pop3Error(code, `login failed: ${message}`, { phase: 'auth', retryable: false, ...(leaked ? {} : { cause: error }) });
 }
 
 function toPop3Error(error: unknown, phase: Pop3Phase): Pop3Error {

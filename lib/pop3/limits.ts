@@ -8,9 +8,16 @@ import { Pop3Error, type Pop3Phase } from './errors.js';
 export const CONNECT_TIMEOUT_MS = 15_000;
 /** From connected to the end of the greeting line. */
 export const GREETING_TIMEOUT_MS = 15_000;
-/** From sending a command (or from the previous response completing, when pipelined) to its status line. */
+/**
+ * From sending a command (or from the previous response completing, when pipelined) to the end
+ * of its status line: bytes trickling in do not extend it.
+ */
 export const COMMAND_TIMEOUT_MS = 30_000;
-/** Authentication may be slowed down on purpose by servers after failures. */
+/**
+ * Authentication may be slowed down on purpose by servers after failures. For each of USER,
+ * PASS and APOP as for a command; for AUTH, the whole SASL exchange from sending AUTH to the
+ * final status line, however many challenges the server sends.
+ */
 export const AUTH_TIMEOUT_MS = 45_000;
 /** Longest silence in the middle of a multi-line response (message bodies, listings). */
 export const BODY_IDLE_TIMEOUT_MS = 60_000;
@@ -26,6 +33,11 @@ export const QUIT_TIMEOUT_MS = 15_000;
 export const MAX_STATUS_LINE_BYTES = 8_192;
 /** Longest SASL challenge line (`+ base64`), e.g. an XOAUTH2 error JSON. */
 export const MAX_CHALLENGE_LINE_BYTES = 16_384;
+/**
+ * Most `+ ` challenges one AUTH exchange may bring (the longest real exchange, SCRAM, has two,
+ * plus an error challenge at most). More is a server keeping the exchange going forever.
+ */
+export const MAX_SASL_CHALLENGES = 8;
 /** Longest single line inside a listing (CAPA, LIST, UIDL). */
 export const MAX_LISTING_LINE_BYTES = 8_192;
 /** Total size of one collected listing (a UIDL of a million messages is ~30 MB). */

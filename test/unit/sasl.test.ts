@@ -2,7 +2,8 @@ import { describe, expect, it } from 'vitest';
 import { apopDigest } from '../../lib/pop3/apop.js';
 import { commands, REDACTED } from '../../lib/pop3/command.js';
 import { cramMd5Session } from '../../lib/pop3/sasl/cram-md5.js';
-import { chooseAuthMethod } from '../../lib/pop3/sasl/mechanism.js';
+import { loginSession } from '../../lib/pop3/sasl/login.js';
+import { chooseAuthMethod, SaslError } from '../../lib/pop3/sasl/mechanism.js';
 import { MAX_AUTH_LINE_OCTETS, oauthBearerSession, xoauth2Session } from '../../lib/pop3/sasl/oauth.js';
 import { plainSession } from '../../lib/pop3/sasl/plain.js';
 import { saslprep } from '../../lib/pop3/sasl/saslprep.js';
@@ -132,5 +133,48 @@ describe('commands', () => {
     expect(() => commands.user('bob\r\nDELE 1')).toThrow(/CR, LF/);
     expect(() => commands.pass('a\nb')).toThrow(/CR, LF/);
     expect(() => commands.retr(0)).toThrow(/message number/);
+  });
+});
+
+describe('mechanisms do not answer a challenge they have no answer for', () => {
+  it('PLAIN sends the credentials once: never again after the initial response', () => {
+    const s = plainSession('jane', 'secret');
+    s.initialResponse();
+    expect(() => s.respond('')).toThrow(SaslError);
+    // Without an initial response: one empty challenge is answered, nothing after it.
+    const asked = plainSession('jane', 'secret');
+    expect(unb64(asked.respond('') as string)).toBe('\0jane\0secret');
+    expect(() => asked.respond('')).toThrow(SaslError);
+    expect(() => plainSession('jane', 'secret').respond(b64('more?'))).toThrow(SaslError);
+  });
+
+  it('LOGIN cancels a third challenge, CRAM-MD5 a second', () => {
+    const login = loginSession('jane', 'secret');
+    login.respond(b64('Username:'));
+    login.respond(b64('Password:'));
+    expect(() => login.respond(b64('Again:'))).toThrow(SaslError);
+    const cram = cramMd5Session('tim', 'tanstaaftanstaaf');
+    cram.respond(b64('<1896.697170952@postoffice.reston.mci.net>'));
+    expect(() => cram.respond(b64('<1897.697170952@postoffice.reston.mci.net>'))).toThrow(SaslError);
+  });
+
+  it('XOAUTH2 and OAUTHBEARER answer one error challenge, then cancel', () => {
+    for (const s of [xoauth2Session('u', 'tok'), oauthBearerSession('u', 'tok')]) {
+      if (s.initialResponse() === undefined) s.respond('');
+      s.respond(b64('{"status":"401"}'));
+      expect(() => s.respond(b64('{"status":"401"}'))).toThrow(SaslError);
+      expect(() => s.respond('')).toThrow(SaslError);
+    }
+  });
+
+  it('saslprep refuses prohibited characters with a SaslError that does not echo the input', () => {
+    let error: unknown;
+    try {
+      saslprep('s\u00e9cret\u0007');
+    } catch (e) {
+      error = e;
+    }
+    expect(error).toBeInstanceOf(SaslError);
+    expect((error as Error).message).not.toContain('cret');
   });
 });

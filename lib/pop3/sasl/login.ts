@@ -1,4 +1,4 @@
-import type { SaslSession } from './mechanism.js';
+import { SaslError, type SaslSession } from './mechanism.js';
 
 /**
  * The LOGIN mechanism (draft-murchison-sasl-login): the server asks for the user name, then for
@@ -13,7 +13,8 @@ export function loginSession(user: string, password: string): SaslSession {
       step += 1;
       if (step === 1) return Buffer.from(user, 'utf8').toString('base64');
       if (step === 2) return Buffer.from(password, 'utf8').toString('base64');
-      return '*'; // a third challenge is not part of LOGIN: cancel
+      // A third challenge is not part of LOGIN: cancel (the client sends "*").
+      throw new SaslError('LOGIN: server sent more than two challenges');
     },
   };
 }

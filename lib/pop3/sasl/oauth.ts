@@ -1,4 +1,4 @@
-import type { SaslSession } from './mechanism.js';
+import { SaslError, type SaslSession } from './mechanism.js';
 
 /**
  * OAuth2 bearer mechanisms. A server that refuses the token answers with a continuation
@@ -39,6 +39,7 @@ function oauthSession(
   allowInitialResponse: boolean,
 ): SaslSession {
   let sentToken = false;
+  let answeredError = false;
   let detail: string | undefined;
   const fitsInline = allowInitialResponse && `AUTH ${mechanism} ${payload}`.length + 2 <= MAX_AUTH_LINE_OCTETS;
   return {
@@ -53,6 +54,10 @@ function oauthSession(
         sentToken = true;
         return payload;
       }
+      // The error challenge is answered once; the server must then send -ERR. Another challenge
+      // cancels the exchange rather than answering it over and over.
+      if (answeredError) throw new SaslError(`${mechanism}: server sent another challenge after its error`);
+      answeredError = true;
       detail = challenge.length > 0 ? describeOAuthError(challenge) : 'server refused the token';
       return errorAnswer;
     },

@@ -4,6 +4,7 @@
  * result is NFKC-normalized, and control characters are refused. Pure-ASCII printable input
  * (nearly every real password) passes unchanged.
  */
+import { SaslError } from './mechanism.js';
 
 // RFC 3454 C.1.2 (non-ASCII space characters).
 const NON_ASCII_SPACE = /[\u00a0\u1680\u2000-\u200b\u202f\u205f\u3000]/g;
@@ -16,6 +17,6 @@ const PROHIBITED = /[\u0000-\u001f\u007f-\u009f\u06dd\u070f\u180e\u200e\u200f\u2
 export function saslprep(input: string): string {
   if (/^[\x20-\x7e]*$/.test(input)) return input;
   const mapped = input.replace(NON_ASCII_SPACE, ' ').replace(MAPPED_TO_NOTHING, '').normalize('NFKC');
-  if (PROHIBITED.test(mapped)) throw new Error('string contains characters SASLprep prohibits');
+  if (PROHIBITED.test(mapped)) throw new SaslError('user name or password contains characters SASLprep prohibits (control or private-use characters)');
   return mapped;
 }
