@@ -41,6 +41,7 @@ import {
   parseStat,
   parseStatusLine,
   parseUidlLine,
+  checkListingNumbers,
   splitListing,
   type Capabilities,
   type ListEntry,
@@ -745,7 +746,11 @@ export class Pop3Client {
   async list(): Promise<ListEntry[]> {
     this.assertState('transaction', 'LIST');
     const data = await this.listing(commands.list(), 'transaction');
-    return this.parse(() => splitListing(data).map(parseListLine), 'LIST');
+    return this.parse(() => {
+      const entries = splitListing(data).map(parseListLine);
+      checkListingNumbers(entries, 'LIST');
+      return entries;
+    }, 'LIST');
   }
 
   async listOne(n: number): Promise<ListEntry> {
@@ -757,7 +762,11 @@ export class Pop3Client {
   async uidl(): Promise<UidlEntry[]> {
     this.assertState('transaction', 'UIDL');
     const data = await this.listing(commands.uidl(), 'transaction');
-    return this.parse(() => splitListing(data).map((l) => parseUidlLine(l, MAX_UIDL_BYTES)), 'UIDL');
+    return this.parse(() => {
+      const entries = splitListing(data).map((l) => parseUidlLine(l, MAX_UIDL_BYTES));
+      checkListingNumbers(entries, 'UIDL');
+      return entries;
+    }, 'UIDL');
   }
 
   async uidlOne(n: number): Promise<UidlEntry> {

@@ -381,6 +381,22 @@ describe('broken servers', () => {
     await expectPop3Error(c4.uidl(), 'PROTOCOL_ERROR');
   });
 
+  it('refuses a listing with message number 0 or a number listed twice (which message would a number mean?)', async () => {
+    const cases: Array<[string, string[], RegExp]> = [
+      ['UIDL', ['+OK', '1 aaa', '1 bbb', '2 ccc', '.'], /UIDL listed message number 1 twice/],
+      ['UIDL', ['+OK', '0 aaa', '1 bbb', '.'], /UIDL listed message number 0/],
+      ['LIST', ['+OK', '1 10', '2 20', '2 30', '.'], /LIST listed message number 2 twice/],
+    ];
+    for (const [command, lines, message] of cases) {
+      const s = await server({ hooks: respondWith(command, lines) });
+      const c = await Pop3Client.connect(clientOptions(s));
+      await c.login({ user: 'jane', password: PASSWORD });
+      const error = await expectPop3Error(command === 'UIDL' ? c.uidl() : c.list(), 'PROTOCOL_ERROR');
+      expect(error.message).toMatch(message);
+      expect(c.isClosed).toBe(true);
+    }
+  });
+
   it('fails a greeting that is -ERR, with its response code', async () => {
     const s = await server({ greeting: '-ERR [SYS/TEMP] maintenance' });
     const error = await expectPop3Error(Pop3Client.connect(clientOptions(s)), 'SYS_TEMP');
