@@ -493,17 +493,9 @@ export class FileMessageStore implements MessageStore {
 
   private putHeld(target: { dir: string; path: string }, chunks: readonly Buffer[], summary: MessageSummary): Promise<StoredObject> {
     const tempPath = `${target.dir}${sep}.tmp-${process.pid}-${this.nonce}-${++this.counter}.part`;
+    // Known as ours while the worker has it, so cleanupTemp leaves it alone.
     this.active.add(tempPath);
-    return this.commitWorker.commit({ temp: tempPath, final: target.path, data: chunks, mode: FILE_MODE }).then(
-      (result) => {
-        this.active.delete(tempPath);
-        return this.heldCommitted(result, target.path, summary);
-      },
-      (error: unknown) => {
-        this.active.delete(tempPath);
-        throw storeError('commit', tempPath, error);
-      },
-    );
+    return this.commitHeld(tempPath, target.path, chunks, summary).finally(() => this.active.delete(tempPath));
   }
 
   private async putStreamed(
