@@ -43,7 +43,6 @@ export { CommandLineTooLongError, ConnectionClosedError, ReadLineTimeoutError } 
 export { dotStuff, encodeMultilineBody, extractTop } from './wire.js';
 export { matchesCommand, type AfterAnswer, type CommandMatcher } from './command-matcher.js';
 export {
-  greetWith,
   respondWith,
   silentAfter,
   silentGreeting,

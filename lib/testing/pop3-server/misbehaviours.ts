@@ -63,19 +63,3 @@ export function silentGreeting(): Pop3ServerHooks {
     },
   };
 }
-
-/**
- * Sends `greeting` (a line, CRLF added; or raw bytes) instead of the normal one, then ends,
- * destroys, resets or falls silent. For a different greeting followed by a normal session,
- * use the `greeting` option instead.
- */
-export function greetWith(greeting: string | Buffer, then: Exclude<AfterAnswer, 'continue'> = 'end'): Pop3ServerHooks {
-  return {
-    async onConnect(conn) {
-      if (Buffer.isBuffer(greeting)) await conn.write(greeting);
-      else await conn.writeLine(greeting);
-      await applyAfter(conn, then);
-      return true;
-    },
-  };
-}
