@@ -7,7 +7,7 @@ import { spawn } from 'node:child_process';
 import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { startPop3Server, type MailboxMessage } from '../lib/testing/pop3-server.js';
+import { startPop3Server, type MailboxMessage } from '../lib/testing/pop3-server/index.js';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 const out = resolve(process.cwd(), 'demo-output');
