@@ -2,11 +2,13 @@
  * How the mailbox file reaches the Lambdas: copied into each bundle (`POPDRAIN_CONFIG_PATH`)
  * or shipped as an S3 asset they read at cold start (`POPDRAIN_CONFIG_S3_URI`). A CA file
  * named in the config (`tlsOptions.caFile`) is a path on the synthesizing machine, so its PEM
- * is inlined into the shipped copy (`inlineCaFiles`).
+ * is inlined into the shipped copy (`inlineCaFiles`), which is staged inside the cloud
+ * assembly (cdk.out) and nowhere else.
  */
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { createHash } from 'node:crypto';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
+import { Stage } from 'aws-cdk-lib';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import { Asset } from 'aws-cdk-lib/aws-s3-assets';
 import type { Construct } from 'constructs';
@@ -60,7 +62,7 @@ export class MailboxConfigDelivery {
   public readonly asset?: Asset;
 
   constructor(scope: Construct, props: MailboxConfigDeliveryProps) {
-    this.stagedPath = stageConfig(props.configPath, props.mailboxes);
+    this.stagedPath = stageConfig(scope, props.configPath, props.mailboxes);
     if (props.configDelivery === 's3') {
       this.asset = new Asset(scope, 'MailboxConfig', { path: this.stagedPath });
     }
@@ -84,11 +86,22 @@ export class MailboxConfigDelivery {
   }
 }
 
-function stageConfig(configPath: string, mailboxes: readonly ConfiguredMailbox[]): string {
+/**
+ * The path of the file to ship: the mailbox file itself, or, when CA files are inlined, a copy
+ * in the cloud assembly's directory (cdk.out), beside the assets CDK stages there. Its folder
+ * is named by the content's hash (the same file in the same place at every synth) and nothing
+ * is written outside cdk.out; the file keeps the name `mailboxes.json`, so the asset staged from it
+ * (and its hash) is what it was when the copy lived in a temp folder.
+ */
+function stageConfig(scope: Construct, configPath: string, mailboxes: readonly ConfiguredMailbox[]): string {
   const inlined = inlineCaFiles(readFileSync(configPath, 'utf8'), mailboxes);
   if (inlined === undefined) return resolve(configPath);
-  const dir = mkdtempSync(join(tmpdir(), 'popdrain-config-'));
+  const stage = Stage.of(scope);
+  if (stage === undefined) throw new Error('PopDrain: must be defined within an App or a Stage (its mailbox file is staged in the cloud assembly)');
+  const digest = createHash('sha256').update(inlined).digest('hex').slice(0, 32);
+  const dir = join(stage.assetOutdir, `popdrain-config.${digest}`);
   const staged = join(dir, BUNDLED_CONFIG_NAME);
+  mkdirSync(dir, { recursive: true });
   writeFileSync(staged, inlined);
   return staged;
 }
