@@ -1,0 +1,152 @@
+/**
+ * What the scheduler and the drainers share: the runtime and the esbuild bundling, a log
+ * group and a role per function, the role's base statements and the common environment.
+ *
+ * Builds in the given scope (the PopDrain), not in a construct of its own, so every function,
+ * role and log group keeps its logical ID (`<PopDrain>/<id>`, `<id>Role`, `<id>Logs`).
+ */
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { RemovalPolicy } from 'aws-cdk-lib';
+import type * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
+import * as iam from 'aws-cdk-lib/aws-iam';
+import * as lambda from 'aws-cdk-lib/aws-lambda';
+import { NodejsFunction, OutputFormat } from 'aws-cdk-lib/aws-lambda-nodejs';
+import * as logs from 'aws-cdk-lib/aws-logs';
+import type { Construct } from 'constructs';
+import { BUNDLED_CONFIG_NAME, type MailboxConfigDelivery } from './mailbox-config.js';
+import { METRIC_NAMESPACE, SERVICE_NAME } from './metrics.js';
+import type { PopDrainLogLevel } from './pop-drain-props.js';
+
+/** The repository root: the Lambda entries, the lock file and the esbuild project root. */
+const PROJECT_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
+export const SCHEDULER_ENTRY = join(PROJECT_ROOT, 'lambdas', 'scheduler.ts');
+export const DRAINER_ENTRY = join(PROJECT_ROOT, 'lambdas', 'drainer.ts');
+const LOCK_FILE = join(PROJECT_ROOT, 'package-lock.json');
+
+/**
+ * ESM bundles still meet CommonJS dependencies that call `require` (Node built-ins): give them
+ * one. The name is unusual so no bundled module's own top-level binding collides with it.
+ */
+const CREATE_REQUIRE_BANNER =
+  "import { createRequire as __popdrainCreateRequire } from 'node:module'; const require = __popdrainCreateRequire(import.meta.url);";
+
+function shellQuote(path: string): string {
+  return process.platform === 'win32' ? `"${path}"` : `'${path.replace(/'/g, `'\\''`)}'`;
+}
+
+function copyCommand(from: string, to: string): string {
+  return `${process.platform === 'win32' ? 'copy /Y' : 'cp'} ${shellQuote(from)} ${shellQuote(to)}`;
+}
+
+export type FunctionOptions = Pick<
+  lambda.FunctionOptions,
+  'description' | 'memorySize' | 'timeout' | 'environment' | 'ephemeralStorageSize' | 'reservedConcurrentExecutions' | 'vpc' | 'vpcSubnets' | 'securityGroups'
+>;
+
+export interface LambdaDefaultsProps {
+  /** How the functions get the mailbox file. */
+  readonly config: MailboxConfigDelivery;
+  /** The ledger table (its name is in every function's environment). */
+  readonly table: dynamodb.ITable;
+  /** A Node.js runtime. @default Runtime.NODEJS_24_X */
+  readonly runtime?: lambda.Runtime;
+  /** @default RetentionDays.THREE_MONTHS */
+  readonly logRetention?: logs.RetentionDays;
+  /** @default 'INFO' */
+  readonly logLevel?: PopDrainLogLevel;
+  /** Of the log groups. @default RemovalPolicy.RETAIN */
+  readonly removalPolicy?: RemovalPolicy;
+}
+
+export class LambdaDefaults {
+  constructor(
+    private readonly scope: Construct,
+    private readonly props: LambdaDefaultsProps,
+  ) {}
+
+  /** The environment every function gets: the mailbox file, the ledger, Powertools. */
+  environment(): Record<string, string> {
+    const logLevel: PopDrainLogLevel = this.props.logLevel ?? 'INFO';
+    return {
+      ...this.props.config.environment(),
+      POPDRAIN_LEDGER_TABLE: this.props.table.tableName,
+      POWERTOOLS_SERVICE_NAME: SERVICE_NAME,
+      POWERTOOLS_METRICS_NAMESPACE: METRIC_NAMESPACE,
+      POWERTOOLS_LOG_LEVEL: logLevel,
+    };
+  }
+
+  logGroup(id: string): logs.LogGroup {
+    return new logs.LogGroup(this.scope, `${id}Logs`, {
+      retention: this.props.logRetention ?? logs.RetentionDays.THREE_MONTHS,
+      removalPolicy: this.props.removalPolicy ?? RemovalPolicy.RETAIN,
+    });
+  }
+
+  /** A role that may write its function's own log group and read the mailbox file, nothing else yet. */
+  role(id: string, logGroup: logs.LogGroup, description: string): iam.Role {
+    const role = new iam.Role(this.scope, `${id}Role`, {
+      assumedBy: new iam.ServicePrincipal('lambda.amazonaws.com'),
+      description,
+    });
+    role.addToPrincipalPolicy(
+      new iam.PolicyStatement({
+        sid: 'WriteOwnLogs',
+        actions: ['logs:CreateLogStream', 'logs:PutLogEvents'],
+        resources: [logGroup.logGroupArn],
+      }),
+    );
+    this.props.config.grantRead(role);
+    const tableKey = this.props.table.encryptionKey;
+    if (tableKey !== undefined) {
+      role.addToPrincipalPolicy(
+        new iam.PolicyStatement({
+          sid: 'UseLedgerKey',
+          actions: ['kms:Decrypt', 'kms:DescribeKey', 'kms:Encrypt', 'kms:GenerateDataKey'],
+          resources: [tableKey.keyArn],
+        }),
+      );
+    }
+    return role;
+  }
+
+  /** An ESM bundle of `entry` on arm64, with the mailbox file beside it unless it ships via S3. */
+  nodejsFunction(id: string, entry: string, role: iam.Role, logGroup: logs.LogGroup, options: FunctionOptions): NodejsFunction {
+    const runtime = this.props.runtime ?? lambda.Runtime.NODEJS_24_X;
+    if (runtime.family !== lambda.RuntimeFamily.NODEJS) throw new Error(`PopDrain: runtime must be a Node.js runtime, not ${runtime.name}`);
+    const config = this.props.config;
+    const staged = config.stagedPath;
+    return new NodejsFunction(this.scope, id, {
+      ...options,
+      entry,
+      handler: 'handler',
+      runtime,
+      architecture: lambda.Architecture.ARM_64,
+      role,
+      logGroup,
+      projectRoot: PROJECT_ROOT,
+      depsLockFilePath: LOCK_FILE,
+      bundling: {
+        forceDockerBundling: false,
+        format: OutputFormat.ESM,
+        mainFields: ['module', 'main'],
+        banner: CREATE_REQUIRE_BANNER,
+        minify: true,
+        sourceMap: true,
+        sourcesContent: false,
+        // Bundle the AWS SDK too: the exact versions package-lock.json pins and the tests ran.
+        externalModules: [],
+        ...(config.asset === undefined
+          ? {
+              commandHooks: {
+                beforeBundling: () => [],
+                beforeInstall: () => [],
+                afterBundling: (_inputDir: string, outputDir: string) => [copyCommand(staged, join(outputDir, BUNDLED_CONFIG_NAME))],
+              },
+            }
+          : {}),
+      },
+    });
+  }
+}

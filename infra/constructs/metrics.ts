@@ -1,0 +1,21 @@
+/**
+ * The metrics the Lambdas publish with Powertools Metrics, as CloudWatch sees them: one
+ * namespace, one `service` dimension (per-mailbox and per-error-code series add dimensions).
+ */
+import { Duration } from 'aws-cdk-lib';
+import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
+
+/** The metric namespace and `service` dimension the Lambdas' Powertools Metrics use. */
+export const METRIC_NAMESPACE = 'popdrain';
+export const SERVICE_NAME = 'popdrain';
+
+/** An aggregate popdrain metric (dimension `service` only). */
+export function popdrainMetric(metricName: string, statistic: string, period = Duration.minutes(5)): cloudwatch.Metric {
+  return new cloudwatch.Metric({
+    namespace: METRIC_NAMESPACE,
+    metricName,
+    dimensionsMap: { service: SERVICE_NAME },
+    statistic,
+    period,
+  });
+}
