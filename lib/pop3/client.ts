@@ -1,32 +1,20 @@
 /**
- * The POP3 client: one socket, one queue of commands, pipelined when the server allows it.
+ * The channel under a `Pop3Client` (pop3-client.ts): one socket, one queue of commands,
+ * pipelined when the server allows it, and the dispatch of what the server sends to the command
+ * waiting for it. It keeps the deadlines (deadline.ts decides) and the teardown: any failure
+ * destroys the socket and rejects everything pending with the one `Pop3Error`.
  *
- * Life cycle: `Pop3Client.connect()` dials (implicit TLS, STLS or, only when asked for by name,
- * plaintext), reads the greeting and CAPA and upgrades with STLS; `login()` authenticates; then
- * the transaction commands; `quit()` commits deletions. Any failure destroys the socket and
- * rejects everything pending with a `Pop3Error`; promises the caller did not await never become
- * unhandled rejections.
- *
- * This file keeps the queue, the pump, the dispatch of what the server sends, the deadlines and
- * the teardown. Beside it: transport.ts (socket, TLS, STLS), authenticate.ts (method choice and
- * the USER/APOP/SASL exchange), message-bodies.ts (RETR/TOP bodies, streamed or whole),
+ * Beside it: transport.ts (socket, TLS, STLS), authenticate.ts (method choice and the
+ * USER/APOP/SASL exchange), message-bodies.ts (RETR/TOP bodies, streamed or whole),
  * listing-collector.ts (CAPA/LIST/UIDL), pending.ts (a command waiting for its answer).
  */
 import type net from 'node:net';
 import type tls from 'node:tls';
-import {
-  answerChallenge,
-  authFailure,
-  chooseLoginMethod,
-  refuseChallenge,
-  saslPending,
-  secretOf,
-  sendCredentials,
-  type LoginOptions,
-} from './authenticate.js';
-import { DEFAULT_TIMEOUTS, type Pop3ClientOptions, type Pop3Timeouts, type Pop3TraceEvent, type RetrieveItem, type RetrieveOptions } from './client-options.js';
-import { commands, type Command } from './command.js';
-import { errorFromStatus, Pop3Error, type Pop3ErrorCode, type Pop3Phase } from './errors.js';
+import { answerChallenge, refuseChallenge, saslPending } from './authenticate.js';
+import type { Pop3ClientOptions, Pop3Timeouts, Pop3TraceEvent } from './client-options.js';
+import type { Command } from './command.js';
+import { overdue } from './deadline.js';
+import { errorFromStatus, Pop3Error, type Pop3Phase } from './errors.js';
 import { LineTooLongError, ResponseFramer } from './framer.js';
 import {
   BODY_HIGH_WATER_MARK_BYTES,
@@ -35,38 +23,24 @@ import {
   MAX_CHALLENGE_LINE_BYTES,
   MAX_LISTING_BYTES,
   MAX_STATUS_LINE_BYTES,
-  MAX_UIDL_BYTES,
 } from './limits.js';
 import { ListingCollector } from './listing-collector.js';
 import { MessageBodies, type MessageStream } from './message-bodies.js';
 import type { CommandPending, Pending, StreamPending } from './pending.js';
-import {
-  checkListingNumbers,
-  describeLine,
-  MalformedResponseError,
-  NO_CAPABILITIES,
-  parseCapabilities,
-  parseListLine,
-  parseStat,
-  parseStatusLine,
-  parseUidlLine,
-  splitListing,
-  type Capabilities,
-  type ListEntry,
-  type StatResult,
-  type UidlEntry,
-} from './response.js';
-import type { AuthMethod, Pop3Credentials } from './sasl/index.js';
+import { describeLine, MalformedResponseError, parseStatusLine } from './response.js';
+import type { SaslSession } from './sasl/index.js';
 import { toPop3Error } from './to-pop3-error.js';
-import { describeTls, dial, mapSocketError, refuseBytesBeforeHandshake, upgradeToTls, type Endpoint, type TlsInfo, type TlsMode } from './transport.js';
+import {
+  describeTls,
+  dial,
+  mapSocketError,
+  refuseBytesBeforeHandshake,
+  upgradeToTls,
+  type Endpoint,
+  type TlsInfo,
+} from './transport.js';
 
-export { DEFAULT_TIMEOUTS } from './client-options.js';
-export type { Pop3ClientOptions, Pop3Timeouts, Pop3TraceEvent, RetrieveItem, RetrieveOptions } from './client-options.js';
-export type { LoginOptions } from './authenticate.js';
-export type { MessageStream } from './message-bodies.js';
-export type { Pop3TlsOptions, TlsInfo, TlsMode } from './transport.js';
-
-type State = 'new' | 'connecting' | 'authorization' | 'transaction' | 'closing' | 'closed';
+export type ChannelState = 'new' | 'connecting' | 'authorization' | 'transaction' | 'closing' | 'closed';
 
 const noop = (): void => {};
 
@@ -75,18 +49,16 @@ function handled<T>(promise: Promise<T>): Promise<T> {
   return promise;
 }
 
-export class Pop3Client {
-  readonly host: string;
-  readonly port: number;
-  readonly tlsMode: TlsMode;
-  private readonly options: Pop3ClientOptions;
-  private readonly timeouts: Pop3Timeouts;
+export class Pop3Channel {
+  /** Set by the client as the session advances; 'closed' once it failed or was closed. */
+  state: ChannelState = 'new';
+  /** Whether pipelining is in use (advertised, allowed, and window > 1); set by the client. */
+  pipelining = false;
+  private failureError: Pop3Error | undefined;
   private readonly framer: ResponseFramer;
   private readonly endpoint: Endpoint;
   private readonly bodies: MessageBodies;
   private socket: net.Socket | tls.TLSSocket | undefined;
-  private state: State = 'new';
-  private failure: Pop3Error | undefined;
   private readonly inflight: Pending[] = [];
   private readonly queue: CommandPending[] = [];
   private outgoing: string[] = [];
@@ -98,21 +70,14 @@ export class Pop3Client {
    */
   private lastActivity = 0;
   private watchdog: NodeJS.Timeout | undefined;
-  private pipeliningActive = false;
-  private greetingText = '';
-  private caps: Capabilities = NO_CAPABILITIES;
-  private capaAnswered = false;
-  private secure = false;
   private abortListener: (() => void) | undefined;
-  private authMethodUsed: AuthMethod | undefined;
 
-  private constructor(options: Pop3ClientOptions) {
-    this.options = options;
-    this.host = options.host;
-    this.tlsMode = options.tls ?? 'implicit';
-    this.port = options.port ?? (this.tlsMode === 'implicit' ? 995 : 110);
-    this.timeouts = { ...DEFAULT_TIMEOUTS, ...options.timeouts };
-    this.endpoint = { host: this.host, port: this.port, tlsOptions: options.tlsOptions, failure: () => this.failure };
+  constructor(
+    private readonly options: Pop3ClientOptions,
+    server: Omit<Endpoint, 'failure'>,
+    private readonly timeouts: Pop3Timeouts,
+  ) {
+    this.endpoint = { ...server, failure: () => this.failureError };
     this.framer = new ResponseFramer(
       {
         onLine: (line) => this.onLine(line),
@@ -133,39 +98,9 @@ export class Pop3Client {
     );
   }
 
-  /** Connect, read the greeting and capabilities, and upgrade with STLS when asked to. */
-  static async connect(options: Pop3ClientOptions): Promise<Pop3Client> {
-    const client = new Pop3Client(options);
-    try {
-      await client.open();
-    } catch (error) {
-      client.fail(toPop3Error(error, 'connect'));
-      throw client.failure ?? error;
-    }
-    return client;
-  }
-
-  /** The greeting's text after +OK. */
-  get greeting(): string {
-    return this.greetingText;
-  }
-
-  get capabilities(): Capabilities {
-    return this.caps;
-  }
-
-  /** Whether pipelining is in use (advertised, allowed, and window > 1). */
-  get pipelining(): boolean {
-    return this.pipeliningActive;
-  }
-
-  /** The method `login()` used. */
-  get authMethod(): AuthMethod | undefined {
-    return this.authMethodUsed;
-  }
-
-  get isClosed(): boolean {
-    return this.state === 'closed';
+  /** What ended the session, once it failed. */
+  get failure(): Pop3Error | undefined {
+    return this.failureError;
   }
 
   /** Details of the TLS session, or undefined on a plaintext connection. */
@@ -174,9 +109,10 @@ export class Pop3Client {
   }
 
   // ---------------------------------------------------------------------------------------
-  // Connection set-up
+  // Connection
 
-  private async open(): Promise<void> {
+  /** Watch the caller's AbortSignal, then connect (implicit TLS or plain TCP). */
+  async dial(implicit: boolean): Promise<void> {
     const signal = this.options.signal;
     if (signal?.aborted) throw new Pop3Error('ABORTED', 'aborted before connecting', { phase: 'connect' });
     if (signal !== undefined) {
@@ -185,28 +121,37 @@ export class Pop3Client {
       signal.addEventListener('abort', this.abortListener, { once: true });
     }
     this.state = 'connecting';
-    const socket = await dial(this.endpoint, this.tlsMode === 'implicit', this.timeouts.connectMs, (s) => {
+    const socket = await dial(this.endpoint, implicit, this.timeouts.connectMs, (s) => {
       this.socket = s; // so fail() during connect destroys it
     });
     this.attach(socket);
-    this.secure = this.tlsMode === 'implicit';
+  }
 
-    const greeting = await this.expectGreeting();
-    this.greetingText = greeting;
-    await this.loadCapabilities();
+  /** The greeting's text after +OK. */
+  greeting(): Promise<string> {
+    return new Promise((resolve, reject) => {
+      this.inflight.push({
+        kind: 'greeting',
+        command: undefined,
+        phase: 'greeting',
+        timeoutMs: this.timeouts.greetingMs,
+        sent: true,
+        waitingSince: performance.now(),
+        onOk: resolve,
+        onErr: reject,
+      });
+    });
+  }
 
-    if (this.tlsMode === 'starttls') {
-      if (!this.caps.has('STLS')) {
-        throw new Pop3Error(
-          'STLS_UNAVAILABLE',
-          `${this.host}:${this.port} does not offer STLS; refusing to continue without TLS (use implicit TLS or, knowingly, insecure-plaintext)`,
-          { phase: 'stls' },
-        );
-      }
-      await this.startTls();
-      await this.loadCapabilities();
-    }
-    this.state = 'authorization';
+  /** After +OK to STLS: the TLS handshake on this connection. Resolves with the TLS protocol. */
+  async upgradeToTls(): Promise<string | null> {
+    refuseBytesBeforeHandshake(this.framer.bufferedBytes);
+    const plain = this.socket;
+    if (plain === undefined) throw new Pop3Error('INVALID_STATE', 'no connection to upgrade', { phase: 'stls' });
+    this.detach(plain);
+    const upgraded = await upgradeToTls(plain, this.endpoint, this.timeouts.tlsUpgradeMs, (s) => this.socket === s);
+    this.attach(upgraded);
+    return upgraded.getProtocol();
   }
 
   private attach(socket: net.Socket): void {
@@ -244,228 +189,8 @@ export class Pop3Client {
     });
   }
 
-  private async loadCapabilities(): Promise<void> {
-    try {
-      const data = await this.listing(commands.capa(), 'capa');
-      this.caps = parseCapabilities(splitListing(data));
-      this.capaAnswered = true;
-    } catch (error) {
-      if (error instanceof Pop3Error && error.code === 'COMMAND_FAILED') {
-        this.caps = NO_CAPABILITIES; // RFC 1939-only server
-        this.capaAnswered = false;
-        // Nothing learned earlier (e.g. a plaintext CAPA before STLS) may keep pipelining on.
-        this.pipeliningActive = false;
-        return;
-      }
-      throw error;
-    }
-    this.pipeliningActive =
-      (this.options.pipelining ?? true) && this.caps.has('PIPELINING') && (this.options.pipelineWindow ?? DEFAULT_PIPELINE_WINDOW) > 1;
-  }
-
-  /** Re-read CAPA (capabilities may change after login, RFC 2449). */
-  async refreshCapabilities(): Promise<Capabilities> {
-    await this.loadCapabilities();
-    return this.caps;
-  }
-
-  private async startTls(): Promise<void> {
-    await this.single(commands.stls(), 'stls', this.timeouts.commandMs).catch((error: unknown) => {
-      if (error instanceof Pop3Error && error.code === 'COMMAND_FAILED') {
-        throw new Pop3Error('STLS_UNAVAILABLE', `server refused STLS: -ERR ${error.serverText ?? ''}`, {
-          phase: 'stls',
-          cause: error,
-        });
-      }
-      throw error;
-    });
-    refuseBytesBeforeHandshake(this.framer.bufferedBytes);
-    const plain = this.socket;
-    if (plain === undefined) throw new Pop3Error('INVALID_STATE', 'no connection to upgrade', { phase: 'stls' });
-    this.detach(plain);
-    const upgraded = await upgradeToTls(plain, this.endpoint, this.timeouts.tlsUpgradeMs, (s) => this.socket === s);
-    this.attach(upgraded);
-    this.secure = true;
-    // What the server said before TLS was open to tampering: only the CAPA that follows counts.
-    this.caps = NO_CAPABILITIES;
-    this.capaAnswered = false;
-    this.pipeliningActive = false;
-    this.traceInfo(`TLS established: ${upgraded.getProtocol() ?? '?'}`);
-  }
-
   // ---------------------------------------------------------------------------------------
-  // Authentication
-
-  /** Log in with a password or an OAuth2 access token. */
-  async login(credentials: Pop3Credentials, options: LoginOptions = {}): Promise<void> {
-    this.assertState('authorization', 'login');
-    if (!this.secure && this.tlsMode !== 'insecure-plaintext') {
-      throw new Pop3Error('STLS_UNAVAILABLE', 'refusing to authenticate on a connection that is not protected by TLS', {
-        phase: 'auth',
-      });
-    }
-    const server = { greeting: this.greetingText, caps: this.caps, capaAnswered: this.capaAnswered };
-    const choice = chooseLoginMethod(credentials, options.mechanism ?? 'auto', server);
-    this.authMethodUsed = choice.method;
-    try {
-      await sendCredentials(
-        {
-          host: this.host,
-          port: this.port,
-          send: async (command) => {
-            await this.single(command, 'auth', this.timeouts.authMs);
-          },
-          sasl: (session) =>
-            new Promise<void>((resolve, reject) => {
-              this.enqueue(saslPending(session, this.timeouts.authMs, { resolve, reject, failWith: (e) => this.failWith(e) }));
-            }),
-        },
-        credentials,
-        choice,
-      );
-    } catch (error) {
-      if (error instanceof Pop3Error) throw error;
-      // Credentials the client cannot send (CR/LF in a user name, characters SASLprep refuses)
-      // or any other client-side failure: a typed error, and the session is not used further.
-      throw this.failWith(authFailure(error, secretOf(credentials)));
-    }
-    this.state = 'transaction';
-    this.traceInfo(`authenticated with ${choice.method}`);
-  }
-
-
-  // ---------------------------------------------------------------------------------------
-  // Transaction commands
-
-  async stat(): Promise<StatResult> {
-    this.assertState('transaction', 'STAT');
-    const text = await this.single(commands.stat(), 'transaction', this.timeouts.commandMs);
-    return this.parse(() => parseStat(text), 'STAT');
-  }
-
-  async list(): Promise<ListEntry[]> {
-    this.assertState('transaction', 'LIST');
-    const data = await this.listing(commands.list(), 'transaction');
-    return this.parse(() => {
-      const entries = splitListing(data).map(parseListLine);
-      checkListingNumbers(entries, 'LIST');
-      return entries;
-    }, 'LIST');
-  }
-
-  async listOne(n: number): Promise<ListEntry> {
-    this.assertState('transaction', 'LIST');
-    const text = await this.single(commands.listOne(n), 'transaction', this.timeouts.commandMs);
-    return this.parse(() => parseListLine(text), 'LIST');
-  }
-
-  async uidl(): Promise<UidlEntry[]> {
-    this.assertState('transaction', 'UIDL');
-    const data = await this.listing(commands.uidl(), 'transaction');
-    return this.parse(() => {
-      const entries = splitListing(data).map((l) => parseUidlLine(l, MAX_UIDL_BYTES));
-      checkListingNumbers(entries, 'UIDL');
-      return entries;
-    }, 'UIDL');
-  }
-
-  async uidlOne(n: number): Promise<UidlEntry> {
-    this.assertState('transaction', 'UIDL');
-    const text = await this.single(commands.uidlOne(n), 'transaction', this.timeouts.commandMs);
-    return this.parse(() => parseUidlLine(text, MAX_UIDL_BYTES), 'UIDL');
-  }
-
-  /** RETR n: resolves when the server answered +OK; the body then streams. */
-  retr(n: number): Promise<MessageStream> {
-    this.assertState('transaction', 'RETR');
-    return handled(this.streamCommand(commands.retr(n), n).promise);
-  }
-
-  /** TOP n lines: the header block, a blank line and the first `lines` body lines. */
-  top(n: number, lines: number): Promise<MessageStream> {
-    this.assertState('transaction', 'TOP');
-    return handled(this.streamCommand(commands.top(n, lines), n).promise);
-  }
-
-  /**
-   * Retrieve many messages in order, keeping RETRs in flight ahead of the consumer (bounded
-   * by commands and by bytes). Each yielded stream must be consumed or destroyed before the
-   * next is taken. Ending the loop early discards what was requested but not yet yielded.
-   */
-  async *retrieve(items: Iterable<RetrieveItem>, options: RetrieveOptions = {}): AsyncGenerator<MessageStream> {
-    this.assertState('transaction', 'RETR');
-    // Twice the window, so the client's queue holds a refill when half the window is answered.
-    const window = this.pipeliningActive ? (options.lookahead ?? 2 * this.window()) : 1;
-    const maxBytesAhead = options.maxBytesAhead ?? 8 * 1024 * 1024;
-    const collectUpTo = options.collectUpTo;
-    const iterator = items[Symbol.iterator]();
-    const ahead: Array<{ item: RetrieveItem; pending: StreamPending; promise: Promise<MessageStream> }> = [];
-    let bytesAhead = 0;
-    let exhausted = false;
-    const fill = (): void => {
-      // Top up in batches (when half the lookahead is used), so commands reach the wire in
-      // groups rather than one per consumed message.
-      if (ahead.length > 0 && ahead.length > window >> 1 && bytesAhead < maxBytesAhead >> 1) return;
-      while (!exhausted && ahead.length < window && (ahead.length === 0 || bytesAhead < maxBytesAhead)) {
-        const next = iterator.next();
-        if (next.done === true) {
-          exhausted = true;
-          return;
-        }
-        const item = next.value;
-        const command = options.topLines === undefined ? commands.retr(item.number) : commands.top(item.number, options.topLines);
-        const collect = collectUpTo !== undefined && item.size !== undefined && item.size <= collectUpTo;
-        const { pending, promise } = this.streamCommand(command, item.number, collect ? item.size : undefined);
-        handled(promise);
-        ahead.push({ item, pending, promise });
-        bytesAhead += item.size ?? 0;
-      }
-    };
-    try {
-      for (;;) {
-        fill();
-        const head = ahead.shift();
-        if (head === undefined) return;
-        bytesAhead -= head.item.size ?? 0;
-        const message = await head.promise;
-        yield message;
-      }
-    } finally {
-      for (const rest of ahead) this.cancelStream(rest.pending);
-    }
-  }
-
-  async dele(n: number): Promise<void> {
-    this.assertState('transaction', 'DELE');
-    await this.single(commands.dele(n), 'transaction', this.timeouts.commandMs);
-  }
-
-  async rset(): Promise<void> {
-    this.assertState('transaction', 'RSET');
-    await this.single(commands.rset(), 'transaction', this.timeouts.commandMs);
-  }
-
-  async noop(): Promise<void> {
-    this.assertState('transaction', 'NOOP');
-    await this.single(commands.noop(), 'transaction', this.timeouts.commandMs);
-  }
-
-  /**
-   * QUIT: in the transaction state the server applies deletions (UPDATE state) and answers;
-   * an -ERR here means deletions may not have been applied. The connection is closed either way.
-   */
-  async quit(): Promise<void> {
-    if (this.state === 'closed') {
-      throw this.failure ?? new Pop3Error('INVALID_STATE', 'connection already closed', { phase: 'quit' });
-    }
-    const wasTransaction = this.state === 'transaction';
-    this.state = 'closing';
-    try {
-      await this.single(commands.quit(), wasTransaction ? 'quit' : 'auth', this.timeouts.quitMs);
-    } finally {
-      this.close();
-    }
-  }
+  // Queue and wire
 
   /** Close the connection without QUIT: the server rolls back deletions. */
   close(): void {
@@ -474,14 +199,18 @@ export class Pop3Client {
     this.cleanup(new Pop3Error('INVALID_STATE', 'connection closed by the client', { phase: this.currentPhase() }));
   }
 
-  // ---------------------------------------------------------------------------------------
-  // Queue and wire
-
-  private window(): number {
-    return this.pipeliningActive ? Math.max(1, this.options.pipelineWindow ?? DEFAULT_PIPELINE_WINDOW) : 1;
+  /** An AUTH exchange, lock-step, to its final status line. */
+  sasl(session: SaslSession): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      this.enqueue(saslPending(session, this.timeouts.authMs, { resolve, reject, failWith: (e) => this.failWith(e) }));
+    });
   }
 
-  private single(command: Command, phase: Pop3Phase, timeoutMs: number): Promise<string> {
+  window(): number {
+    return this.pipelining ? Math.max(1, this.options.pipelineWindow ?? DEFAULT_PIPELINE_WINDOW) : 1;
+  }
+
+  single(command: Command, phase: Pop3Phase, timeoutMs: number): Promise<string> {
     return handled(
       new Promise<string>((resolve, reject) => {
         this.enqueue({ kind: 'status', command, phase, timeoutMs, sent: false, waitingSince: 0, onOk: resolve, onErr: reject });
@@ -489,7 +218,7 @@ export class Pop3Client {
     );
   }
 
-  private listing(command: Command, phase: Pop3Phase): Promise<Buffer> {
+  listing(command: Command, phase: Pop3Phase): Promise<Buffer> {
     return handled(
       new Promise<Buffer>((resolve, reject) => {
         this.enqueue({
@@ -508,7 +237,8 @@ export class Pop3Client {
   }
 
   /** `collectSize`: receive the body whole (it should be this large), unless it runs well past that. */
-  private streamCommand(command: Command, n: number, collectSize?: number): { pending: StreamPending; promise: Promise<MessageStream> } {
+  /** RETR/TOP n. */
+  stream(command: Command, n: number, collectSize?: number): { pending: StreamPending; promise: Promise<MessageStream> } {
     let settle: { deliver(m: MessageStream): void; reject(e: Pop3Error): void } | undefined;
     const promise = new Promise<MessageStream>((resolve, reject) => {
       settle = { deliver: resolve, reject };
@@ -528,10 +258,10 @@ export class Pop3Client {
       onErr: (e) => settle?.reject(e),
     };
     this.enqueue(pending);
-    return { pending, promise };
+    return { pending, promise: handled(promise) };
   }
 
-  private cancelStream(pending: StreamPending): void {
+  cancelStream(pending: StreamPending): void {
     const queued = this.queue.indexOf(pending);
     if (queued !== -1) {
       this.queue.splice(queued, 1);
@@ -543,11 +273,11 @@ export class Pop3Client {
 
   private enqueue(pending: CommandPending): void {
     if (this.state === 'closed' && pending.command.keyword !== 'QUIT') {
-      pending.onErr(this.failure ?? new Pop3Error('INVALID_STATE', 'connection is closed', { phase: pending.phase }));
+      pending.onErr(this.failureError ?? new Pop3Error('INVALID_STATE', 'connection is closed', { phase: pending.phase }));
       return;
     }
-    if (this.failure !== undefined) {
-      pending.onErr(this.failure);
+    if (this.failureError !== undefined) {
+      pending.onErr(this.failureError);
       return;
     }
     this.queue.push(pending);
@@ -715,29 +445,18 @@ export class Pop3Client {
       if (head !== undefined) head.waitingSince = now;
       return;
     }
-    // In a body or listing: inactivity. Before the status line (and through a whole SASL
-    // exchange): a deadline that bytes trickling in or challenges do not extend.
-    const reading = this.framer.readingBody;
-    const limit = reading ? this.timeouts.bodyIdleMs : head.timeoutMs;
-    const since = reading ? this.lastActivity : head.waitingSince;
-    if (limit <= 0 || now - since < limit) return;
-    const what = head.command?.logForm ?? 'the greeting';
-    let code: Pop3ErrorCode = 'COMMAND_TIMEOUT';
-    let message = `no answer to ${what} within ${limit} ms`;
-    if (head.kind === 'sasl' && head.challenges > 0) {
-      message = `the ${what} exchange did not complete within ${limit} ms (${head.challenges} challenges)`;
-    } else if (reading) {
-      code = 'BODY_TIMEOUT';
-      message = `server stopped sending in the middle of the response to ${what} (silent for ${limit} ms)`;
-    } else if (head.kind === 'greeting') {
-      code = 'GREETING_TIMEOUT';
-      message = `no greeting from ${this.host}:${this.port} within ${limit} ms`;
-    }
-    this.fail(new Pop3Error(code, message, { phase: head.phase, command: head.command?.logForm }));
+    const error = overdue(head, {
+      now,
+      readingBody: this.framer.readingBody,
+      lastActivity: this.lastActivity,
+      bodyIdleMs: this.timeouts.bodyIdleMs,
+      server: `${this.endpoint.host}:${this.endpoint.port}`,
+    });
+    if (error !== undefined) this.fail(error);
   };
 
   private readonly onSocketError = (err: Error): void => {
-    this.fail(mapSocketError(err, this.currentPhase(), this.host, this.port));
+    this.fail(mapSocketError(err, this.currentPhase(), this.endpoint.host, this.endpoint.port));
   };
   private readonly onSocketClose = (): void => {
     if (this.state === 'closed') return;
@@ -745,30 +464,30 @@ export class Pop3Client {
     if (head === undefined && this.queue.length === 0) {
       // Closed while idle: not an error yet; the next command reports it.
       this.state = 'closed';
-      this.failure = new Pop3Error('CONNECTION_CLOSED', `${this.host}:${this.port} closed the connection`, {
+      this.failureError = new Pop3Error('CONNECTION_CLOSED', `${this.endpoint.host}:${this.endpoint.port} closed the connection`, {
         phase: this.currentPhase(),
       });
-      this.cleanup(this.failure);
+      this.cleanup(this.failureError);
       return;
     }
     const what = head?.command?.logForm ?? 'the greeting';
     const where = this.framer.readingBody ? `in the middle of the response to ${what}` : `while waiting for the answer to ${what}`;
     this.fail(
-      new Pop3Error('CONNECTION_CLOSED', `${this.host}:${this.port} closed the connection ${where}`, {
+      new Pop3Error('CONNECTION_CLOSED', `${this.endpoint.host}:${this.endpoint.port} closed the connection ${where}`, {
         phase: head?.phase ?? this.currentPhase(),
         command: head?.command?.logForm,
       }),
     );
   };
 
-  private fail(error: Pop3Error): void {
-    if (this.state === 'closed' && this.failure !== undefined) return;
-    this.failure = error;
+  fail(error: Pop3Error): void {
+    if (this.state === 'closed' && this.failureError !== undefined) return;
+    this.failureError = error;
     this.state = 'closed';
     this.cleanup(error);
   }
 
-  private failWith(error: Pop3Error): Pop3Error {
+  failWith(error: Pop3Error): Pop3Error {
     this.fail(error);
     return error;
   }
@@ -793,7 +512,7 @@ export class Pop3Client {
     }
   }
 
-  private currentPhase(): Pop3Phase {
+  currentPhase(): Pop3Phase {
     const head = this.inflight[0];
     if (head !== undefined) return head.phase;
     switch (this.state) {
@@ -809,26 +528,17 @@ export class Pop3Client {
     }
   }
 
-  private assertState(expected: State, what: string): void {
+  assertState(expected: ChannelState, what: string): void {
     if (this.state === expected) return;
-    if (this.failure !== undefined) throw this.failure;
+    if (this.failureError !== undefined) throw this.failureError;
     throw new Pop3Error('INVALID_STATE', `${what} is not allowed in state ${this.state}`, { phase: this.currentPhase() });
-  }
-
-  private parse<T>(fn: () => T, what: string): T {
-    try {
-      return fn();
-    } catch (error) {
-      const message = error instanceof Error ? error.message : String(error);
-      throw this.failWith(new Pop3Error('PROTOCOL_ERROR', `${what}: ${message}`, { phase: 'transaction', cause: error }));
-    }
   }
 
   private trace(direction: Pop3TraceEvent['direction'], line: string): void {
     this.options.trace?.({ direction, line });
   }
 
-  private traceInfo(line: string): void {
+  traceInfo(line: string): void {
     this.trace('info', line);
   }
 }

@@ -1,4 +1,4 @@
-export { Pop3Client } from './client.js';
+export { Pop3Client } from './pop3-client.js';
 export { DEFAULT_TIMEOUTS } from './client-options.js';
 export type {
   Pop3ClientOptions,
