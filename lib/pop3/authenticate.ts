@@ -208,5 +208,5 @@ export function authFailure(error: unknown, secret: string): Pop3Error {
   const leaked = secret.length > 0 && raw.includes(secret);
   const message = leaked ? raw.split(secret).join('****') : raw;
   const code: Pop3ErrorCode = error instanceof SaslError || error instanceof CommandArgumentError ? 'AUTH_FAILED' : 'PROTOCOL_ERROR';
-  return new Pop3Error(code, `login failed: ${message}`, { phase: 'auth', retryable: false, ...(leaked ? {} : { cause: error }) });
+  return new Pop3Error(code, `login failed: ${message}`, { phase: 'auth', retryable: false, cause: leaked ? undefined : error });
 }

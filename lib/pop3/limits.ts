@@ -63,8 +63,5 @@ export const COLLECT_SLACK_BYTES = 4 * 1024;
 export const BODY_HIGH_WATER_MARK_BYTES = 256 * 1024;
 
 export function limitExceeded(what: string, limit: number, phase: Pop3Phase, command?: string): Pop3Error {
-  return new Pop3Error('LIMIT_EXCEEDED', `server sent ${what} longer than ${limit} bytes`, {
-    phase,
-    ...(command === undefined ? {} : { command }),
-  });
+  return new Pop3Error('LIMIT_EXCEEDED', `server sent ${what} longer than ${limit} bytes`, { phase, command });
 }
