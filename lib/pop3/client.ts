@@ -22,6 +22,7 @@ import {
   limitExceeded,
   MAX_CHALLENGE_LINE_BYTES,
   MAX_LISTING_BYTES,
+  MAX_LISTING_LINE_BYTES,
   MAX_STATUS_LINE_BYTES,
 } from './limits.js';
 import { ListingCollector } from './listing-collector.js';
@@ -228,7 +229,11 @@ export class Pop3Channel {
           timeoutMs: this.timeouts.commandMs,
           sent: false,
           waitingSince: 0,
-          collector: new ListingCollector({ maxBytes: this.options.maxListingBytes ?? MAX_LISTING_BYTES }),
+          collector: new ListingCollector(
+            { maxBytes: this.options.maxListingBytes ?? MAX_LISTING_BYTES, maxLineBytes: MAX_LISTING_LINE_BYTES },
+            phase,
+            command.logForm,
+          ),
           onListing: resolve,
           onErr: reject,
         });

@@ -7,6 +7,7 @@ import { overdue } from '../../lib/pop3/deadline.js';
 import { Pop3Error } from '../../lib/pop3/errors.js';
 import type { Pending } from '../../lib/pop3/pending.js';
 import { NO_CAPABILITIES, parseCapabilities } from '../../lib/pop3/response.js';
+import { ListingCollector } from '../../lib/pop3/listing-collector.js';
 import { RetrievalWindow } from '../../lib/pop3/retrieval-window.js';
 import type { SaslSession } from '../../lib/pop3/sasl/index.js';
 
@@ -140,5 +141,33 @@ describe('RetrievalWindow', () => {
     const w = new RetrievalWindow(items(2), 8, 1_000);
     expect(numbers(w.refill())).toEqual([1, 2]);
     expect(w.refill()).toEqual([]);
+  });
+});
+
+describe('ListingCollector', () => {
+  const limits = { maxBytes: 1_000, maxLineBytes: 10 };
+  const collect = (chunks: Buffer[]): Buffer => {
+    const c = new ListingCollector(limits, 'transaction', 'UIDL');
+    for (const chunk of chunks) c.push(chunk);
+    return c.finish();
+  };
+  const splitsOf = (data: Buffer): Buffer[][] =>
+    Array.from({ length: data.length + 1 }, (_, i) => [data.subarray(0, i), data.subarray(i)]);
+
+  it('takes lines up to the limit (CR counted, LF not), split anywhere', () => {
+    const ok = Buffer.from('1 abcdefg\r\n2 xyz\r\n12 abcdef\n', 'latin1'); // "1 abcdefg\r" is 10 bytes
+    for (const chunks of splitsOf(ok)) expect(collect(chunks)).toEqual(ok);
+  });
+
+  it('refuses a line one byte longer as LIMIT_EXCEEDED, wherever the chunks are cut', () => {
+    for (const data of [Buffer.from('1 abcdefgh\r\n'), Buffer.from('1 a\r\n2 abcdefgh\r\n'), Buffer.from('1 a\r\n2 abcdefghij')]) {
+      for (const chunks of splitsOf(data)) {
+        const error = catchError(() => collect(chunks));
+        expect(error.code).toBe('LIMIT_EXCEEDED');
+        expect(error.message).toBe('server sent a listing line longer than 10 bytes');
+        expect(error.command).toBe('UIDL');
+        expect(error.phase).toBe('transaction');
+      }
+    }
   });
 });
