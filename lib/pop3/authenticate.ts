@@ -6,7 +6,7 @@
 import { CommandArgumentError, commands, saslResponseLine, type Command } from './command.js';
 import { Pop3Error, type Pop3ErrorCode } from './errors.js';
 import { MAX_SASL_CHALLENGES } from './limits.js';
-import type { SaslPending } from './pending.js';
+import { queued, type SaslPending } from './pending.js';
 import { apopTimestamp, type Capabilities } from './response.js';
 import {
   chooseAuthMethod,
@@ -124,10 +124,7 @@ export function saslPending(
   const pending: SaslPending = {
     kind: 'sasl',
     command,
-    phase: 'auth',
-    timeoutMs,
-    sent: false,
-    waitingSince: 0,
+    ...queued('auth', timeoutMs),
     session,
     challenges: 0,
     cancelled: undefined,

@@ -27,7 +27,7 @@ import {
 } from './limits.js';
 import { ListingCollector } from './listing-collector.js';
 import { MessageBodies, type MessageStream } from './message-bodies.js';
-import type { CommandPending, Pending, StreamPending } from './pending.js';
+import { queued, type CommandPending, type Pending, type StreamPending } from './pending.js';
 import { describeLine, MalformedResponseError, parseStatusLine } from './response.js';
 import type { SaslSession } from './sasl/index.js';
 import { toPop3Error } from './to-pop3-error.js';
@@ -175,30 +175,8 @@ export class Pop3Channel {
     socket.removeListener('close', this.onSocketClose);
   }
 
-  private expectGreeting(): Promise<string> {
-    return new Promise((resolve, reject) => {
-      this.inflight.push({
-        kind: 'greeting',
-        command: undefined,
-        phase: 'greeting',
-        timeoutMs: this.timeouts.greetingMs,
-        sent: true,
-        waitingSince: performance.now(),
-        onOk: resolve,
-        onErr: reject,
-      });
-    });
-  }
-
   // ---------------------------------------------------------------------------------------
   // Queue and wire
-
-  /** Close the connection without QUIT: the server rolls back deletions. */
-  close(): void {
-    if (this.state === 'closed') return;
-    this.state = 'closed';
-    this.cleanup(new Pop3Error('INVALID_STATE', 'connection closed by the client', { phase: this.currentPhase() }));
-  }
 
   /** An AUTH exchange, lock-step, to its final status line. */
   sasl(session: SaslSession): Promise<void> {
@@ -214,7 +192,7 @@ export class Pop3Channel {
   single(command: Command, phase: Pop3Phase, timeoutMs: number): Promise<string> {
     return handled(
       new Promise<string>((resolve, reject) => {
-        this.enqueue({ kind: 'status', command, phase, timeoutMs, sent: false, waitingSince: 0, onOk: resolve, onErr: reject });
+        this.enqueue({ kind: 'status', command, ...queued(phase, timeoutMs), onOk: resolve, onErr: reject });
       }),
     );
   }
@@ -225,10 +203,7 @@ export class Pop3Channel {
         this.enqueue({
           kind: 'listing',
           command,
-          phase,
-          timeoutMs: this.timeouts.commandMs,
-          sent: false,
-          waitingSince: 0,
+          ...queued(phase, this.timeouts.commandMs),
           collector: new ListingCollector(
             { maxBytes: this.options.maxListingBytes ?? MAX_LISTING_BYTES, maxLineBytes: MAX_LISTING_LINE_BYTES },
             phase,
@@ -241,8 +216,7 @@ export class Pop3Channel {
     );
   }
 
-  /** `collectSize`: receive the body whole (it should be this large), unless it runs well past that. */
-  /** RETR/TOP n. */
+  /** RETR/TOP n; `collectSize`: receive the body whole (it should be this large), unless it runs well past that. */
   stream(command: Command, n: number, collectSize?: number): { pending: StreamPending; promise: Promise<MessageStream> } {
     let settle: { deliver(m: MessageStream): void; reject(e: Pop3Error): void } | undefined;
     const promise = new Promise<MessageStream>((resolve, reject) => {
@@ -251,10 +225,7 @@ export class Pop3Channel {
     const pending: StreamPending = {
       kind: 'stream',
       command,
-      phase: 'transaction',
-      timeoutMs: this.timeouts.commandMs,
-      sent: false,
-      waitingSince: 0,
+      ...queued('transaction', this.timeouts.commandMs),
       messageNumber: n,
       collectSize,
       body: undefined,
@@ -484,6 +455,13 @@ export class Pop3Channel {
       }),
     );
   };
+
+  /** Close the connection without QUIT: the server rolls back deletions. */
+  close(): void {
+    if (this.state === 'closed') return;
+    this.state = 'closed';
+    this.cleanup(new Pop3Error('INVALID_STATE', 'connection closed by the client', { phase: this.currentPhase() }));
+  }
 
   fail(error: Pop3Error): void {
     if (this.state === 'closed' && this.failureError !== undefined) return;

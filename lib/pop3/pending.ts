@@ -72,6 +72,11 @@ export interface SaslPending extends PendingBase {
   onOk(text: string): void;
 }
 
+/** The fields every command starts with in the queue: not sent, no wait begun. */
+export function queued(phase: Pop3Phase, timeoutMs: number): Pick<PendingBase, 'phase' | 'timeoutMs' | 'sent' | 'waitingSince'> {
+  return { phase, timeoutMs, sent: false, waitingSince: 0 };
+}
+
 export type Pending = GreetingPending | StatusPending | ListingPending | StreamPending | SaslPending;
 /** What goes through the queue: everything but the greeting, which is never sent. */
 export type CommandPending = Exclude<Pending, GreetingPending>;
