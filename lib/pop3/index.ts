@@ -1,16 +1,15 @@
-export { Pop3Client, DEFAULT_TIMEOUTS } from './client.js';
+export { Pop3Client } from './pop3-client.js';
+export { DEFAULT_TIMEOUTS } from './client-options.js';
 export type {
-  LoginOptions,
-  MessageStream,
   Pop3ClientOptions,
   Pop3Timeouts,
-  Pop3TlsOptions,
   Pop3TraceEvent,
   RetrieveItem,
   RetrieveOptions,
-  TlsInfo,
-  TlsMode,
-} from './client.js';
+} from './client-options.js';
+export type { LoginOptions } from './authenticate.js';
+export type { MessageStream } from './message-bodies.js';
+export type { Pop3TlsOptions, TlsInfo, TlsMode } from './transport.js';
 export { Pop3Error, isPop3Error } from './errors.js';
 export type { Pop3ErrorCode, Pop3Phase, ResponseCode } from './errors.js';
 export type { Capabilities, ListEntry, StatResult, UidlEntry } from './response.js';

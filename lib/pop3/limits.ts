@@ -38,7 +38,7 @@ export const MAX_CHALLENGE_LINE_BYTES = 16_384;
  * plus an error challenge at most). More is a server keeping the exchange going forever.
  */
 export const MAX_SASL_CHALLENGES = 8;
-/** Longest single line inside a listing (CAPA, LIST, UIDL). */
+/** Longest single line inside a listing (CAPA, LIST, UIDL), counted like a status line: CR in, LF out. */
 export const MAX_LISTING_LINE_BYTES = 8_192;
 /** Total size of one collected listing (a UIDL of a million messages is ~30 MB). */
 export const MAX_LISTING_BYTES = 128 * 1024 * 1024;
@@ -63,8 +63,5 @@ export const COLLECT_SLACK_BYTES = 4 * 1024;
 export const BODY_HIGH_WATER_MARK_BYTES = 256 * 1024;
 
 export function limitExceeded(what: string, limit: number, phase: Pop3Phase, command?: string): Pop3Error {
-  return new Pop3Error('LIMIT_EXCEEDED', `server sent ${what} longer than ${limit} bytes`, {
-    phase,
-    ...(command === undefined ? {} : { command }),
-  });
+  return new Pop3Error('LIMIT_EXCEEDED', `server sent ${what} longer than ${limit} bytes`, { phase, command });
 }

@@ -170,3 +170,17 @@ export function splitListing(data: Buffer): string[] {
   if (lines[lines.length - 1] === '') lines.pop();
   return lines;
 }
+
+/** A whole LIST listing: its entries, numbers checked (checkListingNumbers). */
+export function parseListListing(data: Buffer): ListEntry[] {
+  const entries = splitListing(data).map(parseListLine);
+  checkListingNumbers(entries, 'LIST');
+  return entries;
+}
+
+/** A whole UIDL listing: its entries, numbers checked (checkListingNumbers). */
+export function parseUidlListing(data: Buffer, maxUidBytes: number): UidlEntry[] {
+  const entries = splitListing(data).map((l) => parseUidlLine(l, maxUidBytes));
+  checkListingNumbers(entries, 'UIDL');
+  return entries;
+}

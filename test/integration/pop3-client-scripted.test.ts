@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { Pop3Client, Pop3Error, type Pop3ClientOptions, type Pop3TraceEvent } from '../../lib/pop3/index.js';
+import { MAX_LISTING_LINE_BYTES } from '../../lib/pop3/limits.js';
 import { makeTestPki, type TestPki } from '../support/certs.js';
 import {
   MICROSOFT_CAPABILITIES,
@@ -379,6 +380,32 @@ describe('broken servers', () => {
     const c4 = await Pop3Client.connect(clientOptions(s4));
     await c4.login({ user: 'jane', password: PASSWORD });
     await expectPop3Error(c4.uidl(), 'PROTOCOL_ERROR');
+  });
+
+  it('refuses a listing line longer than MAX_LISTING_LINE_BYTES (CAPA, LIST, UIDL), and takes one at the limit', async () => {
+    // A CAPA line at the limit (8,191 characters + CR, as a status line is counted) is fine.
+    const atLimit = `X-LONG ${'a'.repeat(MAX_LISTING_LINE_BYTES - 'X-LONG '.length - 1)}`;
+    const s0 = await server({ hooks: respondWith('CAPA', ['+OK', 'USER', atLimit, '.']) });
+    const c0 = await Pop3Client.connect(clientOptions(s0));
+    expect(c0.capabilities.has('X-LONG')).toBe(true);
+    await c0.quit();
+
+    const s1 = await server({ hooks: respondWith('CAPA', ['+OK', 'USER', `${atLimit}a`, '.']) });
+    const e1 = await expectPop3Error(Pop3Client.connect(clientOptions(s1)), 'LIMIT_EXCEEDED');
+    expect(e1.message).toBe(`server sent a listing line longer than ${MAX_LISTING_LINE_BYTES} bytes`);
+    expect(e1.phase).toBe('capa');
+    expect(e1.command).toBe('CAPA');
+
+    // Without the limit these were a PROTOCOL_ERROR only once the whole listing had arrived.
+    for (const command of ['LIST', 'UIDL'] as const) {
+      const s = await server({ hooks: respondWith(command, ['+OK', '1 10', `2 ${'7'.repeat(20_000)}`, '3 30', '.']) });
+      const c = await Pop3Client.connect(clientOptions(s));
+      await c.login({ user: 'jane', password: PASSWORD });
+      const error = await expectPop3Error(command === 'LIST' ? c.list() : c.uidl(), 'LIMIT_EXCEEDED');
+      expect(error.command).toBe(command);
+      expect(error.phase).toBe('transaction');
+      expect(c.isClosed).toBe(true);
+    }
   });
 
   it('refuses a listing with message number 0 or a number listed twice (which message would a number mean?)', async () => {

@@ -1,0 +1,90 @@
+/**
+ * The options of a `Pop3Client` and of its calls, with the default timeouts (limits.ts).
+ */
+import {
+  AUTH_TIMEOUT_MS,
+  BODY_IDLE_TIMEOUT_MS,
+  COMMAND_TIMEOUT_MS,
+  CONNECT_TIMEOUT_MS,
+  GREETING_TIMEOUT_MS,
+  QUIT_TIMEOUT_MS,
+  TLS_UPGRADE_TIMEOUT_MS,
+} from './limits.js';
+import type { Pop3TlsOptions, TlsMode } from './transport.js';
+
+export interface Pop3Timeouts {
+  connectMs: number;
+  greetingMs: number;
+  commandMs: number;
+  authMs: number;
+  bodyIdleMs: number;
+  tlsUpgradeMs: number;
+  quitMs: number;
+}
+
+export const DEFAULT_TIMEOUTS: Pop3Timeouts = {
+  connectMs: CONNECT_TIMEOUT_MS,
+  greetingMs: GREETING_TIMEOUT_MS,
+  commandMs: COMMAND_TIMEOUT_MS,
+  authMs: AUTH_TIMEOUT_MS,
+  bodyIdleMs: BODY_IDLE_TIMEOUT_MS,
+  tlsUpgradeMs: TLS_UPGRADE_TIMEOUT_MS,
+  quitMs: QUIT_TIMEOUT_MS,
+};
+
+/** A line of the protocol exchange for tracing; secrets are already replaced by `****`. */
+export interface Pop3TraceEvent {
+  direction: 'client' | 'server' | 'info';
+  line: string;
+}
+
+export interface Pop3ClientOptions {
+  host: string;
+  /** Default 995 for implicit TLS, 110 otherwise. */
+  port?: number;
+  /** Default 'implicit'. */
+  tls?: TlsMode;
+  tlsOptions?: Pop3TlsOptions;
+  timeouts?: Partial<Pop3Timeouts>;
+  /**
+   * Commands in flight when the server advertises PIPELINING (RFC 2449). 1 means lock-step.
+   * Default 512 (DEFAULT_PIPELINE_WINDOW).
+   */
+  pipelineWindow?: number;
+  /** Use PIPELINING when advertised (default true). False forces lock-step. */
+  pipelining?: boolean;
+  /** Longest status line accepted. */
+  maxStatusLineBytes?: number;
+  /** Largest collected listing (CAPA, LIST, UIDL). */
+  maxListingBytes?: number;
+  /** Bytes a message stream buffers before the socket is paused. */
+  bodyHighWaterMark?: number;
+  /** Aborting destroys the connection and rejects everything pending with ABORTED. */
+  signal?: AbortSignal;
+  /** Protocol trace: commands and status lines, never bodies, never secrets. */
+  trace?: (event: Pop3TraceEvent) => void;
+}
+
+export interface RetrieveItem {
+  number: number;
+  /** Size from LIST, used to bound the bytes in flight. */
+  size?: number;
+}
+
+export interface RetrieveOptions {
+  /** Commands ahead of the consumer (default: the pipeline window). */
+  lookahead?: number;
+  /** Stop issuing RETRs beyond this many bytes in flight (by LIST size). Default 8 MiB. */
+  maxBytesAhead?: number;
+  /** TOP n lines instead of RETR. */
+  topLines?: number;
+  /**
+   * Receive messages whose size (`RetrieveItem.size`, from LIST) is at most this many bytes
+   * whole before yielding them, as `body` (copied into one buffer of the listed size as they
+   * arrive), without a stream for each: for a mailbox of small messages the streams were most
+   * of the client's work. Bytes held this way are bounded like streamed ones (by the sizes in
+   * flight): a message that runs past its listed size by more than COLLECT_SLACK_BYTES is
+   * yielded as a stream after all.
+   */
+  collectUpTo?: number;
+}

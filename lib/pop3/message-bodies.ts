@@ -1,0 +1,210 @@
+/**
+ * The bodies of RETR and TOP: streamed to the caller with backpressure on the socket, or
+ * received whole (`RetrieveOptions.collectUpTo`) into one buffer of the listed size and handed
+ * over at the end, unless the body runs well past that size (then it is streamed after all).
+ */
+import { Readable } from 'node:stream';
+import { COLLECT_SLACK_BYTES } from './limits.js';
+import type { StreamPending } from './pending.js';
+
+/** A message (or TOP excerpt) as it streams from the server: exactly the served bytes. */
+export interface MessageStream {
+  number: number;
+  /** The text after +OK (often the size). */
+  statusText: string;
+  /** The bytes; backpressure applies to the socket. Consume or destroy it. */
+  stream: Readable;
+  /**
+   * Set when the message was received whole (`RetrieveOptions.collectUpTo`): its bytes, in one
+   * buffer (more when the server sent more than its listing said). `stream` then reads them
+   * (it is made on first access).
+   */
+  body?: readonly Buffer[];
+}
+
+/**
+ * A body being received whole: copied into `buffer` (one copy, so the socket's buffers are not
+ * held), and into `more` past its listed size, up to `limit` bytes in all.
+ */
+interface Collected {
+  statusText: string;
+  buffer: Buffer;
+  used: number;
+  more: Buffer[] | undefined;
+  bytes: number;
+  limit: number;
+}
+
+/** The body of a RETR/TOP after its +OK: streamed, or being received whole. */
+export type ReceivingBody = { mode: 'stream'; stream: BodyStream } | { mode: 'whole'; collected: Collected };
+
+/** What the bodies need of the socket. */
+export interface FlowControl {
+  pause(): void;
+  resume(): void;
+}
+
+function collectedChunks(c: Collected): Buffer[] {
+  const first = c.buffer.subarray(0, c.used);
+  return c.more === undefined ? [first] : [first, ...c.more];
+}
+
+const noop = (): void => {};
+
+class BodyStream extends Readable {
+  /** The command whose body this is, while it is still being received. */
+  pending: StreamPending | undefined;
+  constructor(
+    private readonly owner: MessageBodies,
+    highWaterMark: number,
+  ) {
+    super({ highWaterMark });
+  }
+  override _read(): void {
+    this.owner.streamWantsData(this);
+  }
+  override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
+    this.owner.streamDestroyed(this);
+    callback(error);
+  }
+}
+
+/** A message received whole: its chunks, and a stream over them for callers that want one. */
+class WholeMessage implements MessageStream {
+  private readable: Readable | undefined;
+  constructor(
+    readonly number: number,
+    readonly statusText: string,
+    readonly body: readonly Buffer[],
+  ) {}
+  get stream(): Readable {
+    this.readable ??= Readable.from(this.body, { objectMode: false });
+    return this.readable;
+  }
+}
+
+export class MessageBodies {
+  /** Streams whose consumer is behind: while any is, the socket stays paused. */
+  private readonly fullStreams = new Set<BodyStream>();
+
+  constructor(
+    private readonly socket: FlowControl,
+    private readonly highWaterMark: number,
+  ) {}
+
+  /** A consumer holds the socket back (the server's silence is then not its fault). */
+  get holdingBack(): boolean {
+    return this.fullStreams.size > 0;
+  }
+
+  /** The +OK to a RETR/TOP arrived: receive its body whole, or give it a stream now. */
+  begin(pending: StreamPending, statusText: string): void {
+    if (pending.discard) return;
+    const size = pending.collectSize;
+    if (size === undefined) {
+      this.startStream(pending, statusText);
+      return;
+    }
+    pending.body = {
+      mode: 'whole',
+      collected: { statusText, buffer: Buffer.allocUnsafe(size), used: 0, more: undefined, bytes: 0, limit: size + COLLECT_SLACK_BYTES },
+    };
+  }
+
+  /** Unstuffed body bytes. */
+  data(pending: StreamPending, data: Buffer): void {
+    if (pending.discard) return;
+    const body = pending.body;
+    if (body?.mode === 'whole') {
+      const collected = body.collected;
+      collected.bytes += data.length;
+      if (collected.bytes <= collected.limit) {
+        if (collected.more === undefined && collected.used + data.length <= collected.buffer.length) {
+          collected.buffer.set(data, collected.used);
+          collected.used += data.length;
+        } else {
+          (collected.more ??= []).push(data);
+        }
+        return;
+      }
+      // Longer than its listing said: stream it after all, so backpressure applies again.
+      const stream = this.startStream(pending, collected.statusText);
+      for (const chunk of collectedChunks(collected)) this.push(stream, chunk);
+      this.pushUnlessDestroyed(stream, data);
+      return;
+    }
+    if (body?.mode === 'stream') this.pushUnlessDestroyed(body.stream, data);
+  }
+
+  /** The terminator was read: hand over a body received whole, or end its stream. */
+  end(pending: StreamPending): void {
+    const body = pending.body;
+    if (body?.mode === 'whole') {
+      pending.body = undefined;
+      pending.deliver(new WholeMessage(pending.messageNumber, body.collected.statusText, collectedChunks(body.collected)));
+    } else if (body?.mode === 'stream') {
+      body.stream.pending = undefined;
+      if (!body.stream.destroyed) body.stream.push(null);
+    }
+  }
+
+  /** The consumer does not want this body (any more): read and drop it. */
+  discard(pending: StreamPending): void {
+    pending.discard = true;
+    const body = pending.body;
+    if (body?.mode === 'whole') pending.body = undefined;
+    else if (body?.mode === 'stream' && !body.stream.destroyed) body.stream.destroy();
+  }
+
+  /** The session failed: a stream still being read ends with `error`. */
+  fail(pending: StreamPending, error: Error): void {
+    const body = pending.body;
+    if (body?.mode !== 'stream') return;
+    const stream = body.stream;
+    if (!stream.destroyed && !stream.readableEnded) {
+      // A consumer that has not attached yet sees the error through the stream's state
+      // (stream.errored, pipeline(), finished()) instead of an uncaught 'error' event.
+      if (stream.listenerCount('error') === 0) stream.on('error', noop);
+      stream.destroy(error);
+    }
+  }
+
+  /** Forget the streams that held the socket back (the session is over). */
+  clear(): void {
+    this.fullStreams.clear();
+  }
+
+  /** A stream's consumer wants more: resume the socket once no stream is full. */
+  streamWantsData(stream: BodyStream): void {
+    if (this.fullStreams.delete(stream) && this.fullStreams.size === 0) this.socket.resume();
+  }
+
+  /** A stream was destroyed (by its consumer, or after it ended): drop the rest of its body. */
+  streamDestroyed(stream: BodyStream): void {
+    if (stream.pending !== undefined) {
+      stream.pending.discard = true;
+      stream.pending = undefined;
+    }
+    this.streamWantsData(stream);
+  }
+
+  /** Give the body of a RETR/TOP its stream and hand it to the caller. */
+  private startStream(pending: StreamPending, statusText: string): BodyStream {
+    const stream = new BodyStream(this, this.highWaterMark);
+    stream.pending = pending;
+    pending.body = { mode: 'stream', stream };
+    pending.deliver({ number: pending.messageNumber, statusText, stream });
+    return stream;
+  }
+
+  private pushUnlessDestroyed(stream: BodyStream, data: Buffer): void {
+    if (!stream.destroyed) this.push(stream, data);
+  }
+
+  private push(stream: BodyStream, data: Buffer): void {
+    if (!stream.push(data)) {
+      this.fullStreams.add(stream);
+      this.socket.pause();
+    }
+  }
+}

@@ -1,0 +1,319 @@
+/**
+ * The POP3 client as its callers see it. Life cycle: `Pop3Client.connect()` dials (implicit TLS,
+ * STLS or, only when asked for by name, plaintext), reads the greeting and CAPA and upgrades
+ * with STLS; `login()` authenticates; then the transaction commands; `quit()` commits
+ * deletions. Any failure destroys the socket and rejects everything pending with a `Pop3Error`;
+ * promises the caller did not await never become unhandled rejections.
+ *
+ * What each call sends and what it makes of the answer is here; the queue, the pipelining,
+ * the dispatch of what the server sends, the deadlines and the teardown are the channel's
+ * (client.ts).
+ */
+import { authFailure, chooseLoginMethod, secretOf, sendCredentials, type LoginOptions } from './authenticate.js';
+import { Pop3Channel } from './client.js';
+import { DEFAULT_TIMEOUTS, type Pop3ClientOptions, type Pop3Timeouts, type RetrieveItem, type RetrieveOptions } from './client-options.js';
+import { commands, type Command } from './command.js';
+import { Pop3Error } from './errors.js';
+import { DEFAULT_PIPELINE_WINDOW, MAX_UIDL_BYTES } from './limits.js';
+import type { MessageStream } from './message-bodies.js';
+import type { StreamPending } from './pending.js';
+import {
+  NO_CAPABILITIES,
+  parseCapabilities,
+  parseListLine,
+  parseListListing,
+  parseStat,
+  parseUidlLine,
+  parseUidlListing,
+  splitListing,
+  type Capabilities,
+  type ListEntry,
+  type StatResult,
+  type UidlEntry,
+} from './response.js';
+import { RetrievalWindow } from './retrieval-window.js';
+import type { AuthMethod, Pop3Credentials } from './sasl/index.js';
+import { toPop3Error } from './to-pop3-error.js';
+import type { TlsInfo, TlsMode } from './transport.js';
+
+export class Pop3Client {
+  readonly host: string;
+  readonly port: number;
+  readonly tlsMode: TlsMode;
+  private readonly options: Pop3ClientOptions;
+  private readonly timeouts: Pop3Timeouts;
+  private readonly channel: Pop3Channel;
+  private greetingText = '';
+  private caps: Capabilities = NO_CAPABILITIES;
+  private capaAnswered = false;
+  private secure = false;
+  private authMethodUsed: AuthMethod | undefined;
+
+  private constructor(options: Pop3ClientOptions) {
+    this.options = options;
+    this.host = options.host;
+    this.tlsMode = options.tls ?? 'implicit';
+    this.port = options.port ?? (this.tlsMode === 'implicit' ? 995 : 110);
+    this.timeouts = { ...DEFAULT_TIMEOUTS, ...options.timeouts };
+    this.channel = new Pop3Channel(options, { host: this.host, port: this.port, tlsOptions: options.tlsOptions }, this.timeouts);
+  }
+
+  /** Connect, read the greeting and capabilities, and upgrade with STLS when asked to. */
+  static async connect(options: Pop3ClientOptions): Promise<Pop3Client> {
+    const client = new Pop3Client(options);
+    try {
+      await client.open();
+    } catch (error) {
+      client.channel.fail(toPop3Error(error, 'connect'));
+      throw client.channel.failure ?? error;
+    }
+    return client;
+  }
+
+  /** The greeting's text after +OK. */
+  get greeting(): string {
+    return this.greetingText;
+  }
+
+  get capabilities(): Capabilities {
+    return this.caps;
+  }
+
+  /** Whether pipelining is in use (advertised, allowed, and window > 1). */
+  get pipelining(): boolean {
+    return this.channel.pipelining;
+  }
+
+  /** The method `login()` used. */
+  get authMethod(): AuthMethod | undefined {
+    return this.authMethodUsed;
+  }
+
+  get isClosed(): boolean {
+    return this.channel.state === 'closed';
+  }
+
+  /** Details of the TLS session, or undefined on a plaintext connection. */
+  tlsInfo(): TlsInfo | undefined {
+    return this.channel.tlsInfo();
+  }
+
+  // ---------------------------------------------------------------------------------------
+  // Connection set-up
+
+  private async open(): Promise<void> {
+    await this.channel.dial(this.tlsMode === 'implicit');
+    this.secure = this.tlsMode === 'implicit';
+    this.greetingText = await this.channel.greeting();
+    await this.loadCapabilities();
+
+    if (this.tlsMode === 'starttls') {
+      if (!this.caps.has('STLS')) {
+        throw new Pop3Error(
+          'STLS_UNAVAILABLE',
+          `${this.host}:${this.port} does not offer STLS; refusing to continue without TLS (use implicit TLS or, knowingly, insecure-plaintext)`,
+          { phase: 'stls' },
+        );
+      }
+      await this.startTls();
+      await this.loadCapabilities();
+    }
+    this.channel.state = 'authorization';
+  }
+
+  private async loadCapabilities(): Promise<void> {
+    try {
+      const data = await this.channel.listing(commands.capa(), 'capa');
+      this.caps = parseCapabilities(splitListing(data));
+      this.capaAnswered = true;
+    } catch (error) {
+      if (error instanceof Pop3Error && error.code === 'COMMAND_FAILED') {
+        this.caps = NO_CAPABILITIES; // RFC 1939-only server
+        this.capaAnswered = false;
+        // Nothing learned earlier (e.g. a plaintext CAPA before STLS) may keep pipelining on.
+        this.channel.pipelining = false;
+        return;
+      }
+      throw error;
+    }
+    this.channel.pipelining =
+      (this.options.pipelining ?? true) && this.caps.has('PIPELINING') && (this.options.pipelineWindow ?? DEFAULT_PIPELINE_WINDOW) > 1;
+  }
+
+  /** Re-read CAPA (capabilities may change after login, RFC 2449). */
+  async refreshCapabilities(): Promise<Capabilities> {
+    await this.loadCapabilities();
+    return this.caps;
+  }
+
+  private async startTls(): Promise<void> {
+    await this.channel.single(commands.stls(), 'stls', this.timeouts.commandMs).catch((error: unknown) => {
+      if (error instanceof Pop3Error && error.code === 'COMMAND_FAILED') {
+        throw new Pop3Error('STLS_UNAVAILABLE', `server refused STLS: -ERR ${error.serverText ?? ''}`, {
+          phase: 'stls',
+          cause: error,
+        });
+      }
+      throw error;
+    });
+    const protocol = await this.channel.upgradeToTls();
+    this.secure = true;
+    // What the server said before TLS was open to tampering: only the CAPA that follows counts.
+    this.caps = NO_CAPABILITIES;
+    this.capaAnswered = false;
+    this.channel.pipelining = false;
+    this.channel.traceInfo(`TLS established: ${protocol ?? '?'}`);
+  }
+
+  // ---------------------------------------------------------------------------------------
+  // Authentication
+
+  /** Log in with a password or an OAuth2 access token. */
+  async login(credentials: Pop3Credentials, options: LoginOptions = {}): Promise<void> {
+    this.channel.assertState('authorization', 'login');
+    if (!this.secure && this.tlsMode !== 'insecure-plaintext') {
+      throw new Pop3Error('STLS_UNAVAILABLE', 'refusing to authenticate on a connection that is not protected by TLS', {
+        phase: 'auth',
+      });
+    }
+    const server = { greeting: this.greetingText, caps: this.caps, capaAnswered: this.capaAnswered };
+    const choice = chooseLoginMethod(credentials, options.mechanism ?? 'auto', server);
+    this.authMethodUsed = choice.method;
+    try {
+      const channel = this.channel;
+      const send = async (command: Command): Promise<void> => {
+        await channel.single(command, 'auth', this.timeouts.authMs);
+      };
+      await sendCredentials({ host: this.host, port: this.port, send, sasl: (s) => channel.sasl(s) }, credentials, choice);
+    } catch (error) {
+      if (error instanceof Pop3Error) throw error;
+      // Credentials the client cannot send (CR/LF in a user name, characters SASLprep refuses)
+      // or any other client-side failure: a typed error, and the session is not used further.
+      throw this.channel.failWith(authFailure(error, secretOf(credentials)));
+    }
+    this.channel.state = 'transaction';
+    this.channel.traceInfo(`authenticated with ${choice.method}`);
+  }
+
+  // ---------------------------------------------------------------------------------------
+  // Transaction commands
+
+  async stat(): Promise<StatResult> {
+    const text = await this.transaction('STAT', () => commands.stat());
+    return this.parse(() => parseStat(text), 'STAT');
+  }
+
+  async list(): Promise<ListEntry[]> {
+    this.channel.assertState('transaction', 'LIST');
+    const data = await this.channel.listing(commands.list(), 'transaction');
+    return this.parse(() => parseListListing(data), 'LIST');
+  }
+
+  async listOne(n: number): Promise<ListEntry> {
+    const text = await this.transaction('LIST', () => commands.listOne(n));
+    return this.parse(() => parseListLine(text), 'LIST');
+  }
+
+  async uidl(): Promise<UidlEntry[]> {
+    this.channel.assertState('transaction', 'UIDL');
+    const data = await this.channel.listing(commands.uidl(), 'transaction');
+    return this.parse(() => parseUidlListing(data, MAX_UIDL_BYTES), 'UIDL');
+  }
+
+  async uidlOne(n: number): Promise<UidlEntry> {
+    const text = await this.transaction('UIDL', () => commands.uidlOne(n));
+    return this.parse(() => parseUidlLine(text, MAX_UIDL_BYTES), 'UIDL');
+  }
+
+  /** RETR n: resolves when the server answered +OK; the body then streams. */
+  retr(n: number): Promise<MessageStream> {
+    this.channel.assertState('transaction', 'RETR');
+    return this.channel.stream(commands.retr(n), n).promise;
+  }
+
+  /** TOP n lines: the header block, a blank line and the first `lines` body lines. */
+  top(n: number, lines: number): Promise<MessageStream> {
+    this.channel.assertState('transaction', 'TOP');
+    return this.channel.stream(commands.top(n, lines), n).promise;
+  }
+
+  /**
+   * Retrieve many messages in order, keeping RETRs in flight ahead of the consumer (bounded
+   * by commands and by bytes). Each yielded stream must be consumed or destroyed before the
+   * next is taken. Ending the loop early discards what was requested but not yet yielded.
+   */
+  async *retrieve(items: Iterable<RetrieveItem>, options: RetrieveOptions = {}): AsyncGenerator<MessageStream> {
+    this.channel.assertState('transaction', 'RETR');
+    // Twice the window, so the client's queue holds a refill when half the window is answered.
+    const lookahead = this.channel.pipelining ? (options.lookahead ?? 2 * this.channel.window()) : 1;
+    const plan = new RetrievalWindow(items, lookahead, options.maxBytesAhead ?? 8 * 1024 * 1024);
+    const { collectUpTo, topLines } = options;
+    const ahead: Array<{ item: RetrieveItem; pending: StreamPending; promise: Promise<MessageStream> }> = [];
+    try {
+      for (;;) {
+        for (const item of plan.refill()) {
+          const command = topLines === undefined ? commands.retr(item.number) : commands.top(item.number, topLines);
+          const collect = collectUpTo !== undefined && item.size !== undefined && item.size <= collectUpTo;
+          const { pending, promise } = this.channel.stream(command, item.number, collect ? item.size : undefined);
+          ahead.push({ item, pending, promise });
+        }
+        const head = ahead.shift();
+        if (head === undefined) return;
+        plan.taken(head.item);
+        yield await head.promise;
+      }
+    } finally {
+      for (const rest of ahead) this.channel.cancelStream(rest.pending);
+    }
+  }
+
+  async dele(n: number): Promise<void> {
+    await this.transaction('DELE', () => commands.dele(n));
+  }
+
+  async rset(): Promise<void> {
+    await this.transaction('RSET', () => commands.rset());
+  }
+
+  async noop(): Promise<void> {
+    await this.transaction('NOOP', () => commands.noop());
+  }
+
+  /**
+   * QUIT: in the transaction state the server applies deletions (UPDATE state) and answers;
+   * an -ERR here means deletions may not have been applied. The connection is closed either way.
+   */
+  async quit(): Promise<void> {
+    if (this.channel.state === 'closed') {
+      throw this.channel.failure ?? new Pop3Error('INVALID_STATE', 'connection already closed', { phase: 'quit' });
+    }
+    const wasTransaction = this.channel.state === 'transaction';
+    this.channel.state = 'closing';
+    try {
+      await this.channel.single(commands.quit(), wasTransaction ? 'quit' : 'auth', this.timeouts.quitMs);
+    } finally {
+      this.close();
+    }
+  }
+
+  /** Close the connection without QUIT: the server rolls back deletions. */
+  close(): void {
+    this.channel.close();
+  }
+
+  /** A command of the transaction state answered by one status line (checked before it is built). */
+  private transaction(what: string, command: () => Command): Promise<string> {
+    this.channel.assertState('transaction', what);
+    return this.channel.single(command(), 'transaction', this.timeouts.commandMs);
+  }
+
+  /** A reply that does not parse ends the session: it is not POP3 as we know it. */
+  private parse<T>(fn: () => T, what: string): T {
+    try {
+      return fn();
+    } catch (error) {
+      const message = error instanceof Error ? error.message : String(error);
+      throw this.channel.failWith(new Pop3Error('PROTOCOL_ERROR', `${what}: ${message}`, { phase: 'transaction', cause: error }));
+    }
+  }
+}

@@ -1,0 +1,216 @@
+/**
+ * The socket under the session: dialling (plain TCP or implicit TLS), the TLS options, the STLS
+ * upgrade of a connected socket and the check that nothing was injected before it, the details
+ * of a TLS session, and socket errors mapped to typed errors.
+ */
+import net from 'node:net';
+import tls from 'node:tls';
+import { Pop3Error, type Pop3Phase } from './errors.js';
+
+/** How the connection is protected. Plaintext has a name that says what it is. */
+export type TlsMode = 'implicit' | 'starttls' | 'insecure-plaintext';
+
+export interface Pop3TlsOptions {
+  /** Extra CA certificates (PEM) to trust, e.g. a private CA. Default: Node's bundled roots. */
+  ca?: string | Buffer | Array<string | Buffer>;
+  /** Name to verify the certificate against and to send as SNI. Default: the host (unless an IP). */
+  servername?: string;
+  /** Default 'TLSv1.2'. */
+  minVersion?: 'TLSv1.2' | 'TLSv1.3';
+  /**
+   * Certificate verification. On by default; turning it off is for debugging only and is
+   * reported by `tlsInfo().verified`.
+   */
+  rejectUnauthorized?: boolean;
+}
+
+export interface TlsInfo {
+  protocol: string | null;
+  cipher: string;
+  authorized: boolean;
+  authorizationError?: string;
+  peerSubject?: string;
+  peerIssuer?: string;
+  validFrom?: string;
+  validTo?: string;
+  fingerprint256?: string;
+}
+
+export interface Endpoint {
+  host: string;
+  port: number;
+  tlsOptions: Pop3TlsOptions | undefined;
+  /** The session's failure, when it failed (an abort): reported instead of a bare close. */
+  failure(): Pop3Error | undefined;
+}
+
+export function tlsConnectOptions(host: string, t: Pop3TlsOptions = {}): tls.ConnectionOptions {
+  const servername = t.servername ?? (net.isIP(host) === 0 ? host : undefined);
+  const opts: tls.ConnectionOptions = {
+    minVersion: t.minVersion ?? 'TLSv1.2',
+    rejectUnauthorized: t.rejectUnauthorized ?? true,
+  };
+  if (servername !== undefined) opts.servername = servername;
+  if (t.ca !== undefined) opts.ca = t.ca;
+  return opts;
+}
+
+/**
+ * Connect (and, for implicit TLS, complete the handshake) within `timeoutMs`. `onSocket` gets
+ * the socket at once, so a failure of the session while connecting can destroy it.
+ */
+export function dial(
+  endpoint: Endpoint,
+  implicit: boolean,
+  timeoutMs: number,
+  onSocket: (socket: net.Socket) => void,
+): Promise<net.Socket | tls.TLSSocket> {
+  const { host, port } = endpoint;
+  return new Promise((resolve, reject) => {
+    let settled = false;
+    const socket = implicit ? tls.connect({ host, port, ...tlsConnectOptions(host, endpoint.tlsOptions) }) : net.connect({ host, port });
+    const done = (error?: Pop3Error): void => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      socket.removeListener('error', onError);
+      socket.removeListener('close', onClose);
+      socket.removeListener(implicit ? 'secureConnect' : 'connect', onConnect);
+      if (error !== undefined) {
+        socket.destroy();
+        reject(error);
+      } else {
+        resolve(socket);
+      }
+    };
+    const onError = (err: Error): void => done(mapSocketError(err, implicit ? 'tls' : 'connect', host, port));
+    const onConnect = (): void => done();
+    // fail() (an abort) destroys the socket without an error: it emits 'close' only.
+    const onClose = (): void =>
+      done(
+        endpoint.failure() ??
+          new Pop3Error('CONNECTION_CLOSED', `connection to ${host}:${port} closed while connecting`, { phase: 'connect' }),
+      );
+    const timer = setTimeout(
+      () =>
+        done(
+          new Pop3Error('CONNECT_TIMEOUT', `connecting to ${host}:${port} took longer than ${timeoutMs} ms`, {
+            phase: 'connect',
+          }),
+        ),
+      timeoutMs,
+    );
+    socket.once('error', onError);
+    socket.once('close', onClose);
+    socket.once(implicit ? 'secureConnect' : 'connect', onConnect);
+    onSocket(socket);
+  });
+}
+
+/**
+ * After +OK to STLS and before the handshake, anything the server sent would be injected into
+ * the TLS session's stream (CVE-2011-0411 style): refuse it.
+ */
+export function refuseBytesBeforeHandshake(bufferedBytes: number): void {
+  if (bufferedBytes > 0) {
+    throw new Pop3Error('PROTOCOL_ERROR', 'server sent data after +OK to STLS, before the TLS handshake', {
+      phase: 'stls',
+    });
+  }
+}
+
+/**
+ * The STLS handshake on a connected plain socket, within `timeoutMs`. `isCurrent` says whether
+ * the plain socket is still the session's: when it closes while it is, the handshake ends.
+ */
+export function upgradeToTls(
+  plain: net.Socket,
+  endpoint: Endpoint,
+  timeoutMs: number,
+  isCurrent: (socket: net.Socket) => boolean,
+): Promise<tls.TLSSocket> {
+  const { host, port } = endpoint;
+  return new Promise<tls.TLSSocket>((resolve, reject) => {
+    const secureSocket = tls.connect({ socket: plain, ...tlsConnectOptions(host, endpoint.tlsOptions) });
+    const timer = setTimeout(() => {
+      secureSocket.destroy();
+      reject(
+        new Pop3Error('CONNECT_TIMEOUT', `STLS handshake took longer than ${timeoutMs} ms`, {
+          phase: 'stls',
+        }),
+      );
+    }, timeoutMs);
+    // fail() (an abort) destroys the plain socket without an error: the TLS socket then
+    // emits 'close' only. Settle on it rather than waiting for the timer.
+    const onClose = (): void => {
+      clearTimeout(timer);
+      reject(
+        endpoint.failure() ??
+          new Pop3Error('CONNECTION_CLOSED', `${host}:${port} closed the connection during the STLS handshake`, {
+            phase: 'stls',
+          }),
+      );
+    };
+    secureSocket.once('secureConnect', () => {
+      clearTimeout(timer);
+      secureSocket.removeAllListeners('error');
+      secureSocket.removeListener('close', onClose);
+      resolve(secureSocket);
+    });
+    secureSocket.once('error', (err) => {
+      clearTimeout(timer);
+      secureSocket.destroy();
+      reject(mapSocketError(err, 'stls', host, port));
+    });
+    secureSocket.once('close', onClose);
+    plain.once('close', () => isCurrent(plain) && secureSocket.destroy());
+  });
+}
+
+/** Details of the TLS session, or undefined on a plaintext connection. */
+export function describeTls(s: net.Socket | undefined): TlsInfo | undefined {
+  if (!(s instanceof tls.TLSSocket)) return undefined;
+  const cert = s.getPeerCertificate();
+  const name = (o: Record<string, unknown> | undefined): string | undefined =>
+    o === undefined
+      ? undefined
+      : Object.entries(o)
+          .map(([k, v]) => `${k}=${String(v)}`)
+          .join(', ');
+  const info: TlsInfo = {
+    protocol: s.getProtocol(),
+    cipher: s.getCipher().name,
+    authorized: s.authorized,
+  };
+  if (s.authorizationError !== undefined && s.authorizationError !== null) {
+    info.authorizationError = String(s.authorizationError);
+  }
+  if (cert !== undefined && Object.keys(cert).length > 0) {
+    info.peerSubject = name(cert.subject as unknown as Record<string, unknown>);
+    info.peerIssuer = name(cert.issuer as unknown as Record<string, unknown>);
+    info.validFrom = cert.valid_from;
+    info.validTo = cert.valid_to;
+    info.fingerprint256 = cert.fingerprint256;
+  }
+  return info;
+}
+
+export function mapSocketError(err: Error & { code?: string }, phase: Pop3Phase, host: string, port: number): Pop3Error {
+  const code = err.code ?? '';
+  if (code.startsWith('ERR_TLS') || code.includes('CERT') || code.startsWith('ERR_SSL') || /SSL|TLS|certificate/i.test(err.message)) {
+    return new Pop3Error('TLS_FAILED', `TLS with ${host}:${port} failed: ${err.message}${code ? ` (${code})` : ''}`, {
+      phase: phase === 'stls' ? 'stls' : 'tls',
+      cause: err,
+    });
+  }
+  if (['ECONNREFUSED', 'ENOTFOUND', 'EHOSTUNREACH', 'ENETUNREACH', 'EAI_AGAIN', 'EADDRNOTAVAIL'].includes(code)) {
+    return new Pop3Error('CONNECT_FAILED', `cannot connect to ${host}:${port}: ${code}`, { phase: 'connect', cause: err });
+  }
+  if (code === 'ECONNRESET' || code === 'EPIPE' || code === 'ECONNABORTED') {
+    return new Pop3Error('CONNECTION_CLOSED', `connection to ${host}:${port} was reset (${code})`, { phase, cause: err });
+  }
+  if (phase === 'connect') {
+    return new Pop3Error('CONNECT_FAILED', `cannot connect to ${host}:${port}: ${err.message}`, { phase, cause: err });
+  }
+  return new Pop3Error('CONNECTION_CLOSED', `connection to ${host}:${port} failed: ${err.message}`, { phase, cause: err });
+}
