@@ -307,6 +307,7 @@ export class Pop3Client {
   private secure = false;
   private abortListener: (() => void) | undefined;
   private authMethodUsed: AuthMethod | undefined;
+  private utf8Enabled = false;
 
   private constructor(options: Pop3ClientOptions) {
     this.options = options;
@@ -351,6 +352,11 @@ export class Pop3Client {
   }
 
   /** The method `login()` used. */
+  /** True once the server accepted UTF8 (RFC 6856): it serves messages as stored. */
+  get utf8(): boolean {
+    return this.utf8Enabled;
+  }
+
   get authMethod(): AuthMethod | undefined {
     return this.authMethodUsed;
   }
@@ -419,7 +425,23 @@ export class Pop3Client {
       await this.startTls();
       await this.loadCapabilities();
     }
+    if (this.caps.has('UTF8')) await this.enableUtf8();
     this.state = 'authorization';
+  }
+
+  /**
+   * RFC 6856: a server that advertises UTF8 may otherwise serve messages with 8-bit headers
+   * altered (Courier serves a "Cannot display Unicode content" placeholder instead). A refusal
+   * leaves the session as it was.
+   */
+  private async enableUtf8(): Promise<void> {
+    try {
+      await this.single(commands.utf8(), 'capa', this.timeouts.commandMs);
+      this.utf8Enabled = true;
+    } catch (error) {
+      if (!(error instanceof Pop3Error && error.code === 'COMMAND_FAILED')) throw error;
+      this.traceInfo(`server refused UTF8: ${error.serverText ?? ''}`);
+    }
   }
 
   private dial(): Promise<net.Socket | tls.TLSSocket> {
