@@ -641,6 +641,7 @@ export class Pop3Client {
       apop: timestamp !== undefined,
       user: this.caps.has('USER'),
       capaKnown: this.capaAnswered,
+      tls: this.secure,
     };
     const requested = options.mechanism ?? 'auto';
     let method: AuthMethod | undefined;
