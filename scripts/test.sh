@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite: type check, unit + integration tests (real Dovecot, s3rver, dynalite,
 # local-aws-sqs on loopback), and an offline `cdk synth`. On a fresh Debian machine, as root,
-# it first installs what the tests need: Dovecot (dovecot-core, dovecot-pop3d) and the npm
-# dependencies.
+# it first installs what the tests need: Dovecot (dovecot-core, dovecot-pop3d), Courier and Cyrus
+# (scripts/install-test-servers.sh) and the npm dependencies.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -25,6 +25,8 @@ if [ ${#missing[@]} -gt 0 ]; then
     || { apt-get update && apt-get install -y --no-install-recommends "${missing[@]}"; }
   [ "$policy_created" = 1 ] && rm -f /usr/sbin/policy-rc.d
 fi
+# Courier and Cyrus conflict with dovecot-pop3d as packages: unpacked into a cache, not installed.
+scripts/install-test-servers.sh
 
 if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   echo "== npm ci"

@@ -32,6 +32,8 @@ export interface ServerOffer {
   caps: Capabilities;
   /** CAPA was answered (an RFC 1939-only server says nothing). */
   capaAnswered: boolean;
+  /** The session is protected by TLS (implicit or STLS). */
+  tls: boolean;
 }
 
 export type LoginChoice = { method: 'APOP'; timestamp: string } | { method: Exclude<AuthMethod, 'APOP'> };
@@ -47,6 +49,7 @@ export function chooseLoginMethod(credentials: Pop3Credentials, requested: AuthM
     apop: timestamp !== undefined,
     user: server.caps.has('USER'),
     capaKnown: server.capaAnswered,
+    tls: server.tls,
   };
   let method: AuthMethod | undefined;
   if (requested === 'auto') {

@@ -51,6 +51,8 @@ function make(keyword: string, args: string[], shape: ResponseShape, logArgs: st
 export const commands = {
   capa: (): Command => make('CAPA', [], 'listing'),
   stls: (): Command => make('STLS', [], 'single'),
+  /** RFC 6856: UTF-8 mode, in the AUTHORIZATION state (after STLS, before login). */
+  utf8: (): Command => make('UTF8', [], 'single'),
   user: (name: string): Command => make('USER', [checkArg(name, 'user name')], 'single'),
   pass: (password: string): Command => make('PASS', [checkArg(password, 'password')], 'single', [REDACTED]),
   apop: (name: string, digestHex: string): Command =>

@@ -48,6 +48,7 @@ export class Pop3Client {
   private capaAnswered = false;
   private secure = false;
   private authMethodUsed: AuthMethod | undefined;
+  private utf8Enabled = false;
 
   private constructor(options: Pop3ClientOptions) {
     this.options = options;
@@ -84,6 +85,11 @@ export class Pop3Client {
     return this.channel.pipelining;
   }
 
+  /** True once the server accepted UTF8 (RFC 6856): it serves messages as stored. */
+  get utf8(): boolean {
+    return this.utf8Enabled;
+  }
+
   /** The method `login()` used. */
   get authMethod(): AuthMethod | undefined {
     return this.authMethodUsed;
@@ -118,7 +124,23 @@ export class Pop3Client {
       await this.startTls();
       await this.loadCapabilities();
     }
+    if (this.caps.has('UTF8')) await this.enableUtf8();
     this.channel.state = 'authorization';
+  }
+
+  /**
+   * RFC 6856: a server that advertises UTF8 may otherwise serve messages with 8-bit headers
+   * altered (Courier serves a "Cannot display Unicode content" placeholder instead). A refusal
+   * leaves the session as it was.
+   */
+  private async enableUtf8(): Promise<void> {
+    try {
+      await this.channel.single(commands.utf8(), 'capa', this.timeouts.commandMs);
+      this.utf8Enabled = true;
+    } catch (error) {
+      if (!(error instanceof Pop3Error && error.code === 'COMMAND_FAILED')) throw error;
+      this.channel.traceInfo(`server refused UTF8: ${error.serverText ?? ''}`);
+    }
   }
 
   private async loadCapabilities(): Promise<void> {
@@ -176,7 +198,7 @@ export class Pop3Client {
         phase: 'auth',
       });
     }
-    const server = { greeting: this.greetingText, caps: this.caps, capaAnswered: this.capaAnswered };
+    const server = { greeting: this.greetingText, caps: this.caps, capaAnswered: this.capaAnswered, tls: this.secure };
     const choice = chooseLoginMethod(credentials, options.mechanism ?? 'auto', server);
     this.authMethodUsed = choice.method;
     try {

@@ -17,15 +17,18 @@ const caps = (...lines: string[]) => parseCapabilities(lines);
 const TIMESTAMP = '<1896.697170952@dbc.mtview.ca.us>';
 
 describe('chooseLoginMethod', () => {
-  it('picks the strongest method both sides support', () => {
-    const server = { greeting: 'ready', caps: caps('USER', 'SASL PLAIN SCRAM-SHA-256'), capaAnswered: true };
-    expect(chooseLoginMethod(password, 'auto', server)).toEqual({ method: 'SCRAM-SHA-256' });
+  it('under TLS picks the method that needs no server-side secret; without TLS, challenge-response first', () => {
+    const server = { greeting: 'ready', caps: caps('USER', 'SASL PLAIN SCRAM-SHA-256'), capaAnswered: true, tls: true };
+    expect(chooseLoginMethod(password, 'auto', server)).toEqual({ method: 'PLAIN' });
+    expect(chooseLoginMethod(password, 'auto', { ...server, tls: false })).toEqual({ method: 'SCRAM-SHA-256' });
     expect(chooseLoginMethod(password, 'auto', { ...server, caps: caps('USER') })).toEqual({ method: 'USER' });
   });
 
   it('carries the greeting timestamp with APOP, and refuses APOP without one', () => {
-    const server = { greeting: `POP3 ready ${TIMESTAMP}`, caps: NO_CAPABILITIES, capaAnswered: false };
+    const server = { greeting: `POP3 ready ${TIMESTAMP}`, caps: NO_CAPABILITIES, capaAnswered: false, tls: false };
     expect(chooseLoginMethod(password, 'auto', server)).toEqual({ method: 'APOP', timestamp: TIMESTAMP });
+    // Under TLS the APOP banner alone does not mean the user has an APOP secret: USER/PASS.
+    expect(chooseLoginMethod(password, 'auto', { ...server, tls: true })).toEqual({ method: 'USER' });
     expect(chooseLoginMethod(password, 'APOP', server)).toEqual({ method: 'APOP', timestamp: TIMESTAMP });
     const error = catchError(() => chooseLoginMethod(password, 'APOP', { ...server, greeting: 'POP3 ready' }));
     expect(error.code).toBe('MECHANISM_UNAVAILABLE');
@@ -33,7 +36,7 @@ describe('chooseLoginMethod', () => {
   });
 
   it('refuses a requested SASL mechanism that CAPA does not list, but tries it when CAPA lists none', () => {
-    const listing = { greeting: 'ready', caps: caps('SASL PLAIN'), capaAnswered: true };
+    const listing = { greeting: 'ready', caps: caps('SASL PLAIN'), capaAnswered: true, tls: true };
     const error = catchError(() => chooseLoginMethod(password, 'CRAM-MD5', listing));
     expect(error.code).toBe('MECHANISM_UNAVAILABLE');
     expect(error.message).toBe('server does not offer CRAM-MD5 (offers PLAIN)');
@@ -41,7 +44,7 @@ describe('chooseLoginMethod', () => {
   });
 
   it('says what the server offers when nothing fits the credentials', () => {
-    const server = { greeting: 'ready', caps: caps('USER', 'SASL PLAIN'), capaAnswered: true };
+    const server = { greeting: 'ready', caps: caps('USER', 'SASL PLAIN'), capaAnswered: true, tls: true };
     const error = catchError(() => chooseLoginMethod(token, 'auto', server));
     expect(error.code).toBe('MECHANISM_UNAVAILABLE');
     expect(error.phase).toBe('auth');

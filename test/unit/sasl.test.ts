@@ -106,19 +106,34 @@ describe('other mechanisms', () => {
 });
 
 describe('choosing a method', () => {
-  const all = { sasl: ['PLAIN', 'LOGIN', 'CRAM-MD5', 'SCRAM-SHA-1', 'SCRAM-SHA-256'], apop: true, user: true, capaKnown: true };
-  it('prefers the strongest password method both sides support', () => {
-    expect(chooseAuthMethod({ user: 'u', password: 'p' }, all)).toBe('SCRAM-SHA-256');
-    expect(chooseAuthMethod({ user: 'u', password: 'p' }, { ...all, sasl: ['PLAIN', 'LOGIN'] })).toBe('APOP');
-    expect(chooseAuthMethod({ user: 'u', password: 'p' }, { ...all, sasl: ['LOGIN', 'PLAIN'], apop: false })).toBe('PLAIN');
-    expect(chooseAuthMethod({ user: 'u', password: 'p' }, { sasl: [], apop: false, user: true, capaKnown: true })).toBe('USER');
-    expect(chooseAuthMethod({ user: 'u', password: 'p' }, { sasl: [], apop: false, user: false, capaKnown: true })).toBeUndefined();
-    expect(chooseAuthMethod({ user: 'u', password: 'p' }, { sasl: [], apop: false, user: false, capaKnown: false })).toBe('USER');
+  const all = { sasl: ['PLAIN', 'LOGIN', 'CRAM-MD5', 'SCRAM-SHA-1', 'SCRAM-SHA-256'], apop: true, user: true, capaKnown: true, tls: false };
+  const pw = { user: 'u', password: 'p' };
+  it('without TLS prefers challenge-response, strongest first', () => {
+    expect(chooseAuthMethod(pw, all)).toBe('SCRAM-SHA-256');
+    expect(chooseAuthMethod(pw, { ...all, sasl: ['PLAIN', 'LOGIN'] })).toBe('APOP');
+    expect(chooseAuthMethod(pw, { ...all, sasl: ['LOGIN', 'PLAIN'], apop: false })).toBe('PLAIN');
+    expect(chooseAuthMethod(pw, { ...all, sasl: [], apop: false, user: true })).toBe('USER');
+    expect(chooseAuthMethod(pw, { ...all, sasl: [], apop: false, user: false })).toBeUndefined();
+    expect(chooseAuthMethod(pw, { ...all, sasl: [], apop: false, user: false, capaKnown: false })).toBe('USER');
+    expect(chooseAuthMethod(pw, { ...all, sasl: [], apop: true, user: false, capaKnown: false })).toBe('APOP');
+  });
+  it('under TLS sends the password first, so it works wherever PLAIN or USER/PASS would', () => {
+    const tls = { ...all, tls: true };
+    expect(chooseAuthMethod(pw, tls)).toBe('PLAIN');
+    expect(chooseAuthMethod(pw, { ...tls, sasl: ['CRAM-MD5', 'LOGIN'] })).toBe('LOGIN');
+    // An APOP banner (or CRAM-MD5/SCRAM in CAPA) does not mean the server holds that secret.
+    expect(chooseAuthMethod(pw, { ...tls, sasl: ['CRAM-MD5', 'SCRAM-SHA-256'] })).toBe('USER');
+    expect(chooseAuthMethod(pw, { ...tls, sasl: ['CRAM-MD5', 'SCRAM-SHA-1', 'SCRAM-SHA-256'], user: false })).toBe('SCRAM-SHA-256');
+    expect(chooseAuthMethod(pw, { ...tls, sasl: ['CRAM-MD5'], user: false })).toBe('CRAM-MD5');
+    expect(chooseAuthMethod(pw, { ...tls, sasl: [], user: false })).toBe('APOP');
+    // No CAPA: an APOP banner with no CAPA still logs in with USER/PASS under TLS.
+    expect(chooseAuthMethod(pw, { ...tls, sasl: [], apop: true, user: false, capaKnown: false })).toBe('USER');
   });
   it('uses OAUTHBEARER, then XOAUTH2, for tokens', () => {
     expect(chooseAuthMethod({ user: 'u', accessToken: 't' }, { ...all, sasl: ['XOAUTH2', 'OAUTHBEARER'] })).toBe('OAUTHBEARER');
     expect(chooseAuthMethod({ user: 'u', accessToken: 't' }, { ...all, sasl: ['PLAIN', 'XOAUTH2'] })).toBe('XOAUTH2');
     expect(chooseAuthMethod({ user: 'u', accessToken: 't' }, all)).toBeUndefined();
+    expect(chooseAuthMethod({ user: 'u', accessToken: 't' }, { ...all, tls: true, sasl: ['XOAUTH2', 'PLAIN'] })).toBe('XOAUTH2');
   });
 });
 

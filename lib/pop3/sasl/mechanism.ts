@@ -60,8 +60,19 @@ export class SaslError extends Error {
   override readonly name = 'SaslError';
 }
 
-/** Password mechanisms from strongest to weakest; APOP and USER are placed by the chooser. */
-const PASSWORD_ORDER: readonly AuthMethod[] = ['SCRAM-SHA-256', 'SCRAM-SHA-1', 'CRAM-MD5', 'APOP', 'PLAIN', 'LOGIN', 'USER'];
+/**
+ * Password methods without TLS (only with insecure-plaintext): challenge-response first, so the
+ * password itself crosses the unprotected channel only when nothing else is offered.
+ */
+const PASSWORD_ORDER_PLAINTEXT: readonly AuthMethod[] = ['SCRAM-SHA-256', 'SCRAM-SHA-1', 'CRAM-MD5', 'APOP', 'PLAIN', 'LOGIN', 'USER'];
+/**
+ * Password methods under TLS: the ones that send the password first. They work wherever the
+ * password is right; APOP, CRAM-MD5 and SCRAM need a secret the server may not hold (an APOP
+ * timestamp in the greeting or a mechanism in CAPA does not mean the user has one), and under
+ * TLS they protect nothing that TLS does not. So the first attempt is the one that cannot fail
+ * for want of a server-side secret, and a refused login is never followed by another try.
+ */
+const PASSWORD_ORDER_TLS: readonly AuthMethod[] = ['PLAIN', 'LOGIN', 'USER', 'SCRAM-SHA-256', 'SCRAM-SHA-1', 'CRAM-MD5', 'APOP'];
 const TOKEN_ORDER: readonly AuthMethod[] = ['OAUTHBEARER', 'XOAUTH2'];
 
 export interface ServerAuthOffer {
@@ -73,24 +84,27 @@ export interface ServerAuthOffer {
   user: boolean;
   /** Whether the server answered CAPA at all; without it, offers are unknown. */
   capaKnown: boolean;
+  /** Whether the session is protected by TLS (implicit or STLS). */
+  tls: boolean;
 }
 
-export function methodsFor(credentials: Pop3Credentials): readonly AuthMethod[] {
-  return isTokenCredentials(credentials) ? TOKEN_ORDER : PASSWORD_ORDER;
+export function methodsFor(credentials: Pop3Credentials, tls: boolean): readonly AuthMethod[] {
+  if (isTokenCredentials(credentials)) return TOKEN_ORDER;
+  return tls ? PASSWORD_ORDER_TLS : PASSWORD_ORDER_PLAINTEXT;
 }
 
 /**
- * The strongest method that the credentials allow and the server offers. Returns undefined when
- * there is none. Without CAPA, a token login tries XOAUTH2 and a password login uses APOP when
- * the greeting allows it, else USER/PASS (RFC 1939's baseline).
+ * The method to log in with: the first in `methodsFor`'s order that the credentials allow and
+ * the server offers. Returns undefined when there is none. Without CAPA, a token login tries
+ * XOAUTH2; a password login uses USER/PASS (RFC 1939's baseline), or APOP when the greeting
+ * allows it and there is no TLS.
  */
 export function chooseAuthMethod(credentials: Pop3Credentials, offer: ServerAuthOffer): AuthMethod | undefined {
-  for (const method of methodsFor(credentials)) {
-    if (isOffered(method, offer)) return method;
-  }
-  if (!offer.capaKnown) {
-    if (isTokenCredentials(credentials)) return 'XOAUTH2';
-    return offer.apop ? 'APOP' : 'USER';
+  if (!offer.capaKnown && isTokenCredentials(credentials)) return 'XOAUTH2';
+  // Without CAPA, USER/PASS is RFC 1939's baseline: assume it.
+  const known = offer.capaKnown ? offer : { ...offer, user: true };
+  for (const method of methodsFor(credentials, offer.tls)) {
+    if (isOffered(method, known)) return method;
   }
   return undefined;
 }

@@ -1,0 +1,50 @@
+// Running the built CLI (`node dist/cli/main.js`, made by scripts/build.mjs) against a real server
+// in the tests of test/integration/pop3-courier.test.ts and pop3-cyrus.test.ts.
+import { execFile, spawn } from 'node:child_process';
+import { readdir, readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+
+const ROOT = join(import.meta.dirname, '../..');
+const MAIN = join(ROOT, 'dist/cli/main.js');
+const BUILD_TIMEOUT_MS = 60_000;
+/** A CLI run that has not ended by then is killed (and the test fails). */
+const CLI_TIMEOUT_MS = 60_000;
+
+export interface CliResult {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+export async function buildCli(): Promise<void> {
+  await promisify(execFile)(process.execPath, [join(ROOT, 'scripts/build.mjs')], { cwd: ROOT, timeout: BUILD_TIMEOUT_MS });
+}
+
+/** The CLI with a clean environment plus `env`, stdin not a terminal. */
+export function cli(args: readonly string[], env: Record<string, string>, cwd: string): Promise<CliResult> {
+  const child = spawn(process.execPath, [MAIN, ...args], {
+    cwd,
+    env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: process.env.HOME ?? '/root', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const out: Buffer[] = [];
+  const err: Buffer[] = [];
+  child.stdout.on('data', (d: Buffer) => out.push(d));
+  child.stderr.on('data', (d: Buffer) => err.push(d));
+  const timer = setTimeout(() => child.kill('SIGKILL'), CLI_TIMEOUT_MS);
+  return new Promise((resolve, reject) => {
+    child.once('error', reject);
+    child.once('close', (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout: Buffer.concat(out).toString('utf8'), stderr: Buffer.concat(err).toString('utf8') });
+    });
+  });
+}
+
+/** The .eml files the local store wrote under `<out>/<mailboxId>`, sorted by name. */
+export async function storedMessages(out: string, mailboxId: string): Promise<Buffer[]> {
+  const dir = join(out, mailboxId);
+  const names = (await readdir(dir)).filter((n) => n.endsWith('.eml')).sort();
+  return Promise.all(names.map((n) => readFile(join(dir, n))));
+}
