@@ -77,7 +77,7 @@ export class DynamoDbReader {
           new QueryCommand({
             TableName: this.tableName,
             KeyConditionExpression: '#pk = :pk AND begins_with(#sk, :m)',
-            ...(status === undefined ? {} : { FilterExpression: '#status = :status' }),
+            FilterExpression: status === undefined ? undefined : '#status = :status',
             ExpressionAttributeNames: { '#pk': 'pk', '#sk': 'sk', ...(status === undefined ? {} : { '#status': 'status' }) },
             ExpressionAttributeValues: {
               ':pk': { S: mailboxId },
@@ -85,7 +85,7 @@ export class DynamoDbReader {
               ...(status === undefined ? {} : { ':status': { S: status } }),
             },
             ConsistentRead: true,
-            ...(startKey === undefined ? {} : { ExclusiveStartKey: startKey }),
+            ExclusiveStartKey: startKey,
           }),
         );
       } catch (error) {
