@@ -168,6 +168,13 @@ export class FileLedger implements UidlLedger, LogContext {
           retryable: false,
         });
       }
+      if (entry.status !== 'stored' && entry.status !== 'skipped') {
+        throw new DrainError(
+          'LEDGER_FAILED',
+          `cannot record a ledger entry with status '${String(entry.status)}' (UIDL ${entry.uidl}): new entries are 'stored' or 'skipped'`,
+          { phase: 'ledger', retryable: false },
+        );
+      }
       const list = byMailbox.get(entry.mailboxId);
       if (list === undefined) byMailbox.set(entry.mailboxId, [i]);
       else list.push(i);
