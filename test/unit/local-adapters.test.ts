@@ -99,6 +99,8 @@ function deadPid(): number {
 // -------------------------------------------------------------------------------------------
 
 describe('FileMessageStore', () => {
+  // The port's semantics (existed, conflict, summary checks, abort, put) are in
+  // test/contract/store-contract.ts; here what is particular to files.
   const key = messageKey(MAILBOX, 'uidl-1');
 
   it('stores exactly the bytes written, under root/key, and reports where', async () => {
@@ -260,27 +262,6 @@ describe('FileMessageStore', () => {
     expect((await stat(join(root, key))).mode & 0o777).toBe(0o600);
   });
 
-  it('a second commit of the same content succeeds with existed: true and leaves no temp file', async () => {
-    const store = new FileMessageStore({ root: dir });
-    const data = randomBytes(5000);
-    await storeMessage(store, key, data);
-    const again = await storeMessage(new FileMessageStore({ root: dir }), key, data);
-    expect(again.existed).toBe(true);
-    expect(await namesIn(join(dir, MAILBOX))).toEqual([key.split('/')[1]]);
-  });
-
-  it('refuses different content under an existing key (STORE_CONFLICT) and keeps the existing file', async () => {
-    const store = new FileMessageStore({ root: dir });
-    const first = randomBytes(5000);
-    await storeMessage(store, key, first);
-    const error = await rejection(storeMessage(store, key, randomBytes(5000)));
-    expect(error.code).toBe('STORE_CONFLICT');
-    expect(error.phase).toBe('store');
-    expect(error.retryable).toBe(false);
-    expect((await readFile(join(dir, key))).equals(first)).toBe(true);
-    expect(await namesIn(join(dir, MAILBOX))).toEqual([key.split('/')[1]]);
-  });
-
   it('abort removes the temp file, never throws, and is a no-op after commit', async () => {
     const store = new FileMessageStore({ root: dir });
     const writer = await store.open(key, { mailboxId: MAILBOX, uidl: 'u' });
@@ -295,20 +276,6 @@ describe('FileMessageStore', () => {
     await committed.commit({ sha256: sha256(Buffer.from('hello')), size: 5, metadata: {} });
     await committed.abort();
     expect(await readFile(join(dir, key), 'utf8')).toBe('hello');
-  });
-
-  it('refuses a commit whose size disagrees with the bytes written, or before the stream ended', async () => {
-    const store = new FileMessageStore({ root: dir });
-    const writer = await store.open(key, { mailboxId: MAILBOX, uidl: 'u' });
-    await writeAll(writer, Buffer.from('abc'));
-    const error = await rejection(writer.commit({ sha256: sha256(Buffer.from('abc')), size: 4, metadata: {} }));
-    expect(error.code).toBe('STORE_FAILED');
-    expect(error.message).toMatch(/3 bytes/);
-
-    const open = await store.open(key, { mailboxId: MAILBOX, uidl: 'u' });
-    open.stream.write(Buffer.from('abc'));
-    expect((await rejection(open.commit({ sha256: '', size: 3, metadata: {} }))).message).toMatch(/not ended/);
-    expect(await namesIn(join(dir, MAILBOX))).toEqual([]);
   });
 
   it('validates keys: relative, no "..", ending in .eml', async () => {
