@@ -194,7 +194,7 @@ export class DynamoDbLedger implements UidlLedger {
           Key: stateKey(mailboxId),
           UpdateExpression: expression,
           ExpressionAttributeNames: names,
-          ...(set.length > 0 ? { ExpressionAttributeValues: values } : {}),
+          ExpressionAttributeValues: set.length > 0 ? values : undefined,
         }),
       );
     } catch (error) {
