@@ -1,7 +1,7 @@
 /**
- * DynamoDbLedger against dynalite with the real DynamoDBClient: every UidlLedger method,
- * conditional conflicts, lease contention and expiry, chunked and Query lookups, the TTL
- * attribute. dynalite never expires items and ignores ReturnValuesOnConditionCheckFailure, so
+ * DynamoDbLedger against dynalite with the real DynamoDBClient, for what is particular to DynamoDB
+ * (the port's semantics are in test/contract/ledger-contract.ts): item layout, the GetItem
+ * behind a lost condition, chunked and Query lookups, UnprocessedKeys, the TTL attribute. dynalite never expires items and ignores ReturnValuesOnConditionCheckFailure, so
  * the tests assert the attribute's value (not an expiry) and conflicts come from a GetItem.
  * Throttling and server errors, which dynalite cannot produce, come from the loopback AWS JSON
  * endpoint.
@@ -13,9 +13,6 @@ import {
   MAX_UNPROCESSED_ATTEMPTS,
   type DynamoDbLedgerOptions,
 } from '../../lib/adapters/aws/dynamodb-ledger.js';
-import { DrainError } from '../../lib/drain/errors.js';
-import type { DrainEvent } from '../../lib/drain/events.js';
-import { skippedEventId } from '../../lib/drain/keys.js';
 import type { LedgerEntry, RunSummary } from '../../lib/drain/ports.js';
 import { startAwsJsonEndpoint, type AwsJsonEndpoint } from '../support/aws-json-endpoint.js';
 import { startDynalite, type DynamoDbStandin } from '../support/aws-standins.js';
@@ -24,17 +21,6 @@ import { drainErrorOf as caught } from '../support/drain-error.js';
 
 const TABLE = 'popdrain-ledger';
 const T0 = Date.UTC(2025, 5, 1, 12, 0, 0);
-
-function skippedEntry(mailboxId: string, uidl: string, size = 50_000_000): LedgerEntry {
-  const id = skippedEventId(mailboxId, uidl);
-  const event: DrainEvent = {
-    id,
-    detailType: 'Email Skipped',
-    time: new Date(T0).toISOString(),
-    detail: { schemaVersion: 1, id, mailboxId, uidl, reason: 'too-large', size, limit: 25_000_000, seenAt: new Date(T0).toISOString() },
-  };
-  return { mailboxId, uidl, status: 'skipped', size, firstSeenAt: T0, event };
-}
 
 /** Counts the commands a client sends, by name. */
 function countCommands(client: DynamoDBClient): Map<string, number> {
@@ -75,54 +61,35 @@ describe('DynamoDbLedger on dynalite', () => {
   const rawItem = async (mailboxId: string, sk: string) =>
     (await client.send(new GetItemCommand({ TableName: TABLE, Key: { pk: { S: mailboxId }, sk: { S: sk } }, ConsistentRead: true }))).Item;
 
-  it('records entries once; a second record returns what the first run recorded', async () => {
-    const mbx = newMailbox();
-    const first = [storedEntry(mbx, 'uidl-1'), skippedEntry(mbx, 'uidl-2')];
-    expect(await ledger.record(first)).toEqual([
-      { uidl: 'uidl-1', ok: true },
-      { uidl: 'uidl-2', ok: true },
-    ]);
+  // The port's semantics (record once, order, refusals, lookup, marks, pending, state, leases)
+  // are in test/contract/ledger-contract.ts, run by test/contract/ledger-dynamodb.test.ts. Here:
+  // what is particular to DynamoDB (item layout, request counts, GetItem fallback, TTL attribute).
 
+  it('a lost record condition reads the existing item with one GetItem; items hold the entry as laid out', async () => {
+    const mbx = newMailbox();
+    const first = storedEntry(mbx, 'uidl-1');
+    await ledger.record([first]);
     const countingClient = db.client();
     const counts = countCommands(countingClient);
-    const other = ledgerWith({}, countingClient);
     const retry = { ...storedEntry(mbx, 'uidl-1'), sha256: 'f'.repeat(64), firstSeenAt: T0 + 1 };
-    const outcomes = await other.record([retry, storedEntry(mbx, 'uidl-3')]);
-    expect(outcomes).toEqual([
-      { uidl: 'uidl-1', ok: false, conflict: first[0] },
-      { uidl: 'uidl-3', ok: true },
-    ]);
+    expect(await ledgerWith({}, countingClient).record([retry])).toEqual([{ uidl: 'uidl-1', ok: false, conflict: first }]);
     // dynalite ignores ReturnValuesOnConditionCheckFailure: the existing item came from a GetItem.
     expect(counts.get('GetItemCommand')).toBe(1);
-
-    const found = await ledger.lookup(mbx, ['uidl-1', 'uidl-2', 'uidl-3', 'uidl-unknown']);
-    expect([...found.keys()].sort()).toEqual(['uidl-1', 'uidl-2', 'uidl-3']);
-    expect(found.get('uidl-1')).toEqual(first[0]);
-    expect(found.get('uidl-2')).toEqual(first[1]);
 
     const item = await rawItem(mbx, 'm#uidl-1');
     expect(item?.['pk']).toEqual({ S: mbx });
     expect(item?.['status']).toEqual({ S: 'stored' });
-    expect(JSON.parse(item?.['event']?.S ?? 'null')).toEqual(first[0]!.event);
+    expect(JSON.parse(item?.['event']?.S ?? 'null')).toEqual(first.event);
     expect(item?.['expiresAt']).toBeUndefined();
   });
 
-  it('records many entries in parallel, keeping the order of outcomes', async () => {
+  it('records with the concurrency option, keeping the order of outcomes', async () => {
     const mbx = newMailbox();
     const entries = Array.from({ length: 200 }, (_, i) => storedEntry(mbx, `u${i}`));
     await ledger.record(entries.filter((_, i) => i % 3 === 0));
     const outcomes = await ledgerWith({ concurrency: 7 }).record(entries);
     expect(outcomes.map((o) => o.uidl)).toEqual(entries.map((e) => e.uidl));
     expect(outcomes.map((o) => o.ok)).toEqual(entries.map((_, i) => i % 3 !== 0));
-  });
-
-  it('refuses entries it must not write, before writing any', async () => {
-    const mbx = newMailbox();
-    for (const bad of [{ ...storedEntry(mbx, 'x'), uidl: '' }, { ...storedEntry(mbx, 'y'), status: 'announced' as const }]) {
-      const error = await caught(ledger.record([storedEntry(mbx, 'ok'), bad]));
-      expect(error).toMatchObject({ code: 'LEDGER_FAILED', retryable: false });
-    }
-    expect((await ledger.lookup(mbx, ['ok'])).size).toBe(0);
   });
 
   it('looks up 2,500 UIDLs with BatchGetItem in chunks of 100, ignoring duplicates and unknown UIDLs', async () => {
@@ -210,91 +177,36 @@ describe('DynamoDbLedger on dynalite', () => {
     expect(found.has('q11')).toBe(false);
   });
 
-  it('marks announced: stored becomes announced, skipped stays skipped, the first time is kept, missing entries are left alone', async () => {
+  it('marks of UIDLs never recorded create no item', async () => {
     const mbx = newMailbox();
-    await ledger.record([storedEntry(mbx, 's'), skippedEntry(mbx, 'k')]);
-    await ledger.markAnnounced(mbx, ['s', 'k', 's', 'never-recorded'], T0 + 1_000);
-    await ledger.markAnnounced(mbx, ['s', 'k'], T0 + 2_000);
-    const found = await ledger.lookup(mbx, ['s', 'k', 'never-recorded']);
-    expect(found.get('s')).toMatchObject({ status: 'announced', announcedAt: T0 + 1_000 });
-    expect(found.get('k')).toMatchObject({ status: 'skipped', announcedAt: T0 + 1_000 });
-    expect(found.has('never-recorded')).toBe(false);
+    await ledger.markAnnounced(mbx, ['never-recorded'], T0);
+    await ledger.markDeleted(mbx, ['never-recorded'], T0, 1);
     expect(await rawItem(mbx, 'm#never-recorded')).toBeUndefined();
   });
 
-  it('marks deleted: deletedAt (first kept) and the TTL attribute expiresAt in epoch seconds', async () => {
+  it('marks deleted: the TTL attribute expiresAt holds the latest expiry in epoch seconds', async () => {
     const mbx = newMailbox();
     await ledger.record([storedEntry(mbx, 'd')]);
-    await ledger.markAnnounced(mbx, ['d'], T0);
     const expiresAt = Math.floor((T0 + 30 * 86_400_000) / 1000);
-    await ledger.markDeleted(mbx, ['d', 'gone'], T0 + 5_000, expiresAt);
+    await ledger.markDeleted(mbx, ['d'], T0 + 5_000, expiresAt);
     await ledger.markDeleted(mbx, ['d'], T0 + 9_000, expiresAt + 60);
-
     const item = await rawItem(mbx, 'm#d');
     // dynalite never expires items: what can be checked is the attribute DynamoDB's TTL reads.
     expect(item?.['expiresAt']).toEqual({ N: String(expiresAt + 60) });
     expect(item?.['deletedAt']).toEqual({ N: String(T0 + 5_000) });
-    const entry = (await ledger.lookup(mbx, ['d'])).get('d');
-    expect(entry).toMatchObject({ status: 'announced', deletedAt: T0 + 5_000, expiresAt: expiresAt + 60 });
-    expect(await rawItem(mbx, 'm#gone')).toBeUndefined();
   });
 
-  it('lists pending (stored, not announced) entries', async () => {
-    const mbx = newMailbox();
-    await ledger.record([storedEntry(mbx, 'p1'), storedEntry(mbx, 'p2'), storedEntry(mbx, 'p3'), skippedEntry(mbx, 'p4')]);
-    await ledger.markAnnounced(mbx, ['p2'], T0);
-    await ledger.updateMailboxState(mbx, { backlogSince: T0 });
-    const pending = await ledger.pending(mbx);
-    expect(pending.map((e) => e.uidl).sort()).toEqual(['p1', 'p3']);
-    expect(pending.find((e) => e.uidl === 'p1')).toEqual(storedEntry(mbx, 'p1'));
-    expect(await ledger.pending(newMailbox())).toEqual([]);
-  });
-
-  it('leases: one owner at a time, renewal by the owner only, expiry, release', async () => {
+  it('the lease item carries its end as the TTL attribute (epoch seconds) and is deleted on release', async () => {
     const mbx = newMailbox();
     const ttl = 60_000;
     const a = await ledger.acquireLease(mbx, 'owner-a', ttl, T0);
-    expect(a).toEqual({ mailboxId: mbx, owner: 'owner-a', expiresAt: T0 + ttl });
-    expect(await ledger.acquireLease(mbx, 'owner-b', ttl, T0 + 1_000)).toBeUndefined();
-    expect(await ledger.leaseHolder(mbx, T0 + 1_000)).toEqual(a);
-    // The holder may take it again (a restarted run with the same owner id).
-    expect(await ledger.acquireLease(mbx, 'owner-a', ttl, T0 + 2_000)).toEqual({ mailboxId: mbx, owner: 'owner-a', expiresAt: T0 + 2_000 + ttl });
-
     const renewed = await ledger.renewLease(a!, ttl, T0 + 30_000);
-    expect(renewed.expiresAt).toBe(T0 + 30_000 + ttl);
-    expect(await ledger.acquireLease(mbx, 'owner-b', ttl, T0 + ttl + 1_000)).toBeUndefined();
-    const leaseItem = await rawItem(mbx, 'lease');
-    expect(leaseItem?.['expiresAt']).toEqual({ N: String(Math.ceil((T0 + 30_000 + ttl) / 1000)) });
-
-    // Expired: another owner takes it; the first one's renewal and release fail quietly or loudly.
-    const expiredAt = renewed.expiresAt;
-    expect(await ledger.leaseHolder(mbx, expiredAt)).toBeUndefined();
-    const b = await ledger.acquireLease(mbx, 'owner-b', ttl, expiredAt);
-    expect(b).toEqual({ mailboxId: mbx, owner: 'owner-b', expiresAt: expiredAt + ttl });
-    const lost = await caught(ledger.renewLease(renewed, ttl, expiredAt + 1));
-    expect(lost).toMatchObject({ code: 'LEASE_HELD', phase: 'lease', retryable: false });
-    expect(lost.message).toContain(mbx);
-    await ledger.releaseLease(renewed); // not ours any more: ignored
-    expect(await ledger.leaseHolder(mbx, expiredAt + 1)).toEqual(b);
-
-    await ledger.releaseLease(b!);
-    expect(await ledger.leaseHolder(mbx, expiredAt + 1)).toBeUndefined();
+    expect((await rawItem(mbx, 'lease'))?.['expiresAt']).toEqual({ N: String(Math.ceil((T0 + 30_000 + ttl) / 1000)) });
+    expect((await rawItem(mbx, 'lease'))?.['leaseExpiresAt']).toEqual({ N: String(T0 + 30_000 + ttl) });
+    await ledger.releaseLease(renewed);
     expect(await rawItem(mbx, 'lease')).toBeUndefined();
-    await ledger.releaseLease(b!); // already gone: ignored
-    const c = await ledger.acquireLease(mbx, 'owner-c', ttl, expiredAt + 2);
-    expect(c?.owner).toBe('owner-c');
     const renewGone = await caught(ledger.renewLease({ mailboxId: newMailbox(), owner: 'x', expiresAt: 0 }, ttl, T0));
     expect(renewGone.code).toBe('LEASE_HELD');
-  });
-
-  it('lets exactly one of many simultaneous owners take a lease', async () => {
-    const mbx = newMailbox();
-    const results = await Promise.all(
-      Array.from({ length: 12 }, (_, i) => ledgerWith({}).acquireLease(mbx, `owner-${i}`, 60_000, T0)),
-    );
-    const winners = results.filter((r) => r !== undefined);
-    expect(winners).toHaveLength(1);
-    expect(await ledger.leaseHolder(mbx, T0)).toEqual(winners[0]);
   });
 
   it('reads the leases of many mailboxes at once for a scheduler', async () => {
@@ -307,9 +219,8 @@ describe('DynamoDbLedger on dynalite', () => {
     expect((await ledger.leaseHolders([m1, m2], T0)).size).toBe(2);
   });
 
-  it('keeps the mailbox state: set fields, null removes, undefined keeps', async () => {
+  it('keeps the mailbox state as one attribute per field in the state item', async () => {
     const mbx = newMailbox();
-    expect(await ledger.getMailboxState(mbx)).toEqual({ mailboxId: mbx });
     const lastRun: RunSummary = {
       runId: 'run-1',
       startedAt: T0,
@@ -325,21 +236,11 @@ describe('DynamoDbLedger on dynalite', () => {
       serverMessages: 4,
       pendingAnnouncements: 0,
     };
-    await ledger.updateMailboxState(mbx, { lastRun, lastSuccessAt: T0 + 5_000, backlogSince: T0, uidlResetTrippedAt: T0, acceptUidlReset: true });
-    expect(await ledger.getMailboxState(mbx)).toEqual({
-      mailboxId: mbx,
-      lastRun,
-      lastSuccessAt: T0 + 5_000,
-      backlogSince: T0,
-      uidlResetTrippedAt: T0,
-      acceptUidlReset: true,
-    });
-    await ledger.updateMailboxState(mbx, { backlogSince: null, uidlResetTrippedAt: null, acceptUidlReset: null });
-    await ledger.updateMailboxState(mbx, {});
-    expect(await ledger.getMailboxState(mbx)).toEqual({ mailboxId: mbx, lastRun, lastSuccessAt: T0 + 5_000 });
-    expect(await rawItem(mbx, 'state')).toMatchObject({ lastRun: { M: expect.objectContaining({ runId: { S: 'run-1' } }) } });
-    // State, lease and messages share the partition without showing up in each other's reads.
-    expect(await ledger.pending(mbx)).toEqual([]);
+    await ledger.updateMailboxState(mbx, { lastRun, backlogSince: T0, acceptUidlReset: true });
+    await ledger.updateMailboxState(mbx, { acceptUidlReset: null });
+    const item = await rawItem(mbx, 'state');
+    expect(item).toMatchObject({ lastRun: { M: expect.objectContaining({ runId: { S: 'run-1' } }) }, backlogSince: { N: String(T0) } });
+    expect(item?.['acceptUidlReset']).toBeUndefined();
   });
 
   it('maps a missing table to LEDGER_FAILED, not retryable, naming the table', async () => {

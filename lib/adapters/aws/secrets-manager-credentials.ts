@@ -155,8 +155,8 @@ export function parseSecretDocument(secretId: string, secretString: string): { d
       tokenEndpoint,
       clientId,
       refreshToken: requiredString(o, 'refreshToken', 'oauth2.refreshToken'),
-      ...(clientSecret === undefined ? {} : { clientSecret }),
-      ...(scope === undefined ? {} : { scope }),
+      clientSecret,
+      scope,
     }),
     raw,
   };

@@ -2,8 +2,8 @@
  * Small file-system helpers the local adapters share: durable directory creation and
  * directory fsync, whole-buffer writes, and the mapping of errno codes to "may succeed later".
  */
-import { constants, type Stats } from 'node:fs';
-import { mkdir, open, stat, type FileHandle } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import { mkdir, open, type FileHandle } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 
 /** Folders the local adapters create: owner only. */
@@ -109,16 +109,6 @@ export async function readAt(handle: FileHandle, position: number, length: numbe
     filled += bytesRead;
   }
   return buffer.subarray(0, filled);
-}
-
-/** stat that resolves undefined for a missing path. */
-export async function statIfExists(path: string): Promise<Stats | undefined> {
-  try {
-    return await stat(path);
-  } catch (error) {
-    if (errnoCode(error) === 'ENOENT') return undefined;
-    throw error;
-  }
 }
 
 /** Whether a process with this pid exists on this host (EPERM: it exists, owned by another user). */

@@ -6,8 +6,8 @@
  * twice. The bytes differ from the served ones only in CRLF → LF; the event's sha256 and size
  * are of the served bytes.
  */
-import { randomBytes } from 'node:crypto';
-import { createWriteStream } from 'node:fs';
+import { createHash, randomBytes } from 'node:crypto';
+import { createReadStream, createWriteStream } from 'node:fs';
 import { link, mkdir, open, readdir, unlink } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { basename, join } from 'node:path';
@@ -19,8 +19,11 @@ import { DIR_MODE, errnoCode, FILE_MODE, fsyncDirectory, isRetryableFsError } fr
 
 /** CRLF → LF as the bytes pass (a CR split from its LF across chunks included). */
 class CrlfToLf extends Transform {
+  /** Bytes given (before conversion), to check the engine's summary against. */
+  bytesIn = 0;
   private pendingCr = false;
   override _transform(chunk: Buffer, _enc: BufferEncoding, callback: TransformCallback): void {
+    this.bytesIn += chunk.length;
     let start = 0;
     const parts: Buffer[] = [];
     if (this.pendingCr) {
@@ -49,6 +52,22 @@ class CrlfToLf extends Transform {
   }
 }
 
+function misuse(message: string): DrainError {
+  return new DrainError('STORE_FAILED', message, { phase: 'store', retryable: false });
+}
+
+async function digestOf(path: string): Promise<string> {
+  const hash = createHash('sha256');
+  for await (const chunk of createReadStream(path)) hash.update(chunk as Buffer);
+  return hash.digest('hex');
+}
+
+/** Whether two files hold the same bytes. */
+async function sameContent(a: string, b: string): Promise<boolean> {
+  const [x, y] = await Promise.all([digestOf(a), digestOf(b)]);
+  return x === y;
+}
+
 export interface MaildirStoreOptions {
   /** The Maildir (created with cur/, new/, tmp/ when missing). */
   dir: string;
@@ -65,7 +84,8 @@ function storeError(error: unknown, what: string): DrainError {
 export class MaildirStore implements MessageStore {
   private readonly dir: string;
   private ready: Promise<void> | undefined;
-  private seenInCur: Set<string> | undefined;
+  /** Messages a reader moved to cur/: their name → their file name there (`<name>:2,<flags>`). */
+  private seenInCur: Map<string, string> | undefined;
   private counter = 0;
 
   constructor(options: MaildirStoreOptions) {
@@ -85,7 +105,7 @@ export class MaildirStore implements MessageStore {
     this.ready ??= (async () => {
       for (const sub of ['tmp', 'new', 'cur']) await mkdir(join(this.dir, sub), { recursive: true, mode: DIR_MODE });
       // A reader moves delivered mail to cur/ as `<name>:2,<flags>`: remember what is there.
-      this.seenInCur = new Set((await readdir(join(this.dir, 'cur'))).map((n) => n.split(':')[0]!));
+      this.seenInCur = new Map((await readdir(join(this.dir, 'cur'))).map((n) => [n.split(':')[0]!, n]));
     })().catch((error: unknown) => {
       this.ready = undefined;
       throw storeError(error, `cannot prepare the Maildir ${this.dir}`);
@@ -112,9 +132,14 @@ export class MaildirStore implements MessageStore {
     return {
       stream: convert,
       abort,
-      commit: async (_summary: MessageSummary): Promise<StoredObject> => {
+      commit: async (summary: MessageSummary): Promise<StoredObject> => {
         try {
+          if (done) throw misuse(`cannot commit to ${this.dir}: the writer was aborted or committed`);
+          if (!convert.writableEnded) throw misuse(`cannot commit to ${this.dir}: the message stream was not ended`);
           await finished(file);
+          if (convert.bytesIn !== summary.size) {
+            throw misuse(`cannot commit to ${this.dir}: ${convert.bytesIn} bytes were written but the summary says ${summary.size}`);
+          }
           const handle = await open(tmp, 'r');
           try {
             await handle.sync();
@@ -122,19 +147,23 @@ export class MaildirStore implements MessageStore {
             await handle.close();
           }
           const target = join(this.dir, 'new', name);
-          let existed = this.seenInCur?.has(name) === true;
-          if (!existed) {
+          const inCur = this.seenInCur?.get(name);
+          let existing = inCur === undefined ? undefined : join(this.dir, 'cur', inCur);
+          if (existing === undefined) {
             try {
               await link(tmp, target);
             } catch (error) {
               if (errnoCode(error) !== 'EEXIST') throw error;
-              existed = true;
+              existing = target;
             }
+          }
+          if (existing !== undefined && !(await sameContent(tmp, existing))) {
+            throw new DrainError('STORE_CONFLICT', `${existing} already holds a different message; it is kept`, { phase: 'store', retryable: false });
           }
           await unlink(tmp);
           done = true;
-          if (!existed) await fsyncDirectory(join(this.dir, 'new'));
-          return { ref: { type: 'file', path: target }, existed };
+          if (existing === undefined) await fsyncDirectory(join(this.dir, 'new'));
+          return { ref: { type: 'file', path: target }, existed: existing !== undefined };
         } catch (error) {
           await abort();
           throw error instanceof DrainError ? error : storeError(error, `cannot deliver to ${this.dir}`);
