@@ -54,7 +54,7 @@ export class Deletions {
     const promise = client.dele(message.number).then(
       () => true,
       (error: unknown) => {
-        this.ctx.failures.push(failureOf(error, message.uidl));
+        this.ctx.failures.push(failureOf(error, 'delete', message.uidl));
         return false;
       },
     );
@@ -77,7 +77,7 @@ export class Deletions {
     try {
       await client.quit();
     } catch (error) {
-      ctx.failures.push(failureOf(error));
+      ctx.failures.push(failureOf(error, 'quit'));
       if (deleted.length > 0) ctx.log.warn('QUIT failed: the server may not have deleted anything', { error: describeError(error) });
       return;
     }
@@ -87,7 +87,7 @@ export class Deletions {
       await ctx.ports.ledger.markDeleted(ctx.mailbox.id, uidls, now, this.expiresAt(now));
       this.pendingSettled = true;
     } catch (error) {
-      ctx.failures.push(failureOf(error));
+      ctx.failures.push(failureOf(error, 'ledger'));
       // This run's deletions are noted as pending (above) and must stay so, for the next run
       // to record them, even if an earlier run's pending deletions were settled at the start.
       this.pendingSettled = false;

@@ -17,7 +17,7 @@ import { randomUUID } from 'node:crypto';
 import { connectAndLogin } from './connect.js';
 import { Deletions } from './deletions.js';
 import type { DrainBudget, DrainOptions } from './drain-options.js';
-import { describeError } from './errors.js';
+import { describeError, type DrainPhase } from './errors.js';
 import { runStopFor } from './failures.js';
 import { LeaseKeeper } from './lease-keeper.js';
 import { listMessages } from './listing.js';
@@ -88,6 +88,8 @@ class DrainRun {
     const dryRun = ctx.options.dryRun === true;
     ctx.log.info('drain started', { runId: ctx.runId, host: ctx.mailbox.host, dryRun });
     let disarm = (): void => {};
+    // The step under way, for the report of an error that has no phase of its own.
+    let phase: DrainPhase = 'lease';
     try {
       if (!dryRun && !(await this.lease.acquire())) {
         this.stopReason = 'busy';
@@ -95,15 +97,19 @@ class DrainRun {
       }
       // The store gets ready (its folder, say) while the session is set up.
       if (!dryRun) ctx.ports.store.prepareMailbox?.(ctx.mailbox.id).catch(() => undefined);
+      phase = 'ledger';
       this.state = await ctx.ports.ledger.getMailboxState(ctx.mailbox.id);
+      phase = 'connect';
       reportProgress(ctx, 'connecting');
       await connectAndLogin(ctx);
+      phase = 'list';
       reportProgress(ctx, 'listing');
       const listing = await listMessages(ctx.client!, ctx.log);
       ctx.failures.push(...listing.leftAlone);
       ctx.counters.uidlSupported = listing.uidlSupported;
       ctx.counters.serverMessages = listing.messages;
       const byUidl = new Map(listing.messages.map((m) => [m.uidl, m]));
+      phase = 'ledger';
       await this.deletions.settlePending(this.state, new Set(byUidl.keys()));
       const known = await ctx.ports.ledger.lookup(ctx.mailbox.id, listing.messages.map((m) => m.uidl));
 
@@ -147,6 +153,7 @@ class DrainRun {
         return await this.finish();
       }
 
+      phase = 'fetch';
       disarm = this.armHardStop();
       // Announce what an earlier run stored but could not announce, and skip the oversized.
       const side = [
@@ -161,9 +168,10 @@ class DrainRun {
         await Promise.all(side);
       }
       await this.recorder.flush();
+      phase = 'quit';
       await this.deletions.quit();
     } catch (error) {
-      this.stoppedBy(error);
+      this.stoppedBy(error, phase);
       // Deletions already requested are of stored and announced messages: commit them when
       // the session is still alive (e.g. the store failed, not the server).
       if (ctx.client !== undefined && !ctx.client.isClosed) {
@@ -203,8 +211,8 @@ class DrainRun {
     return () => clearTimeout(timer);
   }
 
-  private stoppedBy(error: unknown): void {
-    const { reason, failure } = runStopFor(error, this.ctx.options.signal?.aborted === true);
+  private stoppedBy(error: unknown, phase: DrainPhase): void {
+    const { reason, failure } = runStopFor(error, this.ctx.options.signal?.aborted === true, phase);
     this.stopReason = reason;
     const retryLater = RETRY_LATER_STOPS.has(reason);
     if (failure !== undefined && !retryLater) this.runError = failure;

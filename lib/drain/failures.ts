@@ -3,14 +3,18 @@
  * stops. Pure mappings from the POP3 client's and the adapters' error codes.
  */
 import { isPop3Error, type Pop3Error } from '../pop3/index.js';
-import { describeError, isDrainError, type DrainError } from './errors.js';
+import { describeError, isDrainError, type DrainError, type DrainPhase } from './errors.js';
 import type { DrainFailure, StopReason } from './report.js';
 
-export function failureOf(error: unknown, uidl?: string): DrainFailure {
+/**
+ * The failure the report lists for an error. A typed error brings its code and phase; any other
+ * exception is a defect, INTERNAL_ERROR, in `phase` (the step that met it).
+ */
+export function failureOf(error: unknown, phase: DrainPhase, uidl?: string): DrainFailure {
   const failure: DrainFailure =
     isDrainError(error) || isPop3Error(error)
       ? { code: error.code, phase: error.phase, message: error.message, retryable: error.retryable }
-      : { code: 'UNEXPECTED', phase: 'unknown', message: describeError(error), retryable: false };
+      : { code: 'INTERNAL_ERROR', phase, message: describeError(error), retryable: false };
   return uidl === undefined ? failure : { uidl, ...failure };
 }
 
@@ -80,15 +84,15 @@ export class StopRun extends Error {
 }
 
 /**
- * Why the run ended on this error, and the failure it reports. A POP3 abort the caller did not
- * ask for (`cancelled` false) is the hard deadline closing the session.
+ * Why the run ended on this error (met in `phase`), and the failure it reports. A POP3 abort
+ * the caller did not ask for (`cancelled` false) is the hard deadline closing the session.
  */
-export function runStopFor(error: unknown, cancelled: boolean): { reason: StopReason; failure: DrainFailure | undefined } {
+export function runStopFor(error: unknown, cancelled: boolean, phase: DrainPhase): { reason: StopReason; failure: DrainFailure | undefined } {
   if (error instanceof StopRun) return { reason: error.reason, failure: error.failure };
   if (isPop3Error(error)) {
     const reason = stopReasonForPop3(error);
-    return { reason: reason === 'cancelled' && !cancelled ? 'deadline' : reason, failure: failureOf(error) };
+    return { reason: reason === 'cancelled' && !cancelled ? 'deadline' : reason, failure: failureOf(error, phase) };
   }
-  if (isDrainError(error)) return { reason: stopReasonForDrain(error), failure: failureOf(error) };
-  return { reason: 'error', failure: failureOf(error) };
+  if (isDrainError(error)) return { reason: stopReasonForDrain(error), failure: failureOf(error, phase) };
+  return { reason: 'error', failure: failureOf(error, phase) };
 }

@@ -202,7 +202,7 @@ export class MessagePipeline {
       writer = await ctx.ports.store.open(target.key, { mailboxId: ctx.mailbox.id, uidl, expectedSize: target.message.size });
     } catch (error) {
       stream.destroy();
-      noteBackendFailure(ctx, error, uidl);
+      noteBackendFailure(ctx, error, 'store', uidl);
       return { task: Promise.resolve() };
     }
     const extractor = createMetadataExtractor();
@@ -213,7 +213,7 @@ export class MessagePipeline {
       extractor.stream.destroy();
       await writer.abort();
       if (isPop3Error(error)) throw error; // the session is gone: stop the run
-      noteBackendFailure(ctx, error, uidl);
+      noteBackendFailure(ctx, error, 'store', uidl);
       return { task: Promise.resolve() };
     }
     extractor.stream.end();
@@ -231,7 +231,7 @@ export class MessagePipeline {
     } catch (error) {
       await writer.abort();
       storeDone();
-      noteBackendFailure(this.ctx, error, target.message.uidl);
+      noteBackendFailure(this.ctx, error, 'store', target.message.uidl);
       return;
     }
     // Durable in the store: the slot goes to the next message while this one is recorded.
@@ -289,7 +289,7 @@ export class MessagePipeline {
         },
         (error: unknown) => {
           storeDone();
-          noteBackendFailure(ctx, error, uidl);
+          noteBackendFailure(ctx, error, 'store', uidl);
           done();
         },
       )

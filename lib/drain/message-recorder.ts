@@ -8,7 +8,7 @@
  */
 import { Batcher } from './batcher.js';
 import type { Deletions } from './deletions.js';
-import { describeError } from './errors.js';
+import { describeError, type DrainPhase } from './errors.js';
 import { EVENT_SCHEMA_VERSION, type DrainEvent, type EmailSkippedDetail, type EmailStoredDetail, type MessageMetadata } from './events.js';
 import { failureOf } from './failures.js';
 import { skippedEventId, storedEventId } from './keys.js';
@@ -50,10 +50,12 @@ export class MessageRecorder {
     const { ledger, events } = ctx.ports;
     const mailboxId = ctx.mailbox.id;
     // A continuation that fails even in its reject path (a defect) is reported, not thrown.
-    const defect = (error: unknown): void => {
-      ctx.failures.push(failureOf(error));
-    };
-    this.records = new Batcher((entries) => ledger.record(entries), LEDGER_BATCH_ITEMS, BATCH_DELAY_MS, defect);
+    const defectIn =
+      (phase: DrainPhase) =>
+      (error: unknown): void => {
+        ctx.failures.push(failureOf(error, phase));
+      };
+    this.records = new Batcher((entries) => ledger.record(entries), LEDGER_BATCH_ITEMS, BATCH_DELAY_MS, defectIn('ledger'));
     this.marks = new Batcher(
       async (uidls) => {
         await ledger.markAnnounced(mailboxId, uidls, ctx.clock.now());
@@ -61,7 +63,7 @@ export class MessageRecorder {
       },
       LEDGER_BATCH_ITEMS,
       BATCH_DELAY_MS,
-      defect,
+      defectIn('ledger'),
     );
     this.publishes = new Batcher(
       async (batch) => {
@@ -72,7 +74,7 @@ export class MessageRecorder {
       },
       EVENT_BATCH_ITEMS,
       BATCH_DELAY_MS,
-      defect,
+      defectIn('publish'),
     );
   }
 
@@ -158,7 +160,7 @@ export class MessageRecorder {
       },
       reject: (error) => {
         try {
-          noteBackendFailure(ctx, error, uidl);
+          noteBackendFailure(ctx, error, 'ledger', uidl);
         } finally {
           done();
         }
@@ -192,7 +194,7 @@ export class MessageRecorder {
       const outcome = await this.records.add(entry);
       if (!outcome.ok) return;
     } catch (error) {
-      ctx.failures.push(failureOf(error, message.uidl));
+      ctx.failures.push(failureOf(error, 'ledger', message.uidl));
       return;
     }
     ctx.counters.skipped += 1;
@@ -249,7 +251,7 @@ export class MessageRecorder {
           },
           reject: (error) => {
             // Published but not marked: the next run publishes it again (same id). Not deletable now.
-            ctx.failures.push(failureOf(error, uidl));
+            ctx.failures.push(failureOf(error, 'ledger', uidl));
             then(false);
           },
         });

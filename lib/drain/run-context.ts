@@ -82,8 +82,8 @@ export function mailboxLogger(base: DrainLogger, mailboxId: string): DrainLogger
 }
 
 /** A message was not stored (or not recorded): reported; it stays on the server for the next run. */
-export function noteBackendFailure(ctx: RunContext, error: unknown, uidl: string): void {
-  ctx.failures.push(failureOf(error, uidl));
+export function noteBackendFailure(ctx: RunContext, error: unknown, phase: 'store' | 'ledger', uidl: string): void {
+  ctx.failures.push(failureOf(error, phase, uidl));
   if (isDrainError(error) && (error.code === 'STORE_FAILED' || error.code === 'LEDGER_FAILED')) {
     ctx.counters.consecutiveBackendFailures += 1;
   }

@@ -205,8 +205,8 @@ describe('stopBeforeNext: when the run takes no new message', () => {
   });
 
   it('the backend is down after three failures in a row, named after the last', () => {
-    const ledgerDown = failureOf(new DrainError('LEDGER_FAILED', 'x', { phase: 'ledger', retryable: true }));
-    const storeDown = failureOf(new DrainError('STORE_FAILED', 'x', { phase: 'store', retryable: true }));
+    const ledgerDown = failureOf(new DrainError('LEDGER_FAILED', 'x', { phase: 'ledger', retryable: true }), 'ledger');
+    const storeDown = failureOf(new DrainError('STORE_FAILED', 'x', { phase: 'store', retryable: true }), 'store');
     expect(backendDownStop(2, ledgerDown)).toBeUndefined();
     expect(backendDownStop(3, ledgerDown)).toBe('ledger-failed');
     expect(backendDownStop(3, storeDown)).toBe('store-failed');
@@ -265,29 +265,43 @@ describe('the listing: odd and duplicate UIDLs, header digests', () => {
 describe('what an error means for the run', () => {
   it('maps POP3 codes to stop reasons; an abort nobody asked for is the hard deadline', () => {
     const pop3 = (code: ConstructorParameters<typeof Pop3Error>[0]) => new Pop3Error(code, code, { phase: 'transaction' });
-    expect(runStopFor(pop3('AUTH_FAILED'), false).reason).toBe('auth-failed');
-    expect(runStopFor(pop3('IN_USE'), false).reason).toBe('in-use');
-    expect(runStopFor(pop3('BODY_TIMEOUT'), false).reason).toBe('connection-lost');
-    expect(runStopFor(pop3('LIMIT_EXCEEDED'), false).reason).toBe('protocol-error');
-    expect(runStopFor(pop3('ABORTED'), true).reason).toBe('cancelled');
-    expect(runStopFor(pop3('ABORTED'), false).reason).toBe('deadline');
-    expect(runStopFor(pop3('SYS_TEMP'), false).failure).toEqual({ code: 'SYS_TEMP', phase: 'transaction', message: 'SYS_TEMP', retryable: true });
+    expect(runStopFor(pop3('AUTH_FAILED'), false, 'connect').reason).toBe('auth-failed');
+    expect(runStopFor(pop3('IN_USE'), false, 'fetch').reason).toBe('in-use');
+    expect(runStopFor(pop3('BODY_TIMEOUT'), false, 'fetch').reason).toBe('connection-lost');
+    expect(runStopFor(pop3('LIMIT_EXCEEDED'), false, 'fetch').reason).toBe('protocol-error');
+    expect(runStopFor(pop3('ABORTED'), true, 'fetch').reason).toBe('cancelled');
+    expect(runStopFor(pop3('ABORTED'), false, 'fetch').reason).toBe('deadline');
+    expect(runStopFor(pop3('SYS_TEMP'), false, 'fetch').failure).toEqual({ code: 'SYS_TEMP', phase: 'transaction', message: 'SYS_TEMP', retryable: true });
   });
 
   it('maps drain codes; StopRun carries its own reason and failure', () => {
     const drain = new DrainError('CREDENTIALS_FAILED', 'no secret', { phase: 'credentials', retryable: false });
-    expect(runStopFor(drain, false)).toEqual({
+    expect(runStopFor(drain, false, 'fetch')).toEqual({
       reason: 'credentials-failed',
       failure: { code: 'CREDENTIALS_FAILED', phase: 'credentials', message: 'no secret', retryable: false },
     });
-    expect(runStopFor(new StopRun('store-failed'), false)).toEqual({ reason: 'store-failed', failure: undefined });
-    expect(runStopFor(new TypeError('bug'), false).reason).toBe('error');
+    expect(runStopFor(new StopRun('store-failed'), false, 'fetch')).toEqual({ reason: 'store-failed', failure: undefined });
+    expect(runStopFor(new TypeError('bug'), false, 'fetch').reason).toBe('error');
   });
 
   it('a failure names its UIDL only when it has one', () => {
     const drain = new DrainError('STORE_FAILED', 'disk full', { phase: 'store', retryable: true });
-    expect(failureOf(drain, 'u1')).toEqual({ uidl: 'u1', code: 'STORE_FAILED', phase: 'store', message: 'disk full', retryable: true });
-    expect('uidl' in failureOf(drain)).toBe(false);
+    expect(failureOf(drain, 'fetch', 'u1')).toEqual({ uidl: 'u1', code: 'STORE_FAILED', phase: 'store', message: 'disk full', retryable: true });
+    expect('uidl' in failureOf(drain, 'fetch')).toBe(false);
+  });
+
+  it('an exception that is not a typed error is an INTERNAL_ERROR of the phase that met it', () => {
+    expect(failureOf(new TypeError('x is undefined'), 'ledger', 'u1')).toEqual({
+      uidl: 'u1',
+      code: 'INTERNAL_ERROR',
+      phase: 'ledger',
+      message: 'x is undefined',
+      retryable: false,
+    });
+    expect(runStopFor('a string', false, 'list')).toEqual({
+      reason: 'error',
+      failure: { code: 'INTERNAL_ERROR', phase: 'list', message: 'a string', retryable: false },
+    });
   });
 });
 
