@@ -3,7 +3,7 @@
  * the counters and the failures the report is made of. Created once per run by drainMailbox.
  */
 import type { Pop3Client } from '../pop3/index.js';
-import type { DrainOptions } from './drain-options.js';
+import type { DrainOptions, DrainProgress } from './drain-options.js';
 import { describeError, isDrainError } from './errors.js';
 import { failureOf } from './failures.js';
 import type { MailboxConfig } from './mailbox.js';
@@ -90,7 +90,7 @@ export function noteBackendFailure(ctx: RunContext, error: unknown, phase: 'stor
   ctx.log.warn('message not stored; it stays on the server for the next run', { uidl, error: describeError(error) });
 }
 
-export function reportProgress(ctx: RunContext, phase: 'connecting' | 'listing' | 'fetching' | 'finishing'): void {
+export function reportProgress(ctx: RunContext, phase: DrainProgress['phase']): void {
   const c = ctx.counters;
   ctx.options.onProgress?.({
     phase,
