@@ -104,9 +104,8 @@ class DrainRun {
       await connectAndLogin(ctx);
       phase = 'list';
       reportProgress(ctx, 'listing');
-      const listing = await listMessages(ctx.client!, ctx.log);
+      const listing = await listMessages(ctx.client!, ctx.log, ctx.counters);
       ctx.failures.push(...listing.leftAlone);
-      ctx.counters.uidlSupported = listing.uidlSupported;
       ctx.counters.serverMessages = listing.messages;
       const byUidl = new Map(listing.messages.map((m) => [m.uidl, m]));
       phase = 'ledger';

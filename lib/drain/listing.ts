@@ -82,10 +82,13 @@ export interface Listing {
   messages: ServerMessage[];
   /** Messages left on the server, as failures for the report. */
   leftAlone: DrainFailure[];
-  uidlSupported: boolean;
 }
 
-export async function listMessages(client: Pop3Client, log: DrainLogger): Promise<Listing> {
+/**
+ * `seen.uidlSupported` is set false as soon as the server refuses UIDL, so a report made after
+ * the header digests failed still says so.
+ */
+export async function listMessages(client: Pop3Client, log: DrainLogger, seen: { uidlSupported: boolean }): Promise<Listing> {
   const [list, uidls] = await Promise.all([
     client.list(),
     client.uidl().catch((error: unknown) => {
@@ -97,13 +100,14 @@ export async function listMessages(client: Pop3Client, log: DrainLogger): Promis
   if (uidls !== undefined) {
     identified = identifyListing(list, uidls);
   } else {
+    seen.uidlSupported = false;
     log.warn('server does not support UIDL: identifying messages by a digest of their headers and size');
     identified = { messages: await headerDigestIds(client, list), leftAlone: [] };
   }
   const unique = leaveSharedUidlsAlone(identified.messages);
   const leftAlone = [...identified.leftAlone, ...unique.leftAlone];
   for (const left of leftAlone) log.warn(`${left.reason}; left on the server`, { number: left.number });
-  return { messages: unique.messages, leftAlone: leftAlone.map(leftAloneFailure), uidlSupported: uidls !== undefined };
+  return { messages: unique.messages, leftAlone: leftAlone.map(leftAloneFailure) };
 }
 
 async function headerDigestIds(client: Pop3Client, list: readonly ListEntry[]): Promise<ServerMessage[]> {
