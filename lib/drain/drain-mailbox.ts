@@ -57,6 +57,9 @@ class DrainRun {
   private stopReason: StopReason = 'complete';
   private runError: RunEnd['runError'];
   private plan: DrainReport['plan'];
+  /** The step under way, for the report of an error that has no phase of its own. */
+  private phase: DrainPhase = 'lease';
+  private disarmHardStop = (): void => {};
 
   constructor(
     mailbox: MailboxConfig,
@@ -85,92 +88,11 @@ class DrainRun {
 
   async execute(): Promise<DrainReport> {
     const { ctx } = this;
-    const dryRun = ctx.options.dryRun === true;
-    ctx.log.info('drain started', { runId: ctx.runId, host: ctx.mailbox.host, dryRun });
-    let disarm = (): void => {};
-    // The step under way, for the report of an error that has no phase of its own.
-    let phase: DrainPhase = 'lease';
+    ctx.log.info('drain started', { runId: ctx.runId, host: ctx.mailbox.host, dryRun: ctx.options.dryRun === true });
     try {
-      if (!dryRun && !(await this.lease.acquire())) {
-        this.stopReason = 'busy';
-        return await this.finish();
-      }
-      // The store gets ready (its folder, say) while the session is set up.
-      if (!dryRun) ctx.ports.store.prepareMailbox?.(ctx.mailbox.id).catch(() => undefined);
-      phase = 'ledger';
-      this.state = await ctx.ports.ledger.getMailboxState(ctx.mailbox.id);
-      phase = 'connect';
-      reportProgress(ctx, 'connecting');
-      await connectAndLogin(ctx);
-      phase = 'list';
-      reportProgress(ctx, 'listing');
-      const listing = await listMessages(ctx.client!, ctx.log, ctx.counters);
-      ctx.failures.push(...listing.leftAlone);
-      ctx.counters.serverMessages = listing.messages;
-      const byUidl = new Map(listing.messages.map((m) => [m.uidl, m]));
-      phase = 'ledger';
-      await this.deletions.settlePending(this.state, new Set(byUidl.keys()));
-      const known = await ctx.ports.ledger.lookup(ctx.mailbox.id, listing.messages.map((m) => m.uidl));
-
-      const verdict = uidlResetVerdict({ guard: ctx.mailbox.uidlResetGuard, state: this.state, messages: listing.messages, known });
-      if (verdict.kind !== 'proceed') {
-        const figures = { recognized: verdict.recognized, unknown: verdict.unknown, previouslyKnown: verdict.previouslyKnown };
-        if (verdict.kind === 'accepted') {
-          ctx.log.warn('UIDL reset accepted by the operator: proceeding', figures);
-          if (!dryRun) await ctx.ports.ledger.updateMailboxState(ctx.mailbox.id, { acceptUidlReset: null, uidlResetTrippedAt: null });
-        } else {
-          ctx.log.error('UIDL reset suspected: most known messages vanished and unknown ones appeared; not re-ingesting', figures);
-          if (!dryRun && !verdict.alreadyTripped) await ctx.ports.ledger.updateMailboxState(ctx.mailbox.id, { uidlResetTrippedAt: ctx.clock.now() });
-          this.stopReason = 'uidl-reset-suspected';
-          ctx.counters.remaining = verdict.unknown;
-          await this.deletions.quit();
-          return await this.finish();
-        }
-      }
-
-      const plan = planRun({
-        messages: listing.messages,
-        known,
-        policy: ctx.mailbox.deletePolicy,
-        maxMessageBytes: ctx.mailbox.maxMessageBytes,
-        now: ctx.clock.now(),
-      });
-      ctx.counters.alreadyKnown = plan.alreadyKnown;
-      for (const m of listing.messages) if (known.has(m.uidl)) ctx.counters.knownAfterRun.add(m.uidl);
-      ctx.counters.toFetch = plan.fetch.length;
-      ctx.counters.toFetchBytes = plan.toFetchBytes;
-      if (dryRun) {
-        this.plan = {
-          fetch: plan.fetch.map(planned),
-          skip: plan.skip.map(planned),
-          delete: plan.deleteKnown.map(planned),
-          announce: plan.reannounce.length,
-        };
-        ctx.counters.remaining = plan.fetch.length;
-        this.stopReason = 'dry-run';
-        await this.deletions.quit();
-        return await this.finish();
-      }
-
-      phase = 'fetch';
-      disarm = this.armHardStop();
-      // Announce what an earlier run stored but could not announce, and skip the oversized.
-      const side = [
-        ...plan.reannounce.map((entry) => this.recorder.reannounce(entry, byUidl.get(entry.uidl)!)),
-        ...plan.skip.map((m) => this.recorder.recordSkipped(m)),
-      ];
-      for (const m of plan.deleteKnown) this.deletions.request(m);
-      try {
-        const pipeline = new MessagePipeline(ctx, ctx.client!, this.recorder, runLimits(this.budget, ctx.mailbox));
-        this.stopReason = (await pipeline.run(plan.fetch)) ?? 'complete';
-      } finally {
-        await Promise.all(side);
-      }
-      await this.recorder.flush();
-      phase = 'quit';
-      await this.deletions.quit();
+      await this.steps();
     } catch (error) {
-      this.stoppedBy(error, phase);
+      this.stoppedBy(error);
       // Deletions already requested are of stored and announced messages: commit them when
       // the session is still alive (e.g. the store failed, not the server).
       if (ctx.client !== undefined && !ctx.client.isClosed) {
@@ -178,11 +100,95 @@ class DrainRun {
         await this.deletions.quit().catch(() => undefined);
       }
     } finally {
-      disarm();
+      this.disarmHardStop();
       this.lease.stopRenewing();
       ctx.client?.close();
     }
     return this.finish();
+  }
+
+  /** The run up to QUIT; returns early when it stops before fetching (busy, UIDL reset, dry run). */
+  private async steps(): Promise<void> {
+    const { ctx } = this;
+    const dryRun = ctx.options.dryRun === true;
+    if (!dryRun && !(await this.lease.acquire())) {
+      this.stopReason = 'busy';
+      return;
+    }
+    // The store gets ready (its folder, say) while the session is set up.
+    if (!dryRun) ctx.ports.store.prepareMailbox?.(ctx.mailbox.id).catch(() => undefined);
+    this.phase = 'ledger';
+    this.state = await ctx.ports.ledger.getMailboxState(ctx.mailbox.id);
+    this.phase = 'connect';
+    reportProgress(ctx, 'connecting');
+    await connectAndLogin(ctx);
+    this.phase = 'list';
+    reportProgress(ctx, 'listing');
+    const listing = await listMessages(ctx.client!, ctx.log, ctx.counters);
+    ctx.failures.push(...listing.leftAlone);
+    ctx.counters.serverMessages = listing.messages;
+    const byUidl = new Map(listing.messages.map((m) => [m.uidl, m]));
+    this.phase = 'ledger';
+    await this.deletions.settlePending(this.state, new Set(byUidl.keys()));
+    const known = await ctx.ports.ledger.lookup(ctx.mailbox.id, listing.messages.map((m) => m.uidl));
+
+    const verdict = uidlResetVerdict({ guard: ctx.mailbox.uidlResetGuard, state: this.state, messages: listing.messages, known });
+    if (verdict.kind !== 'proceed') {
+      const figures = { recognized: verdict.recognized, unknown: verdict.unknown, previouslyKnown: verdict.previouslyKnown };
+      if (verdict.kind === 'accepted') {
+        ctx.log.warn('UIDL reset accepted by the operator: proceeding', figures);
+        if (!dryRun) await ctx.ports.ledger.updateMailboxState(ctx.mailbox.id, { acceptUidlReset: null, uidlResetTrippedAt: null });
+      } else {
+        ctx.log.error('UIDL reset suspected: most known messages vanished and unknown ones appeared; not re-ingesting', figures);
+        if (!dryRun && !verdict.alreadyTripped) await ctx.ports.ledger.updateMailboxState(ctx.mailbox.id, { uidlResetTrippedAt: ctx.clock.now() });
+        this.stopReason = 'uidl-reset-suspected';
+        ctx.counters.remaining = verdict.unknown;
+        await this.deletions.quit();
+        return;
+      }
+    }
+
+    const plan = planRun({
+      messages: listing.messages,
+      known,
+      policy: ctx.mailbox.deletePolicy,
+      maxMessageBytes: ctx.mailbox.maxMessageBytes,
+      now: ctx.clock.now(),
+    });
+    ctx.counters.alreadyKnown = plan.alreadyKnown;
+    for (const m of listing.messages) if (known.has(m.uidl)) ctx.counters.knownAfterRun.add(m.uidl);
+    ctx.counters.toFetch = plan.fetch.length;
+    ctx.counters.toFetchBytes = plan.toFetchBytes;
+    if (dryRun) {
+      this.plan = {
+        fetch: plan.fetch.map(planned),
+        skip: plan.skip.map(planned),
+        delete: plan.deleteKnown.map(planned),
+        announce: plan.reannounce.length,
+      };
+      ctx.counters.remaining = plan.fetch.length;
+      this.stopReason = 'dry-run';
+      await this.deletions.quit();
+      return;
+    }
+
+    this.phase = 'fetch';
+    this.disarmHardStop = this.armHardStop();
+    // Announce what an earlier run stored but could not announce, and skip the oversized.
+    const side = [
+      ...plan.reannounce.map((entry) => this.recorder.reannounce(entry, byUidl.get(entry.uidl)!)),
+      ...plan.skip.map((m) => this.recorder.recordSkipped(m)),
+    ];
+    for (const m of plan.deleteKnown) this.deletions.request(m);
+    try {
+      const pipeline = new MessagePipeline(ctx, ctx.client!, this.recorder, runLimits(this.budget, ctx.mailbox));
+      this.stopReason = (await pipeline.run(plan.fetch)) ?? 'complete';
+    } finally {
+      await Promise.all(side);
+    }
+    await this.recorder.flush();
+    this.phase = 'quit';
+    await this.deletions.quit();
   }
 
   /** The hard signal and the hard deadline abandon the session at once (no QUIT: nothing is deleted). */
@@ -210,8 +216,8 @@ class DrainRun {
     return () => clearTimeout(timer);
   }
 
-  private stoppedBy(error: unknown, phase: DrainPhase): void {
-    const { reason, failure } = runStopFor(error, this.ctx.options.signal?.aborted === true, phase);
+  private stoppedBy(error: unknown): void {
+    const { reason, failure } = runStopFor(error, this.ctx.options.signal?.aborted === true, this.phase);
     this.stopReason = reason;
     const retryLater = RETRY_LATER_STOPS.has(reason);
     if (failure !== undefined && !retryLater) this.runError = failure;
