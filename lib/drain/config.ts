@@ -5,9 +5,11 @@
  */
 import { readFileSync } from 'node:fs';
 import { z } from 'zod';
+import { describeError } from './errors.js';
 import { mailboxIdProblem } from './keys.js';
 import { DEFAULT_UIDL_RESET_GUARD, type DeletePolicy, type MailboxConfig, type SecretSource } from './mailbox.js';
 import { parseSize } from './units.js';
+import { withoutUndefined } from './without-undefined.js';
 
 export { parseDuration, parseSize } from './units.js';
 
@@ -231,7 +233,7 @@ export function parseMailboxFile(raw: unknown, options: { readFile?: (path: stri
       try {
         caPem = (options.readFile ?? ((p: string) => readFileSync(p, 'utf8')))(tlsOptions.caFile);
       } catch (error) {
-        problems.push(`mailbox ${index + 1} "${m.id}": tlsOptions.caFile: cannot read ${tlsOptions.caFile} (${(error as Error).message})`);
+        problems.push(`mailbox ${index + 1} "${m.id}": tlsOptions.caFile: cannot read ${tlsOptions.caFile} (${describeError(error)})`);
       }
     }
     const mailbox: ConfiguredMailbox = {
@@ -254,11 +256,7 @@ export function parseMailboxFile(raw: unknown, options: { readFile?: (path: stri
       placement: d.placement ?? 'default',
     };
     if (caPem !== undefined || tlsOptions.servername !== undefined || tlsOptions.minVersion !== undefined) {
-      mailbox.tlsOptions = {
-        ...(caPem === undefined ? {} : { caPem }),
-        ...(tlsOptions.servername === undefined ? {} : { servername: tlsOptions.servername }),
-        ...(tlsOptions.minVersion === undefined ? {} : { minVersion: tlsOptions.minVersion }),
-      };
+      mailbox.tlsOptions = withoutUndefined({ caPem, servername: tlsOptions.servername, minVersion: tlsOptions.minVersion });
     }
     if (tlsOptions.caFile !== undefined) mailbox.caFile = tlsOptions.caFile;
     const l = d.limits;
@@ -278,13 +276,13 @@ export function loadMailboxFile(path: string): ConfiguredMailbox[] {
   try {
     text = readFileSync(path, 'utf8');
   } catch (error) {
-    throw new ConfigError(`cannot read mailbox configuration ${path}: ${(error as Error).message}`, []);
+    throw new ConfigError(`cannot read mailbox configuration ${path}: ${describeError(error)}`, []);
   }
   let raw: unknown;
   try {
     raw = JSON.parse(text);
   } catch (error) {
-    throw new ConfigError(`${path} is not valid JSON: ${(error as Error).message}`, []);
+    throw new ConfigError(`${path} is not valid JSON: ${describeError(error)}`, []);
   }
   try {
     return parseMailboxFile(raw);

@@ -21,7 +21,12 @@ export type DrainErrorCode =
   /** Another run holds this mailbox's lease. */
   | 'LEASE_HELD'
   /** Metadata extraction failed (the message is still stored; only its summary is missing). */
-  | 'METADATA_FAILED';
+  | 'METADATA_FAILED'
+  /**
+   * An exception that is not a typed error (a defect in popdrain or an adapter), reported with
+   * the phase the run was in; never retryable.
+   */
+  | 'INTERNAL_ERROR';
 
 export type DrainPhase =
   | 'config'

@@ -5,6 +5,7 @@
  * gets the same `id`, however often it is announced.
  */
 import type { StoreRef } from './ports.js';
+import type { StopReason } from './report.js';
 
 export const EVENT_SOURCE = 'popdrain';
 export const EVENT_SCHEMA_VERSION = 1;
@@ -71,7 +72,7 @@ export interface MailboxDrainedDetail {
   /** The run id. */
   id: string;
   mailboxId: string;
-  stopReason: string;
+  stopReason: StopReason;
   moreRemaining: boolean;
   serverMessages: number;
   fetched: number;

@@ -8,6 +8,7 @@ import type { Writable } from 'node:stream';
 import type { Pop3Credentials } from '../pop3/index.js';
 import type { DrainEvent } from './events.js';
 import type { MailboxConfig } from './mailbox.js';
+import type { StopReason } from './report.js';
 
 // -------------------------------------------------------------------------------------------
 // Message store
@@ -113,7 +114,7 @@ export interface RunSummary {
   runId: string;
   startedAt: number;
   finishedAt: number;
-  stopReason: string;
+  stopReason: StopReason;
   moreRemaining: boolean;
   fetched: number;
   fetchedBytes: number;

@@ -1,4 +1,6 @@
 /** What one drain run did and why it stopped. */
+import type { Pop3ErrorCode, Pop3Phase } from '../pop3/index.js';
+import type { DrainErrorCode, DrainPhase } from './errors.js';
 
 /**
  * Why a run stopped. The first group is a normal end; `retryLater` marks the ones where the
@@ -35,10 +37,15 @@ export type StopReason =
 export const NORMAL_STOPS: ReadonlySet<StopReason> = new Set(['complete', 'deadline', 'max-messages', 'max-bytes', 'cancelled', 'dry-run']);
 export const RETRY_LATER_STOPS: ReadonlySet<StopReason> = new Set(['busy', 'in-use', 'login-delay']);
 
+/** A failure's code: the POP3 client's or the drain's (adapters map theirs to the drain's). */
+export type FailureCode = Pop3ErrorCode | DrainErrorCode;
+/** Where it happened: in the POP3 session, or in a step of the drain. */
+export type FailurePhase = Pop3Phase | DrainPhase;
+
 export interface DrainFailure {
   uidl?: string;
-  code: string;
-  phase: string;
+  code: FailureCode;
+  phase: FailurePhase;
   message: string;
   retryable: boolean;
 }

@@ -225,7 +225,7 @@ describe('DynamoDbLedger on dynalite', () => {
       runId: 'run-1',
       startedAt: T0,
       finishedAt: T0 + 5_000,
-      stopReason: 'drained',
+      stopReason: 'complete',
       moreRemaining: false,
       fetched: 3,
       fetchedBytes: 12_345,

@@ -75,7 +75,7 @@ function drained(id: string): DrainEvent {
       schemaVersion: 1,
       id,
       mailboxId: 'mbx-1',
-      stopReason: 'done',
+      stopReason: 'complete',
       moreRemaining: false,
       serverMessages: 3,
       fetched: 2,

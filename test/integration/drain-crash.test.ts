@@ -790,11 +790,10 @@ describe('SIGKILL at every step of a drain, then a rerun', () => {
       expect(result.busy).toBe(0);
     }, CAMPAIGN_TIMEOUT_MS);
 
-    // Known defect of S3MessageStore (lib/adapters/aws/s3-store.ts), left failing on purpose: a
-    // message over `memorySpoolBytes` is spooled to `<spoolDir>/popdrain-spool-<uuid>.eml`, which
-    // is removed only by commit() or abort(). A killed process leaves it behind (partial mail
-    // content, up to the message's size), nothing ever removes it, and its name says "message".
-    // In a Lambda, /tmp outlives a timed-out invocation in the same execution environment.
+    // S3MessageStore (lib/adapters/aws/s3-store.ts) spools a message over `memorySpoolBytes` to a
+    // `popdrain-spool-<uuid>.part` file that it unlinks as soon as it is open, so a killed process
+    // leaves no copy of mail behind. That matters in a Lambda, where /tmp outlives a timed-out
+    // invocation in the same execution environment.
     it('killed runs leave no spool file behind, and none is named like a message', () => {
       expect(spoolLeftovers, 'the campaign above ran').toBeDefined();
       expect(spoolLeftovers!.filter((f) => f.name.endsWith('.eml')), 'spool files named .eml').toEqual([]);

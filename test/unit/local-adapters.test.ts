@@ -503,7 +503,7 @@ describe('FileLedger', () => {
     runId: 'run-1',
     startedAt: 1,
     finishedAt: 2,
-    stopReason: 'drained',
+    stopReason: 'complete',
     moreRemaining: false,
     fetched: 3,
     fetchedBytes: 4,

@@ -1,0 +1,46 @@
+/**
+ * Open the POP3 session for a run: credentials from the port, the client's options from the
+ * mailbox and the run's options, login; a refused OAuth2 access token is refreshed once.
+ */
+import { isPop3Error, Pop3Client, type Pop3ClientOptions, type Pop3Credentials } from '../pop3/index.js';
+import type { MailboxConfig } from './mailbox.js';
+import type { RunContext } from './run-context.js';
+
+export function clientOptionsFor(mailbox: MailboxConfig, options: RunContext['options']): Pop3ClientOptions {
+  const clientOptions: Pop3ClientOptions = {
+    host: mailbox.host,
+    port: mailbox.port,
+    tls: mailbox.tls,
+    trace: options.trace,
+    pipelineWindow: mailbox.pipelineWindow,
+    ...options.pop3,
+  };
+  const tls = mailbox.tlsOptions;
+  if (tls !== undefined) clientOptions.tlsOptions = { ca: tls.caPem, servername: tls.servername, minVersion: tls.minVersion };
+  return clientOptions;
+}
+
+/** Connects and logs in; the client is in `ctx.client` as soon as it exists (so a hard stop can close it). */
+export async function connectAndLogin(ctx: RunContext): Promise<Pop3Client> {
+  const m = ctx.mailbox;
+  let credentials: Pop3Credentials = await ctx.ports.credentials.get(m);
+  const options = clientOptionsFor(m, ctx.options);
+  for (let attempt = 1; ; attempt++) {
+    const client = await Pop3Client.connect(options);
+    ctx.client = client;
+    try {
+      await client.login(credentials, { mechanism: m.mechanism });
+      ctx.log.debug('logged in', { method: client.authMethod, pipelining: client.pipelining });
+      return client;
+    } catch (error) {
+      client.close();
+      // A cached OAuth2 access token may have expired: get a fresh one, once.
+      if (attempt === 1 && 'accessToken' in credentials && isPop3Error(error) && error.code === 'AUTH_FAILED') {
+        ctx.log.info('token refused; refreshing it once');
+        credentials = await ctx.ports.credentials.get(m, { forceRefresh: true });
+        continue;
+      }
+      throw error;
+    }
+  }
+}

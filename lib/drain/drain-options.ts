@@ -1,0 +1,46 @@
+/** What the caller of `drainMailbox` decides: the run's budget and options, and its progress reports. */
+import type { Pop3ClientOptions, Pop3TraceEvent } from '../pop3/index.js';
+
+export interface DrainBudget {
+  /** Epoch ms: no new message is started after this; those in flight finish, then QUIT. */
+  deadline?: number;
+  /** Epoch ms: everything is abandoned (connection closed without QUIT: nothing deleted). */
+  hardDeadline?: number;
+  maxMessages?: number;
+  maxBytes?: number;
+}
+
+export interface DrainProgress {
+  phase: 'connecting' | 'listing' | 'fetching' | 'finishing';
+  serverMessages: number;
+  toFetch: number;
+  toFetchBytes: number;
+  fetched: number;
+  fetchedBytes: number;
+}
+
+export interface DrainOptions {
+  runId?: string;
+  /** Graceful stop (SIGINT/SIGTERM): no new messages; those in flight finish; QUIT. */
+  signal?: AbortSignal;
+  /** Immediate stop: the session is closed without QUIT (nothing is deleted). */
+  hardSignal?: AbortSignal;
+  /** Lease duration; renewed every third of it while the run lasts. Default 5 min. */
+  leaseTtlMs?: number;
+  /**
+   * Messages open in the store at once (spooled or being committed); a message's slot is freed
+   * when its store commit settles, before it is recorded and announced. Default 8.
+   */
+  storeConcurrency?: number;
+  /** Ledger entries of messages deleted from the server expire after this. Default 30 days. */
+  retentionDays?: number;
+  /** List what would be fetched, skipped and deleted; change nothing. */
+  dryRun?: boolean;
+  /** Protocol trace (secrets redacted by the client). */
+  trace?: (event: Pop3TraceEvent) => void;
+  onProgress?: (progress: DrainProgress) => void;
+  /** Overrides for the POP3 client (timeouts, pipeline window). */
+  pop3?: Partial<Pick<Pop3ClientOptions, 'timeouts' | 'pipelineWindow' | 'pipelining'>>;
+  /** Publish the `Mailbox Drained` summary event (default true). */
+  publishSummary?: boolean;
+}

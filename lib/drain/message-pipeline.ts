@@ -1,0 +1,301 @@
+/**
+ * Fetch and store: RETR the planned messages in server order (pipelined by the client), and
+ * for each, hash it, read its metadata and store it (whole in one call when the store offers
+ * `put` and the message is small, streamed otherwise), then hand it to the MessageRecorder
+ * (record → announce → DELE). POP3 keeps streaming the next messages while earlier ones are
+ * committed, within three bounds: messages open in the store, bytes of whole messages the store
+ * holds, and messages fetched but not yet announced.
+ */
+import { createHash } from 'node:crypto';
+import type { Readable } from 'node:stream';
+import { isPop3Error, type Pop3Client } from '../pop3/index.js';
+import { Semaphore } from './batcher.js';
+import type { MessageMetadata } from './events.js';
+import { StopRun } from './failures.js';
+import { InFlight } from './in-flight.js';
+import { messageDigest, messageKeyForDigest } from './keys.js';
+import { LEDGER_BATCH_ITEMS, type MessageDone, type MessageRecorder } from './message-recorder.js';
+import { pumpMessage } from './message-pump.js';
+import { createMetadataExtractor, readMetadata } from './metadata.js';
+import { backendDownStop, stopBeforeNext, type RunLimits, type ServerMessage } from './plan.js';
+import type { MessageWriter, StoredObject } from './ports.js';
+import type { StopReason } from './report.js';
+import { noteBackendFailure, reportProgress, type RunContext } from './run-context.js';
+import { sha256Hex } from './sha256.js';
+
+const DEFAULT_STORE_CONCURRENCY = 8;
+/**
+ * Messages fetched but not yet recorded and announced (their ledger entries and events wait in
+ * the recorder's batches; a message's bytes are not held once it is in the store): enough for
+ * several full batches, and a bound that holds fetching back when the ledger or the bus is
+ * slow. With many messages open in the store at once (a local store), four times that many:
+ * 4 x 64 kept a local drain of small messages with 256 open in the store waiting on this bound
+ * for a fifth of its time.
+ */
+const MIN_UNANNOUNCED_IN_FLIGHT = 4 * LEDGER_BATCH_ITEMS;
+const UNANNOUNCED_PER_STORE_SLOT = 4;
+/**
+ * Messages the server lists at this size or less are received whole (no stream each) and go
+ * to a store that offers `put` in one call.
+ */
+const WHOLE_MESSAGE_MAX_BYTES = 256 * 1024;
+/**
+ * Bytes of messages received whole that the store holds and has not made durable yet (with
+ * the POP3 client's bound on bytes in flight, what a run of small messages holds in memory).
+ * A message larger than this alone waits until the store holds nothing else.
+ */
+const STORE_BYTES_IN_FLIGHT = 32 * 1024 * 1024;
+
+/** Where a message's bytes go in the store, derived from mailbox id and UIDL (keys.ts). */
+interface Target {
+  message: ServerMessage;
+  digest: string;
+  key: string;
+}
+
+/** What the bytes were, as measured while they flowed. */
+interface Measured {
+  sha256: string;
+  size: number;
+  metadata: Promise<MessageMetadata>;
+}
+
+function bodyBytes(body: readonly Buffer[]): number {
+  let n = 0;
+  for (const chunk of body) n += chunk.length;
+  return n;
+}
+
+export class MessagePipeline {
+  constructor(
+    private readonly ctx: RunContext,
+    private readonly client: Pop3Client,
+    private readonly recorder: MessageRecorder,
+    private readonly limits: RunLimits,
+  ) {}
+
+  private stopBefore(next: ServerMessage): StopReason | undefined {
+    const { ctx } = this;
+    return stopBeforeNext(
+      {
+        cancelled: ctx.options.signal?.aborted === true,
+        leaseLost: ctx.leaseLost,
+        now: ctx.clock.now(),
+        fetched: ctx.counters.fetched,
+        fetchedBytes: ctx.counters.fetchedBytes,
+        nextSize: next.size,
+      },
+      this.limits,
+    );
+  }
+
+  private throwIfBackendDown(): void {
+    const stop = backendDownStop(this.ctx.counters.consecutiveBackendFailures, this.ctx.failures.at(-1));
+    if (stop !== undefined) throw new StopRun(stop, this.ctx.failures.at(-1));
+  }
+
+  /**
+   * Fetch and store `messages` until done or a stop; resolves with the budget's stop (or
+   * undefined) once every message started has been recorded and announced (or failed). Throws
+   * StopRun when the backend is down, a Pop3Error when the session is gone.
+   */
+  async run(messages: ServerMessage[]): Promise<StopReason | undefined> {
+    const { ctx } = this;
+    ctx.counters.remaining = messages.length;
+    if (messages.length === 0) return undefined;
+    const initialStop = this.stopBefore(messages[0]!);
+    if (initialStop !== undefined) return initialStop;
+    reportProgress(ctx, 'fetching');
+    const storeConcurrency = ctx.options.storeConcurrency ?? DEFAULT_STORE_CONCURRENCY;
+    const slots = new Semaphore(storeConcurrency);
+    const unannounced = new Semaphore(Math.max(MIN_UNANNOUNCED_IN_FLIGHT, UNANNOUNCED_PER_STORE_SLOT * storeConcurrency));
+    const storeBytes = new Semaphore(STORE_BYTES_IN_FLIGHT);
+    const inFlight = new InFlight();
+    const byNumber = new Map(messages.map((m) => [m.number, m]));
+    const whole = ctx.ports.store.put !== undefined;
+    let index = 0;
+    let stop: StopReason | undefined;
+    try {
+      for await (const retrieved of this.client.retrieve(messages, whole ? { collectUpTo: WHOLE_MESSAGE_MAX_BYTES } : {})) {
+        const message = byNumber.get(retrieved.number)!;
+        stop = this.stopBefore(message);
+        if (stop !== undefined) {
+          if (retrieved.body === undefined) retrieved.stream.destroy();
+          break;
+        }
+        index += 1;
+        const wholeBytes = retrieved.body !== undefined && whole ? bodyBytes(retrieved.body) : 0;
+        if (!unannounced.tryAcquire()) await unannounced.acquire();
+        if (!slots.tryAcquire()) await slots.acquire();
+        if (wholeBytes > 0 && !storeBytes.tryAcquire(wholeBytes)) await storeBytes.acquire(wholeBytes);
+        let slotHeld = true;
+        const releaseSlot = (): void => {
+          if (!slotHeld) return;
+          slotHeld = false;
+          slots.release();
+          if (wholeBytes > 0) storeBytes.release(wholeBytes);
+        };
+        inFlight.start();
+        let finished = false;
+        // Once per message, however its steps end; an error is a defect that ends the run.
+        const done: MessageDone = (defect) => {
+          if (defect !== undefined) inFlight.fail(defect.error);
+          if (finished) return;
+          finished = true;
+          releaseSlot();
+          unannounced.release();
+          inFlight.end();
+        };
+        const target = this.targetOf(message);
+        if (retrieved.body !== undefined && whole) {
+          this.storeWhole(target, retrieved.body, releaseSlot, done);
+        } else {
+          let task: Promise<void>;
+          try {
+            ({ task } = await this.receive(target, retrieved.stream, releaseSlot));
+          } catch (error) {
+            done();
+            throw error;
+          }
+          task.then(
+            () => done(),
+            (error: unknown) => done({ error }),
+          );
+        }
+        reportProgress(ctx, 'fetching');
+        this.throwIfBackendDown();
+      }
+    } catch (error) {
+      ctx.counters.remaining = messages.length - index;
+      await inFlight.idle();
+      throw error;
+    }
+    ctx.counters.remaining = messages.length - index;
+    reportProgress(ctx, 'finishing');
+    // The last messages go through each step without waiting for company.
+    this.recorder.closingTime();
+    await inFlight.idle();
+    this.throwIfBackendDown();
+    return stop;
+  }
+
+  private targetOf(message: ServerMessage): Target {
+    const digest = messageDigest(this.ctx.mailbox.id, message.uidl);
+    return { message, digest, key: messageKeyForDigest(this.ctx.mailbox.id, digest) };
+  }
+
+  private objectMetadata(target: Target): Record<string, string> {
+    return { 'popdrain-mailbox': this.ctx.mailbox.id, 'popdrain-uidl-digest': target.digest };
+  }
+
+  /**
+   * Stream one message into the store while hashing it and reading its metadata. Resolves
+   * once the bytes are spooled (the POP3 stream is free for the next message) with a task that
+   * commits, records, announces and (per policy) deletes it. `storeDone` is called once the
+   * store commit settled (the message no longer holds a store slot).
+   */
+  private async receive(target: Target, stream: Readable, storeDone: () => void): Promise<{ task: Promise<void> }> {
+    const { ctx } = this;
+    const uidl = target.message.uidl;
+    let writer;
+    try {
+      writer = await ctx.ports.store.open(target.key, { mailboxId: ctx.mailbox.id, uidl, expectedSize: target.message.size });
+    } catch (error) {
+      stream.destroy();
+      noteBackendFailure(ctx, error, 'store', uidl);
+      return { task: Promise.resolve() };
+    }
+    const extractor = createMetadataExtractor();
+    let pumped;
+    try {
+      pumped = await pumpMessage(stream, writer.stream, extractor.stream);
+    } catch (error) {
+      extractor.stream.destroy();
+      await writer.abort();
+      if (isPop3Error(error)) throw error; // the session is gone: stop the run
+      noteBackendFailure(ctx, error, 'store', uidl);
+      return { task: Promise.resolve() };
+    }
+    extractor.stream.end();
+    ctx.counters.fetched += 1;
+    ctx.counters.fetchedBytes += pumped.size;
+    const metadata = extractor.result();
+    metadata.catch(() => undefined); // awaited after the commit; never an unhandled rejection
+    return { task: this.commit(target, writer, { sha256: pumped.sha256, size: pumped.size, metadata }, storeDone) };
+  }
+
+  private async commit(target: Target, writer: MessageWriter, measured: Measured, storeDone: () => void): Promise<void> {
+    let stored;
+    try {
+      stored = await writer.commit({ sha256: measured.sha256, size: measured.size, metadata: this.objectMetadata(target) });
+    } catch (error) {
+      await writer.abort();
+      storeDone();
+      noteBackendFailure(this.ctx, error, 'store', target.message.uidl);
+      return;
+    }
+    // Durable in the store: the slot goes to the next message while this one is recorded.
+    storeDone();
+    await new Promise<void>((resolve, reject) =>
+      this.recorder.recordStored({ message: target.message, key: target.key, stored, ...measured }, (defect) =>
+        defect === undefined ? resolve() : reject(defect.error),
+      ),
+    );
+  }
+
+  /**
+   * A message received whole, to a store that takes it in one call (`put`): hash it and read
+   * its metadata (both at once, no stream), store it, then hand it to the recorder.
+   * `storeDone` as for `receive`; `done` once the message is announced or has failed on the
+   * way. Never throws.
+   */
+  private storeWhole(target: Target, body: readonly Buffer[], storeDone: () => void, done: MessageDone): void {
+    const { ctx } = this;
+    const uidl = target.message.uidl;
+    let put: Promise<StoredObject>;
+    let measured: Measured;
+    try {
+      let sha256: string;
+      let size = 0;
+      if (body.length === 1) {
+        size = body[0]!.length;
+        sha256 = sha256Hex(body[0]!);
+      } else {
+        const hash = createHash('sha256');
+        for (const chunk of body) {
+          hash.update(chunk);
+          size += chunk.length;
+        }
+        sha256 = hash.digest('hex');
+      }
+      ctx.counters.fetched += 1;
+      ctx.counters.fetchedBytes += size;
+      const metadata = readMetadata(body);
+      // Handled when the message is recorded; until then, or if the store fails and it never
+      // is, a rejection must not count as unhandled.
+      metadata.catch(() => undefined);
+      measured = { sha256, size, metadata };
+      put = ctx.ports.store.put!(target.key, { mailboxId: ctx.mailbox.id, uidl }, body, { sha256, size, metadata: this.objectMetadata(target) });
+    } catch (error) {
+      put = Promise.reject(error);
+      measured = { sha256: '', size: 0, metadata: Promise.resolve({ attachments: [] }) };
+    }
+    put
+      .then(
+        (stored) => {
+          // Durable in the store: the slot goes to the next message while this one is recorded.
+          storeDone();
+          this.recorder.recordStored({ message: target.message, key: target.key, stored, ...measured }, done);
+        },
+        (error: unknown) => {
+          storeDone();
+          noteBackendFailure(ctx, error, 'store', uidl);
+          done();
+        },
+      )
+      .catch((error: unknown) => {
+        storeDone();
+        done({ error });
+      });
+  }
+}

@@ -1,0 +1,262 @@
+/**
+ * After the store: record → announce → DELE, for one message at a time but in batches with the
+ * others. Ledger writes, events and "announced" marks each go out through a `Batcher`; a
+ * message's part of a batch continues in the batch's callback, so a message costs no promise
+ * or async frame per step (for a mailbox of small messages that is what keeps the run fast).
+ * This file is the only place of the engine that works in callbacks; failures are noted in the
+ * run's failures, never thrown.
+ */
+import { Batcher } from './batcher.js';
+import type { Deletions } from './deletions.js';
+import { describeError, type DrainPhase } from './errors.js';
+import { EVENT_SCHEMA_VERSION, type DrainEvent, type EmailSkippedDetail, type EmailStoredDetail, type MessageMetadata } from './events.js';
+import { failureOf } from './failures.js';
+import { skippedEventId, storedEventId } from './keys.js';
+import { deleteAllowed, type ServerMessage } from './plan.js';
+import type { LedgerEntry, PublishOutcome, RecordOutcome, StoredObject } from './ports.js';
+import { noteBackendFailure, type RunContext } from './run-context.js';
+
+/** Ledger and event batches: flushed when this full or after this long. */
+export const LEDGER_BATCH_ITEMS = 64;
+/** The EventBridge sink splits these into PutEvents requests of 10. */
+const EVENT_BATCH_ITEMS = 64;
+const BATCH_DELAY_MS = 2;
+
+/** A message durable in the store, on its way to the ledger and the bus. */
+export interface StoredMessage {
+  message: ServerMessage;
+  key: string;
+  stored: StoredObject;
+  sha256: string;
+  size: number;
+  /** Read as the bytes flowed; may still be under way (or fail: the message is recorded anyway). */
+  metadata: Promise<MessageMetadata>;
+}
+
+/** Called once per message when its steps have ended; `defect` is a bug that ends the run. */
+export type MessageDone = (defect?: { error: unknown }) => void;
+
+const iso = (ms: number): string => new Date(ms).toISOString();
+
+export class MessageRecorder {
+  private readonly records: Batcher<LedgerEntry, RecordOutcome>;
+  private readonly publishes: Batcher<DrainEvent, { ok: boolean; reason?: string }>;
+  private readonly marks: Batcher<string, void>;
+
+  constructor(
+    private readonly ctx: RunContext,
+    private readonly deletions: Deletions,
+  ) {
+    const { ledger, events } = ctx.ports;
+    const mailboxId = ctx.mailbox.id;
+    // A continuation that fails even in its reject path (a defect) is reported, not thrown.
+    const defectIn =
+      (phase: DrainPhase) =>
+      (error: unknown): void => {
+        ctx.failures.push(failureOf(error, phase));
+      };
+    this.records = new Batcher((entries) => ledger.record(entries), LEDGER_BATCH_ITEMS, BATCH_DELAY_MS, defectIn('ledger'));
+    this.marks = new Batcher(
+      async (uidls) => {
+        await ledger.markAnnounced(mailboxId, uidls, ctx.clock.now());
+        return uidls.map(() => undefined);
+      },
+      LEDGER_BATCH_ITEMS,
+      BATCH_DELAY_MS,
+      defectIn('ledger'),
+    );
+    this.publishes = new Batcher(
+      async (batch) => {
+        const outcome: PublishOutcome = await events.publish(batch);
+        const ok = new Set(outcome.published);
+        const failed = new Map(outcome.failed.map((f) => [f.id, f.reason]));
+        return batch.map((e) => (ok.has(e.id) ? { ok: true } : { ok: false, reason: failed.get(e.id) ?? 'not confirmed by the event sink' }));
+      },
+      EVENT_BATCH_ITEMS,
+      BATCH_DELAY_MS,
+      defectIn('publish'),
+    );
+  }
+
+  /** No stream of messages is coming any more: partial batches go out at once. */
+  closingTime(): void {
+    this.records.closingTime();
+    this.publishes.closingTime();
+    this.marks.closingTime();
+  }
+
+  /** Wait for every batch under way. */
+  async flush(): Promise<void> {
+    await this.records.drain();
+    await this.publishes.drain();
+    await this.marks.drain();
+  }
+
+  /** Record, announce and (per policy) DELE a stored message, then `done()`. Never throws. */
+  recordStored(s: StoredMessage, done: MessageDone): void {
+    s.metadata
+      .then(
+        (metadata) => this.recordWith(s, metadata, undefined, done),
+        (error: unknown) => {
+          const metadataError = describeError(error).slice(0, 500);
+          this.ctx.failures.push({ uidl: s.message.uidl, code: 'METADATA_FAILED', phase: 'fetch', message: metadataError, retryable: false });
+          this.recordWith(s, { attachments: [] }, metadataError, done);
+        },
+      )
+      // A defect here (not a port's failure: those are noted on the way) ends the run.
+      .catch((error: unknown) => done({ error }));
+  }
+
+  private recordWith(s: StoredMessage, metadata: MessageMetadata, metadataError: string | undefined, done: MessageDone): void {
+    const { ctx } = this;
+    const uidl = s.message.uidl;
+    const now = ctx.clock.now();
+    const time = iso(now);
+    const detail: EmailStoredDetail = {
+      schemaVersion: EVENT_SCHEMA_VERSION,
+      id: storedEventId(ctx.mailbox.id, uidl),
+      mailboxId: ctx.mailbox.id,
+      uidl,
+      storage: s.stored.ref,
+      size: s.size,
+      sha256: s.sha256,
+      storedAt: time,
+      metadata,
+    };
+    // Only present when extraction failed (the event's JSON has no such key otherwise).
+    if (metadataError !== undefined) detail.metadataError = metadataError;
+    const entry: LedgerEntry = {
+      mailboxId: ctx.mailbox.id,
+      uidl,
+      status: 'stored',
+      key: s.key,
+      sha256: s.sha256,
+      size: s.size,
+      firstSeenAt: now,
+      event: { id: detail.id, detailType: 'Email Stored', time, detail },
+    };
+    this.records.push(entry, {
+      resolve: (outcome) => {
+        ctx.counters.consecutiveBackendFailures = 0;
+        ctx.counters.knownAfterRun.add(uidl);
+        if (!outcome.ok) {
+          // Another run recorded it first (a lease was lost or bypassed): it owns the announcement.
+          const sameBytes = outcome.conflict?.sha256 === s.sha256;
+          ctx.failures.push({
+            uidl,
+            code: 'LEDGER_CONFLICT',
+            phase: 'ledger',
+            message: sameBytes ? 'already recorded by another run (same bytes)' : 'already recorded by another run with different content',
+            retryable: false,
+          });
+          done();
+          return;
+        }
+        ctx.log.debug('stored', { uidl, size: s.size, sha256: s.sha256, key: s.key });
+        this.announceThen(entry, false, (announced) => {
+          if (announced && deleteAllowed(entry, ctx.mailbox.deletePolicy, ctx.clock.now())) this.deletions.request(s.message);
+          done();
+        });
+      },
+      reject: (error) => {
+        try {
+          noteBackendFailure(ctx, error, 'ledger', uidl);
+        } finally {
+          done();
+        }
+      },
+    });
+  }
+
+  /** A message over the size cap: recorded and announced as skipped, never fetched or deleted. */
+  async recordSkipped(message: ServerMessage): Promise<void> {
+    const { ctx } = this;
+    const now = ctx.clock.now();
+    const detail: EmailSkippedDetail = {
+      schemaVersion: EVENT_SCHEMA_VERSION,
+      id: skippedEventId(ctx.mailbox.id, message.uidl),
+      mailboxId: ctx.mailbox.id,
+      uidl: message.uidl,
+      reason: 'too-large',
+      size: message.size,
+      limit: ctx.mailbox.maxMessageBytes ?? 0,
+      seenAt: iso(now),
+    };
+    const entry: LedgerEntry = {
+      mailboxId: ctx.mailbox.id,
+      uidl: message.uidl,
+      status: 'skipped',
+      size: message.size,
+      firstSeenAt: now,
+      event: { id: detail.id, detailType: 'Email Skipped', time: iso(now), detail },
+    };
+    try {
+      const outcome = await this.records.add(entry);
+      if (!outcome.ok) return;
+    } catch (error) {
+      ctx.failures.push(failureOf(error, 'ledger', message.uidl));
+      return;
+    }
+    ctx.counters.skipped += 1;
+    ctx.counters.knownAfterRun.add(message.uidl);
+    ctx.log.info('skipped: larger than the size cap', { uidl: message.uidl, size: message.size, limit: detail.limit });
+    await this.announce(entry, false);
+  }
+
+  /**
+   * Announce what an earlier run recorded but could not announce, then DELE it per policy. A
+   * re-announced Email Skipped keeps its entry 'skipped': never stored, never deleted.
+   */
+  async reannounce(entry: LedgerEntry, message: ServerMessage): Promise<void> {
+    if ((await this.announce(entry, true)) && deleteAllowed(entry, this.ctx.mailbox.deletePolicy, this.ctx.clock.now())) {
+      this.deletions.request(message);
+    }
+  }
+
+  /**
+   * Publish the entry's event, then mark it announced; true when both happened. Failures
+   * leave it stored but unannounced, for the next run.
+   */
+  private announce(entry: LedgerEntry, again: boolean): Promise<boolean> {
+    return new Promise((resolve) => this.announceThen(entry, again, resolve));
+  }
+
+  /** `announce`, continuing in `then` (called once, never throws). */
+  private announceThen(entry: LedgerEntry, again: boolean, then: (announced: boolean) => void): void {
+    const { ctx } = this;
+    const uidl = entry.uidl;
+    ctx.counters.pendingUidls.add(uidl);
+    const notPublished = (reason: string | undefined): void => {
+      ctx.failures.push({
+        uidl,
+        code: 'EVENTS_FAILED',
+        phase: 'publish',
+        message: `event not published (${reason ?? 'unknown'}); the next run announces it`,
+        retryable: true,
+      });
+      then(false);
+    };
+    this.publishes.push(entry.event, {
+      resolve: (result) => {
+        if (!result.ok) {
+          notPublished(result.reason);
+          return;
+        }
+        this.marks.push(uidl, {
+          resolve: () => {
+            ctx.counters.pendingUidls.delete(uidl);
+            ctx.counters.announced += 1;
+            if (again) ctx.counters.reannounced += 1;
+            then(true);
+          },
+          reject: (error) => {
+            // Published but not marked: the next run publishes it again (same id). Not deletable now.
+            ctx.failures.push(failureOf(error, 'ledger', uidl));
+            then(false);
+          },
+        });
+      },
+      reject: (error) => notPublished(describeError(error)),
+    });
+  }
+}

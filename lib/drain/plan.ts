@@ -1,0 +1,178 @@
+/**
+ * The engine's decisions, as pure functions of the facts: what to fetch, skip and delete, when
+ * the UIDL-reset guard stops a run, and when a run stops taking new messages. No I/O, no
+ * mutation of their arguments; drain-mailbox.ts and the message pipeline act on the verdicts.
+ */
+import type { DeletePolicy, UidlResetGuard } from './mailbox.js';
+import type { LedgerEntry, MailboxState } from './ports.js';
+import type { DrainFailure, StopReason } from './report.js';
+
+export const DAY_MS = 86_400_000;
+
+/** A message the server listed and the run can identify (its UIDL or a header digest). */
+export interface ServerMessage {
+  number: number;
+  size: number;
+  uidl: string;
+}
+
+// -------------------------------------------------------------------------------------------
+// The delete policy
+
+/**
+ * Whether the policy lets this entry's message go from the server once it is announced (a
+ * caller that has not announced it yet asks before it does; it deletes only after). Skipped
+ * messages (never stored) are never deleted.
+ */
+export function deleteAllowed(entry: LedgerEntry, policy: DeletePolicy, now: number): boolean {
+  if (entry.status !== 'stored' && entry.status !== 'announced') return false;
+  if (policy.mode === 'delete') return true;
+  if (policy.mode === 'keep-days') return entry.firstSeenAt + policy.days * DAY_MS <= now;
+  return false;
+}
+
+// -------------------------------------------------------------------------------------------
+// What to do with each listed message
+
+export interface PlanInput {
+  messages: readonly ServerMessage[];
+  /** The ledger's entries of the listed UIDLs. */
+  known: ReadonlyMap<string, LedgerEntry>;
+  policy: DeletePolicy;
+  /** Messages larger than this (LIST size) are skipped, not fetched. */
+  maxMessageBytes: number | undefined;
+  now: number;
+}
+
+export interface RunPlan {
+  /** New messages to fetch, in server order. */
+  fetch: ServerMessage[];
+  /** New messages over the size cap: recorded and announced as skipped, never fetched. */
+  skip: ServerMessage[];
+  /** Known entries whose event has not gone out (stored, or skipped and unannounced). */
+  reannounce: LedgerEntry[];
+  /** Known, announced messages the policy lets go now: deleted unseen. */
+  deleteKnown: ServerMessage[];
+  /** Known messages the run leaves on the server (announced, kept by the policy). */
+  keep: ServerMessage[];
+  /** How many listed messages the ledger knew before the run. */
+  alreadyKnown: number;
+  toFetchBytes: number;
+}
+
+export function planRun(input: PlanInput): RunPlan {
+  const plan: RunPlan = { fetch: [], skip: [], reannounce: [], deleteKnown: [], keep: [], alreadyKnown: 0, toFetchBytes: 0 };
+  const cap = input.maxMessageBytes;
+  for (const m of input.messages) {
+    const entry = input.known.get(m.uidl);
+    if (entry !== undefined) {
+      plan.alreadyKnown += 1;
+      if (entry.status === 'stored' || (entry.status === 'skipped' && entry.announcedAt === undefined)) plan.reannounce.push(entry);
+      else if (deleteAllowed(entry, input.policy, input.now)) plan.deleteKnown.push(m);
+      else plan.keep.push(m);
+      continue;
+    }
+    if (cap !== undefined && m.size > cap) plan.skip.push(m);
+    else {
+      plan.fetch.push(m);
+      plan.toFetchBytes += m.size;
+    }
+  }
+  return plan;
+}
+
+// -------------------------------------------------------------------------------------------
+// The UIDL-reset guard
+
+export type UidlResetVerdict =
+  /** Nothing suspicious (or the guard is off): go on. */
+  | { kind: 'proceed' }
+  /** Suspicious, but an operator accepted the reset: clear the flags and go on. */
+  | { kind: 'accepted'; recognized: number; unknown: number; previouslyKnown: number | undefined }
+  /** Suspicious: stop before fetching anything; note the trip unless it is already noted. */
+  | { kind: 'stop'; recognized: number; unknown: number; previouslyKnown: number | undefined; alreadyTripped: boolean };
+
+export interface UidlResetInput {
+  guard: UidlResetGuard;
+  state: MailboxState | undefined;
+  messages: readonly ServerMessage[];
+  known: ReadonlyMap<string, LedgerEntry>;
+}
+
+/**
+ * Most messages the last run knew have vanished and unknown ones appeared: the server probably
+ * renumbered its UIDLs, and fetching would store the whole mailbox again. Once tripped, the
+ * guard stays tripped until an operator accepts the reset.
+ */
+export function uidlResetVerdict(input: UidlResetInput): UidlResetVerdict {
+  const { guard, state, messages, known } = input;
+  if (!guard.enabled) return { kind: 'proceed' };
+  const last = state?.lastRun;
+  const recognized = messages.filter((m) => known.has(m.uidl)).length;
+  const unknown = messages.length - recognized;
+  const alreadyTripped = state?.uidlResetTrippedAt !== undefined;
+  const suspicious =
+    alreadyTripped ||
+    (last !== undefined &&
+      last.knownOnServer >= guard.minKnown &&
+      recognized < last.knownOnServer * guard.minRecognizedFraction &&
+      unknown > messages.length / 2);
+  if (!suspicious) return { kind: 'proceed' };
+  const previouslyKnown = last?.knownOnServer;
+  if (state?.acceptUidlReset === true) return { kind: 'accepted', recognized, unknown, previouslyKnown };
+  return { kind: 'stop', recognized, unknown, previouslyKnown, alreadyTripped };
+}
+
+// -------------------------------------------------------------------------------------------
+// When to stop taking new messages
+
+/** The run's limits, from the caller's budget and the mailbox's configuration. */
+export interface RunLimits {
+  /** Epoch ms: no new message is started after this. */
+  deadline: number | undefined;
+  maxMessages: number;
+  maxBytes: number;
+}
+
+export function runLimits(
+  budget: { deadline?: number | undefined; maxMessages?: number | undefined; maxBytes?: number | undefined },
+  mailbox: { maxMessagesPerRun?: number | undefined; maxBytesPerRun?: number | undefined },
+): RunLimits {
+  return {
+    deadline: budget.deadline,
+    maxMessages: Math.min(budget.maxMessages ?? Infinity, mailbox.maxMessagesPerRun ?? Infinity),
+    maxBytes: Math.min(budget.maxBytes ?? Infinity, mailbox.maxBytesPerRun ?? Infinity),
+  };
+}
+
+export interface StopFacts {
+  /** The graceful-stop signal fired. */
+  cancelled: boolean;
+  leaseLost: boolean;
+  now: number;
+  fetched: number;
+  fetchedBytes: number;
+  /** LIST size of the message that would start next. */
+  nextSize: number;
+}
+
+/** Why the run must not start the next message, or undefined when it may. */
+export function stopBeforeNext(facts: StopFacts, limits: RunLimits): StopReason | undefined {
+  if (facts.cancelled) return 'cancelled';
+  if (facts.leaseLost) return 'lease-lost';
+  if (limits.deadline !== undefined && facts.now >= limits.deadline) return 'deadline';
+  if (facts.fetched >= limits.maxMessages) return 'max-messages';
+  // The first message always goes, so a message larger than the per-run byte budget (but
+  // under the size cap) is not stuck forever.
+  if (facts.fetched > 0 && facts.fetchedBytes + facts.nextSize > limits.maxBytes) return 'max-bytes';
+  return undefined;
+}
+
+/** After this many consecutive store or ledger failures the run stops: the backend is down. */
+export const MAX_CONSECUTIVE_FAILURES = 3;
+
+/** The stop when the store or the ledger keeps failing, named after the last failure. */
+export function backendDownStop(consecutiveFailures: number, lastFailure: DrainFailure | undefined): StopReason | undefined {
+  if (consecutiveFailures < MAX_CONSECUTIVE_FAILURES) return undefined;
+  return lastFailure?.code === 'LEDGER_FAILED' ? 'ledger-failed' : 'store-failed';
+}

@@ -1,0 +1,103 @@
+/**
+ * What every part of one run shares: the mailbox, the ports, a logger that names the mailbox,
+ * the counters and the failures the report is made of. Created once per run by drainMailbox.
+ */
+import type { Pop3Client } from '../pop3/index.js';
+import type { DrainOptions, DrainProgress } from './drain-options.js';
+import { describeError, isDrainError } from './errors.js';
+import { failureOf } from './failures.js';
+import type { MailboxConfig } from './mailbox.js';
+import type { ServerMessage } from './plan.js';
+import type { Clock, DrainLogger, DrainPorts, LogFields } from './ports.js';
+import type { DrainFailure } from './report.js';
+
+/** The run's figures, each counted in one place; the report is made from them. */
+export interface RunCounters {
+  /** Listed messages the run can identify (each UIDL once). */
+  serverMessages: ServerMessage[];
+  uidlSupported: boolean;
+  alreadyKnown: number;
+  toFetch: number;
+  toFetchBytes: number;
+  fetched: number;
+  fetchedBytes: number;
+  skipped: number;
+  announced: number;
+  reannounced: number;
+  deleted: number;
+  /** Messages still to fetch when the run stopped. */
+  remaining: number;
+  /** Store or ledger failures in a row (reset by a successful ledger write). */
+  consecutiveBackendFailures: number;
+  /** UIDLs on the server the ledger knows at the end of the run (the UIDL-reset guard's figure). */
+  knownAfterRun: Set<string>;
+  /** Recorded but not (yet) announced. */
+  pendingUidls: Set<string>;
+}
+
+export function newCounters(): RunCounters {
+  return {
+    serverMessages: [],
+    uidlSupported: true,
+    alreadyKnown: 0,
+    toFetch: 0,
+    toFetchBytes: 0,
+    fetched: 0,
+    fetchedBytes: 0,
+    skipped: 0,
+    announced: 0,
+    reannounced: 0,
+    deleted: 0,
+    remaining: 0,
+    consecutiveBackendFailures: 0,
+    knownAfterRun: new Set(),
+    pendingUidls: new Set(),
+  };
+}
+
+export interface RunContext {
+  readonly mailbox: MailboxConfig;
+  readonly ports: DrainPorts;
+  readonly options: DrainOptions;
+  readonly clock: Clock;
+  readonly log: DrainLogger;
+  readonly runId: string;
+  readonly counters: RunCounters;
+  readonly failures: DrainFailure[];
+  /** The POP3 session, once connected. */
+  client: Pop3Client | undefined;
+  /** Set when renewing the lease failed: no new message, no DELE. */
+  leaseLost: boolean;
+}
+
+/** The ports' logger (or silence), every record naming the mailbox. */
+export function mailboxLogger(base: DrainLogger, mailboxId: string): DrainLogger {
+  const withMailbox = (fields?: LogFields): LogFields => ({ mailboxId, ...fields });
+  return {
+    debug: (m, f) => base.debug(m, withMailbox(f)),
+    info: (m, f) => base.info(m, withMailbox(f)),
+    warn: (m, f) => base.warn(m, withMailbox(f)),
+    error: (m, f) => base.error(m, withMailbox(f)),
+  };
+}
+
+/** A message was not stored (or not recorded): reported; it stays on the server for the next run. */
+export function noteBackendFailure(ctx: RunContext, error: unknown, phase: 'store' | 'ledger', uidl: string): void {
+  ctx.failures.push(failureOf(error, phase, uidl));
+  if (isDrainError(error) && (error.code === 'STORE_FAILED' || error.code === 'LEDGER_FAILED')) {
+    ctx.counters.consecutiveBackendFailures += 1;
+  }
+  ctx.log.warn('message not stored; it stays on the server for the next run', { uidl, error: describeError(error) });
+}
+
+export function reportProgress(ctx: RunContext, phase: DrainProgress['phase']): void {
+  const c = ctx.counters;
+  ctx.options.onProgress?.({
+    phase,
+    serverMessages: c.serverMessages.length,
+    toFetch: c.toFetch,
+    toFetchBytes: c.toFetchBytes,
+    fetched: c.fetched,
+    fetchedBytes: c.fetchedBytes,
+  });
+}
