@@ -72,7 +72,7 @@ const RUN: RunSummary = {
   runId: 'run-1',
   startedAt: T0,
   finishedAt: T0 + 5_000,
-  stopReason: 'drained',
+  stopReason: 'complete',
   moreRemaining: false,
   fetched: 3,
   fetchedBytes: 12_345,

@@ -7,7 +7,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { drainMailbox, type DrainBudget, type DrainOptions } from '../../lib/drain/drain-mailbox.js';
 import { messageKey } from '../../lib/drain/keys.js';
 import { DEFAULT_UIDL_RESET_GUARD, type MailboxConfig } from '../../lib/drain/mailbox.js';
-import { respondWith, startPop3Server, type MailboxMessage, type Pop3ServerOptions, type Pop3TestServer } from '../../lib/testing/pop3-server.js';
+import { respondWith, startPop3Server, type MailboxMessage, type Pop3ServerOptions, type Pop3TestServer } from '../../lib/testing/pop3-server/index.js';
 import { memoryPorts, type MemoryPorts } from '../support/memory-ports.js';
 
 const servers: Pop3TestServer[] = [];
