@@ -1,36 +1,61 @@
 /**
- * `npm run bench`: drain a local Dovecot over implicit TLS with popdrain and with mpop, each
- * measurement in a fresh process, alternating tools, three runs each, reporting the median.
+ * `npm run bench`: drain a local Dovecot over implicit TLS with popdrain, with mpop and with a
+ * bare Node.js reader, each measurement in a fresh process, tools and media alternating, three
+ * runs each, reporting the median.
  *
- *   npm run bench                 a table
- *   npm run bench -- --json       one JSON object per row, nothing else on stdout
- *   npm run bench -- --only a,c   only the named workloads
- *   npm run bench -- --runs 5     runs per tool and row (default 3)
+ *   npm run bench                          a table
+ *   npm run bench -- --json                one JSON object per row, nothing else on stdout
+ *   npm run bench -- --only a,a20k-rerun   only the named rows' workloads (ids below)
+ *   npm run bench -- --runs 5              runs per tool, medium and row (default 3)
+ *   npm run bench -- --medium tmpfs        where the storing tools write: tmpfs, disk or both
+ *   npm run bench -- --tools mpop,popdrain-cli   only these tools
  *
- * Workloads: (a) 2,000 x 4 KB, (b) 200 x 100 KB, (c) one 50 MB message, (d) one 200 MB
- * message; (a) and (b) again through a loopback proxy adding 5 ms each way.
- * Figures: `seconds` is the whole process's wall time, spawn to exit; `peakRssMb` the
- * process's maximum resident set (GNU time); MB = 10^6 bytes. Each run writes into a fresh
- * folder of its own; all are removed at the end, never between measurements.
+ * Workloads: (a) 2,000 x 4 KB, (a20k) 20,000 x 4 KB, (b) 200 x 100 KB, (c) one 50 MB message,
+ * (d) one 200 MB message; (a) and (b) again through a loopback proxy adding 5 ms each way; and
+ * `a20k-rerun` (or `a-rerun`): a rerun with nothing new on the kept mailbox of that workload.
+ * Default: a, a20k, a20k-rerun, b, c, d.
  *
- * Tools: `popdrain` (the POP3 client alone, into a hashing sink), `mpop`, and the whole drain
- * (`popdrain-drain-local`: drainMailbox into the local adapters; `popdrain-drain-s3`: into the
- * AWS adapters against s3rver, dynalite and a recording EventBridge endpoint, which this
- * process starts once and keeps across runs: s3rver in a child process, the other two here,
- * never in the measured process), and `popdrain-cli`: the command-line tool itself
- * (`popdrain drain pop3s://... --out DIR`, dist/cli/main.js) into a fresh output folder.
+ * Media: every storing row (mpop, popdrain-drain-local, popdrain-cli, and the rerun rows) writes
+ * into a fresh folder under /dev/shm (`tmpfs`) or under the disk's temp dir (`disk`); with
+ * `--medium both` (the default) both media are measured in every run, their order alternating
+ * from run to run. Rows that store nothing locally say `none`. tmpfs run folders are removed
+ * right after their run; disk run folders stay until the end (on ext4 without a journal,
+ * removing 20,000 files taxes the files the next run creates).
+ *
+ * Figures: `seconds` is the whole process's wall time, spawn to exit; `peakRssMb`,
+ * `userCpuSeconds` and `sysCpuSeconds` come from GNU time for the measured process (bench/measure.ts);
+ * MB = 10^6 bytes. `timeToMpop` is seconds over mpop's on the same medium (for `none` rows,
+ * mpop on tmpfs); `timeToFloor` is seconds over the node-floor row's.
+ *
+ * Tools (rows):
+ * - `node-floor`: bench/node-floor.ts, a minimal pipelined reader on plain node:tls (USER/PASS,
+ *   UIDL + LIST, RETRs in a window of 512, sha256 per body, nothing stored): Node's own floor.
+ * - `popdrain`: the POP3 client alone, into a hashing sink (bench/pop3-worker.ts).
+ * - `mpop`: mpop 1.4 with its default settings (pipelining, auth and only_new on auto/auto/on)
+ *   except `keep on`, implicit TLS and the run's own uidls file and maildir (bench/tools.ts).
+ * - `popdrain-drain-local`: drainMailbox into the local adapters (bench/drain-worker.ts).
+ * - `popdrain-cli`: `popdrain drain pop3s://... --out DIR` (dist/cli/main.js), as a user runs it.
+ * - `popdrain-drain-s3`: drainMailbox into the AWS adapters against s3rver, dynalite and a
+ *   recording EventBridge endpoint: it measures s3rver as much as popdrain.
+ * - `popdrain-drain-s3-latency`: the same with S3 on an in-memory endpoint that answers every
+ *   request after 20 ms (test/support/s3-latency-endpoint.ts); rows (a)+5 ms and (b).
+ * - In `-rerun` rows, `mpop` (only_new on, its uidls file written by its own first run) and
+ *   `popdrain-cli` (same --out and --id as its first run): the first drain of each is done once
+ *   per medium, unmeasured; every measured run must find nothing new.
+ * The AWS stand-ins run in this process (s3rver in a child), never in the measured process.
  */
-import { spawn, spawnSync } from 'node:child_process';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { spawnSync } from 'node:child_process';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { ListObjectsCommand } from '@aws-sdk/client-s3';
-import { startAwsJsonEndpoint } from '../test/support/aws-json-endpoint.js';
-import { startDynalite, startS3rver } from '../test/support/aws-standins.js';
 import { startDovecot, type Dovecot } from '../test/support/dovecot.js';
+import { startAwsServices } from './aws-services.js';
 import { startLatencyProxy, type LatencyProxy } from './latency-proxy.js';
-import { benchTools, type BenchAwsServices, type BenchContext, type BenchTool, type ToolResult } from './tools.js';
+import { GNU_TIME, measure } from './measure.js';
+import { rerunTools } from './rerun-tools.js';
+import { formatRow, summarise, TABLE_HEADER, type Measurement, type ToolRuns } from './table.js';
+import { benchTools, type BenchContext, type BenchTool, type Medium } from './tools.js';
 import { makeCorpus, WORKLOADS, type Workload } from './workloads.js';
 
 const { values } = parseArgs({
@@ -39,6 +64,7 @@ const { values } = parseArgs({
     only: { type: 'string' },
     runs: { type: 'string', default: '3' },
     tools: { type: 'string' },
+    medium: { type: 'string', default: 'both' },
   },
 });
 
@@ -47,29 +73,14 @@ const runs = Math.max(1, Number(values.runs));
 const log = (line: string): void => {
   process.stderr.write(`${line}\n`);
 };
+const TMPFS_ROOT = '/dev/shm';
+const RERUN_SUFFIX = '-rerun';
 
-interface Row {
-  workload: string;
-  latencyMs: number;
-  tool: string;
-  messages: number;
-  bytes: number;
-  seconds: number;
-  msgsPerSec: number;
-  mbPerSec: number;
-  peakRssMb: number;
-  transferMbPerSec?: number;
-  runs: number;
-  ratioToMpop?: { msgsPerSec: number; mbPerSec: number; transferMbPerSec?: number };
-  [extra: string]: unknown;
+function mediaFrom(option: string): Medium[] {
+  if (option === 'both') return ['tmpfs', 'disk'];
+  if (option === 'tmpfs' || option === 'disk') return [option];
+  throw new Error(`--medium is tmpfs, disk or both, not "${option}"`);
 }
-
-interface Measurement extends ToolResult {
-  seconds: number;
-  peakRssMb: number;
-}
-
-const GNU_TIME = '/usr/bin/time';
 
 function ensureDebianPackage(binary: string, pkg: string): boolean {
   if (spawnSync('sh', ['-c', `command -v ${binary}`]).status === 0) return true;
@@ -84,127 +95,27 @@ function ensureDebianPackage(binary: string, pkg: string): boolean {
   return r.status === 0;
 }
 
-/** Run one command in a fresh process under GNU time; wall time measured here, spawn to exit. */
-async function measure(
-  command: string,
-  args: string[],
-  env: NodeJS.ProcessEnv,
-  cwd: string,
-): Promise<{ seconds: number; peakRssMb: number; stdout: string }> {
-  const timeFile = join(tmpdir(), `popdrain-bench-time-${process.pid}-${Math.random().toString(36).slice(2)}`);
-  const started = process.hrtime.bigint();
-  const child = spawn(GNU_TIME, ['-f', '%M', '-o', timeFile, command, ...args], {
-    env,
-    cwd,
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  const out: Buffer[] = [];
-  const err: Buffer[] = [];
-  child.stdout.on('data', (d: Buffer) => out.push(d));
-  child.stderr.on('data', (d: Buffer) => err.push(d));
-  const closed = new Promise((r) => child.on('close', r));
-  const code = await new Promise<number | null>((resolve) => child.on('exit', (c) => resolve(c)));
-  const seconds = Number(process.hrtime.bigint() - started) / 1e9;
-  await closed;
-  const rssKb = Number((await readFile(timeFile, 'utf8')).trim().split('\n').pop());
-  await rm(timeFile, { force: true });
-  if (code !== 0) {
-    throw new Error(`${command} ${args.join(' ')} exited ${code}: ${Buffer.concat(err).toString().slice(-2000)}`);
-  }
-  return { seconds, peakRssMb: rssKb / 1024, stdout: Buffer.concat(out).toString() };
+interface PlannedRow {
+  w: Workload;
+  latencyMs: number;
+  rerun: boolean;
+  label: string;
+  tools: BenchTool[];
 }
 
-function median(values: number[]): number {
-  const s = [...values].sort((a, b) => a - b);
-  const mid = Math.floor(s.length / 2);
-  return s.length % 2 === 1 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
-}
-
-const round = (n: number, digits = 2): number => Number(n.toFixed(digits));
-
-const AWS_REGION = 'us-east-1';
-/** s3rver accepts only its own pair; dynalite and the JSON endpoint accept any. Fake either way. */
-const AWS_FAKE_CREDENTIALS = { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' };
-const BENCH_BUCKET = 'popdrain-bench';
-const BENCH_TABLE = 'popdrain-bench-ledger';
-const BENCH_BUS = 'popdrain-bench-bus';
-/** The S3 store's default key prefix. */
-const S3_PREFIX = 'messages/';
-
-/** The AWS stand-ins on loopback, started once for every run that needs them. */
-async function startAwsServices(): Promise<{ services: BenchAwsServices; stop(): Promise<void> }> {
-  const s3 = await startS3rver();
-  const dynamodb = await startDynalite().catch(async (error: unknown) => {
-    await s3.stop();
-    throw error;
-  });
-  const events = await startAwsJsonEndpoint().catch(async (error: unknown) => {
-    await Promise.all([s3.stop(), dynamodb.stop()]);
-    throw error;
-  });
-  const stop = async (): Promise<void> => {
-    await Promise.all([s3.stop(), dynamodb.stop(), events.close()]);
+function planRows(ids: string[], tools: BenchTool[], reruns: BenchTool[]): PlannedRow[] {
+  const rows: PlannedRow[] = [];
+  const add = (w: Workload, latencyMs: number, rerun: boolean): void => {
+    const label = rerun ? `${w.id}${RERUN_SUFFIX}` : `${w.id}${latencyMs > 0 ? `+${latencyMs}ms` : ''}`;
+    const chosen = (rerun ? reruns : tools).filter(
+      (t) => t.workloads.includes(w.id) && (latencyMs === 0 || t.withLatency) && (t.rows === undefined || t.rows.includes(label)),
+    );
+    if (chosen.length > 0) rows.push({ w, latencyMs, rerun, label, tools: chosen });
   };
-  try {
-    await s3.createBucket(BENCH_BUCKET);
-    await dynamodb.createLedgerTable(BENCH_TABLE);
-  } catch (error) {
-    await stop();
-    throw error;
-  }
-  const lister = s3.client();
-  const services: BenchAwsServices = {
-    region: AWS_REGION,
-    ...AWS_FAKE_CREDENTIALS,
-    s3Endpoint: s3.endpoint,
-    bucket: BENCH_BUCKET,
-    dynamodbEndpoint: dynamodb.endpoint,
-    table: BENCH_TABLE,
-    eventsEndpoint: events.url,
-    bus: BENCH_BUS,
-    countObjects: async (mailboxId) => {
-      // ListObjects (v1) with the last key as the marker: s3rver 3.7 answers ListObjectsV2 with
-      // an InternalError once a listing needs a continuation token.
-      let count = 0;
-      let marker: string | undefined;
-      for (;;) {
-        const page = await lister.send(new ListObjectsCommand({ Bucket: BENCH_BUCKET, Prefix: `${S3_PREFIX}${mailboxId}/`, Marker: marker }));
-        const contents = page.Contents ?? [];
-        count += contents.length;
-        if (page.IsTruncated !== true || contents.length === 0) return count;
-        marker = contents.at(-1)!.Key;
-      }
-    },
-    countStoredEvents: (mailboxId) =>
-      events
-        .putEventsBatches()
-        .flat()
-        .filter((e) => e.DetailType === 'Email Stored' && (JSON.parse(e.Detail ?? '{}') as { mailboxId?: string }).mailboxId === mailboxId)
-        .length,
-  };
-  return { services, stop };
-}
-
-function printRow(row: Row): void {
-  if (json) {
-    process.stdout.write(`${JSON.stringify(row)}\n`);
-    return;
-  }
-  const cols = [
-    `${row.workload}${row.latencyMs > 0 ? `+${row.latencyMs}ms` : ''}`.padEnd(9),
-    row.tool.padEnd(22),
-    String(row.messages).padStart(6),
-    row.seconds.toFixed(3).padStart(8),
-    row.msgsPerSec.toFixed(0).padStart(9),
-    row.mbPerSec.toFixed(1).padStart(8),
-    row.peakRssMb.toFixed(1).padStart(8),
-    (row.transferMbPerSec === undefined ? '' : row.transferMbPerSec.toFixed(1)).padStart(10),
-    row.ratioToMpop === undefined
-      ? ''
-      : `  x${row.ratioToMpop.msgsPerSec.toFixed(2)} msg/s` +
-        (row.ratioToMpop.transferMbPerSec === undefined ? '' : `, x${row.ratioToMpop.transferMbPerSec.toFixed(2)} transfer MB/s`),
-  ];
-  process.stdout.write(`${cols.join(' ')}\n`);
+  for (const w of WORKLOADS) if (ids.includes(w.id)) add(w, 0, false);
+  for (const w of WORKLOADS) if (ids.includes(`${w.id}${RERUN_SUFFIX}`)) add(w, 0, true);
+  for (const w of WORKLOADS) if (ids.includes(w.id) && w.withLatency) add(w, 5, false);
+  return rows;
 }
 
 async function main(): Promise<void> {
@@ -212,20 +123,22 @@ async function main(): Promise<void> {
   const haveMpop = ensureDebianPackage('mpop', 'mpop');
   if (!haveMpop) log('mpop is not installed and cannot be installed here: mpop rows are left out');
 
-  const only = values.only?.split(',').map((s) => s.trim()) ?? ['a', 'b', 'c', 'd'];
-  const workloads = WORKLOADS.filter((w) => only.includes(w.id));
+  const media = mediaFrom(values.medium);
+  const only = values.only?.split(',').map((s) => s.trim()) ?? ['a', 'a20k', `a20k${RERUN_SUFFIX}`, 'b', 'c', 'd'];
   const toolFilter = values.tools?.split(',');
-  const tools = benchTools.filter(
-    (t) => (t.name !== 'mpop' || haveMpop) && (toolFilter === undefined || toolFilter.includes(t.name)),
-  );
+  const keep = (t: BenchTool): boolean => (t.name !== 'mpop' || haveMpop) && (toolFilter === undefined || toolFilter.includes(t.name));
+  const rows = planRows(only, benchTools.filter(keep), rerunTools.filter(keep));
+  const workloads = WORKLOADS.filter((w) => rows.some((r) => r.w === w));
 
   const scratch = await mkdtemp(join(tmpdir(), 'popdrain-bench-'));
+  const roots: Record<Medium | 'none', string> = { disk: scratch, none: scratch, tmpfs: scratch };
   let dovecot: Dovecot | undefined;
   let aws: Awaited<ReturnType<typeof startAwsServices>> | undefined;
   const proxies: LatencyProxy[] = [];
   try {
-    if (tools.some((t) => t.needsAws === true && workloads.some((w) => t.workloads.includes(w.id)))) {
-      log('starting the AWS stand-ins (s3rver, dynalite, EventBridge endpoint) ...');
+    if (media.includes('tmpfs')) roots.tmpfs = await mkdtemp(join(TMPFS_ROOT, 'popdrain-bench-'));
+    if (rows.some((r) => r.tools.some((t) => t.needsAws === true))) {
+      log('starting the AWS stand-ins (s3rver, dynalite, EventBridge endpoint, S3 at 20 ms) ...');
       aws = await startAwsServices();
     }
     log('starting Dovecot ...');
@@ -237,9 +150,8 @@ async function main(): Promise<void> {
       log(`delivering workload ${w.id}: ${w.description} ...`);
       await dovecot.deliverMany(user, makeCorpus(w));
     }
-    const servedHost = dovecot.host;
     const ctxBase = {
-      host: servedHost,
+      host: dovecot.host,
       caPath: dovecot.pki.caCertPath,
       servername: 'localhost',
       password,
@@ -247,82 +159,68 @@ async function main(): Promise<void> {
       root: new URL('../', import.meta.url).pathname.replace(/\/dist\/$/, '/'),
       ...(aws === undefined ? {} : { aws: aws.services }),
     };
+    if (!json) process.stdout.write(`${TABLE_HEADER}\n`);
 
-    if (!json) {
-      process.stdout.write(
-        `${'workload'.padEnd(9)} ${'tool'.padEnd(22)} ${'msgs'.padStart(6)} ${'seconds'.padStart(8)} ${'msg/s'.padStart(9)} ${'MB/s'.padStart(8)} ${'RSS MB'.padStart(8)} ${'xfer MB/s'.padStart(10)}\n`,
-      );
-    }
-
-    const rows: Array<{ w: Workload; latencyMs: number }> = [];
-    for (const w of workloads) {
-      rows.push({ w, latencyMs: 0 });
-    }
-    for (const w of workloads) if (w.withLatency) rows.push({ w, latencyMs: 5 });
-
-    for (const { w, latencyMs } of rows) {
+    for (const row of rows) {
+      const { w, latencyMs } = row;
       let port = dovecot.ports.pop3s;
       if (latencyMs > 0) {
-        const proxy = await startLatencyProxy(servedHost, dovecot.ports.pop3s, latencyMs);
+        const proxy = await startLatencyProxy(dovecot.host, dovecot.ports.pop3s, latencyMs);
         proxies.push(proxy);
         port = proxy.port;
       }
-      const rowTools = tools.filter((t) => t.workloads.includes(w.id) && (latencyMs === 0 || t.withLatency));
-      const results = new Map<BenchTool, Measurement[]>();
+      const ctxFor = (medium: BenchContext['medium'], run: number): BenchContext => ({ ...ctxBase, medium, port, user: `bench-${w.id}`, workload: w, run });
+
+      // Rerun rows: each tool's first drain, once per medium, not measured.
+      const primed = new Map<string, string>();
+      if (row.rerun) {
+        for (const tool of row.tools) {
+          for (const medium of media) {
+            const dir = await mkdtemp(join(roots[medium], `${tool.name}-rerun-`));
+            log(`  ${row.label} ${tool.name} on ${medium}: first drain (not measured) ...`);
+            await tool.rerun!.prime(ctxFor(medium, -1), dir);
+            primed.set(`${tool.name}|${medium}`, dir);
+          }
+        }
+      }
+
+      const results = new Map<string, ToolRuns>();
       for (let i = 0; i < runs; i++) {
-        for (const tool of rowTools) {
-          const ctx: BenchContext = { ...ctxBase, port, user: `bench-${w.id}`, workload: w, run: i };
-          const runDir = await mkdtemp(join(scratch, `${tool.name}-`));
-          const prepared = await tool.prepare(ctx, runDir);
-          const m = await measure(prepared.command, prepared.args, prepared.env, runDir);
-          const parsed = await prepared.parse(m.stdout);
-          if (parsed.messages !== w.count) {
-            throw new Error(`${tool.name} on ${w.id} drained ${parsed.messages} messages, expected ${w.count}`);
-          }
-          await prepared.cleanup?.();
-          // Run folders are removed with the scratch folder at the end, not here: on a file system
-          // that skips recently deleted inodes when it allocates (ext4 without a journal), removing
-          // 2,000 files now would tax every file the next tool's run creates.
-          const list = results.get(tool) ?? [];
-          list.push({ ...parsed, seconds: m.seconds, peakRssMb: m.peakRssMb });
-          results.set(tool, list);
-          log(`  ${w.id}${latencyMs ? `+${latencyMs}ms` : ''} ${tool.name} run ${i + 1}: ${m.seconds.toFixed(3)} s, ${m.peakRssMb.toFixed(1)} MB`);
-        }
-      }
-      const summary = new Map<string, Row>();
-      for (const [tool, ms] of results) {
-        const seconds = median(ms.map((m) => m.seconds));
-        const bytes = w.servedBytes;
-        const row: Row = {
-          workload: w.id,
-          latencyMs,
-          tool: tool.name,
-          messages: w.count,
-          bytes,
-          seconds: round(seconds, 3),
-          msgsPerSec: round(w.count / seconds, 1),
-          mbPerSec: round(bytes / 1e6 / seconds, 1),
-          peakRssMb: round(median(ms.map((m) => m.peakRssMb)), 1),
-          runs: ms.length,
-        };
-        const transfers = ms.map((m) => m.transferSeconds).filter((t): t is number => t !== undefined);
-        if (transfers.length === ms.length && w.reportTransfer) {
-          row.transferMbPerSec = round(bytes / 1e6 / median(transfers), 1);
-        }
-        summary.set(tool.name, row);
-      }
-      const mpop = summary.get('mpop');
-      for (const row of summary.values()) {
-        if (mpop !== undefined && row.tool !== 'mpop') {
-          row.ratioToMpop = {
-            msgsPerSec: round(row.msgsPerSec / mpop.msgsPerSec, 2),
-            mbPerSec: round(row.mbPerSec / mpop.mbPerSec, 2),
-          };
-          if (row.transferMbPerSec !== undefined) {
-            row.ratioToMpop.transferMbPerSec = round(row.transferMbPerSec / mpop.mbPerSec, 2);
+        const order = i % 2 === 0 ? media : [...media].reverse();
+        for (const [k, mediumOfPass] of order.entries()) {
+          for (const tool of row.tools) {
+            if (!tool.storesLocally && k > 0) continue;
+            const medium = tool.storesLocally ? mediumOfPass : 'none';
+            const ctx = ctxFor(medium, i);
+            const fresh = !row.rerun;
+            const runDir = fresh ? await mkdtemp(join(roots[medium], `${tool.name}-`)) : primed.get(`${tool.name}|${medium}`)!;
+            const prepared = await tool.prepare(ctx, runDir);
+            const m = await measure(prepared.command, prepared.args, prepared.env, runDir);
+            const parsed = await prepared.parse(m.stdout);
+            const expected = row.rerun ? 0 : w.count;
+            if (parsed.messages !== expected) {
+              throw new Error(`${tool.name} on ${row.label} (${medium}) drained ${parsed.messages} messages, expected ${expected}`);
+            }
+            await prepared.cleanup?.();
+            if (fresh && medium === 'tmpfs') await rm(runDir, { recursive: true, force: true });
+            const key = `${tool.name}|${medium}`;
+            const entry = results.get(key) ?? { tool: tool.name, medium, runs: [] as Measurement[] };
+            entry.runs.push({ ...parsed, seconds: m.seconds, peakRssMb: m.peakRssMb, userCpuSeconds: m.userCpuSeconds, sysCpuSeconds: m.sysCpuSeconds });
+            results.set(key, entry);
+            log(
+              `  ${row.label} ${medium} ${tool.name} run ${i + 1}: ${m.seconds.toFixed(3)} s, ` +
+                `${m.peakRssMb.toFixed(1)} MB, user ${m.userCpuSeconds.toFixed(2)} s, sys ${m.sysCpuSeconds.toFixed(2)} s`,
+            );
           }
         }
-        printRow(row);
+      }
+      // The floor reader and popdrain's client hash the same bodies: their digests must agree.
+      const digests = new Set([...results.values()].flatMap((r) => r.runs.map((m) => m.digest)).filter((d) => typeof d === 'string'));
+      if (digests.size > 1) log(`  ${row.label}: the readers' digests differ (${[...digests].join(', ')})`);
+      else if (digests.size === 1) log(`  ${row.label}: every reader's digest agrees`);
+      const key = { label: row.rerun ? row.label : w.id, latencyMs, messages: w.count, bytes: w.servedBytes, reportTransfer: w.reportTransfer && !row.rerun };
+      for (const r of summarise(key, [...results.values()])) {
+        process.stdout.write(json ? `${JSON.stringify(r)}\n` : `${formatRow(r)}\n`);
       }
     }
   } finally {
@@ -330,6 +228,7 @@ async function main(): Promise<void> {
     await dovecot?.stop();
     await aws?.stop();
     await rm(scratch, { recursive: true, force: true });
+    if (roots.tmpfs !== scratch) await rm(roots.tmpfs, { recursive: true, force: true });
   }
 }
 

@@ -22,11 +22,24 @@ export interface BenchAwsServices {
   bus: string;
   /** Objects stored under `messages/<mailboxId>/` (to check a run really stored everything). */
   countObjects(mailboxId: string): Promise<number>;
+  /** The in-memory S3 endpoint that answers after a delay (test/support/s3-latency-endpoint.ts). */
+  s3LatencyEndpoint: string;
+  /** Its bucket. */
+  latencyBucket: string;
+  /** Objects under `messages/<mailboxId>/` on the latency endpoint. */
+  countLatencyObjects(mailboxId: string): number;
+  /** Forgets them (the endpoint keeps objects in memory). */
+  forgetLatencyObjects(mailboxId: string): void;
   /** `Email Stored` events the endpoint accepted for a mailbox. */
   countStoredEvents(mailboxId: string): number;
 }
 
+/** Where a storing run writes: a folder under /dev/shm, or under the disk's temp dir. */
+export type Medium = 'tmpfs' | 'disk';
+
 export interface BenchContext {
+  /** The medium of `runDir` (`none` for the tools that store nothing locally). */
+  medium: Medium | 'none';
   host: string;
   port: number;
   user: string;
@@ -61,12 +74,22 @@ export interface BenchTool {
   name: string;
   workloads: ReadonlyArray<Workload['id']>;
   withLatency: boolean;
+  /** When given, only these rows (`a+5ms`, `b`, ...) among the workloads and latencies above. */
+  rows?: ReadonlyArray<string>;
+  /** It writes files locally: measured once per medium (tmpfs, disk) in each run. */
+  storesLocally: boolean;
+  /**
+   * A rerun row's tool: `prime` drains the mailbox once into `dir` (not measured); each measured
+   * run then runs again in the same `dir`, where nothing is new. Rerun tools take part only in
+   * `<workload>-rerun` rows, the others never.
+   */
+  rerun?: { prime(ctx: BenchContext, dir: string): Promise<void> };
   /** The orchestrator must start the AWS stand-ins (BenchContext.aws) for it. */
   needsAws?: boolean;
   prepare(ctx: BenchContext, runDir: string): Promise<PreparedRun>;
 }
 
-const baseEnv = (): NodeJS.ProcessEnv => ({
+export const baseEnv = (): NodeJS.ProcessEnv => ({
   PATH: process.env.PATH,
   HOME: process.env.HOME,
   AWS_EC2_METADATA_DISABLED: 'true',
@@ -80,8 +103,9 @@ function lastJsonLine(stdout: string): Record<string, unknown> {
 /** The POP3 client alone: stream every message into a hashing sink. */
 const popdrainClient: BenchTool = {
   name: 'popdrain',
-  workloads: ['a', 'b', 'c', 'd'],
+  workloads: ['a', 'a20k', 'b', 'c', 'd'],
   withLatency: true,
+  storesLocally: false,
   prepare: async (ctx) => ({
     command: process.execPath,
     args: [
@@ -100,50 +124,89 @@ const popdrainClient: BenchTool = {
   }),
 };
 
-/** mpop 1.4 with pipelining, delivering to a maildir; a fresh UIDL file per run. */
+/**
+ * mpop's rc file: its default settings, except what the bench needs: implicit TLS on the
+ * Dovecot port with its CA (`tls_starttls off`, `tls_trust_file`, `tls_host_override`), `keep on`
+ * (the mailbox is drained again by every run; mpop's default deletes), and the run's own
+ * `uidls_file` and `delivery maildir`. Pipelining, `auth` and `only_new` are left at their
+ * defaults (`auto`, `auto`, `on`): with a fresh uidls file every message is new.
+ */
+export async function writeMpopRc(ctx: BenchContext, dir: string): Promise<{ rc: string; maildir: string }> {
+  const maildir = join(dir, 'Maildir');
+  for (const sub of ['cur', 'new', 'tmp']) await mkdir(join(maildir, sub), { recursive: true });
+  const rc = join(dir, 'mpoprc');
+  await writeFile(
+    rc,
+    [
+      'defaults',
+      'tls on',
+      'tls_starttls off',
+      `tls_trust_file ${ctx.caPath}`,
+      `tls_host_override ${ctx.servername}`,
+      'keep on',
+      `uidls_file ${join(dir, 'uidls')}`,
+      `delivery maildir ${maildir}`,
+      '',
+      'account bench',
+      `host ${ctx.host}`,
+      `port ${ctx.port}`,
+      `user ${ctx.user}`,
+      `password ${ctx.password}`,
+      '',
+    ].join('\n'),
+    { mode: 0o600 },
+  );
+  await chmod(rc, 0o600);
+  return { rc, maildir };
+}
+
+/** Messages in a maildir (new/ and cur/). */
+export async function maildirCount(maildir: string): Promise<number> {
+  return (await readdir(join(maildir, 'new'))).length + (await readdir(join(maildir, 'cur'))).length;
+}
+
+/** mpop 1.4 with its default settings (see writeMpopRc), delivering to a fresh maildir. */
 const mpop: BenchTool = {
   name: 'mpop',
-  workloads: ['a', 'b', 'c', 'd'],
+  workloads: ['a', 'a20k', 'b', 'c', 'd'],
   withLatency: true,
+  storesLocally: true,
   prepare: async (ctx, runDir) => {
-    const maildir = join(runDir, 'Maildir');
-    for (const sub of ['cur', 'new', 'tmp']) await mkdir(join(maildir, sub), { recursive: true });
-    const rc = join(runDir, 'mpoprc');
-    await writeFile(
-      rc,
-      [
-        'defaults',
-        'tls on',
-        'tls_starttls off',
-        `tls_trust_file ${ctx.caPath}`,
-        `tls_host_override ${ctx.servername}`,
-        'pipelining on',
-        'auth user',
-        'keep on',
-        'only_new off',
-        `uidls_file ${join(runDir, 'uidls')}`,
-        `delivery maildir ${maildir}`,
-        '',
-        'account bench',
-        `host ${ctx.host}`,
-        `port ${ctx.port}`,
-        `user ${ctx.user}`,
-        `password ${ctx.password}`,
-        '',
-      ].join('\n'),
-      { mode: 0o600 },
-    );
-    await chmod(rc, 0o600);
+    const { rc, maildir } = await writeMpopRc(ctx, runDir);
     return {
       command: 'mpop',
       args: ['-q', '-C', rc, 'bench'],
       env: baseEnv(),
-      parse: async () => {
-        const n = (await readdir(join(maildir, 'new'))).length + (await readdir(join(maildir, 'cur'))).length;
-        return { messages: n };
-      },
+      parse: async () => ({ messages: await maildirCount(maildir) }),
     };
   },
+};
+
+/**
+ * The `node-floor` row: bench/node-floor.ts, a minimal pipelined reader on plain node:tls
+ * (USER/PASS, UIDL + LIST, RETRs in a window of 512, sha256 per body, nothing stored).
+ */
+const nodeFloor: BenchTool = {
+  name: 'node-floor',
+  workloads: ['a', 'a20k', 'b', 'c', 'd'],
+  withLatency: true,
+  storesLocally: false,
+  prepare: async (ctx) => ({
+    command: process.execPath,
+    args: [
+      join(ctx.root, 'dist/bench/node-floor.js'),
+      '--host', ctx.host,
+      '--port', String(ctx.port),
+      '--user', ctx.user,
+      '--ca', ctx.caPath,
+      '--servername', ctx.servername,
+    ],
+    env: { ...baseEnv(), POPDRAIN_BENCH_PASSWORD: ctx.password },
+    parse: (stdout) => {
+      const r = lastJsonLine(stdout);
+      return { messages: Number(r.messages), transferSeconds: Number(r.transferSeconds), digest: r.digest };
+    },
+  }),
 };
 
 function drainWorkerArgs(ctx: BenchContext, mailboxId: string): string[] {
@@ -156,6 +219,29 @@ function drainWorkerArgs(ctx: BenchContext, mailboxId: string): string[] {
     '--ca', ctx.caPath,
     '--servername', ctx.servername,
   ];
+}
+
+function awsWorkerArgs(aws: BenchAwsServices, s3Endpoint: string, bucket: string, spoolDir: string): string[] {
+  return [
+    '--adapters', 'aws',
+    '--region', aws.region,
+    '--s3-endpoint', s3Endpoint,
+    '--bucket', bucket,
+    '--dynamodb-endpoint', aws.dynamodbEndpoint,
+    '--table', aws.table,
+    '--events-endpoint', aws.eventsEndpoint,
+    '--bus', aws.bus,
+    '--spool-dir', spoolDir,
+  ];
+}
+
+function awsWorkerEnv(ctx: BenchContext, aws: BenchAwsServices): NodeJS.ProcessEnv {
+  return {
+    ...baseEnv(),
+    POPDRAIN_BENCH_PASSWORD: ctx.password,
+    POPDRAIN_BENCH_AWS_ACCESS_KEY_ID: aws.accessKeyId,
+    POPDRAIN_BENCH_AWS_SECRET_ACCESS_KEY: aws.secretAccessKey,
+  };
 }
 
 function drainResult(stdout: string): ToolResult {
@@ -174,8 +260,9 @@ function drainResult(stdout: string): ToolResult {
  */
 const popdrainDrainLocal: BenchTool = {
   name: 'popdrain-drain-local',
-  workloads: ['a', 'c'],
-  withLatency: false,
+  workloads: ['a', 'a20k', 'c'],
+  withLatency: true,
+  storesLocally: true,
   prepare: async (ctx, runDir) => {
     const out = join(runDir, 'out');
     const mailboxId = `bench-${ctx.workload.id}`;
@@ -185,7 +272,7 @@ const popdrainDrainLocal: BenchTool = {
       env: { ...baseEnv(), POPDRAIN_BENCH_PASSWORD: ctx.password },
       parse: async (stdout) => {
         const result = drainResult(stdout);
-        const files = (await readdir(join(out, mailboxId))).filter((n) => n.endsWith('.eml')).length;
+        const files = await emlCount(join(out, mailboxId));
         if (files !== result.messages) throw new Error(`popdrain-drain-local reported ${result.messages} messages but stored ${files}`);
         return result;
       },
@@ -203,6 +290,7 @@ const popdrainDrainS3: BenchTool = {
   name: 'popdrain-drain-s3',
   workloads: ['a', 'c'],
   withLatency: false,
+  storesLocally: false,
   needsAws: true,
   prepare: async (ctx, runDir) => {
     const aws = ctx.aws;
@@ -210,24 +298,8 @@ const popdrainDrainS3: BenchTool = {
     const mailboxId = `bench-${ctx.workload.id}-${ctx.run}-${randomUUID().slice(0, 8)}`;
     return {
       command: process.execPath,
-      args: [
-        ...drainWorkerArgs(ctx, mailboxId),
-        '--adapters', 'aws',
-        '--region', aws.region,
-        '--s3-endpoint', aws.s3Endpoint,
-        '--bucket', aws.bucket,
-        '--dynamodb-endpoint', aws.dynamodbEndpoint,
-        '--table', aws.table,
-        '--events-endpoint', aws.eventsEndpoint,
-        '--bus', aws.bus,
-        '--spool-dir', runDir,
-      ],
-      env: {
-        ...baseEnv(),
-        POPDRAIN_BENCH_PASSWORD: ctx.password,
-        POPDRAIN_BENCH_AWS_ACCESS_KEY_ID: aws.accessKeyId,
-        POPDRAIN_BENCH_AWS_SECRET_ACCESS_KEY: aws.secretAccessKey,
-      },
+      args: [...drainWorkerArgs(ctx, mailboxId), ...awsWorkerArgs(aws, aws.s3Endpoint, aws.bucket, runDir)],
+      env: awsWorkerEnv(ctx, aws),
       parse: async (stdout) => {
         const result = drainResult(stdout);
         const objects = await aws.countObjects(mailboxId);
@@ -249,29 +321,17 @@ const popdrainDrainS3: BenchTool = {
  */
 const popdrainCli: BenchTool = {
   name: 'popdrain-cli',
-  workloads: ['a'],
-  withLatency: false,
+  workloads: ['a', 'a20k', 'b', 'c'],
+  withLatency: true,
+  storesLocally: true,
   prepare: async (ctx, runDir) => {
     const out = join(runDir, 'out');
     const mailboxId = `bench-cli-${ctx.workload.id}`;
     return {
-      command: process.execPath,
-      args: [
-        join(ctx.root, 'dist/cli/main.js'),
-        'drain',
-        `pop3s://${encodeURIComponent(ctx.user)}@${ctx.host}:${ctx.port}`,
-        '--ca', ctx.caPath,
-        '--servername', ctx.servername,
-        '--id', mailboxId,
-        '--out', out,
-        '--json',
-        '--quiet',
-      ],
-      env: { ...baseEnv(), POPDRAIN_PASSWORD: ctx.password },
+      ...cliDrainCommand(ctx, out, mailboxId),
       parse: async (stdout) => {
-        const report = JSON.parse(stdout) as { fetched: number; fetchedBytes: number; announced: number; stopReason: string; ok: boolean };
-        if (report.stopReason !== 'complete' || !report.ok) throw new Error(`popdrain-cli stopped: ${report.stopReason}`);
-        const files = (await readdir(join(out, mailboxId))).filter((n) => n.endsWith('.eml')).length;
+        const report = parseCliReport(stdout);
+        const files = await emlCount(join(out, mailboxId));
         if (files !== report.fetched) throw new Error(`popdrain-cli reported ${report.fetched} messages but stored ${files}`);
         return { messages: report.fetched, announced: report.announced };
       },
@@ -279,4 +339,79 @@ const popdrainCli: BenchTool = {
   },
 };
 
-export const benchTools: BenchTool[] = [popdrainClient, mpop, popdrainDrainLocal, popdrainDrainS3, popdrainCli];
+/** `popdrain drain pop3s://USER@HOST:PORT --out OUT --id ID --json --quiet`, password in the environment. */
+export function cliDrainCommand(ctx: BenchContext, out: string, mailboxId: string): Pick<PreparedRun, 'command' | 'args' | 'env'> {
+  return {
+    command: process.execPath,
+    args: [
+      join(ctx.root, 'dist/cli/main.js'),
+      'drain',
+      `pop3s://${encodeURIComponent(ctx.user)}@${ctx.host}:${ctx.port}`,
+      '--ca', ctx.caPath,
+      '--servername', ctx.servername,
+      '--id', mailboxId,
+      '--out', out,
+      '--json',
+      '--quiet',
+    ],
+    env: { ...baseEnv(), POPDRAIN_PASSWORD: ctx.password },
+  };
+}
+
+export interface CliReport {
+  fetched: number;
+  fetchedBytes: number;
+  alreadyKnown: number;
+  announced: number;
+  stopReason: string;
+  ok: boolean;
+}
+
+/** The CLI's JSON report; throws unless the run completed cleanly. */
+export function parseCliReport(stdout: string): CliReport {
+  const report = JSON.parse(stdout) as CliReport;
+  if (report.stopReason !== 'complete' || !report.ok) throw new Error(`popdrain-cli stopped: ${report.stopReason}`);
+  return report;
+}
+
+/** .eml files in a folder. */
+export async function emlCount(dir: string): Promise<number> {
+  return (await readdir(dir)).filter((n) => n.endsWith('.eml')).length;
+}
+
+/**
+ * The whole drain into the AWS adapters with S3 at real latency: S3MessageStore on the
+ * in-memory endpoint that answers every request after 20 ms (test/support/s3-latency-endpoint.ts),
+ * the ledger on dynalite and the events on the recording endpoint, as `popdrain-drain-s3`.
+ * Rows (a)+5 ms and (b). Objects are checked, then forgotten to bound the endpoint's memory.
+ */
+const popdrainDrainS3Latency: BenchTool = {
+  name: 'popdrain-drain-s3-latency',
+  workloads: ['a', 'b'],
+  withLatency: true,
+  rows: ['a+5ms', 'b'],
+  storesLocally: false,
+  needsAws: true,
+  prepare: async (ctx, runDir) => {
+    const aws = ctx.aws;
+    if (aws === undefined) throw new Error('popdrain-drain-s3-latency needs the AWS stand-ins');
+    const mailboxId = `bench-lat-${ctx.workload.id}-${ctx.run}-${randomUUID().slice(0, 8)}`;
+    return {
+      command: process.execPath,
+      args: [...drainWorkerArgs(ctx, mailboxId), ...awsWorkerArgs(aws, aws.s3LatencyEndpoint, aws.latencyBucket, runDir)],
+      env: awsWorkerEnv(ctx, aws),
+      parse: async (stdout) => {
+        const result = drainResult(stdout);
+        const objects = aws.countLatencyObjects(mailboxId);
+        const events = aws.countStoredEvents(mailboxId);
+        if (objects !== result.messages || events !== result.messages) {
+          throw new Error(`popdrain-drain-s3-latency reported ${result.messages} messages but stored ${objects} objects and announced ${events}`);
+        }
+        return result;
+      },
+      cleanup: async () => aws.forgetLatencyObjects(mailboxId),
+    };
+  },
+};
+
+export const benchTools: BenchTool[] = [nodeFloor, popdrainClient, mpop, popdrainDrainLocal, popdrainCli, popdrainDrainS3, popdrainDrainS3Latency];

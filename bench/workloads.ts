@@ -2,7 +2,7 @@
 import { createHash } from 'node:crypto';
 
 export interface Workload {
-  id: 'a' | 'b' | 'c' | 'd';
+  id: 'a' | 'a20k' | 'b' | 'c' | 'd';
   description: string;
   count: number;
   /** Approximate size of each message as stored (LF line ends). */
@@ -17,6 +17,7 @@ export interface Workload {
 
 export const WORKLOADS: Workload[] = [
   { id: 'a', description: '2,000 x 4 KB', count: 2000, size: 4096, withLatency: true, reportTransfer: false, servedBytes: 0 },
+  { id: 'a20k', description: '20,000 x 4 KB', count: 20000, size: 4096, withLatency: false, reportTransfer: false, servedBytes: 0 },
   { id: 'b', description: '200 x 100 KB', count: 200, size: 100 * 1024, withLatency: true, reportTransfer: false, servedBytes: 0 },
   { id: 'c', description: 'one 50 MB message', count: 1, size: 50 * 1000 * 1000, withLatency: false, reportTransfer: true, servedBytes: 0 },
   { id: 'd', description: 'one 200 MB message', count: 1, size: 200 * 1000 * 1000, withLatency: false, reportTransfer: true, servedBytes: 0 },
