@@ -2,12 +2,12 @@
  * The loopback AWS stand-ins of `npm run bench`, started once by the orchestrator and kept
  * across runs, never in the measured process: s3rver (in a child process), dynalite, the
  * recording EventBridge endpoint, and the in-memory S3 endpoint that answers after 20 ms
- * (test/support/s3-latency-endpoint.ts).
+ * (testkit/aws/s3-latency-endpoint.ts).
  */
 import { ListObjectsCommand } from '@aws-sdk/client-s3';
-import { startAwsJsonEndpoint } from '../test/support/aws-json-endpoint.js';
-import { startDynalite, startS3rver } from '../test/support/aws-standins.js';
-import { startS3LatencyEndpoint } from '../test/support/s3-latency-endpoint.js';
+import { startAwsJsonEndpoint } from '../testkit/aws/json-endpoint.js';
+import { startDynalite, startS3rver } from '../testkit/aws/standins.js';
+import { startS3LatencyEndpoint } from '../testkit/aws/s3-latency-endpoint.js';
 import type { BenchAwsServices } from './tools.js';
 
 const AWS_REGION = 'us-east-1';

@@ -111,7 +111,7 @@ async function awsPorts(): Promise<Built> {
     credentials: awsCredentials,
     forcePathStyle: true,
     // s3rver stores a streamed body with its aws-chunked framing unless checksums are only
-    // sent when required (/work/shared/TOOLCHAIN.md).
+    // sent when required (docs/testing.md).
     requestChecksumCalculation: 'WHEN_REQUIRED',
     responseChecksumValidation: 'WHEN_REQUIRED',
   });

@@ -1,5 +1,5 @@
 /**
  * The Lambda instance process of `npm run bench:scale` (compiled to dist/bench/lambda-host.js
- * with both handlers bundled): see test/support/lambda-host.ts.
+ * with both handlers bundled): see testkit/lambda/host.ts.
  */
-import '../test/support/lambda-host.js';
+import '../testkit/lambda/host.js';

@@ -21,7 +21,7 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { messageKey } from '../lib/drain/keys.js';
 import { FileLedger, FileMessageStore, JsonlEventSink } from '../lib/adapters/local/index.js';
-import { storedEntry, storedEvent } from '../test/support/ledger-fixtures.js';
+import { storedEntry, storedEvent } from '../testkit/fixtures/ledger-fixtures.js';
 
 const { values } = parseArgs({ options: { json: { type: 'boolean', default: false }, n: { type: 'string', default: '2000' } } });
 const N = Number(values.n);

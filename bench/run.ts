@@ -38,7 +38,7 @@
  * - `popdrain-drain-s3`: drainMailbox into the AWS adapters against s3rver, dynalite and a
  *   recording EventBridge endpoint: it measures s3rver as much as popdrain.
  * - `popdrain-drain-s3-latency`: the same with S3 on an in-memory endpoint that answers every
- *   request after 20 ms (test/support/s3-latency-endpoint.ts); rows (a)+5 ms and (b).
+ *   request after 20 ms (testkit/aws/s3-latency-endpoint.ts); rows (a)+5 ms and (b).
  * - In `-rerun` rows, `mpop` (only_new on, its uidls file written by its own first run) and
  *   `popdrain-cli` (same --out and --id as its first run): the first drain of each is done once
  *   per medium, unmeasured; every measured run must find nothing new.
@@ -49,7 +49,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { startDovecot, type Dovecot } from '../test/support/dovecot.js';
+import { startDovecot, type Dovecot } from '../testkit/pop3-servers/dovecot.js';
 import { startAwsServices } from './aws-services.js';
 import { startLatencyProxy, type LatencyProxy } from './latency-proxy.js';
 import { GNU_TIME, measure } from './measure.js';

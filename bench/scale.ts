@@ -3,7 +3,7 @@
  * with a few messages each; one scheduler tick (the real scheduler handler) enqueues them on a
  * FIFO queue (local-aws-sqs); drainer instances (the real drainer handler, each in its own
  * process, one invocation at a time, as Lambda runs them) drain the queue with bounded
- * concurrency through the event-source loop of test/support/sqs-event-source.ts, into s3rver,
+ * concurrency through the event-source loop of testkit/lambda/sqs-event-source.ts, into s3rver,
  * dynalite and the EventBridge / Secrets Manager endpoint.
  *
  *   npm run bench:scale
@@ -27,11 +27,11 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { GetObjectCommand, ListObjectsV2Command } from '@aws-sdk/client-s3';
 import type { TickResult } from '../lambdas/scheduler.js';
-import { LambdaInstance, startInstances, tsxHostCommand, type HostCommand } from '../test/support/lambda-instance.js';
-import { servedForm } from '../test/support/drain-fixtures.js';
-import { drainReports } from '../test/support/lambda-output.js';
-import { sha256Hex, startLambdaStage, type LambdaStage } from '../test/support/lambda-stage.js';
-import { runEventSource } from '../test/support/sqs-event-source.js';
+import { LambdaInstance, startInstances, tsxHostCommand, type HostCommand } from '../testkit/lambda/instance.js';
+import { servedForm } from '../testkit/fixtures/drain-fixtures.js';
+import { drainReports } from '../testkit/lambda/output.js';
+import { sha256Hex, startLambdaStage, type LambdaStage } from '../testkit/lambda/stage.js';
+import { runEventSource } from '../testkit/lambda/sqs-event-source.js';
 import { makeMessage } from './workloads.js';
 
 const { values } = parseArgs({

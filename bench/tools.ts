@@ -22,7 +22,7 @@ export interface BenchAwsServices {
   bus: string;
   /** Objects stored under `messages/<mailboxId>/` (to check a run really stored everything). */
   countObjects(mailboxId: string): Promise<number>;
-  /** The in-memory S3 endpoint that answers after a delay (test/support/s3-latency-endpoint.ts). */
+  /** The in-memory S3 endpoint that answers after a delay (testkit/aws/s3-latency-endpoint.ts). */
   s3LatencyEndpoint: string;
   /** Its bucket. */
   latencyBucket: string;
@@ -381,7 +381,7 @@ export async function emlCount(dir: string): Promise<number> {
 
 /**
  * The whole drain into the AWS adapters with S3 at real latency: S3MessageStore on the
- * in-memory endpoint that answers every request after 20 ms (test/support/s3-latency-endpoint.ts),
+ * in-memory endpoint that answers every request after 20 ms (testkit/aws/s3-latency-endpoint.ts),
  * the ledger on dynalite and the events on the recording endpoint, as `popdrain-drain-s3`.
  * Rows (a)+5 ms and (b). Objects are checked, then forgotten to bound the endpoint's memory.
  */

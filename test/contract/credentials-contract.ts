@@ -17,7 +17,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DEFAULT_UIDL_RESET_GUARD, type MailboxConfig, type SecretSource } from '../../lib/drain/mailbox.js';
 import type { CredentialsProvider } from '../../lib/drain/ports.js';
 import { drainErrorOf } from '../support/drain-error.js';
-import { startTokenServer, type OAuth2TokenServer } from '../support/oauth2-token-server.js';
+import { startTokenServer, type OAuth2TokenServer } from '../../testkit/oauth2/token-server.js';
 
 export const CREDENTIALS_CASES = ['password', 'force-refresh', 'oauth2', 'missing', 'oauth2-refused', 'foreign-source'] as const;
 export type CredentialsCase = (typeof CREDENTIALS_CASES)[number];

@@ -2,7 +2,7 @@
 // and the loopback AWS JSON endpoint (which keeps secrets and their versions).
 import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { SecretsManagerCredentials } from '../../lib/adapters/aws/secrets-manager-credentials.js';
-import { startAwsJsonEndpoint, type AwsJsonEndpoint } from '../support/aws-json-endpoint.js';
+import { startAwsJsonEndpoint, type AwsJsonEndpoint } from '../../testkit/aws/json-endpoint.js';
 import { describeCredentialsContract } from './credentials-contract.js';
 
 const FAKE_CREDENTIALS = { accessKeyId: 'AKIDCONTRACTFAKE', secretAccessKey: 'contract-fake-secret' };

@@ -15,7 +15,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MAX_EVENT_ENTRY_BYTES, toEnvelope, type DrainEvent } from '../../lib/drain/events.js';
 import type { EventSink } from '../../lib/drain/ports.js';
-import { storedEvent } from '../support/ledger-fixtures.js';
+import { storedEvent } from '../../testkit/fixtures/ledger-fixtures.js';
 
 export const EVENT_CASES = ['publishes-envelope', 'empty', 'many', 'too-large', 'transport-down', 'at-least-once'] as const;
 export type EventCase = (typeof EVENT_CASES)[number];

@@ -2,7 +2,7 @@
 // loopback AWS JSON endpoint, which enforces PutEvents' limits as the service does.
 import { EventBridgeClient } from '@aws-sdk/client-eventbridge';
 import { EventBridgeSink } from '../../lib/adapters/aws/eventbridge-sink.js';
-import { startAwsJsonEndpoint, type AwsJsonEndpoint } from '../support/aws-json-endpoint.js';
+import { startAwsJsonEndpoint, type AwsJsonEndpoint } from '../../testkit/aws/json-endpoint.js';
 import { describeEventSinkContract } from './events-contract.js';
 
 const FAKE_CREDENTIALS = { accessKeyId: 'AKIDCONTRACTFAKE', secretAccessKey: 'contract-fake-secret' };

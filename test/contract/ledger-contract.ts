@@ -26,7 +26,7 @@ import type { DrainEvent } from '../../lib/drain/events.js';
 import { skippedEventId } from '../../lib/drain/keys.js';
 import type { LedgerEntry, RunSummary, UidlLedger } from '../../lib/drain/ports.js';
 import { drainErrorOf } from '../support/drain-error.js';
-import { storedEntry } from '../support/ledger-fixtures.js';
+import { storedEntry } from '../../testkit/fixtures/ledger-fixtures.js';
 
 export const LEDGER_CASES = [
   'record-once',

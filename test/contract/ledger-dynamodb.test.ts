@@ -2,7 +2,7 @@
 // (every open() is another DynamoDbLedger with its own client on the same table).
 import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { DynamoDbLedger } from '../../lib/adapters/aws/dynamodb-ledger.js';
-import { startDynalite, type DynamoDbStandin } from '../support/aws-standins.js';
+import { startDynalite, type DynamoDbStandin } from '../../testkit/aws/standins.js';
 import { describeLedgerContract } from './ledger-contract.js';
 
 const TABLE = 'popdrain-ledger-contract';

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { GetObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { S3MessageStore } from '../../lib/adapters/aws/s3-store.js';
 import type { StoreRef } from '../../lib/drain/ports.js';
-import { startS3rver, type S3Standin } from '../support/aws-standins.js';
+import { startS3rver, type S3Standin } from '../../testkit/aws/standins.js';
 import { describeStoreContract } from './store-contract.js';
 
 const BUCKET = 'popdrain-store-contract';

@@ -14,9 +14,9 @@ import {
   type DynamoDbLedgerOptions,
 } from '../../lib/adapters/aws/dynamodb-ledger.js';
 import type { LedgerEntry, RunSummary } from '../../lib/drain/ports.js';
-import { startAwsJsonEndpoint, type AwsJsonEndpoint } from '../support/aws-json-endpoint.js';
-import { startDynalite, type DynamoDbStandin } from '../support/aws-standins.js';
-import { storedEntry } from '../support/ledger-fixtures.js';
+import { startAwsJsonEndpoint, type AwsJsonEndpoint } from '../../testkit/aws/json-endpoint.js';
+import { startDynalite, type DynamoDbStandin } from '../../testkit/aws/standins.js';
+import { storedEntry } from '../../testkit/fixtures/ledger-fixtures.js';
 import { drainErrorOf as caught } from '../support/drain-error.js';
 
 const TABLE = 'popdrain-ledger';

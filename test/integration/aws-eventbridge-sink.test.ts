@@ -6,7 +6,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { EventBridgeSink, putEventsEntrySize, type EventBridgeSinkOptions } from '../../lib/adapters/aws/eventbridge-sink.js';
 import { MAX_EVENT_ENTRY_BYTES, toEnvelope, type DrainEvent } from '../../lib/drain/events.js';
 import type { StoreRef } from '../../lib/drain/ports.js';
-import { PUT_EVENTS, startAwsJsonEndpoint, type AwsJsonEndpoint, type WireEntry } from '../support/aws-json-endpoint.js';
+import { PUT_EVENTS, startAwsJsonEndpoint, type AwsJsonEndpoint, type WireEntry } from '../../testkit/aws/json-endpoint.js';
 
 const BUS = 'popdrain-test-bus';
 const FAKE_CREDENTIALS = { accessKeyId: 'AKIDTESTFAKE', secretAccessKey: 'test-fake-secret' };

@@ -19,8 +19,8 @@ import { S3MessageStore, type S3MessageStoreOptions } from '../../lib/adapters/a
 import { DrainError } from '../../lib/drain/errors.js';
 import { messageKey } from '../../lib/drain/keys.js';
 import type { MessageWriter } from '../../lib/drain/ports.js';
-import { startS3rver, type S3Standin } from '../support/aws-standins.js';
-import { s3ErrorReply, startS3ScriptedEndpoint, type S3ScriptedEndpoint } from '../support/s3-scripted-endpoint.js';
+import { startS3rver, type S3Standin } from '../../testkit/aws/standins.js';
+import { s3ErrorReply, startS3ScriptedEndpoint, type S3ScriptedEndpoint } from '../../testkit/aws/s3-scripted-endpoint.js';
 import { drainErrorOf as caught } from '../support/drain-error.js';
 
 const BUCKET = 'popdrain-messages';

@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startTokenServer, type OAuth2TokenServer } from '../support/oauth2-token-server.js';
+import { startTokenServer, type OAuth2TokenServer } from '../../testkit/oauth2/token-server.js';
 import { startPop3Server, type Pop3TestServer } from '../support/script-server.js';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));

@@ -11,8 +11,8 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { FileLedger, LEDGER_SUBDIR } from '../../lib/adapters/local/index.js';
-import { startDovecot, type Dovecot } from '../support/dovecot.js';
-import { eventsOf, servedForm, sha256, storedFiles, testMessage } from '../support/drain-fixtures.js';
+import { startDovecot, type Dovecot } from '../../testkit/pop3-servers/dovecot.js';
+import { eventsOf, servedForm, sha256, storedFiles, testMessage } from '../../testkit/fixtures/drain-fixtures.js';
 import { rejectLogin, silentGreeting, startPop3Server, type Pop3TestServer } from '../support/script-server.js';
 
 const execFileAsync = promisify(execFile);

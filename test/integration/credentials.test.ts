@@ -23,8 +23,8 @@ import {
   PUT_SECRET_VALUE,
   startAwsJsonEndpoint,
   type AwsJsonEndpoint,
-} from '../support/aws-json-endpoint.js';
-import { startTokenServer, type OAuth2TokenServer } from '../support/oauth2-token-server.js';
+} from '../../testkit/aws/json-endpoint.js';
+import { startTokenServer, type OAuth2TokenServer } from '../../testkit/oauth2/token-server.js';
 import { drainErrorOf as failure } from '../support/drain-error.js';
 
 const FAKE_CREDENTIALS = { accessKeyId: 'AKIDTESTFAKE', secretAccessKey: 'test-fake-secret' };

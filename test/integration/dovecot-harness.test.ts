@@ -3,7 +3,7 @@
 import { connect as netConnect, type Socket } from 'node:net';
 import { connect as tlsConnect, type TLSSocket } from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startDovecot, type Dovecot } from '../support/dovecot.js';
+import { startDovecot, type Dovecot } from '../../testkit/pop3-servers/dovecot.js';
 
 const LINE_TIMEOUT_MS = 5_000;
 const FAILED_LOGIN_BUDGET_MS = 1_000;

@@ -36,13 +36,13 @@ import {
   type AwsJsonEndpoint,
   type EntryFault,
   type WireEntry,
-} from '../support/aws-json-endpoint.js';
-import { startDynalite, startS3rver, type DynamoDbStandin, type S3Standin } from '../support/aws-standins.js';
-import { startDovecot, type Dovecot } from '../support/dovecot.js';
-import { dovecotMailbox, servedForm, sha256, testMessage } from '../support/drain-fixtures.js';
+} from '../../testkit/aws/json-endpoint.js';
+import { startDynalite, startS3rver, type DynamoDbStandin, type S3Standin } from '../../testkit/aws/standins.js';
+import { startDovecot, type Dovecot } from '../../testkit/pop3-servers/dovecot.js';
+import { dovecotMailbox, servedForm, sha256, testMessage } from '../../testkit/fixtures/drain-fixtures.js';
 import { validateEventEnvelope } from '../support/event-schema.js';
-import { startTokenServer, type OAuth2TokenServer } from '../support/oauth2-token-server.js';
-import { s3ErrorReply, startS3ScriptedEndpoint, type S3ScriptedEndpoint } from '../support/s3-scripted-endpoint.js';
+import { startTokenServer, type OAuth2TokenServer } from '../../testkit/oauth2/token-server.js';
+import { s3ErrorReply, startS3ScriptedEndpoint, type S3ScriptedEndpoint } from '../../testkit/aws/s3-scripted-endpoint.js';
 
 const REGION = 'us-east-1';
 /** Fake credentials for the clients the stand-ins don't check (s3rver's come from aws-standins). */

@@ -9,7 +9,7 @@
 // the key of its mailbox and UIDL, the ledger and the store agree, every message was announced
 // with one stable event id per message, and nothing half-written looks like a message.
 //
-// s3rver ignores `If-None-Match: *` (TOOLCHAIN.md), so it cannot show that a retried upload
+// s3rver ignores `If-None-Match: *` (docs/testing.md), so it cannot show that a retried upload
 // never replaces an object: what it can show, and what is asserted, is one object per key with
 // exactly the message's bytes, and no object that is not a message's.
 //
@@ -30,8 +30,8 @@ import { EVENTS_FILE, FileLedger, FileMessageStore, LEDGER_SUBDIR, readJsonlEven
 import { decodeLog, LedgerModel } from '../../lib/adapters/local/ledger-log.js';
 import { messageKey, storedEventId } from '../../lib/drain/keys.js';
 import type { LedgerEntry, UidlLedger } from '../../lib/drain/ports.js';
-import { startAwsJsonEndpoint, type AwsJsonEndpoint } from '../support/aws-json-endpoint.js';
-import { startDynalite, startS3rver, type DynamoDbStandin, type S3Standin } from '../support/aws-standins.js';
+import { startAwsJsonEndpoint, type AwsJsonEndpoint } from '../../testkit/aws/json-endpoint.js';
+import { startDynalite, startS3rver, type DynamoDbStandin, type S3Standin } from '../../testkit/aws/standins.js';
 import {
   BOUNDARIES,
   CRASH_CONFIG_ENV,
@@ -41,8 +41,8 @@ import {
   type CrashChildConfig,
   type StopAt,
 } from '../support/drain-crash-shared.js';
-import { startDovecot, type Dovecot } from '../support/dovecot.js';
-import { dovecotMailbox, servedForm, sha256, testMessage } from '../support/drain-fixtures.js';
+import { startDovecot, type Dovecot } from '../../testkit/pop3-servers/dovecot.js';
+import { dovecotMailbox, servedForm, sha256, testMessage } from '../../testkit/fixtures/drain-fixtures.js';
 
 const KILLS_PER_FAMILY = 50;
 /** Every kind of kill (each boundary, a large message mid-RETR, a random instant) lands at least this often. */

@@ -9,7 +9,7 @@ import { drainMailbox, type DrainBudget, type DrainOptions } from '../../lib/dra
 import { messageKey } from '../../lib/drain/keys.js';
 import type { MailboxConfig } from '../../lib/drain/mailbox.js';
 import type { DrainPorts, EventSink, MessageStore } from '../../lib/drain/ports.js';
-import { startDovecot, type Dovecot } from '../support/dovecot.js';
+import { startDovecot, type Dovecot } from '../../testkit/pop3-servers/dovecot.js';
 import {
   dovecotMailbox,
   eventsOf,
@@ -18,7 +18,7 @@ import {
   staticCredentials,
   storedFiles,
   testMessage,
-} from '../support/drain-fixtures.js';
+} from '../../testkit/fixtures/drain-fixtures.js';
 import { validateEventEnvelope } from '../support/event-schema.js';
 import { disconnectMidBody, rejectLogin, startPop3Server, type Pop3TestServer } from '../support/script-server.js';
 

@@ -17,7 +17,7 @@ const { drainMailbox } = await import('../../lib/drain/drain-mailbox.js');
 const { DrainError } = await import('../../lib/drain/errors.js');
 const { DEFAULT_UIDL_RESET_GUARD } = await import('../../lib/drain/mailbox.js');
 const { startPop3Server } = await import('../support/script-server.js');
-const { eventsOf, staticCredentials } = await import('../support/drain-fixtures.js');
+const { eventsOf, staticCredentials } = await import('../../testkit/fixtures/drain-fixtures.js');
 type MailboxConfig = import('../../lib/drain/mailbox.js').MailboxConfig;
 type MessageStore = import('../../lib/drain/ports.js').MessageStore;
 

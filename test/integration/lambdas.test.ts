@@ -2,9 +2,9 @@
 // (module scope runs once with the construct's environment), invoked with scheduler- and
 // SQS-shaped events and a Lambda context, against Dovecot, s3rver, dynalite, local-aws-sqs
 // (a FIFO queue with its DLQ per test) and the EventBridge / Secrets Manager endpoint. A small
-// event-source loop (test/support/sqs-event-source.ts) stands in for Lambda's SQS trigger.
+// event-source loop (testkit/lambda/sqs-event-source.ts) stands in for Lambda's SQS trigger.
 //
-// What local-aws-sqs cannot show (see test/support/sqs-standin.ts): deduplication after the
+// What local-aws-sqs cannot show (see testkit/aws/sqs-standin.ts): deduplication after the
 // first message was deleted (it dedups only while that message is still in the queue), the
 // FIFO group lock (the event-source loop enforces it; the concurrency test relies on its
 // absence), and ApproximateReceiveCount after ChangeMessageVisibility (it counts the change as
@@ -18,14 +18,14 @@ import type { SQSBatchResponse } from 'aws-lambda';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { TickResult } from '../../lambdas/scheduler.js';
 import type { DrainReport } from '../../lib/drain/report.js';
-import { GET_SECRET_VALUE, PUT_SECRET_VALUE } from '../support/aws-json-endpoint.js';
-import { servedForm, testMessage } from '../support/drain-fixtures.js';
-import { LambdaInstance, startInstances, type InvocationResult, type OutputLine } from '../support/lambda-instance.js';
-import { blobsWithDimensions, drainReports, emfBlobs, logRecords, type EmfBlob } from '../support/lambda-output.js';
-import { sha256Hex, startLambdaStage, type LambdaStage, type StageMailbox } from '../support/lambda-stage.js';
-import { startTokenServer } from '../support/oauth2-token-server.js';
-import { runEventSource, sqsEvent, sqsRecord, type EventSourceInvocation } from '../support/sqs-event-source.js';
-import type { FifoQueue, SqsRequest } from '../support/sqs-standin.js';
+import { GET_SECRET_VALUE, PUT_SECRET_VALUE } from '../../testkit/aws/json-endpoint.js';
+import { servedForm, testMessage } from '../../testkit/fixtures/drain-fixtures.js';
+import { LambdaInstance, startInstances, type InvocationResult, type OutputLine } from '../../testkit/lambda/instance.js';
+import { blobsWithDimensions, drainReports, emfBlobs, logRecords, type EmfBlob } from '../../testkit/lambda/output.js';
+import { sha256Hex, startLambdaStage, type LambdaStage, type StageMailbox } from '../../testkit/lambda/stage.js';
+import { startTokenServer } from '../../testkit/oauth2/token-server.js';
+import { runEventSource, sqsEvent, sqsRecord, type EventSourceInvocation } from '../../testkit/lambda/sqs-event-source.js';
+import type { FifoQueue, SqsRequest } from '../../testkit/aws/sqs-standin.js';
 
 const LONG_REMAINING_MS = 15 * 60_000;
 const AGGREGATE_METRICS = [

@@ -16,7 +16,7 @@ import { FileMessageStore } from '../../lib/adapters/local/file-store.js';
 import { JsonlEventSink } from '../../lib/adapters/local/jsonl-event-sink.js';
 import { readJsonlEvents } from '../../lib/adapters/local/jsonl-events-reader.js';
 import { decodeLog, encodeRecord } from '../../lib/adapters/local/ledger-log.js';
-import { storedEntry, storedEvent } from '../support/ledger-fixtures.js';
+import { storedEntry, storedEvent } from '../../testkit/fixtures/ledger-fixtures.js';
 import { CRASH_MAILBOX, crashMessage, crashMessageUidl } from '../support/local-crash-shared.js';
 
 const LEDGER_KILLS = 30;

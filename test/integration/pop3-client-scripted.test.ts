@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { Pop3Client, Pop3Error, type Pop3ClientOptions, type Pop3TraceEvent } from '../../lib/pop3/index.js';
 import { MAX_LISTING_LINE_BYTES } from '../../lib/pop3/limits.js';
-import { makeTestPki, type TestPki } from '../support/certs.js';
+import { makeTestPki, type TestPki } from '../../testkit/pki.js';
 import {
   MICROSOFT_CAPABILITIES,
   bodyWithoutTerminator,

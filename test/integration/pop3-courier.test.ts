@@ -1,4 +1,4 @@
-// popdrain against a real Courier POP3 server (test/support/courier.ts), on loopback only.
+// popdrain against a real Courier POP3 server (testkit/pop3-servers/courier.ts), on loopback only.
 // Courier reads the Maildir files the harness writes, so the reference is the original message
 // (in its CRLF form, as Courier serves LF files). Without UTF8 (RFC 6856) Courier would serve a
 // "Cannot display Unicode content" placeholder for every message with 8-bit bytes in its header.
@@ -11,9 +11,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Pop3Client, Pop3Error, type Pop3ClientOptions } from '../../lib/pop3/index.js';
-import { startCourier, type Courier } from '../support/courier.js';
-import { servedForm } from '../support/drain-fixtures.js';
-import { CORPUS, OVER_LIMITS, invalidUtf8 } from '../support/mail-corpus.js';
+import { startCourier, type Courier } from '../../testkit/pop3-servers/courier.js';
+import { servedForm } from '../../testkit/fixtures/drain-fixtures.js';
+import { CORPUS, OVER_LIMITS, invalidUtf8 } from '../../testkit/fixtures/mail-corpus.js';
 import { buildCli, cli, storedMessages } from '../support/real-server-cli.js';
 
 const PASSWORD = 'courier-Pw-4711';

@@ -1,4 +1,4 @@
-// popdrain against a real Cyrus IMAP 3.6 POP3 server (test/support/cyrus.ts), on loopback only.
+// popdrain against a real Cyrus IMAP 3.6 POP3 server (testkit/pop3-servers/cyrus.ts), on loopback only.
 // Cyrus's lmtpd adds headers to what it delivers, so the reference is what the server serves
 // (read by an independent plain POP3 session), not the seed. If Cyrus cannot start, beforeAll
 // throws and every test here fails.
@@ -8,8 +8,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Pop3Client, type Pop3ClientOptions } from '../../lib/pop3/index.js';
-import { startCyrus, type Cyrus } from '../support/cyrus.js';
-import { CORPUS, OVER_LIMITS } from '../support/mail-corpus.js';
+import { startCyrus, type Cyrus } from '../../testkit/pop3-servers/cyrus.js';
+import { CORPUS, OVER_LIMITS } from '../../testkit/fixtures/mail-corpus.js';
 import { buildCli, cli, storedMessages } from '../support/real-server-cli.js';
 
 const PASSWORD = 'cyrus-Pw-4711';

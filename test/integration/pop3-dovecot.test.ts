@@ -1,4 +1,4 @@
-// The POP3 client against a real Dovecot (test/support/dovecot.ts), on loopback only.
+// The POP3 client against a real Dovecot (testkit/pop3-servers/dovecot.ts), on loopback only.
 // One Dovecot for the file; each test has its own users, except the read-only tests of the
 // byte-exact corpus, which share it (it holds a 64 MiB message).
 // If Dovecot cannot start, beforeAll throws and every test here fails (never skips).
@@ -18,7 +18,7 @@ import {
   type Pop3Credentials,
   type Pop3TraceEvent,
 } from '../../lib/pop3/index.js';
-import { startDovecot, type Dovecot } from '../support/dovecot.js';
+import { startDovecot, type Dovecot } from '../../testkit/pop3-servers/dovecot.js';
 
 const MiB = 1024 * 1024;
 /** The large message of the corpus (served as ~65 MiB with CRLF). */

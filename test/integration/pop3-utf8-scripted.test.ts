@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { Pop3Client } from '../../lib/pop3/index.js';
-import { makeTestPki, type TestPki } from '../support/certs.js';
+import { makeTestPki, type TestPki } from '../../testkit/pki.js';
 import { respondWith, startPop3Server, type Pop3ServerOptions, type Pop3TestServer } from '../support/script-server.js';
 
 const PASSWORD = 'utf8 test password';

@@ -1,5 +1,5 @@
 /**
- * The bench's S3 endpoint at latency (test/support/s3-latency-endpoint.ts), driven by the real
+ * The bench's S3 endpoint at latency (testkit/aws/s3-latency-endpoint.ts), driven by the real
  * S3Client and lib-storage's Upload: byte-exact round trips (plain and aws-chunked bodies),
  * `If-None-Match: *` answered with 412, multipart uploads, listings, and the delay.
  */
@@ -17,7 +17,7 @@ import {
 } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { DEFAULT_S3_LATENCY_MS, startS3LatencyEndpoint, type S3LatencyEndpoint } from '../support/s3-latency-endpoint.js';
+import { DEFAULT_S3_LATENCY_MS, startS3LatencyEndpoint, type S3LatencyEndpoint } from '../../testkit/aws/s3-latency-endpoint.js';
 
 const BUCKET = 'latency-test';
 let endpoint: S3LatencyEndpoint;

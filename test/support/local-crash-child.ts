@@ -14,7 +14,7 @@ import { FileLedger } from '../../lib/adapters/local/file-ledger.js';
 import { FileMessageStore } from '../../lib/adapters/local/file-store.js';
 import { JsonlEventSink } from '../../lib/adapters/local/jsonl-event-sink.js';
 import { CRASH_MAILBOX, crashMessage, crashUidl } from './local-crash-shared.js';
-import { storedEntry, storedEvent } from './ledger-fixtures.js';
+import { storedEntry, storedEvent } from '../../testkit/fixtures/ledger-fixtures.js';
 
 const [mode, target, tag] = process.argv.slice(2);
 if (mode === undefined || target === undefined || tag === undefined) throw new Error('usage: child <mode> <target> <tag>');

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { decodeAwsChunked, isAwsChunked } from '../support/aws-chunked.js';
+import { decodeAwsChunked, isAwsChunked } from '../../testkit/aws/aws-chunked.js';
 
 const frame = (chunks: string[], trailer = 'x-amz-checksum-crc32:AAAAAA==\r\n'): Buffer =>
   Buffer.from(`${chunks.map((c) => `${Buffer.byteLength(c).toString(16)};chunk-signature=ab12\r\n${c}\r\n`).join('')}0\r\n${trailer}\r\n`);

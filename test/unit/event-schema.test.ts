@@ -12,7 +12,7 @@ import { skippedEventId, storedEventId, messageKey } from '../../lib/drain/keys.
 import * as limits from '../../lib/drain/metadata.js';
 import { createMetadataExtractor } from '../../lib/drain/metadata.js';
 import { EVENT_SCHEMA_PATH, validateEventEnvelope } from '../support/event-schema.js';
-import { CORPUS, OVER_LIMITS, simpleText } from '../support/mail-corpus.js';
+import { CORPUS, OVER_LIMITS, simpleText } from '../../testkit/fixtures/mail-corpus.js';
 
 const TIME = '2026-11-26T12:00:01.250Z';
 

@@ -24,7 +24,7 @@ import {
   storeKeyProblem,
 } from '../../lib/adapters/local/index.js';
 import { validateEventEnvelope } from '../support/event-schema.js';
-import { storedEntry, storedEvent } from '../support/ledger-fixtures.js';
+import { storedEntry, storedEvent } from '../../testkit/fixtures/ledger-fixtures.js';
 import { drainErrorOf as rejection } from '../support/drain-error.js';
 
 const MAILBOX = 'box-1';

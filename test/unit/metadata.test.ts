@@ -17,8 +17,8 @@ import {
   MAX_SUBJECT_CHARS,
   type MetadataExtractorOptions,
 } from '../../lib/drain/metadata.js';
-import * as corpus from '../support/mail-corpus.js';
-import { base64Lines, CORPUS, crlf, OVER_LIMITS, prng, randomBytes } from '../support/mail-corpus.js';
+import * as corpus from '../../testkit/fixtures/mail-corpus.js';
+import { base64Lines, CORPUS, crlf, OVER_LIMITS, prng, randomBytes } from '../../testkit/fixtures/mail-corpus.js';
 
 type Feeding = 'whole' | 'bytes' | { seed: number };
 

@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import tls from 'node:tls';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { makeTestPki, type TestPki } from '../support/certs.js';
+import { makeTestPki, type TestPki } from '../../testkit/pki.js';
 import {
   MICROSOFT_CAPABILITIES,
   bodyWithoutTerminator,

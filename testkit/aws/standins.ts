@@ -1,6 +1,6 @@
 /**
  * Local stand-ins for S3 (s3rver, in a child process) and DynamoDB (dynalite, in this process),
- * on 127.0.0.1, with real SDK clients configured for them. See /work/shared/TOOLCHAIN.md, "Local stand-ins for AWS":
+ * on 127.0.0.1, with real SDK clients configured for them. See docs/testing.md, "AWS stand-ins":
  * s3rver needs path-style requests, the S3RVER/S3RVER credentials and checksums only when
  * required (otherwise streamed bodies are stored with their aws-chunked framing); it ignores
  * `If-None-Match: *`. dynalite has no TransactWriteItems or UpdateTimeToLive, never expires

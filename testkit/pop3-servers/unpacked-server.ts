@@ -1,4 +1,4 @@
-// What the Courier and Cyrus harnesses (test/support/courier.ts, cyrus.ts) share: where
+// What the Courier and Cyrus harnesses (testkit/pop3-servers/courier.ts, cyrus.ts) share: where
 // scripts/install-test-servers.sh unpacked them, free loopback ports, the mail user, waiting for
 // a greeting, and stopping a process group.
 import { execFile, type ChildProcess } from 'node:child_process';

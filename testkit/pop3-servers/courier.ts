@@ -1,5 +1,5 @@
 // A real Courier POP3 server (Debian's courier-pop 1.0.16 with courier-authlib's userdb, unpacked
-// by scripts/install-test-servers.sh) for integration tests, next to test/support/dovecot.ts.
+// by scripts/install-test-servers.sh) for integration tests, next to testkit/pop3-servers/dovecot.ts.
 //
 // Courier has compiled-in paths (/etc/courier, /usr/lib/courier, /run/courier/authdaemon/socket)
 // and the packages are not installed, so it runs inside a private mount namespace (`unshare -m`,
@@ -13,7 +13,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { closeSync, openSync } from 'node:fs';
 import { chmod, chown, copyFile, cp, mkdir, mkdtemp, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { makeTestPki, type TestPki } from './certs.js';
+import { makeTestPki, type TestPki } from '../pki.js';
 import {
   LOOPBACK,
   exitOf,

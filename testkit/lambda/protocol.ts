@@ -1,5 +1,5 @@
 /**
- * The messages between a Lambda instance in a child process (lambda-host.ts) and its parent
+ * The messages between a Lambda instance in a child process (host.ts) and its parent
  * (lambda-instance.ts).
  *
  * The child sends `{type:'ready'}` once the handler module loaded (or `{type:'init-error'}`);

@@ -1,5 +1,5 @@
 /**
- * Lambda instances for tests and benchmarks: each is a child process (lambda-host.ts) that
+ * Lambda instances for tests and benchmarks: each is a child process (host.ts) that
  * loaded one of popdrain's handlers with an environment of our choosing and serves one
  * invocation at a time, as Lambda does. Its stdout and stderr are captured line by line and
  * attributed to the invocation that printed them, so a test can read the Powertools log records
@@ -9,7 +9,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
-import { INVOCATION_END_MARKER, type HostMessage, type InvokeMessage, type LambdaHandlerName } from './lambda-protocol.js';
+import { INVOCATION_END_MARKER, type HostMessage, type InvokeMessage, type LambdaHandlerName } from './protocol.js';
 
 const START_TIMEOUT_MS = 60_000;
 const STOP_TIMEOUT_MS = 5_000;
@@ -26,7 +26,7 @@ export interface HostCommand {
 const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url));
 
 export function tsxHostCommand(): HostCommand {
-  return { command: process.execPath, args: ['--import', 'tsx', fileURLToPath(new URL('./lambda-host.ts', import.meta.url))] };
+  return { command: process.execPath, args: ['--import', 'tsx', fileURLToPath(new URL('./host.ts', import.meta.url))] };
 }
 
 export interface OutputLine {

@@ -1,5 +1,5 @@
 // A real Cyrus IMAP 3.6 POP3 server (Debian's cyrus-pop3d, unpacked by
-// scripts/install-test-servers.sh) for integration tests, next to test/support/dovecot.ts.
+// scripts/install-test-servers.sh) for integration tests, next to testkit/pop3-servers/dovecot.ts.
 //
 // Everything lives in one temp dir: imapd.conf, cyrus.conf, a sasldb with the users, the spool,
 // sockets and a throw-away PKI. `master -C imapd.conf -M cyrus.conf` runs in the foreground in its
@@ -14,7 +14,7 @@ import { closeSync, openSync } from 'node:fs';
 import { chown, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { connect as netConnect } from 'node:net';
 import { join } from 'node:path';
-import { makeTestPki, type TestPki } from './certs.js';
+import { makeTestPki, type TestPki } from '../pki.js';
 import {
   LOOPBACK,
   exitOf,
