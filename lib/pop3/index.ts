@@ -12,6 +12,6 @@ export type { MessageStream } from './message-bodies.js';
 export type { Pop3TlsOptions, TlsInfo, TlsMode } from './transport.js';
 export { Pop3Error, isPop3Error } from './errors.js';
 export type { Pop3ErrorCode, Pop3Phase, ResponseCode } from './errors.js';
-export type { Capabilities, ListEntry, StatResult, UidlEntry } from './response.js';
+export type { Capabilities, ExpirePolicy, ListEntry, StatResult, UidlEntry } from './response.js';
 export type { AuthMethod, Pop3Credentials, SaslMechanismName } from './sasl/index.js';
 export { ResponseFramer } from './framer.js';
