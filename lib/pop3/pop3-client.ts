@@ -148,10 +148,12 @@ export class Pop3Client {
       const data = await this.channel.listing(commands.capa(), 'capa');
       this.caps = parseCapabilities(splitListing(data));
       this.capaAnswered = true;
+      this.channel.responseCodes = this.caps;
     } catch (error) {
       if (error instanceof Pop3Error && error.code === 'COMMAND_FAILED') {
         this.caps = NO_CAPABILITIES; // RFC 1939-only server
         this.capaAnswered = false;
+        this.channel.responseCodes = NO_CAPABILITIES;
         // Nothing learned earlier (e.g. a plaintext CAPA before STLS) may keep pipelining on.
         this.channel.pipelining = false;
         return;
@@ -183,6 +185,7 @@ export class Pop3Client {
     // What the server said before TLS was open to tampering: only the CAPA that follows counts.
     this.caps = NO_CAPABILITIES;
     this.capaAnswered = false;
+    this.channel.responseCodes = NO_CAPABILITIES;
     this.channel.pipelining = false;
     this.channel.traceInfo(`TLS established: ${protocol ?? '?'}`);
   }
