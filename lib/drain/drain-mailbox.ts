@@ -300,6 +300,7 @@ class DrainRun {
   private announced = 0;
   private reannounced = 0;
   private deleted = 0;
+  private unconfirmedDeletes = 0;
   private remaining = 0;
   private toFetchBytes = 0;
   private toFetchCount = 0;
@@ -1149,14 +1150,24 @@ class DrainRun {
     if (client === undefined || client.isClosed) return;
     const deles = await Promise.all(this.deleRequests.map(async (d) => ((await d.promise) ? d.message : undefined)));
     const deleted = deles.filter((m): m is ServerMessage => m !== undefined);
+    let noted = false;
     if (deleted.length > 0 && deleted.length <= MAX_PENDING_DELETES) {
       await this.ports.ledger
         .updateMailboxState(this.mailbox.id, { pendingDeletes: deleted.map((m) => m.uidl) })
+        .then(() => (noted = true))
         .catch((error: unknown) => this.log.warn('could not note the deletions before QUIT', { error: describeError(error) }));
     }
     try {
       await client.quit();
     } catch (error) {
+      // Closed instead of answering QUIT (a TLS terminator, say): everything is stored and
+      // recorded; which noted deletions the server applied, the next run settles.
+      if (noted && isPop3Error(error) && error.code === 'CONNECTION_CLOSED') {
+        this.unconfirmedDeletes = deleted.length;
+        this.pendingDeletesSettled = false;
+        this.log.warn('QUIT not answered: the next run records which deletions the server applied', { count: deleted.length });
+        return;
+      }
       this.failures.push(failureOf(error));
       if (deleted.length > 0) this.log.warn('QUIT failed: the server may not have deleted anything', { error: describeError(error) });
       return;
@@ -1239,6 +1250,7 @@ class DrainRun {
       announced: this.announced,
       reannounced: this.reannounced,
       deleted: this.deleted,
+      unconfirmedDeletes: this.unconfirmedDeletes,
       pendingAnnouncements: this.pendingUidls.size,
       remaining: this.remaining,
       uidlSupported: this.uidlSupported,

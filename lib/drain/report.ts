@@ -76,6 +76,11 @@ export interface DrainReport {
   reannounced: number;
   /** Deleted from the server by this run's QUIT. */
   deleted: number;
+  /**
+   * Marked deleted, but the server closed the connection without answering QUIT: RFC 1939
+   * deletes only in the UPDATE state that +OK confirms. The next run records which are gone.
+   */
+  unconfirmedDeletes: number;
   /** Stored but not announced when the run ended (the next run announces them). */
   pendingAnnouncements: number;
   /** Messages still to fetch when the run stopped. */
