@@ -89,6 +89,9 @@ export function summarize(report: DrainReport, where: string): string {
     lines.push(
       `  fetched ${report.fetched} (${formatBytes(report.fetchedBytes)}), already had ${report.alreadyKnown}, skipped ${report.skipped} over the size cap, deleted ${report.deleted}`,
     );
+    if (report.unconfirmedDeletes > 0) {
+      lines.push(`  ${report.unconfirmedDeletes} deletions not confirmed (the server closed the connection without answering QUIT): the next run records which the server applied`);
+    }
     lines.push(`  announced ${report.announced} events${report.reannounced > 0 ? ` (${report.reannounced} from an earlier run)` : ''}; pending ${report.pendingAnnouncements}`);
   }
   if (report.moreRemaining) lines.push(`  ${report.remaining} messages remain: run again to continue`);

@@ -49,6 +49,8 @@ export class Pop3Client {
   private secure = false;
   private authMethodUsed: AuthMethod | undefined;
   private utf8Enabled = false;
+  /** Messages marked deleted in this session (DELE answered +OK, RSET not since). */
+  private marked = 0;
 
   private constructor(options: Pop3ClientOptions) {
     this.options = options;
@@ -294,10 +296,12 @@ export class Pop3Client {
 
   async dele(n: number): Promise<void> {
     await this.transaction('DELE', () => commands.dele(n));
+    this.marked += 1;
   }
 
   async rset(): Promise<void> {
     await this.transaction('RSET', () => commands.rset());
+    this.marked = 0;
   }
 
   async noop(): Promise<void> {
@@ -307,6 +311,10 @@ export class Pop3Client {
   /**
    * QUIT: in the transaction state the server applies deletions (UPDATE state) and answers;
    * an -ERR here means deletions may not have been applied. The connection is closed either way.
+   * A server (or a TLS terminator in front of it) that closes the connection instead of
+   * answering loses nothing when no message was marked deleted: that is not an error. With
+   * deletions marked it is (CONNECTION_CLOSED): RFC 1939 deletes only in the UPDATE state,
+   * which the +OK to QUIT confirms, so whether they were applied is unknown.
    */
   async quit(): Promise<void> {
     if (this.channel.state === 'closed') {
@@ -316,6 +324,17 @@ export class Pop3Client {
     this.channel.state = 'closing';
     try {
       await this.channel.single(commands.quit(), wasTransaction ? 'quit' : 'auth', this.timeouts.quitMs);
+    } catch (error) {
+      if (!(error instanceof Pop3Error && error.code === 'CONNECTION_CLOSED')) throw error;
+      if (this.marked === 0) {
+        this.channel.traceInfo('the server closed the connection without answering QUIT; nothing was marked for deletion');
+        return;
+      }
+      throw new Pop3Error(
+        'CONNECTION_CLOSED',
+        `${this.host}:${this.port} closed the connection without answering QUIT: whether the ${this.marked} message(s) marked for deletion were deleted is unknown (RFC 1939 deletes them only in the UPDATE state, confirmed by +OK)`,
+        { phase: 'quit', command: 'QUIT', cause: error },
+      );
     } finally {
       this.close();
     }
