@@ -301,6 +301,8 @@ class DrainRun {
   private reannounced = 0;
   private deleted = 0;
   private unconfirmedDeletes = 0;
+  private serverDeletesRetrieved = false;
+  private retryAfterSeconds: number | undefined;
   private remaining = 0;
   private toFetchBytes = 0;
   private toFetchCount = 0;
@@ -521,6 +523,12 @@ class DrainRun {
       try {
         await client.login(credentials, { mechanism: m.mechanism });
         this.log.debug('logged in', { method: client.authMethod, pipelining: client.pipelining });
+        // RFC 2449 EXPIRE 0: the server deletes what is retrieved, whatever the policy says.
+        const expire = client.capabilities.expire;
+        if (expire?.kind === 'days' && expire.days === 0 && m.deletePolicy.mode !== 'delete') {
+          this.serverDeletesRetrieved = true;
+          this.log.warn(`the server announces EXPIRE 0: it deletes every message once retrieved, so the ${m.deletePolicy.mode} policy cannot hold`);
+        }
         return;
       } catch (error) {
         client.close();
@@ -1206,6 +1214,7 @@ class DrainRun {
     } else if (isPop3Error(error)) {
       reason = stopReasonForPop3(error);
       failure = failureOf(error);
+      this.retryAfterSeconds = error.retryAfterSeconds;
       if (reason === 'cancelled' && this.options.signal?.aborted !== true) reason = 'deadline';
     } else if (isDrainError(error)) {
       reason = stopReasonForDrain(error);
@@ -1251,6 +1260,8 @@ class DrainRun {
       reannounced: this.reannounced,
       deleted: this.deleted,
       unconfirmedDeletes: this.unconfirmedDeletes,
+      serverDeletesRetrieved: this.serverDeletesRetrieved,
+      retryAfterSeconds: this.retryAfterSeconds,
       pendingAnnouncements: this.pendingUidls.size,
       remaining: this.remaining,
       uidlSupported: this.uidlSupported,
