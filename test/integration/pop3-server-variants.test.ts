@@ -12,7 +12,7 @@ import type { DrainPorts } from '../../lib/drain/ports.js';
 import { Pop3Client, Pop3Error, type TlsMode } from '../../lib/pop3/index.js';
 import { makeTestPki, type TestPki } from '../support/certs.js';
 import { staticCredentials } from '../support/drain-fixtures.js';
-import { startPop3Server, type MailboxMessage, type Pop3ServerOptions, type Pop3TestServer } from '../support/script-server.js';
+import { rejectLogin, startPop3Server, type MailboxMessage, type Pop3ServerOptions, type Pop3TestServer } from '../support/script-server.js';
 
 const PASSWORD = 'variant p\u00e4ssword';
 let pki: TestPki;
@@ -55,6 +55,33 @@ function connect(s: Pop3TestServer, tls: TlsMode): Promise<Pop3Client> {
 async function commandsOf(s: Pop3TestServer): Promise<string[]> {
   await s.whenIdle();
   return s.sessions.at(-1)!.received.map((l) => l.split(' ')[0]!.toUpperCase());
+}
+
+/** A drain of the mailbox of jane on a scripted server into the local adapters; warnings collected. */
+async function drainSetup(box: MailboxMessage[], hooks: Pop3ServerOptions['hooks'], deletePolicy: MailboxConfig['deletePolicy'], options: Pop3ServerOptions = {}) {
+  const s = await server({ mailboxes: { jane: box }, hooks, ...options });
+  const out = await mkdtemp(join(tmpdir(), 'popdrain-variants-'));
+  const adapters: LocalAdapters = createLocalAdapters({ out });
+  cleanups.push(async () => {
+    await adapters.close();
+    await rm(out, { recursive: true, force: true });
+  });
+  const mailbox: MailboxConfig = {
+    id: 'terminated',
+    host: s.host,
+    port: s.port,
+    tls: 'implicit',
+    user: 'jane',
+    secret: { type: 'env', variable: 'UNUSED' },
+    mechanism: 'auto',
+    tlsOptions: { caPem: pki.caCertPem, servername: 'localhost' },
+    deletePolicy,
+    uidlResetGuard: DEFAULT_UIDL_RESET_GUARD,
+  };
+  const warnings: string[] = [];
+  const logger = { debug: () => {}, info: () => {}, error: () => {}, warn: (m: string) => warnings.push(m) };
+  const ports: DrainPorts = { store: adapters.store, ledger: adapters.ledger, events: adapters.events, credentials: staticCredentials({ jane: PASSWORD }), logger };
+  return { mailbox, ports, adapters, warnings, run: () => drainMailbox(mailbox, ports, {}, { leaseTtlMs: 10_000 }) };
 }
 
 describe('a server that answers -ERR to CAPA', () => {
@@ -169,30 +196,6 @@ describe('a server behind a TLS terminator that closes the connection instead of
     expect(box).toHaveLength(3);
   });
 
-  async function drainSetup(box: MailboxMessage[], hooks: Pop3ServerOptions['hooks'], deletePolicy: MailboxConfig['deletePolicy']) {
-    const s = await server({ mailboxes: { jane: box }, hooks });
-    const out = await mkdtemp(join(tmpdir(), 'popdrain-variants-'));
-    const adapters: LocalAdapters = createLocalAdapters({ out });
-    cleanups.push(async () => {
-      await adapters.close();
-      await rm(out, { recursive: true, force: true });
-    });
-    const mailbox: MailboxConfig = {
-      id: 'terminated',
-      host: s.host,
-      port: s.port,
-      tls: 'implicit',
-      user: 'jane',
-      secret: { type: 'env', variable: 'UNUSED' },
-      mechanism: 'auto',
-      tlsOptions: { caPem: pki.caCertPem, servername: 'localhost' },
-      deletePolicy,
-      uidlResetGuard: DEFAULT_UIDL_RESET_GUARD,
-    };
-    const ports: DrainPorts = { store: adapters.store, ledger: adapters.ledger, events: adapters.events, credentials: staticCredentials({ jane: PASSWORD }) };
-    return { mailbox, ports, adapters, run: () => drainMailbox(mailbox, ports, {}, { leaseTtlMs: 10_000 }) };
-  }
-
   it('a drain that keeps mail is not a failure: everything was committed before QUIT', async () => {
     const box = [message(1), message(2), message(3)];
     const { run } = await drainSetup(box, terminator(box, { applyDeletions: false, enabled: () => true }), { mode: 'keep' });
@@ -229,5 +232,27 @@ describe('a server behind a TLS terminator that closes the connection instead of
     expect(box).toHaveLength(0);
     const entries = await adapters.ledger.lookup(mailbox.id, ['v1', 'v2', 'v3']);
     expect([...entries.values()].every((e) => e.deletedAt !== undefined)).toBe(true);
+  });
+});
+
+describe('capabilities the drain acts on', () => {
+  it('EXPIRE 0 with a keep policy: warned before fetching and flagged in the report', async () => {
+    const caps = ['USER', 'UIDL', 'TOP', 'EXPIRE 0', 'RESP-CODES'];
+    const keep = await drainSetup([message(1), message(2)], undefined, { mode: 'keep' }, { capabilities: caps });
+    expect(await keep.run()).toMatchObject({ stopReason: 'complete', fetched: 2, serverDeletesRetrieved: true });
+    expect(keep.warnings).toContain('the server announces EXPIRE 0: it deletes every message once retrieved, so the keep policy cannot hold');
+    const deleting = await drainSetup([message(3)], undefined, { mode: 'delete' }, { capabilities: caps });
+    expect(await deleting.run()).toMatchObject({ fetched: 1, serverDeletesRetrieved: false });
+    expect(deleting.warnings).toEqual([]);
+    const never = await drainSetup([message(4)], undefined, { mode: 'keep' }, { capabilities: ['USER', 'UIDL', 'EXPIRE NEVER'] });
+    expect(await never.run()).toMatchObject({ fetched: 1, serverDeletesRetrieved: false });
+    expect(never.warnings).toEqual([]);
+  });
+
+  it('[LOGIN-DELAY] ends the run as retry-later with the delay CAPA announced', async () => {
+    const { run } = await drainSetup([message(1)], rejectLogin('LOGIN-DELAY'), { mode: 'keep' }, { capabilities: ['USER', 'UIDL', 'LOGIN-DELAY 900'] });
+    const report = await run();
+    expect(report).toMatchObject({ stopReason: 'login-delay', retryLater: true, retryAfterSeconds: 900, fetched: 0 });
+    expect(report.error).toBeUndefined();
   });
 });
