@@ -7,7 +7,8 @@ export type {
   RetrieveItem,
   RetrieveOptions,
 } from './client-options.js';
-export type { LoginOptions } from './authenticate.js';
+export type { LoginOptions, ServerOffer } from './authenticate.js';
+export { explainLoginChoice, type LoginExplanation } from './login-explanation.js';
 export type { MessageStream } from './message-bodies.js';
 export type { Pop3TlsOptions, TlsInfo, TlsMode } from './transport.js';
 export { Pop3Error, isPop3Error } from './errors.js';

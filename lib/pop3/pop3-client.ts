@@ -9,7 +9,7 @@
  * the dispatch of what the server sends, the deadlines and the teardown are the channel's
  * (client.ts).
  */
-import { authFailure, chooseLoginMethod, secretOf, sendCredentials, type LoginOptions } from './authenticate.js';
+import { authFailure, chooseLoginMethod, secretOf, sendCredentials, type LoginOptions, type ServerOffer } from './authenticate.js';
 import { Pop3Channel } from './client.js';
 import { DEFAULT_TIMEOUTS, type Pop3ClientOptions, type Pop3Timeouts, type RetrieveItem, type RetrieveOptions } from './client-options.js';
 import { commands, type Command } from './command.js';
@@ -90,6 +90,11 @@ export class Pop3Client {
   /** True once the server accepted UTF8 (RFC 6856): it serves messages as stored. */
   get utf8(): boolean {
     return this.utf8Enabled;
+  }
+
+  /** What the server told before login (greeting, CAPA, TLS): what the login choice reads. */
+  get serverOffer(): ServerOffer {
+    return { greeting: this.greetingText, caps: this.caps, capaAnswered: this.capaAnswered, tls: this.secure };
   }
 
   /** The method `login()` used. */
@@ -203,8 +208,7 @@ export class Pop3Client {
         phase: 'auth',
       });
     }
-    const server = { greeting: this.greetingText, caps: this.caps, capaAnswered: this.capaAnswered, tls: this.secure };
-    const choice = chooseLoginMethod(credentials, options.mechanism ?? 'auto', server);
+    const choice = chooseLoginMethod(credentials, options.mechanism ?? 'auto', this.serverOffer);
     this.authMethodUsed = choice.method;
     try {
       const channel = this.channel;
