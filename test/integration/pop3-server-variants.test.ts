@@ -164,22 +164,23 @@ describe('logins of the form user@domain', () => {
 
 describe('a server behind a TLS terminator that closes the connection instead of answering QUIT', () => {
   /** After QUIT: optionally apply the deletions (the UPDATE state), then close without +OK. */
-  function terminator(box: MailboxMessage[], options: { applyDeletions: boolean; enabled: () => boolean }): Pop3ServerOptions['hooks'] {
+  function terminator(box: MailboxMessage[], options: { applyDeletions: boolean; enabled: () => boolean; close?: 'destroy' | 'end' }): Pop3ServerOptions['hooks'] {
     return {
       onCommand: (conn, line, state) => {
         if (line.toUpperCase() !== 'QUIT' || !options.enabled()) return false;
         if (options.applyDeletions && state.phase === 'TRANSACTION') {
           for (const m of state.messages) if (m.deleted) box.splice(box.indexOf(m.stored), 1);
         }
-        conn.destroy();
+        if (options.close === 'end') conn.end(); // TLS close_notify, then FIN
+        else conn.destroy();
         return true;
       },
     };
   }
 
-  it('Pop3Client.quit() resolves when nothing was marked deleted, and says the deletions are unknown when some were', async () => {
+  it.each(['destroy', 'end'] as const)('Pop3Client.quit() resolves when nothing was marked deleted, and says the deletions are unknown when some were (closed with %s)', async (close) => {
     const box = [message(1), message(2), message(3)];
-    const s = await server({ mailboxes: { jane: box }, hooks: terminator(box, { applyDeletions: false, enabled: () => true }) });
+    const s = await server({ mailboxes: { jane: box }, hooks: terminator(box, { applyDeletions: false, enabled: () => true, close }) });
     const reader = await connect(s, 'implicit');
     await reader.login({ user: 'jane', password: PASSWORD });
     await reader.stat();
