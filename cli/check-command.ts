@@ -2,7 +2,8 @@
  * `popdrain check URL`: connect, show the TLS session, the capabilities and the login methods,
  * log in when credentials are at hand and show the message count and size. Downloads nothing.
  */
-import { Pop3Client, type Pop3TraceEvent } from '../lib/pop3/index.js';
+import { explainLoginChoice, Pop3Client, type Pop3TraceEvent } from '../lib/pop3/index.js';
+import { capabilityFacts } from './capability-facts.js';
 import { resolveMailbox, type ConnectionOptions } from './connection.js';
 import { EXIT, UsageError, type ExitCode } from './exit-codes.js';
 import { stderrLogger } from './stderr-logger.js';
@@ -54,6 +55,13 @@ export async function runCheck(positionals: string[], o: CheckOptions): Promise<
     }
     say(`  capabilities: ${client.capabilities.lines.length > 0 ? client.capabilities.lines.join(', ') : '(CAPA not supported)'}`);
     say(`  SASL mechanisms: ${client.capabilities.sasl.join(' ') || '(none advertised)'}${/<[^>]+>/.test(client.greeting) ? '; APOP available' : ''}`);
+    for (const line of capabilityFacts(client.capabilities)) say(`  ${line}`);
+    const choice = explainLoginChoice(m.secret.type === 'oauth2' ? 'token' : 'password', m.mechanism, client.serverOffer);
+    result.implementation = client.capabilities.implementation ?? null;
+    result.loginDelaySeconds = client.capabilities.loginDelaySeconds ?? null;
+    result.expire = client.capabilities.expire ?? null;
+    result.loginChoice = { method: choice.method ?? null, reason: choice.reason };
+    say(`  login method: ${choice.method ?? 'none'}: ${choice.reason}`);
     if (resolved.credentials === undefined) {
       say('  not logged in: no password given (POPDRAIN_PASSWORD, --password-file, or run on a terminal)');
       result.loggedIn = false;

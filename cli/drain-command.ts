@@ -76,7 +76,9 @@ function traceWriter(label: string): (e: Pop3TraceEvent) => void {
 export function summarize(report: DrainReport, where: string): string {
   const lines: string[] = [];
   const status = report.stopReason === 'complete' ? 'drained' : `stopped: ${report.stopReason}`;
-  lines.push(`${report.mailboxId}: ${status}${report.ok ? '' : report.retryLater ? ' (retry later)' : ''}`);
+  const later = report.retryAfterSeconds === undefined ? ' (retry later)' : ` (retry later: the server allows one login per ${report.retryAfterSeconds} s)`;
+  lines.push(`${report.mailboxId}: ${status}${report.ok ? '' : report.retryLater ? later : ''}`);
+  if (report.serverDeletesRetrieved) lines.push('  the server announces EXPIRE 0: it deletes every message once retrieved, whatever the delete policy says');
   if (report.serverMessages > 0 || report.stopReason === 'complete') {
     lines.push(`  server: ${report.serverMessages} messages, ${formatBytes(report.serverBytes)}${report.uidlSupported ? '' : ' (no UIDL: header digests used)'}`);
   }
@@ -89,6 +91,9 @@ export function summarize(report: DrainReport, where: string): string {
     lines.push(
       `  fetched ${report.fetched} (${formatBytes(report.fetchedBytes)}), already had ${report.alreadyKnown}, skipped ${report.skipped} over the size cap, deleted ${report.deleted}`,
     );
+    if (report.unconfirmedDeletes > 0) {
+      lines.push(`  ${report.unconfirmedDeletes} deletions not confirmed (the server closed the connection without answering QUIT): the next run records which the server applied`);
+    }
     lines.push(`  announced ${report.announced} events${report.reannounced > 0 ? ` (${report.reannounced} from an earlier run)` : ''}; pending ${report.pendingAnnouncements}`);
   }
   if (report.moreRemaining) lines.push(`  ${report.remaining} messages remain: run again to continue`);

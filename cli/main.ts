@@ -25,7 +25,7 @@ Login:
   --password-file FILE            password from a file (first line); warns if others can read it
   (neither)                       asked for on a terminal
   --user NAME                     overrides the URL's user
-  --auth METHOD                   auto (strongest both sides support), SCRAM-SHA-256, SCRAM-SHA-1,
+  --auth METHOD                   auto (under TLS PLAIN first; see check), SCRAM-SHA-256, SCRAM-SHA-1,
                                   CRAM-MD5, APOP, PLAIN, LOGIN, USER, XOAUTH2, OAUTHBEARER
   --oauth2-token-env VAR          an OAuth2 access token from the environment
   --oauth2-token-endpoint URL --oauth2-client-id ID [--oauth2-client-secret-env VAR | --oauth2-client-secret-file F]

@@ -31,6 +31,12 @@ export async function connectAndLogin(ctx: RunContext): Promise<Pop3Client> {
     try {
       await client.login(credentials, { mechanism: m.mechanism });
       ctx.log.debug('logged in', { method: client.authMethod, pipelining: client.pipelining });
+      // RFC 2449 EXPIRE 0: the server deletes what is retrieved, whatever the policy says.
+      const expire = client.capabilities.expire;
+      if (expire?.kind === 'days' && expire.days === 0 && m.deletePolicy.mode !== 'delete') {
+        ctx.counters.serverDeletesRetrieved = true;
+        ctx.log.warn(`the server announces EXPIRE 0: it deletes every message once retrieved, so the ${m.deletePolicy.mode} policy cannot hold`);
+      }
       return client;
     } catch (error) {
       client.close();

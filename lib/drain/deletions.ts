@@ -4,6 +4,7 @@
  * The UIDLs are noted in the mailbox state just before QUIT, so that a run dying between QUIT
  * and that record leaves them for the next run to settle.
  */
+import { isPop3Error } from '../pop3/index.js';
 import { describeError } from './errors.js';
 import { failureOf } from './failures.js';
 import { DAY_MS, type ServerMessage } from './plan.js';
@@ -69,14 +70,24 @@ export class Deletions {
     const deles = await Promise.all(this.requests.map(async (d) => ((await d.promise) ? d.message : undefined)));
     const deleted = deles.filter((m): m is ServerMessage => m !== undefined);
     const uidls = deleted.map((m) => m.uidl);
+    let noted = false;
     if (deleted.length > 0 && deleted.length <= MAX_PENDING_DELETES) {
       await ctx.ports.ledger
         .updateMailboxState(ctx.mailbox.id, { pendingDeletes: uidls })
+        .then(() => (noted = true))
         .catch((error: unknown) => ctx.log.warn('could not note the deletions before QUIT', { error: describeError(error) }));
     }
     try {
       await client.quit();
     } catch (error) {
+      // Closed instead of answering QUIT (a TLS terminator, say): everything is stored and
+      // recorded; which noted deletions the server applied, the next run settles.
+      if (noted && isPop3Error(error) && error.code === 'CONNECTION_CLOSED') {
+        ctx.counters.unconfirmedDeletes = deleted.length;
+        this.pendingSettled = false;
+        ctx.log.warn('QUIT not answered: the next run records which deletions the server applied', { count: deleted.length });
+        return;
+      }
       ctx.failures.push(failureOf(error, 'quit'));
       if (deleted.length > 0) ctx.log.warn('QUIT failed: the server may not have deleted anything', { error: describeError(error) });
       return;

@@ -14,6 +14,7 @@
  * message is announced again with the same event id.
  */
 import { randomUUID } from 'node:crypto';
+import { isPop3Error } from '../pop3/index.js';
 import { connectAndLogin } from './connect.js';
 import { Deletions } from './deletions.js';
 import type { DrainBudget, DrainOptions } from './drain-options.js';
@@ -56,6 +57,7 @@ class DrainRun {
   private state: MailboxState | undefined;
   private stopReason: StopReason = 'complete';
   private runError: RunEnd['runError'];
+  private retryAfterSeconds: number | undefined;
   private plan: DrainReport['plan'];
   /** The step under way, for the report of an error that has no phase of its own. */
   private phase: DrainPhase = 'lease';
@@ -219,6 +221,7 @@ class DrainRun {
   private stoppedBy(error: unknown): void {
     const { reason, failure } = runStopFor(error, this.ctx.options.signal?.aborted === true, this.phase);
     this.stopReason = reason;
+    if (isPop3Error(error)) this.retryAfterSeconds = error.retryAfterSeconds;
     const retryLater = RETRY_LATER_STOPS.has(reason);
     if (failure !== undefined && !retryLater) this.runError = failure;
     this.ctx.log[retryLater ? 'info' : 'error']('drain stopped', { stopReason: reason, error: failure?.message });
@@ -239,6 +242,7 @@ class DrainRun {
       failures: ctx.failures,
       state: this.state,
       plan: this.plan,
+      retryAfterSeconds: this.retryAfterSeconds,
     };
     const report = buildReport(end);
     if (ctx.options.dryRun !== true && this.lease.held) {

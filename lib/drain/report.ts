@@ -83,6 +83,18 @@ export interface DrainReport {
   reannounced: number;
   /** Deleted from the server by this run's QUIT. */
   deleted: number;
+  /**
+   * Marked deleted, but the server closed the connection without answering QUIT: RFC 1939
+   * deletes only in the UPDATE state that +OK confirms. The next run records which are gone.
+   */
+  unconfirmedDeletes: number;
+  /**
+   * The server announced EXPIRE 0 (RFC 2449): it deletes each message once retrieved, so a
+   * keep or keep-days policy could not hold (the drain warns before fetching).
+   */
+  serverDeletesRetrieved: boolean;
+  /** With a login delay: the seconds the server asks for between logins (CAPA LOGIN-DELAY). */
+  retryAfterSeconds?: number;
   /** Stored but not announced when the run ended (the next run announces them). */
   pendingAnnouncements: number;
   /** Messages still to fetch when the run stopped. */

@@ -25,6 +25,10 @@ export interface RunCounters {
   announced: number;
   reannounced: number;
   deleted: number;
+  /** Marked deleted, but the server closed without answering QUIT: the next run settles them. */
+  unconfirmedDeletes: number;
+  /** The server announced EXPIRE 0: it deletes what is retrieved, whatever the policy. */
+  serverDeletesRetrieved: boolean;
   /** Messages still to fetch when the run stopped. */
   remaining: number;
   /** Store or ledger failures in a row (reset by a successful ledger write). */
@@ -48,6 +52,8 @@ export function newCounters(): RunCounters {
     announced: 0,
     reannounced: 0,
     deleted: 0,
+    unconfirmedDeletes: 0,
+    serverDeletesRetrieved: false,
     remaining: 0,
     consecutiveBackendFailures: 0,
     knownAfterRun: new Set(),

@@ -22,6 +22,8 @@ export interface RunEnd {
   /** The mailbox state read at the start (undefined when the run never read it). */
   state: MailboxState | undefined;
   plan: DrainReport['plan'];
+  /** A login delay the server asked for (CAPA LOGIN-DELAY, with [LOGIN-DELAY]). */
+  retryAfterSeconds?: number | undefined;
 }
 
 const iso = (ms: number): string => new Date(ms).toISOString();
@@ -60,6 +62,9 @@ export function buildReport(end: RunEnd): DrainReport {
     announced: c.announced,
     reannounced: c.reannounced,
     deleted: c.deleted,
+    unconfirmedDeletes: c.unconfirmedDeletes,
+    serverDeletesRetrieved: c.serverDeletesRetrieved,
+    retryAfterSeconds: end.retryAfterSeconds,
     pendingAnnouncements: c.pendingUidls.size,
     remaining: c.remaining,
     uidlSupported: c.uidlSupported,

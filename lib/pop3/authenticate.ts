@@ -22,7 +22,7 @@ import { apopDigest } from './apop.js';
 import { toPop3Error } from './to-pop3-error.js';
 
 export interface LoginOptions {
-  /** A specific method, or 'auto' (default): the strongest both sides support. */
+  /** A specific method, or 'auto' (default): see `chooseAuthMethod` for the order and why. */
   mechanism?: AuthMethod | 'auto';
 }
 
@@ -40,7 +40,7 @@ export type LoginChoice = { method: 'APOP'; timestamp: string } | { method: Excl
 
 /**
  * The method to log in with: the requested one when the server may take it, or for 'auto' the
- * strongest both sides support. Throws MECHANISM_UNAVAILABLE when there is none.
+ * first both sides support in the order for the session (mechanism.ts). Throws MECHANISM_UNAVAILABLE when there is none.
  */
 export function chooseLoginMethod(credentials: Pop3Credentials, requested: AuthMethod | 'auto', server: ServerOffer): LoginChoice {
   const timestamp = apopTimestamp(server.greeting);

@@ -14,7 +14,7 @@ import { answerChallenge, refuseChallenge, saslPending } from './authenticate.js
 import type { Pop3ClientOptions, Pop3Timeouts, Pop3TraceEvent } from './client-options.js';
 import type { Command } from './command.js';
 import { overdue } from './deadline.js';
-import { errorFromStatus, Pop3Error, type Pop3Phase } from './errors.js';
+import { errorFromStatus, NO_RESPONSE_CODE_FACTS, Pop3Error, type Pop3Phase, type ResponseCodeFacts } from './errors.js';
 import { LineTooLongError, ResponseFramer } from './framer.js';
 import {
   BODY_HIGH_WATER_MARK_BYTES,
@@ -55,6 +55,8 @@ export class Pop3Channel {
   state: ChannelState = 'new';
   /** Whether pipelining is in use (advertised, allowed, and window > 1); set by the client. */
   pipelining = false;
+  /** What CAPA said about response codes, for reading -ERR replies; set by the client. */
+  responseCodes: ResponseCodeFacts = NO_RESPONSE_CODE_FACTS;
   private failureError: Pop3Error | undefined;
   private readonly framer: ResponseFramer;
   private readonly endpoint: Endpoint;
@@ -360,7 +362,7 @@ export class Pop3Channel {
 
     if (status.kind === 'err') {
       this.inflight.shift();
-      const error = errorFromStatus(status.text, status.responseCode, head.phase, logForm);
+      const error = errorFromStatus(status.text, status.responseCode, head.phase, logForm, this.responseCodes);
       if (head.kind === 'greeting') {
         head.onErr(error);
         this.fail(error);

@@ -89,6 +89,8 @@ export interface Pop3ErrorOptions {
   /** The extended response code in brackets, when the server sent one. */
   responseCode?: ResponseCode;
   retryable?: boolean;
+  /** With LOGIN_DELAY: the seconds the server asks for between logins (CAPA LOGIN-DELAY). */
+  retryAfterSeconds?: number;
   cause?: unknown;
 }
 
@@ -100,6 +102,8 @@ export class Pop3Error extends Error {
   readonly command: string | undefined;
   readonly serverText: string | undefined;
   readonly responseCode: ResponseCode | undefined;
+  /** With LOGIN_DELAY: retry no sooner than this many seconds (CAPA LOGIN-DELAY), when known. */
+  readonly retryAfterSeconds: number | undefined;
 
   constructor(code: Pop3ErrorCode, message: string, options: Pop3ErrorOptions) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause });
@@ -109,6 +113,7 @@ export class Pop3Error extends Error {
     this.command = options.command;
     this.serverText = options.serverText;
     this.responseCode = options.responseCode;
+    this.retryAfterSeconds = options.retryAfterSeconds;
   }
 }
 
@@ -116,28 +121,69 @@ export function isPop3Error(value: unknown): value is Pop3Error {
   return value instanceof Pop3Error;
 }
 
+/** What CAPA told about the server's response codes (a `Capabilities` has these fields). */
+export interface ResponseCodeFacts {
+  /** RFC 2449 RESP-CODES: any bracketed text at the start of a reply is a response code. */
+  readonly respCodes: boolean;
+  /** RFC 3206 AUTH-RESP-CODE: a login refused for its credentials carries [AUTH]. */
+  readonly authRespCode: boolean;
+  /** RFC 2449 LOGIN-DELAY: the least number of seconds between logins. */
+  readonly loginDelaySeconds: number | undefined;
+}
+
+/** Before (or without) CAPA nothing is known. */
+export const NO_RESPONSE_CODE_FACTS: ResponseCodeFacts = { respCodes: false, authRespCode: false, loginDelaySeconds: undefined };
+
+/** The codes RFC 2449 and RFC 3206 define: taken as codes even from a server that does not announce RESP-CODES. */
+const DEFINED_CODES: ReadonlySet<string> = new Set(['IN-USE', 'LOGIN-DELAY', 'SYS/TEMP', 'SYS/PERM', 'AUTH']);
+
+/**
+ * The response code of a reply as the server means it: any bracketed word from a server that
+ * announces RESP-CODES; from one that does not, only the codes the RFCs define (otherwise
+ * `[...]` is just the start of its text).
+ */
+export function effectiveResponseCode(responseCode: ResponseCode | undefined, facts: ResponseCodeFacts): ResponseCode | undefined {
+  if (responseCode === undefined) return undefined;
+  const upper = responseCode.toUpperCase();
+  return facts.respCodes || DEFINED_CODES.has(upper) ? upper : undefined;
+}
+
 /**
  * Map a -ERR status to a typed error. The extended response code decides the error code;
- * without one, a refusal during authentication is AUTH_FAILED and anything else COMMAND_FAILED.
+ * without one, a refusal during authentication is AUTH_FAILED, unless the server announces
+ * AUTH-RESP-CODE (then a refusal without [AUTH] is not about the credentials: COMMAND_FAILED,
+ * retryable), and anything else COMMAND_FAILED. [LOGIN-DELAY] carries CAPA's LOGIN-DELAY as
+ * `retryAfterSeconds`.
  */
 export function errorFromStatus(
   text: string,
-  responseCode: ResponseCode | undefined,
+  sentCode: ResponseCode | undefined,
   phase: Pop3Phase,
   command: string,
+  facts: ResponseCodeFacts = NO_RESPONSE_CODE_FACTS,
 ): Pop3Error {
-  const code = codeForResponse(responseCode, phase);
+  const responseCode = effectiveResponseCode(sentCode, facts);
+  const notCredentials = phase === 'auth' && responseCode === undefined && facts.authRespCode;
+  const code = notCredentials ? 'COMMAND_FAILED' : codeForResponse(responseCode, phase);
   const shown = text.length > 0 ? text : '(no text)';
-  return new Pop3Error(code, `${command} failed in ${phase}: -ERR ${shown}`, {
+  const delay = code === 'LOGIN_DELAY' ? facts.loginDelaySeconds : undefined;
+  const why = notCredentials
+    ? ' (no [AUTH] from a server that announces AUTH-RESP-CODE: not a problem with the credentials)'
+    : delay !== undefined
+      ? ` (the server allows one login per ${delay} s: retry after that)`
+      : '';
+  return new Pop3Error(code, `${command} failed in ${phase}: -ERR ${shown}${why}`, {
     phase,
     command,
     serverText: text,
     responseCode,
+    retryable: notCredentials ? true : undefined,
+    retryAfterSeconds: delay,
   });
 }
 
 function codeForResponse(responseCode: ResponseCode | undefined, phase: Pop3Phase): Pop3ErrorCode {
-  switch (responseCode?.toUpperCase()) {
+  switch (responseCode) {
     case 'IN-USE':
       return 'IN_USE';
     case 'LOGIN-DELAY':

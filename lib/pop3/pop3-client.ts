@@ -9,7 +9,7 @@
  * the dispatch of what the server sends, the deadlines and the teardown are the channel's
  * (client.ts).
  */
-import { authFailure, chooseLoginMethod, secretOf, sendCredentials, type LoginOptions } from './authenticate.js';
+import { authFailure, chooseLoginMethod, secretOf, sendCredentials, type LoginOptions, type ServerOffer } from './authenticate.js';
 import { Pop3Channel } from './client.js';
 import { DEFAULT_TIMEOUTS, type Pop3ClientOptions, type Pop3Timeouts, type RetrieveItem, type RetrieveOptions } from './client-options.js';
 import { commands, type Command } from './command.js';
@@ -49,6 +49,8 @@ export class Pop3Client {
   private secure = false;
   private authMethodUsed: AuthMethod | undefined;
   private utf8Enabled = false;
+  /** Messages marked deleted in this session (DELE answered +OK, RSET not since). */
+  private marked = 0;
 
   private constructor(options: Pop3ClientOptions) {
     this.options = options;
@@ -88,6 +90,11 @@ export class Pop3Client {
   /** True once the server accepted UTF8 (RFC 6856): it serves messages as stored. */
   get utf8(): boolean {
     return this.utf8Enabled;
+  }
+
+  /** What the server told before login (greeting, CAPA, TLS): what the login choice reads. */
+  get serverOffer(): ServerOffer {
+    return { greeting: this.greetingText, caps: this.caps, capaAnswered: this.capaAnswered, tls: this.secure };
   }
 
   /** The method `login()` used. */
@@ -148,10 +155,12 @@ export class Pop3Client {
       const data = await this.channel.listing(commands.capa(), 'capa');
       this.caps = parseCapabilities(splitListing(data));
       this.capaAnswered = true;
+      this.channel.responseCodes = this.caps;
     } catch (error) {
       if (error instanceof Pop3Error && error.code === 'COMMAND_FAILED') {
         this.caps = NO_CAPABILITIES; // RFC 1939-only server
         this.capaAnswered = false;
+        this.channel.responseCodes = NO_CAPABILITIES;
         // Nothing learned earlier (e.g. a plaintext CAPA before STLS) may keep pipelining on.
         this.channel.pipelining = false;
         return;
@@ -183,6 +192,7 @@ export class Pop3Client {
     // What the server said before TLS was open to tampering: only the CAPA that follows counts.
     this.caps = NO_CAPABILITIES;
     this.capaAnswered = false;
+    this.channel.responseCodes = NO_CAPABILITIES;
     this.channel.pipelining = false;
     this.channel.traceInfo(`TLS established: ${protocol ?? '?'}`);
   }
@@ -198,8 +208,7 @@ export class Pop3Client {
         phase: 'auth',
       });
     }
-    const server = { greeting: this.greetingText, caps: this.caps, capaAnswered: this.capaAnswered, tls: this.secure };
-    const choice = chooseLoginMethod(credentials, options.mechanism ?? 'auto', server);
+    const choice = chooseLoginMethod(credentials, options.mechanism ?? 'auto', this.serverOffer);
     this.authMethodUsed = choice.method;
     try {
       const channel = this.channel;
@@ -291,10 +300,12 @@ export class Pop3Client {
 
   async dele(n: number): Promise<void> {
     await this.transaction('DELE', () => commands.dele(n));
+    this.marked += 1;
   }
 
   async rset(): Promise<void> {
     await this.transaction('RSET', () => commands.rset());
+    this.marked = 0;
   }
 
   async noop(): Promise<void> {
@@ -304,6 +315,10 @@ export class Pop3Client {
   /**
    * QUIT: in the transaction state the server applies deletions (UPDATE state) and answers;
    * an -ERR here means deletions may not have been applied. The connection is closed either way.
+   * A server (or a TLS terminator in front of it) that closes the connection instead of
+   * answering loses nothing when no message was marked deleted: that is not an error. With
+   * deletions marked it is (CONNECTION_CLOSED): RFC 1939 deletes only in the UPDATE state,
+   * which the +OK to QUIT confirms, so whether they were applied is unknown.
    */
   async quit(): Promise<void> {
     if (this.channel.state === 'closed') {
@@ -313,6 +328,17 @@ export class Pop3Client {
     this.channel.state = 'closing';
     try {
       await this.channel.single(commands.quit(), wasTransaction ? 'quit' : 'auth', this.timeouts.quitMs);
+    } catch (error) {
+      if (!(error instanceof Pop3Error && error.code === 'CONNECTION_CLOSED')) throw error;
+      if (this.marked === 0) {
+        this.channel.traceInfo('the server closed the connection without answering QUIT; nothing was marked for deletion');
+        return;
+      }
+      throw new Pop3Error(
+        'CONNECTION_CLOSED',
+        `${this.host}:${this.port} closed the connection without answering QUIT: whether the ${this.marked} message(s) marked for deletion were deleted is unknown (RFC 1939 deletes them only in the UPDATE state, confirmed by +OK)`,
+        { phase: 'quit', command: 'QUIT', cause: error },
+      );
     } finally {
       this.close();
     }

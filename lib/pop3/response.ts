@@ -56,6 +56,12 @@ export function apopTimestamp(greetingText: string): string | undefined {
   return m?.[0];
 }
 
+/** A number as POP3 writes them: digits only, at most 10. */
+const NUM = /^\d{1,10}$/;
+
+/** RFC 2449 EXPIRE: days a message may stay on the server once retrieved, or never expires. */
+export type ExpirePolicy = { kind: 'days'; days: number } | { kind: 'never' };
+
 export interface Capabilities {
   /** Capability names, upper case, mapped to their arguments. */
   readonly entries: ReadonlyMap<string, readonly string[]>;
@@ -64,27 +70,62 @@ export interface Capabilities {
   readonly sasl: readonly string[];
   /** Raw CAPA lines as received, for display. */
   readonly lines: readonly string[];
+  /** RFC 2449 LOGIN-DELAY: the least number of seconds between two logins, when announced. */
+  readonly loginDelaySeconds: number | undefined;
+  /**
+   * RFC 2449 EXPIRE: how long the server keeps a retrieved message. `{ kind: 'days', days: 0 }`
+   * means it deletes what was retrieved itself, whatever the client does.
+   */
+  readonly expire: ExpirePolicy | undefined;
+  /** RFC 2449 RESP-CODES: every `-ERR [...]` text is an extended response code. */
+  readonly respCodes: boolean;
+  /** RFC 3206 AUTH-RESP-CODE: a login refused for its credentials carries `[AUTH]`. */
+  readonly authRespCode: boolean;
+  /** RFC 2449 IMPLEMENTATION: the server's name and version, as it gives them. */
+  readonly implementation: string | undefined;
 }
 
 export function parseCapabilities(lines: readonly string[]): Capabilities {
   const entries = new Map<string, string[]>();
+  let implementation: string | undefined;
   for (const raw of lines) {
     const parts = raw.trim().split(/\s+/).filter((p) => p.length > 0);
     const name = parts.shift();
     if (name === undefined) continue;
     entries.set(name.toUpperCase(), parts);
+    // The text after the name, as sent (its spacing is the server's).
+    if (name.toUpperCase() === 'IMPLEMENTATION') implementation = raw.trim().slice(name.length).trim() || undefined;
   }
-  return capabilitiesFrom(entries, lines);
+  return capabilitiesFrom(entries, lines, implementation);
 }
 
-export const NO_CAPABILITIES: Capabilities = capabilitiesFrom(new Map(), []);
+export const NO_CAPABILITIES: Capabilities = capabilitiesFrom(new Map(), [], undefined);
 
-function capabilitiesFrom(entries: Map<string, string[]>, lines: readonly string[]): Capabilities {
+/** A whole number of seconds or days as RFC 2449 writes them (digits only), else undefined. */
+function wholeNumber(word: string | undefined): number | undefined {
+  return word !== undefined && NUM.test(word) ? Number(word) : undefined;
+}
+
+/** `EXPIRE NEVER`, `EXPIRE n` or `EXPIRE n USER` (after login); anything else is ignored. */
+export function parseExpire(args: readonly string[] | undefined): ExpirePolicy | undefined {
+  const first = args?.[0];
+  if (first === undefined) return undefined;
+  if (first.toUpperCase() === 'NEVER') return { kind: 'never' };
+  const days = wholeNumber(first);
+  return days === undefined ? undefined : { kind: 'days', days };
+}
+
+function capabilitiesFrom(entries: Map<string, string[]>, lines: readonly string[], implementation: string | undefined): Capabilities {
   return {
     entries,
     lines,
     sasl: (entries.get('SASL') ?? []).map((m) => m.toUpperCase()),
     has: (name: string) => entries.has(name.toUpperCase()),
+    loginDelaySeconds: wholeNumber(entries.get('LOGIN-DELAY')?.[0]),
+    expire: parseExpire(entries.get('EXPIRE')),
+    respCodes: entries.has('RESP-CODES'),
+    authRespCode: entries.has('AUTH-RESP-CODE'),
+    implementation,
   };
 }
 
@@ -104,8 +145,6 @@ export interface StatResult {
   count: number;
   size: number;
 }
-
-const NUM = /^\d{1,10}$/;
 
 function parseNumber(word: string | undefined, what: string, line: string): number {
   if (word === undefined || !NUM.test(word)) {

@@ -124,12 +124,18 @@ describe('Courier POP3', () => {
     expect(await courier.maildir(user)).toHaveLength(6);
   });
 
-  it('check logs in with the default method and shows the server', async () => {
+  it('check logs in with the default method, says why, and shows the server\'s IMPLEMENTATION, LOGIN-DELAY and EXPIRE', async () => {
     const user = await newUser(SEEDS.slice(0, 3));
     const r = await cli(['check', url(user, 'implicit'), ...tlsArgs()], { POPDRAIN_PASSWORD: PASSWORD }, scratch);
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout).toMatch(/logged in with PLAIN: 3 messages/);
     expect(r.stdout).toMatch(/capabilities: .*IMPLEMENTATION/);
+    expect(r.stdout).toMatch(/^  implementation: Courier/m);
+    expect(r.stdout).toContain('  login delay: at least 10 s between logins');
+    expect(r.stdout).toContain('  login method: PLAIN: under TLS, the first method that needs no server-side secret');
+    const json = await cli(['check', url(user, 'implicit'), ...tlsArgs(), '--json'], { POPDRAIN_PASSWORD: PASSWORD }, scratch);
+    expect(json.code, json.stderr).toBe(0);
+    expect(JSON.parse(json.stdout)).toMatchObject({ loginDelaySeconds: 10, expire: null, loginChoice: { method: 'PLAIN' }, authMethod: 'PLAIN' });
     expect(await courier.maildir(user)).toHaveLength(3);
   });
 });

@@ -118,12 +118,41 @@ describe('Cyrus POP3', () => {
     expect(await cyrus.served(user)).toEqual(served);
   });
 
-  it('check logs in with the default method and shows the server', async () => {
+  it('check logs in with the default method, says why, and shows the server\'s IMPLEMENTATION, LOGIN-DELAY and EXPIRE', async () => {
     const { user } = await newUser(SEEDS.slice(0, 3));
     const r = await cli(['check', url(user, 'implicit'), ...tlsArgs()], { POPDRAIN_PASSWORD: PASSWORD }, scratch);
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout).toMatch(/logged in with PLAIN: 3 messages/);
     expect(r.stdout).toMatch(/capabilities: .*IMPLEMENTATION/);
+    expect(r.stdout).toMatch(/^  implementation: Cyrus/m);
+    expect(r.stdout).toContain('  expire: never (retrieved messages stay until deleted)');
+    expect(r.stdout).toContain('  login method: PLAIN: under TLS, the first method that needs no server-side secret');
+    const json = await cli(['check', url(user, 'implicit'), ...tlsArgs(), '--json'], { POPDRAIN_PASSWORD: PASSWORD }, scratch);
+    expect(json.code, json.stderr).toBe(0);
+    expect(JSON.parse(json.stdout)).toMatchObject({ expire: { kind: 'never' }, loginChoice: { method: 'PLAIN' }, authMethod: 'PLAIN' });
     expect(await cyrus.served(user)).toHaveLength(3);
   });
+});
+
+describe("Cyrus POP3 with Debian's popminpoll: 1", () => {
+  let slow: Cyrus | undefined;
+  afterAll(async () => {
+    await slow?.stop();
+  });
+
+  it('announces LOGIN-DELAY 60 and answers a second login within a minute with [LOGIN-DELAY]: retry later, after 60 s', async () => {
+    slow = await startCyrus({ extraConfig: 'popminpoll: 1' });
+    await slow.addUser('delayed', PASSWORD);
+    await slow.deliver('delayed', SEEDS.slice(0, 2));
+    const at = `pop3s://delayed@${slow.host}:${slow.ports.pop3s}`;
+    const args = ['--ca', slow.pki.caCertPath, '--servername', 'localhost'];
+    const check = await cli(['check', at, ...args, '--json'], { POPDRAIN_PASSWORD: PASSWORD }, scratch);
+    expect(check.code, check.stderr).toBe(0);
+    expect(JSON.parse(check.stdout)).toMatchObject({ loginDelaySeconds: 60, messages: 2 });
+    const out = join(scratch, 'out-delayed');
+    const second = await cli(['drain', at, ...args, '--id', 'mbx-delayed', '--out', out], { POPDRAIN_PASSWORD: PASSWORD }, scratch);
+    expect(second.code, second.stderr).toBe(6);
+    expect(second.stdout).toContain('mbx-delayed: stopped: login-delay (retry later: the server allows one login per 60 s)');
+    expect(await storedMessages(out, 'mbx-delayed')).toEqual([]);
+  }, 60_000);
 });

@@ -1,8 +1,8 @@
 // Parsing what a POP3 server answers: UIDL lines (escaping bytes outside printable ASCII rather
-// than refusing the mailbox), listing numbers, and the APOP timestamp of the greeting.
+// than refusing the mailbox), listing numbers, the APOP timestamp of the greeting, CAPA's typed facts.
 import { describe, expect, it } from 'vitest';
 import { MAX_UIDL_BYTES } from '../../lib/pop3/limits.js';
-import { apopTimestamp, checkListingNumbers, MalformedResponseError, parseListLine, parseUidlLine } from '../../lib/pop3/response.js';
+import { apopTimestamp, checkListingNumbers, MalformedResponseError, NO_CAPABILITIES, parseCapabilities, parseListLine, parseUidlLine } from '../../lib/pop3/response.js';
 
 /** A listing line as the client reads it: one character per byte (latin1). */
 const asRead = (text: string): string => Buffer.from(text, 'utf8').toString('latin1');
@@ -60,5 +60,45 @@ describe('apopTimestamp', () => {
     expect(apopTimestamp('ready <@host>')).toBeUndefined();
     expect(apopTimestamp('ready <user@>')).toBeUndefined();
     expect(apopTimestamp('ready <a b@c>')).toBeUndefined();
+  });
+});
+
+describe('parseCapabilities', () => {
+  it('reads the typed facts of RFC 2449 and RFC 3206 as Courier, Cyrus and Dovecot announce them', () => {
+    const courier = parseCapabilities(['TOP', 'USER', 'LOGIN-DELAY 10', 'PIPELINING', 'UIDL', 'IMPLEMENTATION Courier Mail Server', 'UTF8', 'STLS']);
+    expect(courier.loginDelaySeconds).toBe(10);
+    expect(courier.expire).toBeUndefined();
+    expect(courier.implementation).toBe('Courier Mail Server');
+    expect(courier.respCodes).toBe(false);
+    expect(courier.authRespCode).toBe(false);
+    const cyrus = parseCapabilities(['EXPIRE NEVER', 'LOGIN-DELAY 0', 'TOP', 'UIDL', 'PIPELINING', 'RESP-CODES', 'AUTH-RESP-CODE', 'USER', 'IMPLEMENTATION Cyrus POP3 3.6.1']);
+    expect(cyrus.expire).toEqual({ kind: 'never' });
+    expect(cyrus.loginDelaySeconds).toBe(0);
+    expect(cyrus.respCodes).toBe(true);
+    expect(cyrus.authRespCode).toBe(true);
+    expect(cyrus.implementation).toBe('Cyrus POP3 3.6.1');
+  });
+
+  it('EXPIRE in days (0: the server deletes what was retrieved), with USER after login, case-insensitively', () => {
+    expect(parseCapabilities(['EXPIRE 0']).expire).toEqual({ kind: 'days', days: 0 });
+    expect(parseCapabilities(['expire 31 USER']).expire).toEqual({ kind: 'days', days: 31 });
+    expect(parseCapabilities(['EXPIRE never']).expire).toEqual({ kind: 'never' });
+    expect(parseCapabilities(['login-delay 900 USER']).loginDelaySeconds).toBe(900);
+  });
+
+  it('ignores arguments that are not numbers rather than refusing CAPA', () => {
+    expect(parseCapabilities(['EXPIRE soon']).expire).toBeUndefined();
+    expect(parseCapabilities(['EXPIRE']).expire).toBeUndefined();
+    expect(parseCapabilities(['LOGIN-DELAY -5']).loginDelaySeconds).toBeUndefined();
+    expect(parseCapabilities(['LOGIN-DELAY']).loginDelaySeconds).toBeUndefined();
+    expect(parseCapabilities(['IMPLEMENTATION']).implementation).toBeUndefined();
+  });
+
+  it('knows nothing of a server that did not answer CAPA', () => {
+    expect(NO_CAPABILITIES.loginDelaySeconds).toBeUndefined();
+    expect(NO_CAPABILITIES.expire).toBeUndefined();
+    expect(NO_CAPABILITIES.respCodes).toBe(false);
+    expect(NO_CAPABILITIES.authRespCode).toBe(false);
+    expect(NO_CAPABILITIES.implementation).toBeUndefined();
   });
 });

@@ -14,7 +14,7 @@ import { closeSync, openSync } from 'node:fs';
 import { chown, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { connect as netConnect } from 'node:net';
 import { join } from 'node:path';
-import { makeTestPki, type TestPki } from '../pki.js';
+import { makeTestPki, type TestPki } from '../../test/pki.js';
 import {
   LOOPBACK,
   exitOf,
@@ -34,7 +34,7 @@ const SERVER_NAME = 'popdrain-cyrus';
 const LMTP_TIMEOUT_MS = 10_000;
 
 export interface CyrusOptions {
-  /** Appended to imapd.conf (later settings win). @default '' */
+  /** Appended to imapd.conf; a key given here replaces the harness's own. @default '' */
   extraConfig?: string;
 }
 
@@ -54,7 +54,7 @@ export interface Cyrus {
 }
 
 function imapdConf(base: string, pki: TestPki, owner: MailUser, extra: string): string {
-  return `configdirectory: ${base}/config
+  const conf = `configdirectory: ${base}/config
 partition-default: ${base}/spool
 defaultpartition: default
 sievedir: ${base}/sieve
@@ -81,8 +81,14 @@ unixhierarchysep: yes
 autocreate_post: 1
 autocreate_quota: 0
 lmtp_downcase_rcpt: 1
-${extra}
 `;
+  // Cyrus refuses a key given twice (master exits 78, EX_CONFIG): a key in `extra` replaces ours.
+  const key = (line: string): string | undefined => /^\s*([A-Za-z0-9_-]+)\s*:/.exec(line)?.[1];
+  const replaced = new Set(extra.split('\n').map(key).filter((k) => k !== undefined));
+  return `${conf
+    .split('\n')
+    .filter((line) => !replaced.has(key(line) ?? ''))
+    .join('\n')}${extra}\n`;
 }
 
 function cyrusConf(base: string, bin: string, ports: { pop3: number; pop3s: number }): string {
