@@ -6,7 +6,7 @@
  * lambda-protocol.ts.
  */
 import type { Context } from 'aws-lambda';
-import { INVOCATION_END_MARKER, type HostMessage, type InvokeMessage } from '../../test/support/protocol.js';
+import { INVOCATION_END_MARKER, type HostMessage, type InvokeMessage } from './protocol.js';
 
 type Handler = (event: unknown, context: Context) => Promise<unknown>;
 

@@ -9,7 +9,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
-import { INVOCATION_END_MARKER, type HostMessage, type InvokeMessage, type LambdaHandlerName } from '../../test/support/protocol.js';
+import { INVOCATION_END_MARKER, type HostMessage, type InvokeMessage, type LambdaHandlerName } from './protocol.js';
 
 const START_TIMEOUT_MS = 60_000;
 const STOP_TIMEOUT_MS = 5_000;
@@ -26,7 +26,7 @@ export interface HostCommand {
 const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url));
 
 export function tsxHostCommand(): HostCommand {
-  return { command: process.execPath, args: ['--import', 'tsx', fileURLToPath(new URL('../../test/support/host.ts', import.meta.url))] };
+  return { command: process.execPath, args: ['--import', 'tsx', fileURLToPath(new URL('./host.ts', import.meta.url))] };
 }
 
 export interface OutputLine {

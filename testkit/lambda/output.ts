@@ -3,7 +3,7 @@
  * format, one JSON object per line on stdout) and its JSON log records.
  */
 import type { DrainReport } from '../../lib/drain/report.js';
-import type { OutputLine } from '../../test/support/instance.js';
+import type { OutputLine } from './instance.js';
 
 export interface EmfBlob {
   namespace: string;

@@ -12,7 +12,7 @@
  */
 import { DeleteMessageCommand, ReceiveMessageCommand, type Message, type SQSClient } from '@aws-sdk/client-sqs';
 import type { SQSBatchResponse, SQSEvent, SQSRecord } from 'aws-lambda';
-import type { InvocationResult, LambdaInstance } from '../../test/support/instance.js';
+import type { InvocationResult, LambdaInstance } from './instance.js';
 
 const IDLE_POLL_MS = 20;
 const REGION = 'us-east-1';

@@ -17,10 +17,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { GetObjectCommand, ListObjectsV2Command, type S3Client } from '@aws-sdk/client-s3';
 import { DynamoDbLedger } from '../../lib/adapters/aws/dynamodb-ledger.js';
-import { startAwsJsonEndpoint, type AwsJsonEndpoint, type WireEntry } from '../../test/aws/json-endpoint.js';
-import { startDynalite, startS3rver, type DynamoDbStandin, type S3Standin } from '../../test/aws/standins.js';
-import { startDovecot, type Dovecot, type DovecotOptions } from '../../test/pop3-servers/dovecot.js';
-import { startSqs, type SqsStandin } from '../../test/aws/sqs-standin.js';
+import { startAwsJsonEndpoint, type AwsJsonEndpoint, type WireEntry } from '../aws/json-endpoint.js';
+import { startDynalite, startS3rver, type DynamoDbStandin, type S3Standin } from '../aws/standins.js';
+import { startDovecot, type Dovecot, type DovecotOptions } from '../pop3-servers/dovecot.js';
+import { startSqs, type SqsStandin } from '../aws/sqs-standin.js';
 
 export const STAGE_REGION = 'us-east-1';
 /** s3rver only accepts its own well-known test key; dynalite, local-aws-sqs and the JSON endpoint accept any. */

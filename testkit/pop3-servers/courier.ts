@@ -13,7 +13,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { closeSync, openSync } from 'node:fs';
 import { chmod, chown, copyFile, cp, mkdir, mkdtemp, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { makeTestPki, type TestPki } from '../../test/pki.js';
+import { makeTestPki, type TestPki } from '../pki.js';
 import {
   LOOPBACK,
   exitOf,

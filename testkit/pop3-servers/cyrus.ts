@@ -14,7 +14,7 @@ import { closeSync, openSync } from 'node:fs';
 import { chown, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { connect as netConnect } from 'node:net';
 import { join } from 'node:path';
-import { makeTestPki, type TestPki } from '../../test/pki.js';
+import { makeTestPki, type TestPki } from '../pki.js';
 import {
   LOOPBACK,
   exitOf,

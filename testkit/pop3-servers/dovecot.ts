@@ -28,7 +28,7 @@ import { tmpdir, userInfo } from 'node:os';
 import { delimiter, dirname, join } from 'node:path';
 import { connect as tlsConnect } from 'node:tls';
 import { promisify } from 'node:util';
-import { makeTestPki, type TestPki } from '../../test/pki.js';
+import { makeTestPki, type TestPki } from '../pki.js';
 
 const execFileAsync = promisify(execFile);
 
