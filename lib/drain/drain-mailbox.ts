@@ -24,7 +24,7 @@ import { listMessages } from './listing.js';
 import type { MailboxConfig } from './mailbox.js';
 import { MessagePipeline } from './message-pipeline.js';
 import { MessageRecorder } from './message-recorder.js';
-import { planRun, runLimits, uidlResetVerdict, type ServerMessage } from './plan.js';
+import { hardDeadlineOf, planRun, runLimits, uidlResetVerdict, type ServerMessage } from './plan.js';
 import { silentLogger, systemClock, type DrainPorts, type MailboxState } from './ports.js';
 import { RETRY_LATER_STOPS, type DrainReport, type PlannedMessage, type StopReason } from './report.js';
 import { buildReport, mailboxDrainedEvent, stateUpdateAfterRun, type RunEnd } from './run-report.js';
@@ -50,6 +50,8 @@ const planned = (m: ServerMessage): PlannedMessage => ({ number: m.number, uidl:
 class DrainRun {
   private readonly ctx: RunContext;
   private readonly startedAt: number;
+  /** The hard bound on the session (plan.ts, hardDeadlineOf). */
+  private readonly hardDeadline: number | undefined;
   private readonly lease: LeaseKeeper;
   private readonly deletions: Deletions;
   private readonly recorder: MessageRecorder;
@@ -81,6 +83,7 @@ class DrainRun {
       leaseLost: false,
     };
     this.startedAt = clock.now();
+    this.hardDeadline = hardDeadlineOf(budget);
     this.lease = new LeaseKeeper(this.ctx);
     this.deletions = new Deletions(this.ctx);
     this.recorder = new MessageRecorder(this.ctx, this.deletions);
@@ -121,7 +124,7 @@ class DrainRun {
     this.state = await ctx.ports.ledger.getMailboxState(ctx.mailbox.id);
     this.phase = 'connect';
     reportProgress(ctx, 'connecting');
-    await connectAndLogin(ctx);
+    await connectAndLogin(ctx, this.hardDeadline);
     this.phase = 'list';
     reportProgress(ctx, 'listing');
     const listing = await listMessages(ctx.client!, ctx.log, ctx.counters);
@@ -203,7 +206,7 @@ class DrainRun {
       if (hardSignal.aborted) onAbort();
       else hardSignal.addEventListener('abort', onAbort, { once: true });
     }
-    const hard = this.budget.hardDeadline;
+    const hard = this.hardDeadline;
     if (hard === undefined) return () => {};
     const timer = setTimeout(
       () => {

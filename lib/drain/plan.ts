@@ -145,6 +145,22 @@ export function runLimits(
   };
 }
 
+/**
+ * After the deadline, how long the run has to end its session: the messages in flight stop,
+ * QUIT is sent, and if its answer has not come by then the connection is closed (deletions not
+ * committed stay on the server and are settled by the next run).
+ */
+export const QUIT_GRACE_MS = 2_000;
+
+/**
+ * The hard bound on the whole session: the caller's, or the deadline plus QUIT_GRACE_MS.
+ * Undefined when the run has no deadline.
+ */
+export function hardDeadlineOf(budget: { deadline?: number | undefined; hardDeadline?: number | undefined }): number | undefined {
+  if (budget.hardDeadline !== undefined) return budget.hardDeadline;
+  return budget.deadline === undefined ? undefined : budget.deadline + QUIT_GRACE_MS;
+}
+
 export interface StopFacts {
   /** The graceful-stop signal fired. */
   cancelled: boolean;

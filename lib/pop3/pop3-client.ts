@@ -14,7 +14,7 @@ import { Pop3Channel } from './client.js';
 import { DEFAULT_TIMEOUTS, type Pop3ClientOptions, type Pop3Timeouts, type RetrieveItem, type RetrieveOptions } from './client-options.js';
 import { commands, type Command } from './command.js';
 import { Pop3Error } from './errors.js';
-import { DEFAULT_PIPELINE_WINDOW, MAX_UIDL_BYTES } from './limits.js';
+import { DEFAULT_PIPELINE_WINDOW, MAX_UIDL_BYTES, MIN_BODY_BYTES_PER_SECOND } from './limits.js';
 import type { MessageStream } from './message-bodies.js';
 import type { StreamPending } from './pending.js';
 import {
@@ -145,7 +145,7 @@ export class Pop3Client {
 
   private async loadCapabilities(): Promise<void> {
     try {
-      const data = await this.channel.listing(commands.capa(), 'capa');
+      const data = await this.channel.listing(commands.capa(), 'capa', this.timeouts.commandMs);
       this.caps = parseCapabilities(splitListing(data));
       this.capaAnswered = true;
     } catch (error) {
@@ -227,7 +227,7 @@ export class Pop3Client {
 
   async list(): Promise<ListEntry[]> {
     this.channel.assertState('transaction', 'LIST');
-    const data = await this.channel.listing(commands.list(), 'transaction');
+    const data = await this.channel.listing(commands.list(), 'transaction', this.timeouts.listingMs);
     return this.parse(() => parseListListing(data), 'LIST');
   }
 
@@ -238,7 +238,7 @@ export class Pop3Client {
 
   async uidl(): Promise<UidlEntry[]> {
     this.channel.assertState('transaction', 'UIDL');
-    const data = await this.channel.listing(commands.uidl(), 'transaction');
+    const data = await this.channel.listing(commands.uidl(), 'transaction', this.timeouts.listingMs);
     return this.parse(() => parseUidlListing(data, MAX_UIDL_BYTES), 'UIDL');
   }
 
@@ -276,7 +276,7 @@ export class Pop3Client {
         for (const item of plan.refill()) {
           const command = topLines === undefined ? commands.retr(item.number) : commands.top(item.number, topLines);
           const collect = collectUpTo !== undefined && item.size !== undefined && item.size <= collectUpTo;
-          const { pending, promise } = this.channel.stream(command, item.number, collect ? item.size : undefined);
+          const { pending, promise } = this.channel.stream(command, item.number, collect ? item.size : undefined, this.bodyLimitMs(item.size));
           ahead.push({ item, pending, promise });
         }
         const head = ahead.shift();
@@ -321,6 +321,15 @@ export class Pop3Client {
   /** Close the connection without QUIT: the server rolls back deletions. */
   close(): void {
     this.channel.close();
+  }
+
+  /**
+   * The limit on a whole RETR/TOP response of this listed size (0 when the size is unknown:
+   * inactivity only): a status line's time plus the size at MIN_BODY_BYTES_PER_SECOND.
+   */
+  private bodyLimitMs(size: number | undefined): number {
+    if (size === undefined || this.timeouts.commandMs <= 0) return 0;
+    return this.timeouts.commandMs + Math.ceil((size * 1000) / MIN_BODY_BYTES_PER_SECOND);
   }
 
   /** A command of the transaction state answered by one status line (checked before it is built). */
