@@ -4,6 +4,7 @@
  * The UIDLs are noted in the mailbox state just before QUIT, so that a run dying between QUIT
  * and that record leaves them for the next run to settle.
  */
+import { isPop3Error } from '../pop3/index.js';
 import { describeError } from './errors.js';
 import { failureOf } from './failures.js';
 import { DAY_MS, type ServerMessage } from './plan.js';
@@ -77,7 +78,8 @@ export class Deletions {
     try {
       await client.quit();
     } catch (error) {
-      ctx.failures.push(failureOf(error, 'quit'));
+      // Closed by the run's own deadline or a signal (ABORTED): not the server's failure.
+      if (!(isPop3Error(error) && error.code === 'ABORTED')) ctx.failures.push(failureOf(error, 'quit'));
       if (deleted.length > 0) ctx.log.warn('QUIT failed: the server may not have deleted anything', { error: describeError(error) });
       return;
     }

@@ -26,7 +26,7 @@ import { MessagePipeline } from './message-pipeline.js';
 import { MessageRecorder } from './message-recorder.js';
 import { hardDeadlineOf, planRun, runLimits, uidlResetVerdict, type ServerMessage } from './plan.js';
 import { silentLogger, systemClock, type DrainPorts, type MailboxState } from './ports.js';
-import { RETRY_LATER_STOPS, type DrainReport, type PlannedMessage, type StopReason } from './report.js';
+import { NORMAL_STOPS, RETRY_LATER_STOPS, type DrainReport, type PlannedMessage, type StopReason } from './report.js';
 import { buildReport, mailboxDrainedEvent, stateUpdateAfterRun, type RunEnd } from './run-report.js';
 import { mailboxLogger, newCounters, reportProgress, type RunContext } from './run-context.js';
 
@@ -62,6 +62,8 @@ class DrainRun {
   /** The step under way, for the report of an error that has no phase of its own. */
   private phase: DrainPhase = 'lease';
   private disarmHardStop = (): void => {};
+  /** While fetching: told when the deadline passes, to cut off what cannot arrive in time. */
+  private pipeline: MessagePipeline | undefined;
 
   constructor(
     mailbox: MailboxConfig,
@@ -184,7 +186,8 @@ class DrainRun {
     ];
     for (const m of plan.deleteKnown) this.deletions.request(m);
     try {
-      const pipeline = new MessagePipeline(ctx, ctx.client!, this.recorder, runLimits(this.budget, ctx.mailbox));
+      const pipeline = new MessagePipeline(ctx, ctx.client!, this.recorder, runLimits(this.budget, ctx.mailbox), this.hardDeadline);
+      this.pipeline = pipeline;
       this.stopReason = (await pipeline.run(plan.fetch)) ?? 'complete';
     } finally {
       await Promise.all(side);
@@ -206,8 +209,12 @@ class DrainRun {
       if (hardSignal.aborted) onAbort();
       else hardSignal.addEventListener('abort', onAbort, { once: true });
     }
+    const soft = this.budget.deadline;
+    const softTimer =
+      soft === undefined ? undefined : setTimeout(() => this.pipeline?.cutOffIfLate('deadline'), Math.max(0, soft - ctx.clock.now()));
+    softTimer?.unref();
     const hard = this.hardDeadline;
-    if (hard === undefined) return () => {};
+    if (hard === undefined) return () => clearTimeout(softTimer);
     const timer = setTimeout(
       () => {
         ctx.log.warn('hard deadline reached: abandoning the session (nothing is deleted)');
@@ -216,14 +223,18 @@ class DrainRun {
       Math.max(0, hard - ctx.clock.now()),
     );
     timer.unref();
-    return () => clearTimeout(timer);
+    return () => {
+      clearTimeout(softTimer);
+      clearTimeout(timer);
+    };
   }
 
   private stoppedBy(error: unknown): void {
     const { reason, failure } = runStopFor(error, this.ctx.options.signal?.aborted === true, this.phase);
     this.stopReason = reason;
     const retryLater = RETRY_LATER_STOPS.has(reason);
-    if (failure !== undefined && !retryLater) this.runError = failure;
+    // The deadline or a signal closing the session is the run's own doing, not a failure.
+    if (failure !== undefined && !retryLater && !NORMAL_STOPS.has(reason)) this.runError = failure;
     this.ctx.log[retryLater ? 'info' : 'error']('drain stopped', { stopReason: reason, error: failure?.message });
   }
 

@@ -184,6 +184,53 @@ export function stopBeforeNext(facts: StopFacts, limits: RunLimits): StopReason 
   return undefined;
 }
 
+export interface RequestFacts {
+  cancelled: boolean;
+  leaseLost: boolean;
+  now: number;
+  /** Messages requested (RETR sent) so far in this run, and their listed bytes. */
+  requested: number;
+  requestedBytes: number;
+  /** Listed bytes requested and not yet received. */
+  bytesInFlight: number;
+  /** Bytes per ms measured so far in this run (undefined until a message has arrived). */
+  bytesPerMs: number | undefined;
+  /** LIST size of the message that would be requested next. */
+  nextSize: number;
+}
+
+/**
+ * Why the next message must not be requested (its RETR not sent), or undefined when it may:
+ * the budgets decide what crosses the wire, not only what is stored. The first message always
+ * goes (as in stopBeforeNext); after the deadline nothing is requested, nor when what is in
+ * flight plus this message could not arrive by then at the rate measured so far.
+ */
+export function admitRequest(facts: RequestFacts, limits: RunLimits): StopReason | undefined {
+  if (facts.cancelled) return 'cancelled';
+  if (facts.leaseLost) return 'lease-lost';
+  if (limits.deadline !== undefined) {
+    if (facts.now >= limits.deadline) return 'deadline';
+    const rate = facts.bytesPerMs;
+    if (rate !== undefined && rate > 0 && (facts.bytesInFlight + facts.nextSize) / rate > limits.deadline - facts.now) return 'deadline';
+  }
+  if (facts.requested >= limits.maxMessages) return 'max-messages';
+  if (facts.requested > 0 && facts.requestedBytes + facts.nextSize > limits.maxBytes) return 'max-bytes';
+  return undefined;
+}
+
+/**
+ * When the run stops with responses still in flight: 'quit' when the bytes still to come can
+ * arrive before the hard deadline at the measured rate (so QUIT can be answered and commit the
+ * deletions), else 'close' at once (cut off: those messages stay on the server, deletions not
+ * committed are settled by the next run).
+ */
+export function endOfSessionVerdict(facts: { now: number; hardDeadline: number | undefined; bytesInFlight: number; bytesPerMs: number | undefined }): 'quit' | 'close' {
+  if (facts.bytesInFlight <= 0 || facts.hardDeadline === undefined) return 'quit';
+  const rate = facts.bytesPerMs;
+  if (rate === undefined || rate <= 0) return 'close';
+  return facts.bytesInFlight / rate < facts.hardDeadline - facts.now ? 'quit' : 'close';
+}
+
 /** After this many consecutive store or ledger failures the run stops: the backend is down. */
 export const MAX_CONSECUTIVE_FAILURES = 3;
 

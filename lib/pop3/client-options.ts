@@ -85,10 +85,19 @@ export interface RetrieveItem {
 export interface RetrieveOptions {
   /** Commands ahead of the consumer (default: the pipeline window). */
   lookahead?: number;
-  /** Stop issuing RETRs beyond this many bytes in flight (by LIST size). Default 8 MiB. */
+  /**
+   * Bytes in flight (by LIST size): beyond the first message ahead, a RETR is sent only if its
+   * message fits within this with those ahead. Default 8 MiB.
+   */
   maxBytesAhead?: number;
   /** TOP n lines instead of RETR. */
   topLines?: number;
+  /**
+   * Asked before each item is requested (the RETR sent); false ends the requests there: the
+   * items requested already are still yielded, the rest never are. For a caller's budgets
+   * (messages, bytes, time), decided before bytes cross the wire rather than after.
+   */
+  admit?: (item: RetrieveItem) => boolean;
   /**
    * Receive messages whose size (`RetrieveItem.size`, from LIST) is at most this many bytes
    * whole before yielding them, as `body` (copied into one buffer of the listed size as they

@@ -268,7 +268,7 @@ export class Pop3Client {
     this.channel.assertState('transaction', 'RETR');
     // Twice the window, so the client's queue holds a refill when half the window is answered.
     const lookahead = this.channel.pipelining ? (options.lookahead ?? 2 * this.channel.window()) : 1;
-    const plan = new RetrievalWindow(items, lookahead, options.maxBytesAhead ?? 8 * 1024 * 1024);
+    const plan = new RetrievalWindow(items, lookahead, options.maxBytesAhead ?? 8 * 1024 * 1024, options.admit);
     const { collectUpTo, topLines } = options;
     const ahead: Array<{ item: RetrieveItem; pending: StreamPending; promise: Promise<MessageStream> }> = [];
     try {
@@ -321,6 +321,14 @@ export class Pop3Client {
   /** Close the connection without QUIT: the server rolls back deletions. */
   close(): void {
     this.channel.close();
+  }
+
+  /**
+   * Close the connection without QUIT because the caller ran out of time or was stopped:
+   * everything pending fails with ABORTED (`why` says what), as with the AbortSignal.
+   */
+  abort(why: string): void {
+    this.channel.fail(new Pop3Error('ABORTED', why, { phase: this.channel.currentPhase() }));
   }
 
   /**
