@@ -6,7 +6,8 @@ import { isPop3Error, Pop3Client, type Pop3ClientOptions, type Pop3Credentials }
 import type { MailboxConfig } from './mailbox.js';
 import type { RunContext } from './run-context.js';
 
-export function clientOptionsFor(mailbox: MailboxConfig, options: RunContext['options']): Pop3ClientOptions {
+/** `deadline`: the hard bound on the whole session (epoch ms), from dialling on. */
+export function clientOptionsFor(mailbox: MailboxConfig, options: RunContext['options'], deadline?: number): Pop3ClientOptions {
   const clientOptions: Pop3ClientOptions = {
     host: mailbox.host,
     port: mailbox.port,
@@ -15,16 +16,21 @@ export function clientOptionsFor(mailbox: MailboxConfig, options: RunContext['op
     pipelineWindow: mailbox.pipelineWindow,
     ...options.pop3,
   };
+  if (deadline !== undefined) clientOptions.deadline = deadline;
   const tls = mailbox.tlsOptions;
   if (tls !== undefined) clientOptions.tlsOptions = { ca: tls.caPem, servername: tls.servername, minVersion: tls.minVersion };
   return clientOptions;
 }
 
-/** Connects and logs in; the client is in `ctx.client` as soon as it exists (so a hard stop can close it). */
-export async function connectAndLogin(ctx: RunContext): Promise<Pop3Client> {
+/**
+ * Connects and logs in; `deadline` (the run's clock) bounds the whole session. The client is
+ * in `ctx.client` as soon as it exists (so a hard stop can close it).
+ */
+export async function connectAndLogin(ctx: RunContext, deadline?: number): Promise<Pop3Client> {
   const m = ctx.mailbox;
   let credentials: Pop3Credentials = await ctx.ports.credentials.get(m);
-  const options = clientOptionsFor(m, ctx.options);
+  // The client keeps time by Date.now(); the run by its clock (a test's may be fake).
+  const options = clientOptionsFor(m, ctx.options, deadline === undefined ? undefined : Date.now() + (deadline - ctx.clock.now()));
   for (let attempt = 1; ; attempt++) {
     const client = await Pop3Client.connect(options);
     ctx.client = client;

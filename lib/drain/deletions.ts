@@ -88,7 +88,8 @@ export class Deletions {
         ctx.log.warn('QUIT not answered: the next run records which deletions the server applied', { count: deleted.length });
         return;
       }
-      ctx.failures.push(failureOf(error, 'quit'));
+      // Closed by the run's own deadline or a signal (ABORTED): not the server's failure.
+      if (!(isPop3Error(error) && error.code === 'ABORTED')) ctx.failures.push(failureOf(error, 'quit'));
       if (deleted.length > 0) ctx.log.warn('QUIT failed: the server may not have deleted anything', { error: describeError(error) });
       return;
     }

@@ -25,9 +25,9 @@ import { listMessages } from './listing.js';
 import type { MailboxConfig } from './mailbox.js';
 import { MessagePipeline } from './message-pipeline.js';
 import { MessageRecorder } from './message-recorder.js';
-import { planRun, runLimits, uidlResetVerdict, type ServerMessage } from './plan.js';
+import { hardDeadlineOf, planRun, runLimits, uidlResetVerdict, type ServerMessage } from './plan.js';
 import { silentLogger, systemClock, type DrainPorts, type MailboxState } from './ports.js';
-import { RETRY_LATER_STOPS, type DrainReport, type PlannedMessage, type StopReason } from './report.js';
+import { NORMAL_STOPS, RETRY_LATER_STOPS, type DrainReport, type PlannedMessage, type StopReason } from './report.js';
 import { buildReport, mailboxDrainedEvent, stateUpdateAfterRun, type RunEnd } from './run-report.js';
 import { mailboxLogger, newCounters, reportProgress, type RunContext } from './run-context.js';
 
@@ -51,6 +51,8 @@ const planned = (m: ServerMessage): PlannedMessage => ({ number: m.number, uidl:
 class DrainRun {
   private readonly ctx: RunContext;
   private readonly startedAt: number;
+  /** The hard bound on the session (plan.ts, hardDeadlineOf). */
+  private readonly hardDeadline: number | undefined;
   private readonly lease: LeaseKeeper;
   private readonly deletions: Deletions;
   private readonly recorder: MessageRecorder;
@@ -62,6 +64,8 @@ class DrainRun {
   /** The step under way, for the report of an error that has no phase of its own. */
   private phase: DrainPhase = 'lease';
   private disarmHardStop = (): void => {};
+  /** While fetching: told when the deadline passes, to cut off what cannot arrive in time. */
+  private pipeline: MessagePipeline | undefined;
 
   constructor(
     mailbox: MailboxConfig,
@@ -83,6 +87,7 @@ class DrainRun {
       leaseLost: false,
     };
     this.startedAt = clock.now();
+    this.hardDeadline = hardDeadlineOf(budget);
     this.lease = new LeaseKeeper(this.ctx);
     this.deletions = new Deletions(this.ctx);
     this.recorder = new MessageRecorder(this.ctx, this.deletions);
@@ -123,7 +128,7 @@ class DrainRun {
     this.state = await ctx.ports.ledger.getMailboxState(ctx.mailbox.id);
     this.phase = 'connect';
     reportProgress(ctx, 'connecting');
-    await connectAndLogin(ctx);
+    await connectAndLogin(ctx, this.hardDeadline);
     this.phase = 'list';
     reportProgress(ctx, 'listing');
     const listing = await listMessages(ctx.client!, ctx.log, ctx.counters);
@@ -183,7 +188,8 @@ class DrainRun {
     ];
     for (const m of plan.deleteKnown) this.deletions.request(m);
     try {
-      const pipeline = new MessagePipeline(ctx, ctx.client!, this.recorder, runLimits(this.budget, ctx.mailbox));
+      const pipeline = new MessagePipeline(ctx, ctx.client!, this.recorder, runLimits(this.budget, ctx.mailbox), this.hardDeadline);
+      this.pipeline = pipeline;
       this.stopReason = (await pipeline.run(plan.fetch)) ?? 'complete';
     } finally {
       await Promise.all(side);
@@ -205,8 +211,12 @@ class DrainRun {
       if (hardSignal.aborted) onAbort();
       else hardSignal.addEventListener('abort', onAbort, { once: true });
     }
-    const hard = this.budget.hardDeadline;
-    if (hard === undefined) return () => {};
+    const soft = this.budget.deadline;
+    const softTimer =
+      soft === undefined ? undefined : setTimeout(() => this.pipeline?.cutOffIfLate('deadline'), Math.max(0, soft - ctx.clock.now()));
+    softTimer?.unref();
+    const hard = this.hardDeadline;
+    if (hard === undefined) return () => clearTimeout(softTimer);
     const timer = setTimeout(
       () => {
         ctx.log.warn('hard deadline reached: abandoning the session (nothing is deleted)');
@@ -215,7 +225,10 @@ class DrainRun {
       Math.max(0, hard - ctx.clock.now()),
     );
     timer.unref();
-    return () => clearTimeout(timer);
+    return () => {
+      clearTimeout(softTimer);
+      clearTimeout(timer);
+    };
   }
 
   private stoppedBy(error: unknown): void {
@@ -223,7 +236,8 @@ class DrainRun {
     this.stopReason = reason;
     if (isPop3Error(error)) this.retryAfterSeconds = error.retryAfterSeconds;
     const retryLater = RETRY_LATER_STOPS.has(reason);
-    if (failure !== undefined && !retryLater) this.runError = failure;
+    // The deadline or a signal closing the session is the run's own doing, not a failure.
+    if (failure !== undefined && !retryLater && !NORMAL_STOPS.has(reason)) this.runError = failure;
     this.ctx.log[retryLater ? 'info' : 'error']('drain stopped', { stopReason: reason, error: failure?.message });
   }
 

@@ -2,9 +2,16 @@
 import type { Pop3ClientOptions, Pop3TraceEvent } from '../pop3/index.js';
 
 export interface DrainBudget {
-  /** Epoch ms: no new message is started after this; those in flight finish, then QUIT. */
+  /**
+   * Epoch ms: no new message is requested when what is in flight could not arrive by then, and
+   * none is started after it; then QUIT.
+   */
   deadline?: number;
-  /** Epoch ms: everything is abandoned (connection closed without QUIT: nothing deleted). */
+  /**
+   * Epoch ms: a hard bound on the whole session, from connecting on: the connection is closed
+   * without QUIT (nothing deleted), whatever is in flight. Default: `deadline` + 2 s
+   * (plan.ts, QUIT_GRACE_MS).
+   */
   hardDeadline?: number;
   maxMessages?: number;
   maxBytes?: number;

@@ -17,7 +17,7 @@ import { messageDigest, messageKeyForDigest } from './keys.js';
 import { LEDGER_BATCH_ITEMS, type MessageDone, type MessageRecorder } from './message-recorder.js';
 import { pumpMessage } from './message-pump.js';
 import { createMetadataExtractor, readMetadata } from './metadata.js';
-import { backendDownStop, stopBeforeNext, type RunLimits, type ServerMessage } from './plan.js';
+import { admitRequest, backendDownStop, endOfSessionVerdict, stopBeforeNext, type RunLimits, type ServerMessage } from './plan.js';
 import type { MessageWriter, StoredObject } from './ports.js';
 import type { StopReason } from './report.js';
 import { noteBackendFailure, reportProgress, type RunContext } from './run-context.js';
@@ -72,7 +72,26 @@ export class MessagePipeline {
     private readonly client: Pop3Client,
     private readonly recorder: MessageRecorder,
     private readonly limits: RunLimits,
+    /** The hard bound on the session (run clock), for the verdict at a stop with RETRs in flight. */
+    private readonly hardDeadline?: number,
   ) {}
+
+  /** Set while RETRs are being received (the retrieve loop runs). */
+  private receiving: ReturnType<MessagePipeline['admission']> | undefined;
+
+  /**
+   * The deadline (or a stop signal) came while messages are being received: close the
+   * connection at once when what is in flight cannot arrive before the hard deadline
+   * (plan.ts, endOfSessionVerdict); otherwise the loop stops at the next message and QUITs.
+   */
+  cutOffIfLate(reason: StopReason): void {
+    const admission = this.receiving;
+    if (admission === undefined || this.client.isClosed) return;
+    const verdict = endOfSessionVerdict({ now: this.ctx.clock.now(), hardDeadline: this.hardDeadline, ...admission.inFlight() });
+    if (verdict === 'quit') return;
+    this.ctx.log.info('stopping with responses in flight that cannot arrive in time: closing the connection', { stopReason: reason });
+    this.client.abort(`${reason}: responses in flight could not arrive in time; connection closed`);
+  }
 
   private stopBefore(next: ServerMessage): StopReason | undefined {
     const { ctx } = this;
@@ -87,6 +106,50 @@ export class MessagePipeline {
       },
       this.limits,
     );
+  }
+
+  /**
+   * The budget's say before a RETR is sent (plan.ts, admitRequest): returns the admission
+   * callback for `retrieve` and the reason it last refused, if it did.
+   */
+  private admission(): {
+    admit: (item: { size?: number }) => boolean;
+    refused: () => StopReason | undefined;
+    inFlight: () => { bytesInFlight: number; bytesPerMs: number | undefined };
+  } {
+    const { ctx } = this;
+    const started = ctx.clock.now();
+    let requested = 0;
+    let requestedBytes = 0;
+    let refusal: StopReason | undefined;
+    const admit = (item: { size?: number }): boolean => {
+      const now = ctx.clock.now();
+      const received = ctx.counters.fetchedBytes;
+      const nextSize = item.size ?? 0;
+      refusal = admitRequest(
+        {
+          cancelled: ctx.options.signal?.aborted === true,
+          leaseLost: ctx.leaseLost,
+          now,
+          requested,
+          requestedBytes,
+          bytesInFlight: Math.max(0, requestedBytes - received),
+          bytesPerMs: received > 0 && now > started ? received / (now - started) : undefined,
+          nextSize,
+        },
+        this.limits,
+      );
+      if (refusal !== undefined) return false;
+      requested += 1;
+      requestedBytes += nextSize;
+      return true;
+    };
+    const inFlight = (): { bytesInFlight: number; bytesPerMs: number | undefined } => {
+      const now = ctx.clock.now();
+      const received = ctx.counters.fetchedBytes;
+      return { bytesInFlight: Math.max(0, requestedBytes - received), bytesPerMs: received > 0 && now > started ? received / (now - started) : undefined };
+    };
+    return { admit, refused: () => refusal, inFlight };
   }
 
   private throwIfBackendDown(): void {
@@ -115,12 +178,16 @@ export class MessagePipeline {
     const whole = ctx.ports.store.put !== undefined;
     let index = 0;
     let stop: StopReason | undefined;
+    const admission = this.admission();
+    this.receiving = admission;
+    const retrieveOptions = { admit: admission.admit, ...(whole ? { collectUpTo: WHOLE_MESSAGE_MAX_BYTES } : {}) };
     try {
-      for await (const retrieved of this.client.retrieve(messages, whole ? { collectUpTo: WHOLE_MESSAGE_MAX_BYTES } : {})) {
+      for await (const retrieved of this.client.retrieve(messages, retrieveOptions)) {
         const message = byNumber.get(retrieved.number)!;
         stop = this.stopBefore(message);
         if (stop !== undefined) {
           if (retrieved.body === undefined) retrieved.stream.destroy();
+          this.cutOffIfLate(stop);
           break;
         }
         index += 1;
@@ -166,11 +233,14 @@ export class MessagePipeline {
         this.throwIfBackendDown();
       }
     } catch (error) {
+      this.receiving = undefined;
       ctx.counters.remaining = messages.length - index;
       await inFlight.idle();
       throw error;
     }
+    this.receiving = undefined;
     ctx.counters.remaining = messages.length - index;
+    stop ??= admission.refused();
     reportProgress(ctx, 'finishing');
     // The last messages go through each step without waiting for company.
     this.recorder.closingTime();

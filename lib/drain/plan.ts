@@ -145,6 +145,22 @@ export function runLimits(
   };
 }
 
+/**
+ * After the deadline, how long the run has to end its session: the messages in flight stop,
+ * QUIT is sent, and if its answer has not come by then the connection is closed (deletions not
+ * committed stay on the server and are settled by the next run).
+ */
+export const QUIT_GRACE_MS = 2_000;
+
+/**
+ * The hard bound on the whole session: the caller's, or the deadline plus QUIT_GRACE_MS.
+ * Undefined when the run has no deadline.
+ */
+export function hardDeadlineOf(budget: { deadline?: number | undefined; hardDeadline?: number | undefined }): number | undefined {
+  if (budget.hardDeadline !== undefined) return budget.hardDeadline;
+  return budget.deadline === undefined ? undefined : budget.deadline + QUIT_GRACE_MS;
+}
+
 export interface StopFacts {
   /** The graceful-stop signal fired. */
   cancelled: boolean;
@@ -166,6 +182,53 @@ export function stopBeforeNext(facts: StopFacts, limits: RunLimits): StopReason 
   // under the size cap) is not stuck forever.
   if (facts.fetched > 0 && facts.fetchedBytes + facts.nextSize > limits.maxBytes) return 'max-bytes';
   return undefined;
+}
+
+export interface RequestFacts {
+  cancelled: boolean;
+  leaseLost: boolean;
+  now: number;
+  /** Messages requested (RETR sent) so far in this run, and their listed bytes. */
+  requested: number;
+  requestedBytes: number;
+  /** Listed bytes requested and not yet received. */
+  bytesInFlight: number;
+  /** Bytes per ms measured so far in this run (undefined until a message has arrived). */
+  bytesPerMs: number | undefined;
+  /** LIST size of the message that would be requested next. */
+  nextSize: number;
+}
+
+/**
+ * Why the next message must not be requested (its RETR not sent), or undefined when it may:
+ * the budgets decide what crosses the wire, not only what is stored. The first message always
+ * goes (as in stopBeforeNext); after the deadline nothing is requested, nor when what is in
+ * flight plus this message could not arrive by then at the rate measured so far.
+ */
+export function admitRequest(facts: RequestFacts, limits: RunLimits): StopReason | undefined {
+  if (facts.cancelled) return 'cancelled';
+  if (facts.leaseLost) return 'lease-lost';
+  if (limits.deadline !== undefined) {
+    if (facts.now >= limits.deadline) return 'deadline';
+    const rate = facts.bytesPerMs;
+    if (rate !== undefined && rate > 0 && (facts.bytesInFlight + facts.nextSize) / rate > limits.deadline - facts.now) return 'deadline';
+  }
+  if (facts.requested >= limits.maxMessages) return 'max-messages';
+  if (facts.requested > 0 && facts.requestedBytes + facts.nextSize > limits.maxBytes) return 'max-bytes';
+  return undefined;
+}
+
+/**
+ * When the run stops with responses still in flight: 'quit' when the bytes still to come can
+ * arrive before the hard deadline at the measured rate (so QUIT can be answered and commit the
+ * deletions), else 'close' at once (cut off: those messages stay on the server, deletions not
+ * committed are settled by the next run).
+ */
+export function endOfSessionVerdict(facts: { now: number; hardDeadline: number | undefined; bytesInFlight: number; bytesPerMs: number | undefined }): 'quit' | 'close' {
+  if (facts.bytesInFlight <= 0 || facts.hardDeadline === undefined) return 'quit';
+  const rate = facts.bytesPerMs;
+  if (rate === undefined || rate <= 0) return 'close';
+  return facts.bytesInFlight / rate < facts.hardDeadline - facts.now ? 'quit' : 'close';
 }
 
 /** After this many consecutive store or ledger failures the run stops: the backend is down. */

@@ -7,6 +7,7 @@ import {
   COMMAND_TIMEOUT_MS,
   CONNECT_TIMEOUT_MS,
   GREETING_TIMEOUT_MS,
+  LISTING_TIMEOUT_MS,
   QUIT_TIMEOUT_MS,
   TLS_UPGRADE_TIMEOUT_MS,
 } from './limits.js';
@@ -18,6 +19,8 @@ export interface Pop3Timeouts {
   commandMs: number;
   authMs: number;
   bodyIdleMs: number;
+  /** The whole of a LIST or UIDL response (CAPA: `commandMs`). */
+  listingMs: number;
   tlsUpgradeMs: number;
   quitMs: number;
 }
@@ -28,6 +31,7 @@ export const DEFAULT_TIMEOUTS: Pop3Timeouts = {
   commandMs: COMMAND_TIMEOUT_MS,
   authMs: AUTH_TIMEOUT_MS,
   bodyIdleMs: BODY_IDLE_TIMEOUT_MS,
+  listingMs: LISTING_TIMEOUT_MS,
   tlsUpgradeMs: TLS_UPGRADE_TIMEOUT_MS,
   quitMs: QUIT_TIMEOUT_MS,
 };
@@ -61,6 +65,13 @@ export interface Pop3ClientOptions {
   bodyHighWaterMark?: number;
   /** Aborting destroys the connection and rejects everything pending with ABORTED. */
   signal?: AbortSignal;
+  /**
+   * Epoch ms (`Date.now()`): a hard bound on the whole session, from dialling on. When it
+   * passes, the connection is destroyed and everything pending is rejected with ABORTED
+   * ("deadline"), whatever the server is sending: nothing after the last answered QUIT is
+   * committed on the server.
+   */
+  deadline?: number;
   /** Protocol trace: commands and status lines, never bodies, never secrets. */
   trace?: (event: Pop3TraceEvent) => void;
 }
@@ -74,10 +85,19 @@ export interface RetrieveItem {
 export interface RetrieveOptions {
   /** Commands ahead of the consumer (default: the pipeline window). */
   lookahead?: number;
-  /** Stop issuing RETRs beyond this many bytes in flight (by LIST size). Default 8 MiB. */
+  /**
+   * Bytes in flight (by LIST size): beyond the first message ahead, a RETR is sent only if its
+   * message fits within this with those ahead. Default 8 MiB.
+   */
   maxBytesAhead?: number;
   /** TOP n lines instead of RETR. */
   topLines?: number;
+  /**
+   * Asked before each item is requested (the RETR sent); false ends the requests there: the
+   * items requested already are still yielded, the rest never are. For a caller's budgets
+   * (messages, bytes, time), decided before bytes cross the wire rather than after.
+   */
+  admit?: (item: RetrieveItem) => boolean;
   /**
    * Receive messages whose size (`RetrieveItem.size`, from LIST) is at most this many bytes
    * whole before yielding them, as `body` (copied into one buffer of the listed size as they

@@ -73,6 +73,7 @@ export class Pop3Channel {
    */
   private lastActivity = 0;
   private watchdog: NodeJS.Timeout | undefined;
+  private deadlineTimer: NodeJS.Timeout | undefined;
   private abortListener: (() => void) | undefined;
 
   constructor(
@@ -123,11 +124,24 @@ export class Pop3Channel {
         this.fail(new Pop3Error('ABORTED', 'aborted by the caller', { phase: this.currentPhase() }));
       signal.addEventListener('abort', this.abortListener, { once: true });
     }
+    this.armDeadline();
     this.state = 'connecting';
     const socket = await dial(this.endpoint, implicit, this.timeouts.connectMs, (s) => {
       this.socket = s; // so fail() during connect destroys it
     });
     this.attach(socket);
+  }
+
+  /** The session's hard deadline (`Pop3ClientOptions.deadline`): the session fails when it passes. */
+  private armDeadline(): void {
+    const deadline = this.options.deadline;
+    if (deadline === undefined) return;
+    const expire = (): void =>
+      this.fail(new Pop3Error('ABORTED', 'the deadline passed: connection closed', { phase: this.currentPhase() }));
+    const left = deadline - Date.now();
+    if (left <= 0) throw new Pop3Error('ABORTED', 'the deadline passed before connecting', { phase: 'connect' });
+    this.deadlineTimer = setTimeout(expire, left);
+    this.deadlineTimer.unref();
   }
 
   /** The greeting's text after +OK. */
@@ -199,13 +213,14 @@ export class Pop3Channel {
     );
   }
 
-  listing(command: Command, phase: Pop3Phase): Promise<Buffer> {
+  /** A multi-line listing, collected; `responseMs`: the limit on the whole response. */
+  listing(command: Command, phase: Pop3Phase, responseMs: number): Promise<Buffer> {
     return handled(
       new Promise<Buffer>((resolve, reject) => {
         this.enqueue({
           kind: 'listing',
           command,
-          ...queued(phase, this.timeouts.commandMs),
+          ...queued(phase, this.timeouts.commandMs, responseMs),
           collector: new ListingCollector(
             { maxBytes: this.options.maxListingBytes ?? MAX_LISTING_BYTES, maxLineBytes: MAX_LISTING_LINE_BYTES },
             phase,
@@ -218,8 +233,11 @@ export class Pop3Channel {
     );
   }
 
-  /** RETR/TOP n; `collectSize`: receive the body whole (it should be this large), unless it runs well past that. */
-  stream(command: Command, n: number, collectSize?: number): { pending: StreamPending; promise: Promise<MessageStream> } {
+  /**
+   * RETR/TOP n; `collectSize`: receive the body whole (it should be this large), unless it runs
+   * well past that; `responseMs`: the limit on the whole response (0: inactivity only).
+   */
+  stream(command: Command, n: number, collectSize?: number, responseMs = 0): { pending: StreamPending; promise: Promise<MessageStream> } {
     let settle: { deliver(m: MessageStream): void; reject(e: Pop3Error): void } | undefined;
     const promise = new Promise<MessageStream>((resolve, reject) => {
       settle = { deliver: resolve, reject };
@@ -227,7 +245,7 @@ export class Pop3Channel {
     const pending: StreamPending = {
       kind: 'stream',
       command,
-      ...queued('transaction', this.timeouts.commandMs),
+      ...queued('transaction', this.timeouts.commandMs, responseMs),
       messageNumber: n,
       collectSize,
       body: undefined,
@@ -486,6 +504,8 @@ export class Pop3Channel {
       clearInterval(this.watchdog);
       this.watchdog = undefined;
     }
+    clearTimeout(this.deadlineTimer);
+    this.deadlineTimer = undefined;
     this.socket?.destroy();
     const pending = [...this.inflight, ...this.queue];
     this.inflight.length = 0;

@@ -2,7 +2,9 @@
  * Whether the server has kept the head of the pipeline waiting too long, and the error that
  * says so. Inside a body or listing the limit is on inactivity (`lastActivity`); before a status
  * line, and through a whole SASL exchange, it is a deadline from `waitingSince` that bytes
- * trickling in or challenges do not extend. A decision over times; no timers.
+ * trickling in or challenges do not extend; a multi-line response also has a limit on the whole
+ * of it (`Pending.responseMs`), so a server that sends one byte just often enough cannot hold
+ * the session for ever. A decision over times; no timers.
  */
 import { Pop3Error, type Pop3ErrorCode } from './errors.js';
 import type { Pending } from './pending.js';
@@ -21,6 +23,14 @@ export interface DeadlineFacts {
 /** The timeout error for `head`, or undefined while it is within its limit (0: no limit). */
 export function overdue(head: Pending, facts: DeadlineFacts): Pop3Error | undefined {
   const reading = facts.readingBody;
+  const whole = head.responseMs ?? 0;
+  if (reading && whole > 0 && facts.now - head.waitingSince >= whole) {
+    const what = head.command?.logForm ?? 'the greeting';
+    return new Pop3Error('BODY_TIMEOUT', `the response to ${what} did not complete within ${whole} ms (the server sends too slowly)`, {
+      phase: head.phase,
+      command: head.command?.logForm,
+    });
+  }
   const limit = reading ? facts.bodyIdleMs : head.timeoutMs;
   const since = reading ? facts.lastActivity : head.waitingSince;
   if (limit <= 0 || facts.now - since < limit) return undefined;

@@ -25,6 +25,18 @@ export const BODY_IDLE_TIMEOUT_MS = 60_000;
 export const TLS_UPGRADE_TIMEOUT_MS = 15_000;
 /** How long QUIT may take before the socket is closed anyway (deletions are then rolled back). */
 export const QUIT_TIMEOUT_MS = 15_000;
+/**
+ * The whole of a LIST or UIDL response, from sending it (or the previous response completing)
+ * to its last line, however steadily the lines trickle in: a listing of a million messages is
+ * about 30 MB. CAPA is bounded as a whole by COMMAND_TIMEOUT_MS.
+ */
+export const LISTING_TIMEOUT_MS = 300_000;
+/**
+ * The slowest transfer a RETR or TOP of known (listed) size may keep up as a whole: its
+ * response must complete within COMMAND_TIMEOUT_MS plus its size at this rate, however steadily
+ * its bytes trickle in (26 MB: 27 minutes).
+ */
+export const MIN_BODY_BYTES_PER_SECOND = 16 * 1024;
 
 /**
  * RFC 1939 limits status lines to 512 octets including CRLF; RFC 2449 relaxes that for SASL.

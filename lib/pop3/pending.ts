@@ -19,6 +19,12 @@ interface PendingBase {
    * line (for AUTH: to the end of the exchange), however slowly its bytes arrive.
    */
   waitingSince: number;
+  /**
+   * For a multi-line response (CAPA, LIST, UIDL, RETR, TOP): the limit on the whole response,
+   * from `waitingSince` to its last line, whatever trickles in meanwhile (0: only the
+   * inactivity limit).
+   */
+  responseMs?: number;
   /** Every variant reports a failure here (an -ERR, a timeout, the connection failing). */
   onErr(error: Pop3Error): void;
 }
@@ -73,8 +79,12 @@ export interface SaslPending extends PendingBase {
 }
 
 /** The fields every command starts with in the queue: not sent, no wait begun. */
-export function queued(phase: Pop3Phase, timeoutMs: number): Pick<PendingBase, 'phase' | 'timeoutMs' | 'sent' | 'waitingSince'> {
-  return { phase, timeoutMs, sent: false, waitingSince: 0 };
+export function queued(
+  phase: Pop3Phase,
+  timeoutMs: number,
+  responseMs = 0,
+): Pick<PendingBase, 'phase' | 'timeoutMs' | 'sent' | 'waitingSince' | 'responseMs'> {
+  return { phase, timeoutMs, sent: false, waitingSince: 0, responseMs };
 }
 
 export type Pending = GreetingPending | StatusPending | ListingPending | StreamPending | SaslPending;

@@ -14,7 +14,7 @@ import { Pop3Channel } from './client.js';
 import { DEFAULT_TIMEOUTS, type Pop3ClientOptions, type Pop3Timeouts, type RetrieveItem, type RetrieveOptions } from './client-options.js';
 import { commands, type Command } from './command.js';
 import { Pop3Error } from './errors.js';
-import { DEFAULT_PIPELINE_WINDOW, MAX_UIDL_BYTES } from './limits.js';
+import { DEFAULT_PIPELINE_WINDOW, MAX_UIDL_BYTES, MIN_BODY_BYTES_PER_SECOND } from './limits.js';
 import type { MessageStream } from './message-bodies.js';
 import type { StreamPending } from './pending.js';
 import {
@@ -152,7 +152,7 @@ export class Pop3Client {
 
   private async loadCapabilities(): Promise<void> {
     try {
-      const data = await this.channel.listing(commands.capa(), 'capa');
+      const data = await this.channel.listing(commands.capa(), 'capa', this.timeouts.commandMs);
       this.caps = parseCapabilities(splitListing(data));
       this.capaAnswered = true;
       this.channel.responseCodes = this.caps;
@@ -236,7 +236,7 @@ export class Pop3Client {
 
   async list(): Promise<ListEntry[]> {
     this.channel.assertState('transaction', 'LIST');
-    const data = await this.channel.listing(commands.list(), 'transaction');
+    const data = await this.channel.listing(commands.list(), 'transaction', this.timeouts.listingMs);
     return this.parse(() => parseListListing(data), 'LIST');
   }
 
@@ -247,7 +247,7 @@ export class Pop3Client {
 
   async uidl(): Promise<UidlEntry[]> {
     this.channel.assertState('transaction', 'UIDL');
-    const data = await this.channel.listing(commands.uidl(), 'transaction');
+    const data = await this.channel.listing(commands.uidl(), 'transaction', this.timeouts.listingMs);
     return this.parse(() => parseUidlListing(data, MAX_UIDL_BYTES), 'UIDL');
   }
 
@@ -277,7 +277,7 @@ export class Pop3Client {
     this.channel.assertState('transaction', 'RETR');
     // Twice the window, so the client's queue holds a refill when half the window is answered.
     const lookahead = this.channel.pipelining ? (options.lookahead ?? 2 * this.channel.window()) : 1;
-    const plan = new RetrievalWindow(items, lookahead, options.maxBytesAhead ?? 8 * 1024 * 1024);
+    const plan = new RetrievalWindow(items, lookahead, options.maxBytesAhead ?? 8 * 1024 * 1024, options.admit);
     const { collectUpTo, topLines } = options;
     const ahead: Array<{ item: RetrieveItem; pending: StreamPending; promise: Promise<MessageStream> }> = [];
     try {
@@ -285,7 +285,7 @@ export class Pop3Client {
         for (const item of plan.refill()) {
           const command = topLines === undefined ? commands.retr(item.number) : commands.top(item.number, topLines);
           const collect = collectUpTo !== undefined && item.size !== undefined && item.size <= collectUpTo;
-          const { pending, promise } = this.channel.stream(command, item.number, collect ? item.size : undefined);
+          const { pending, promise } = this.channel.stream(command, item.number, collect ? item.size : undefined, this.bodyLimitMs(item.size));
           ahead.push({ item, pending, promise });
         }
         const head = ahead.shift();
@@ -347,6 +347,23 @@ export class Pop3Client {
   /** Close the connection without QUIT: the server rolls back deletions. */
   close(): void {
     this.channel.close();
+  }
+
+  /**
+   * Close the connection without QUIT because the caller ran out of time or was stopped:
+   * everything pending fails with ABORTED (`why` says what), as with the AbortSignal.
+   */
+  abort(why: string): void {
+    this.channel.fail(new Pop3Error('ABORTED', why, { phase: this.channel.currentPhase() }));
+  }
+
+  /**
+   * The limit on a whole RETR/TOP response of this listed size (0 when the size is unknown:
+   * inactivity only): a status line's time plus the size at MIN_BODY_BYTES_PER_SECOND.
+   */
+  private bodyLimitMs(size: number | undefined): number {
+    if (size === undefined || this.timeouts.commandMs <= 0) return 0;
+    return this.timeouts.commandMs + Math.ceil((size * 1000) / MIN_BODY_BYTES_PER_SECOND);
   }
 
   /** A command of the transaction state answered by one status line (checked before it is built). */

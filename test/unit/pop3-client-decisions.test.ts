@@ -129,15 +129,35 @@ describe('RetrievalWindow', () => {
     expect(numbers(w.refill())).toEqual([9, 10, 11, 12]);
   });
 
-  it('bounds the bytes ahead by listed size, but always requests one', () => {
-    const w = new RetrievalWindow(items(5, 600), 8, 1_000);
+  it('bounds the bytes ahead by listed size, counting a message before it is requested, but always requests one', () => {
+    const w = new RetrievalWindow(items(5, 400), 8, 1_000);
     const first = w.refill();
-    expect(numbers(first)).toEqual([1, 2]); // 600 < 1000, then 1200 stops it
+    expect(numbers(first)).toEqual([1, 2]); // 800 fits in 1000; a third would make 1200
     w.taken(first[0]!);
     w.taken(first[1]!);
     expect(numbers(w.refill())).toEqual([3, 4]);
     const huge = new RetrievalWindow(items(2, 5_000), 8, 1_000);
     expect(numbers(huge.refill())).toEqual([1]);
+    // A large message behind small ones waits until it fits, or until nothing else is ahead.
+    const mixed = new RetrievalWindow([{ number: 1, size: 100 }, { number: 2, size: 26_000 }, { number: 3, size: 100 }], 8, 1_000);
+    const small = mixed.refill();
+    expect(numbers(small)).toEqual([1]);
+    mixed.taken(small[0]!);
+    expect(numbers(mixed.refill())).toEqual([2]);
+  });
+
+  it("requests only what the caller's admit lets go, then nothing more", () => {
+    const asked: number[] = [];
+    const w = new RetrievalWindow(items(10, 100), 8, 1_000, (item) => {
+      asked.push(item.number);
+      return item.number <= 3;
+    });
+    const first = w.refill();
+    expect(numbers(first)).toEqual([1, 2, 3]);
+    expect(asked).toEqual([1, 2, 3, 4]);
+    for (const item of first) w.taken(item);
+    expect(w.refill()).toEqual([]);
+    expect(asked).toEqual([1, 2, 3, 4]);
   });
 
   it('stops at the end of the items', () => {
