@@ -1,9 +1,15 @@
 /**
  * The drainer: triggered by the FIFO queue, one mailbox per message. Drains until the Lambda's
  * remaining time minus a margin; when the mailbox has more, it enqueues a continuation at once
- * so a backlog drains across invocations. A busy mailbox (lease held, [IN-USE], [LOGIN-DELAY])
- * is a normal outcome, recorded in metrics. A failed run is reported as a batch item failure
- * with a growing visibility timeout (backoff); after maxReceiveCount it lands in the DLQ.
+ * (one deeper, up to POPDRAIN_MAX_CONTINUATIONS) so a backlog drains across invocations. What
+ * follows a run is decided by run-verdict.ts: a busy mailbox (lease held, [IN-USE],
+ * [LOGIN-DELAY]) is a normal outcome, recorded in metrics; a failure retrying soon cannot fix
+ * (login refused, TLS, configuration, credentials) ends the message and backs the mailbox off
+ * (`nextAttemptAt` in its state, failure-backoff.ts); an infrastructure error is a batch item
+ * failure with a growing visibility timeout, and after maxReceiveCount lands in the DLQ. The
+ * request marker the scheduler claimed is released when the chain of runs ends.
+ *
+ * Nothing here does network I/O at import: the mailbox file is read on the first invocation.
  */
 import { EventBridgeClient } from '@aws-sdk/client-eventbridge';
 import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
@@ -15,11 +21,18 @@ import { S3MessageStore } from '../lib/adapters/aws/s3-store.js';
 import { SecretsManagerCredentials } from '../lib/adapters/aws/secrets-manager-credentials.js';
 import { drainMailbox } from '../lib/drain/drain-mailbox.js';
 import type { DrainPorts } from '../lib/drain/ports.js';
-import { NORMAL_STOPS, type DrainReport } from '../lib/drain/report.js';
+import type { DrainReport } from '../lib/drain/report.js';
 import { createS3Client } from '../lib/adapters/aws/http-timeouts.js';
+import { MetricUnit } from '@aws-lambda-powertools/metrics';
+import { redriveDelaySeconds } from './failure-backoff.js';
+import { MailboxStanding } from './mailbox-standing.js';
 import { recordReportMetrics } from './report-metrics.js';
-import { clientConfig, createLedger, createLogger, createMetrics, drainLogger, loadMailboxes, readEnvironment } from './runtime.js';
-import { deduplicationId, parseDrainRequest, type DrainRequest } from './schedule.js';
+import { decideRunVerdict } from './run-verdict.js';
+import { clientConfig, createLedger, createLogger, createMetrics, drainLogger, lazyMailboxes, readEnvironment } from './runtime.js';
+import { DEFAULT_REQUEST_MARKER_TTL_SECONDS, deduplicationId, parseDrainRequest, type DrainRequest } from './schedule.js';
+
+/** Continuations one scheduler request may lead to before the chain is ended (runaway guard). */
+export const DEFAULT_MAX_CONTINUATIONS = 200;
 
 const env = readEnvironment({
   POPDRAIN_BUCKET: z.string().min(1),
@@ -29,13 +42,15 @@ const env = readEnvironment({
   POPDRAIN_QUEUE_URL: z.string().url(),
   POPDRAIN_DEADLINE_MARGIN_MS: z.coerce.number().int().min(1000).default(60_000),
   POPDRAIN_RETENTION_DAYS: z.coerce.number().int().min(1).default(30),
+  POPDRAIN_MAX_CONTINUATIONS: z.coerce.number().int().min(0).default(DEFAULT_MAX_CONTINUATIONS),
+  POPDRAIN_REQUEST_MARKER_TTL_SECONDS: z.coerce.number().int().min(60).default(DEFAULT_REQUEST_MARKER_TTL_SECONDS),
 });
 
 const logger = createLogger();
 const metrics = createMetrics();
 const s3 = createS3Client();
 const sqs = new SQSClient(clientConfig());
-const mailboxes = await loadMailboxes(env, () => s3);
+const mailboxDirectory = lazyMailboxes(env, () => s3);
 const ports: DrainPorts = {
   store: new S3MessageStore({
     client: s3,
@@ -50,21 +65,18 @@ const ports: DrainPorts = {
   credentials: new SecretsManagerCredentials({ client: new SecretsManagerClient(clientConfig()), logger: drainLogger(logger) }),
   logger: drainLogger(logger),
 };
-
-/** Seconds a failed mailbox waits before its message is visible again: 1, 2, 4 ... 15 min. */
-export function backoffSeconds(receiveCount: number): number {
-  return Math.min(900, 60 * 2 ** Math.max(0, receiveCount - 1));
-}
+const standing = new MailboxStanding(ports.ledger, env.POPDRAIN_REQUEST_MARKER_TTL_SECONDS * 1000);
 
 class RetryableRunError extends Error {
   override readonly name = 'RetryableRunError';
 }
 
 async function drainOne(record: SQSRecord, request: DrainRequest, context: Context): Promise<void> {
-  const mailbox = mailboxes.byId.get(request.mailboxId);
+  const mailbox = (await mailboxDirectory()).byId.get(request.mailboxId);
   if (mailbox === undefined) {
     // The configuration changed since the message was sent: nothing to retry.
     logger.warn('mailbox not in the configuration; dropping the request', { mailboxId: request.mailboxId });
+    await standing.releaseMarker(request.mailboxId, request.marker);
     return;
   }
   logger.appendKeys({ mailboxId: mailbox.id });
@@ -82,21 +94,65 @@ async function drainOne(record: SQSRecord, request: DrainRequest, context: Conte
   recordReportMetrics(metrics, report);
   logger.info('drain report', { report: { ...report, failures: report.failures.slice(0, 20) } });
 
-  if (report.retryLater) return; // busy: the next tick tries again
-  if (report.moreRemaining && NORMAL_STOPS.has(report.stopReason) && report.stopReason !== 'cancelled') {
-    await sqs.send(
-      new SendMessageCommand({
-        QueueUrl: env.POPDRAIN_QUEUE_URL,
-        MessageGroupId: mailbox.id,
-        MessageDeduplicationId: deduplicationId([mailbox.id, 'cont', report.runId]),
-        MessageBody: JSON.stringify({ mailboxId: mailbox.id, tick: report.finishedAt, continuationOf: report.runId } satisfies DrainRequest),
-      }),
-    );
-    logger.info('more remains: continuation enqueued', { remaining: report.remaining });
-    return;
-  }
-  if (!NORMAL_STOPS.has(report.stopReason)) {
-    throw new RetryableRunError(`drain of ${mailbox.id} stopped: ${report.stopReason}${report.error ? ` (${report.error.message})` : ''}`);
+  const depth = request.depth ?? 0;
+  const verdict = decideRunVerdict({ report, depth, maxDepth: env.POPDRAIN_MAX_CONTINUATIONS });
+  const ended = Date.now();
+  switch (verdict.kind) {
+    case 'continue': {
+      await standing.succeeded(mailbox.id, report);
+      await standing.extendMarker(mailbox.id, request.marker, ended);
+      const next: DrainRequest = {
+        mailboxId: mailbox.id,
+        tick: report.finishedAt,
+        continuationOf: report.runId,
+        ...(request.marker === undefined ? {} : { marker: request.marker }),
+        depth: verdict.depth,
+      };
+      await sqs.send(
+        new SendMessageCommand({
+          QueueUrl: env.POPDRAIN_QUEUE_URL,
+          MessageGroupId: mailbox.id,
+          MessageDeduplicationId: deduplicationId([mailbox.id, 'cont', report.runId]),
+          MessageBody: JSON.stringify(next),
+        }),
+      );
+      logger.info('more remains: continuation enqueued', { remaining: report.remaining, depth: verdict.depth });
+      return;
+    }
+    case 'done':
+      await standing.succeeded(mailbox.id, report);
+      await standing.releaseMarker(mailbox.id, request.marker);
+      return;
+    case 'chain-capped':
+      await standing.succeeded(mailbox.id, report);
+      await standing.chainCapped(mailbox.id, ended);
+      await standing.releaseMarker(mailbox.id, request.marker);
+      metrics.addMetric('ContinuationChainsCapped', MetricUnit.Count, 1);
+      logger.warn('continuation chain reached its cap: ended; the next scheduled tick starts a new one', {
+        depth: verdict.depth,
+        maxContinuations: env.POPDRAIN_MAX_CONTINUATIONS,
+        remaining: report.remaining,
+      });
+      return;
+    case 'retry-later':
+    case 'needs-operator':
+      // Busy, login delay, or the UIDL-reset guard (the scheduler waits for an operator).
+      await standing.releaseMarker(mailbox.id, request.marker);
+      return;
+    case 'back-off': {
+      const { nextAttemptAt, streak } = await standing.failed(mailbox.id, report, ended);
+      await standing.releaseMarker(mailbox.id, request.marker);
+      logger.error('drain failed in a way retrying soon cannot fix; the mailbox backs off', {
+        stopReason: report.stopReason,
+        code: report.error?.code,
+        failureStreak: streak,
+        nextAttemptAt: new Date(nextAttemptAt).toISOString(),
+      });
+      return;
+    }
+    case 'redrive':
+      await standing.extendMarker(mailbox.id, request.marker, ended).catch(() => undefined);
+      throw new RetryableRunError(`drain of ${mailbox.id} stopped: ${report.stopReason}${report.error ? ` (${report.error.message})` : ''}`);
   }
 }
 
@@ -124,7 +180,7 @@ export async function handler(event: SQSEvent, context: Context): Promise<SQSBat
           new ChangeMessageVisibilityCommand({
             QueueUrl: queueUrlOf(record),
             ReceiptHandle: record.receiptHandle,
-            VisibilityTimeout: backoffSeconds(receiveCount),
+            VisibilityTimeout: redriveDelaySeconds(receiveCount),
           }),
         )
         .catch((e: unknown) => logger.warn('could not set the retry delay', { error: e instanceof Error ? e.message : String(e) }));

@@ -72,6 +72,25 @@ export async function loadMailboxes(
   return { all, byId: new Map(all.map((m) => [m.id, m])) };
 }
 
+/**
+ * The mailbox file, read on first use and then cached for the life of the execution
+ * environment: a handler does no network I/O at import. A failed read is not cached (the next
+ * invocation tries again).
+ */
+export function lazyMailboxes(
+  env: { POPDRAIN_CONFIG_PATH?: string | undefined; POPDRAIN_CONFIG_S3_URI?: string | undefined },
+  s3: () => S3Client,
+): () => Promise<MailboxDirectory> {
+  let loading: Promise<MailboxDirectory> | undefined;
+  return () => {
+    loading ??= loadMailboxes(env, s3).catch((error: unknown) => {
+      loading = undefined;
+      throw error;
+    });
+    return loading;
+  };
+}
+
 export function createLogger(): Logger {
   return new Logger({ serviceName: SERVICE });
 }

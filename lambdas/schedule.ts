@@ -18,6 +18,12 @@ export function isDue(mailboxId: string, everyMinutes: number, tick: Date, tickM
   return tickIndex % intervalTicks === offset;
 }
 
+/**
+ * How long a request marker holds a mailbox unless moved on. The construct sets
+ * POPDRAIN_REQUEST_MARKER_TTL_SECONDS to one visibility timeout of the queue.
+ */
+export const DEFAULT_REQUEST_MARKER_TTL_SECONDS = 90 * 60;
+
 /** The SQS message body for one drain. */
 export interface DrainRequest {
   mailboxId: string;
@@ -25,6 +31,10 @@ export interface DrainRequest {
   tick: string;
   /** Set on a continuation: the run that left more to drain. */
   continuationOf?: string;
+  /** The request marker's token this request holds (absent on requests sent by hand). */
+  marker?: string;
+  /** Continuations before this request: 0 (or absent) for the scheduler's, n for the n-th continuation. */
+  depth?: number;
 }
 
 export function parseDrainRequest(body: string): DrainRequest | undefined {
@@ -35,6 +45,8 @@ export function parseDrainRequest(body: string): DrainRequest | undefined {
       mailboxId: value.mailboxId,
       tick: value.tick,
       ...(typeof value.continuationOf === 'string' ? { continuationOf: value.continuationOf } : {}),
+      ...(typeof value.marker === 'string' && value.marker !== '' ? { marker: value.marker } : {}),
+      ...(Number.isSafeInteger(value.depth) && value.depth! >= 0 ? { depth: value.depth } : {}),
     };
   } catch {
     return undefined;

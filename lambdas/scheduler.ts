@@ -1,9 +1,15 @@
 /**
  * The scheduler: every tick, one SQS message per due mailbox (FIFO: the mailbox id is the
  * message group, mailbox id + tick the deduplication id, so a repeated tick enqueues nothing
- * twice). Mailboxes whose lease is held (a drain or its continuation is running) or whose
- * UIDL-reset guard tripped (an operator must look) are not enqueued. It also counts the
- * mailboxes not drained successfully for `staleAfterIntervals` of their schedule.
+ * twice). At most one request per mailbox is outstanding: before it enqueues, the scheduler
+ * claims the mailbox's request marker (a conditional write with an expiry, released by the
+ * drainer when the chain of runs ends). Mailboxes are skipped (enqueue-decision.ts) when a
+ * request is waiting or running, the lease is held, a failure's backoff has not run out, or the
+ * UIDL-reset guard tripped (an operator must look). It reads the mailboxes' states and leases
+ * in batches (BatchGetItem; states eventually consistent), and counts the mailboxes not drained
+ * successfully for `staleAfterIntervals` of their schedule.
+ *
+ * Nothing here does network I/O at import: the mailbox file is read on the first invocation.
  */
 import { MetricUnit } from '@aws-lambda-powertools/metrics';
 import { SendMessageBatchCommand, SQSClient, type SendMessageBatchRequestEntry } from '@aws-sdk/client-sqs';
@@ -12,41 +18,40 @@ import { z } from 'zod';
 import type { ConfiguredMailbox } from '../lib/drain/config.js';
 import type { MailboxState } from '../lib/drain/ports.js';
 import { createS3Client } from '../lib/adapters/aws/http-timeouts.js';
-import { clientConfig, createLedger, createLogger, createMetrics, loadMailboxes, readEnvironment } from './runtime.js';
-import { deduplicationId, isDue, tickStart, type DrainRequest } from './schedule.js';
+import { mapBounded } from '../lib/adapters/aws/map-bounded.js';
+import { decideEnqueue, type SkipReason } from './enqueue-decision.js';
+import { clientConfig, createLedger, createLogger, createMetrics, lazyMailboxes, readEnvironment } from './runtime.js';
+import { DEFAULT_REQUEST_MARKER_TTL_SECONDS, deduplicationId, isDue, tickStart, type DrainRequest } from './schedule.js';
+
+export { isUidlResetBlocked } from './enqueue-decision.js';
+
+/** Conditional marker claims in flight at once. */
+const MARKER_CLAIM_CONCURRENCY = 16;
 
 const env = readEnvironment({
   POPDRAIN_QUEUE_URL: z.string().url(),
   POPDRAIN_VPC_QUEUE_URL: z.string().url().optional(),
   POPDRAIN_TICK_MINUTES: z.coerce.number().int().min(1).max(1440).default(5),
   POPDRAIN_STALE_AFTER_INTERVALS: z.coerce.number().int().min(1).default(3),
+  POPDRAIN_REQUEST_MARKER_TTL_SECONDS: z.coerce.number().int().min(60).default(DEFAULT_REQUEST_MARKER_TTL_SECONDS),
 });
 
 const logger = createLogger();
 const metrics = createMetrics();
 const sqs = new SQSClient(clientConfig());
 const ledger = createLedger(env.POPDRAIN_LEDGER_TABLE);
-const mailboxes = await loadMailboxes(env, () => createS3Client());
-const STATE_READ_CONCURRENCY = 32;
-
-async function mapLimit<T, R>(items: readonly T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
-  const out: R[] = new Array(items.length);
-  let next = 0;
-  const workers = Array.from({ length: Math.min(limit, items.length) }, async () => {
-    while (next < items.length) {
-      const i = next++;
-      out[i] = await fn(items[i]!);
-    }
-  });
-  await Promise.all(workers);
-  return out;
-}
+const mailboxDirectory = lazyMailboxes(env, () => createS3Client());
 
 export interface TickResult {
   tick: string;
   due: number;
   enqueued: number;
+  /** Skipped: a run holds the lease. */
   busy: number;
+  /** Skipped: a request is already waiting or running. */
+  queued: number;
+  /** Skipped: a failure's backoff has not run out. */
+  backingOff: number;
   tripped: number;
   stale: number;
 }
@@ -63,23 +68,13 @@ export function isStale(mailbox: ConfiguredMailbox, state: MailboxState | undefi
   return now - last > limitMs;
 }
 
-/**
- * True when the UIDL-reset guard tripped and no operator has accepted the reset yet. Once
- * `acceptUidlReset` is set the mailbox is enqueued again: only a drain run clears the trip (and
- * the acceptance), so skipping it then would leave the mailbox undrained for good.
- */
-export function isUidlResetBlocked(state: MailboxState | undefined): boolean {
-  return state?.uidlResetTrippedAt !== undefined && state.acceptUidlReset !== true;
-}
-
 export async function handler(event: Pick<ScheduledEvent, 'time'>): Promise<TickResult> {
   const now = Date.now();
   const tickMinutes = env.POPDRAIN_TICK_MINUTES;
   const tick = tickStart(new Date(event.time ?? now), tickMinutes);
   const tickIso = tick.toISOString();
-  const all = mailboxes.all;
-  const states = await mapLimit(all, STATE_READ_CONCURRENCY, (m) => ledger.getMailboxState(m.id));
-  const stateById = new Map(all.map((m, i) => [m.id, states[i]]));
+  const all = (await mailboxDirectory()).all;
+  const stateById = await ledger.mailboxStates(all.map((m) => m.id));
   const stale = all.filter((m) => isStale(m, stateById.get(m.id), now, env.POPDRAIN_STALE_AFTER_INTERVALS)).length;
 
   const due = all.filter((m) => isDue(m.id, m.everyMinutes, tick, tickMinutes));
@@ -87,8 +82,21 @@ export async function handler(event: Pick<ScheduledEvent, 'time'>): Promise<Tick
     due.map((m) => m.id),
     now,
   );
-  const tripped = due.filter((m) => isUidlResetBlocked(stateById.get(m.id)));
-  const toSend = due.filter((m) => !holders.has(m.id) && !isUidlResetBlocked(stateById.get(m.id)));
+  const skipped = new Map<SkipReason, ConfiguredMailbox[]>();
+  const candidates: ConfiguredMailbox[] = [];
+  for (const m of due) {
+    const decision = decideEnqueue({ due: true, state: stateById.get(m.id), leaseHeld: holders.has(m.id), now, token: tickIso });
+    if (decision.enqueue) candidates.push(m);
+    else skipped.set(decision.reason, [...(skipped.get(decision.reason) ?? []), m]);
+  }
+  // The claim decides: of two schedulers (or a scheduler and a stale read), one enqueues.
+  const marker = { token: tickIso, expiresAt: now + env.POPDRAIN_REQUEST_MARKER_TTL_SECONDS * 1000 };
+  const claimed = await mapBounded(candidates, MARKER_CLAIM_CONCURRENCY, (m) => ledger.claimRequestMarker(m.id, marker, now));
+  const toSend = candidates.filter((_, i) => claimed[i]);
+  const lostClaims = candidates.filter((_, i) => !claimed[i]);
+  skipped.set('queued', [...(skipped.get('queued') ?? []), ...lostClaims]);
+  const tripped = skipped.get('uidl-reset') ?? [];
+  const count = (reason: SkipReason): number => skipped.get(reason)?.length ?? 0;
 
   const byQueue = new Map<string, ConfiguredMailbox[]>();
   for (const m of toSend) {
@@ -103,25 +111,46 @@ export async function handler(event: Pick<ScheduledEvent, 'time'>): Promise<Tick
         Id: String(j),
         MessageGroupId: m.id,
         MessageDeduplicationId: deduplicationId([m.id, tickIso]),
-        MessageBody: JSON.stringify({ mailboxId: m.id, tick: tickIso } satisfies DrainRequest),
+        MessageBody: JSON.stringify({ mailboxId: m.id, tick: tickIso, marker: tickIso } satisfies DrainRequest),
       }));
-      const result = await sqs.send(new SendMessageBatchCommand({ QueueUrl: queueUrl, Entries: entries }));
-      enqueued += result.Successful?.length ?? 0;
-      for (const f of result.Failed ?? []) {
-        sendFailures += 1;
-        logger.error('could not enqueue a mailbox', { mailboxId: list[i + Number(f.Id)]?.id, code: f.Code });
+      const failed: string[] = [];
+      try {
+        const result = await sqs.send(new SendMessageBatchCommand({ QueueUrl: queueUrl, Entries: entries }));
+        enqueued += result.Successful?.length ?? 0;
+        for (const f of result.Failed ?? []) {
+          const mailboxId = list[i + Number(f.Id)]?.id;
+          logger.error('could not enqueue a mailbox', { mailboxId, code: f.Code });
+          if (mailboxId !== undefined) failed.push(mailboxId);
+        }
+      } catch (error) {
+        logger.error('could not enqueue a batch of mailboxes', { error: error instanceof Error ? error.message : String(error) });
+        failed.push(...list.slice(i, i + 10).map((m) => m.id));
       }
+      sendFailures += failed.length;
+      // Not enqueued: give the marker back so the next tick may try (it would expire anyway).
+      await Promise.all(failed.map((id) => ledger.releaseRequestMarker(id, tickIso).catch(() => undefined)));
     }
   }
   for (const m of tripped) logger.warn('UIDL-reset guard tripped: not enqueued until an operator accepts it', { mailboxId: m.id });
 
   metrics.addMetric('MailboxesDue', MetricUnit.Count, due.length);
   metrics.addMetric('MailboxesEnqueued', MetricUnit.Count, enqueued);
-  metrics.addMetric('BusyMailboxes', MetricUnit.Count, due.length - toSend.length - tripped.length);
+  metrics.addMetric('BusyMailboxes', MetricUnit.Count, count('running'));
+  metrics.addMetric('QueuedMailboxes', MetricUnit.Count, count('queued'));
+  metrics.addMetric('BackingOffMailboxes', MetricUnit.Count, count('backing-off'));
   metrics.addMetric('StaleMailboxes', MetricUnit.Count, stale);
   metrics.addMetric('UidlResetTripped', MetricUnit.Count, tripped.length);
   metrics.publishStoredMetrics();
-  const result: TickResult = { tick: tickIso, due: due.length, enqueued, busy: due.length - toSend.length - tripped.length, tripped: tripped.length, stale };
+  const result: TickResult = {
+    tick: tickIso,
+    due: due.length,
+    enqueued,
+    busy: count('running'),
+    queued: count('queued'),
+    backingOff: count('backing-off'),
+    tripped: tripped.length,
+    stale,
+  };
   logger.info('tick', { ...result });
   if (sendFailures > 0) throw new Error(`${sendFailures} mailbox(es) could not be enqueued for tick ${tickIso}`);
   return result;

@@ -12,6 +12,7 @@ import type * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
 import type * as ec2 from 'aws-cdk-lib/aws-ec2';
 import type * as events from 'aws-cdk-lib/aws-events';
 import * as iam from 'aws-cdk-lib/aws-iam';
+import * as lambda from 'aws-cdk-lib/aws-lambda';
 import { SqsEventSource } from 'aws-cdk-lib/aws-lambda-event-sources';
 import type { NodejsFunction } from 'aws-cdk-lib/aws-lambda-nodejs';
 import type * as sqs from 'aws-cdk-lib/aws-sqs';
@@ -23,6 +24,9 @@ import { grantSecrets, MAX_SECRET_STATEMENTS } from './secret-grants.js';
 
 export const DEFAULT_DRAINER_MAX_CONCURRENCY = 10;
 export const DEFAULT_LEDGER_RETENTION_DAYS = 30;
+export const DEFAULT_MAX_CONTINUATIONS = 200;
+/** AWS::Lambda::Function RecursiveLoop: the value that lets the drainer's own SQS loop run. */
+export const RECURSIVE_LOOP_ALLOW = 'Allow';
 
 /** The action set of AWSLambdaVPCAccessExecutionRole, without its logs:* on every log group. */
 const VPC_NETWORK_INTERFACE_ACTIONS = [
@@ -64,6 +68,10 @@ export interface DrainerFunctionProps {
   readonly deadlineMargin?: Duration;
   /** @default 30 */
   readonly ledgerRetentionDays?: number;
+  /** Continuations one request may lead to (`POPDRAIN_MAX_CONTINUATIONS`). @default 200 */
+  readonly maxContinuations?: number;
+  /** How long a request marker holds a mailbox (`POPDRAIN_REQUEST_MARKER_TTL_SECONDS`). */
+  readonly requestMarkerTtl: Duration;
 }
 
 export class DrainerFunction {
@@ -87,6 +95,11 @@ export class DrainerFunction {
     const retentionDays = props.ledgerRetentionDays ?? DEFAULT_LEDGER_RETENTION_DAYS;
     if (!Number.isInteger(retentionDays) || retentionDays < 1) {
       throw new Error(`PopDrain: ledgerRetentionDays must be a whole number of days, not ${retentionDays}`);
+    }
+
+    const maxContinuations = props.maxContinuations ?? DEFAULT_MAX_CONTINUATIONS;
+    if (!Number.isInteger(maxContinuations) || maxContinuations < 0) {
+      throw new Error(`PopDrain: maxContinuations must be a whole number >= 0, not ${maxContinuations}`);
     }
 
     const logGroup = defaults.logGroup(id);
@@ -137,8 +150,15 @@ export class DrainerFunction {
         POPDRAIN_QUEUE_URL: queue.queueUrl,
         POPDRAIN_DEADLINE_MARGIN_MS: String(margin.toMilliseconds()),
         POPDRAIN_RETENTION_DAYS: String(retentionDays),
+        POPDRAIN_MAX_CONTINUATIONS: String(maxContinuations),
+        POPDRAIN_REQUEST_MARKER_TTL_SECONDS: String(props.requestMarkerTtl.toSeconds()),
       },
     });
+    // The drainer sends continuations to the queue that triggers it: SQS -> Lambda -> SQS is the
+    // loop Lambda's recursive-loop detection stops after about 16 invocations (dropping the
+    // event) unless allowed. The chain is bounded by maxContinuations instead. (FunctionOptions,
+    // which LambdaDefaults takes, has no recursiveLoop: set on the CloudFormation resource.)
+    (this.function.node.defaultChild as lambda.CfnFunction).recursiveLoop = RECURSIVE_LOOP_ALLOW;
     this.function.addEventSource(new SqsEventSource(queue, { batchSize: 1, reportBatchItemFailures: true, maxConcurrency }));
   }
 

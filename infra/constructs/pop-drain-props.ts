@@ -223,6 +223,14 @@ export interface PopDrainProps {
   readonly drainerMaxConcurrency?: number;
 
   /**
+   * Continuations one scheduled request may lead to before the drainer ends the chain and
+   * records `chainCappedAt` in the mailbox state (a guard against a chain that makes no
+   * progress); the next scheduled tick starts a new chain (`POPDRAIN_MAX_CONTINUATIONS`).
+   * @default 200
+   */
+  readonly maxContinuations?: number;
+
+  /**
    * The drainer's /tmp. Messages over 1 MiB are spooled there while they upload, so it must
    * hold the largest message a mailbox may deliver (`limits.maxMessageSize`).
    * @default - 2 GiB, or more when a mailbox's maxMessageSize needs it (512 MiB headroom)

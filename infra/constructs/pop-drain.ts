@@ -34,7 +34,7 @@ import { checkForDeployment } from './deployment-checks.js';
 import { DrainAlarms } from './drain-alarms.js';
 import { DrainDashboard } from './drain-dashboard.js';
 import { DrainEvents } from './drain-events.js';
-import { DrainQueues } from './drain-queues.js';
+import { DrainQueues, VISIBILITY_TIMEOUT_FACTOR } from './drain-queues.js';
 import { DrainerFunction } from './drainer-function.js';
 import { LambdaDefaults } from './lambda-defaults.js';
 import { LedgerTable } from './ledger-table.js';
@@ -49,7 +49,7 @@ export { EVENT_SOURCE, DEFAULT_ARCHIVE_RETENTION_DAYS } from './drain-events.js'
 export { BUNDLED_CONFIG_NAME } from './mailbox-config.js';
 export { DEFAULT_MESSAGE_PREFIX } from './message-storage.js';
 export { DEFAULT_MAX_RECEIVE_COUNT } from './drain-queues.js';
-export { DEFAULT_DRAINER_MAX_CONCURRENCY, DEFAULT_LEDGER_RETENTION_DAYS } from './drainer-function.js';
+export { DEFAULT_DRAINER_MAX_CONCURRENCY, DEFAULT_LEDGER_RETENTION_DAYS, DEFAULT_MAX_CONTINUATIONS } from './drainer-function.js';
 export { MAX_TICK_MINUTES, defaultTickMinutes } from './tick-minutes.js';
 
 export class PopDrain extends Construct {
@@ -114,6 +114,8 @@ export class PopDrain extends Construct {
     const drainerTimeout = props.drainerTimeout ?? Duration.minutes(15);
     const queueProps = { drainerTimeout, maxReceiveCount: props.maxReceiveCount };
     const queues = new DrainQueues(this, { name: 'Drain', ...queueProps });
+    // A request marker holds its mailbox for one visibility timeout (a lost message frees it then).
+    const requestMarkerTtl = Duration.seconds(drainerTimeout.toSeconds() * VISIBILITY_TIMEOUT_FACTOR);
     this.queue = queues.queue;
     this.deadLetterQueue = queues.deadLetterQueue;
     const vpcMailboxes = mailboxes.filter((m) => m.placement === 'vpc');
@@ -131,6 +133,7 @@ export class PopDrain extends Construct {
       queue: this.queue,
       vpcQueue: this.vpcQueue,
       tickMinutes: this.tickMinutes,
+      requestMarkerTtl,
       memorySize: props.schedulerMemorySize,
       timeout: props.schedulerTimeout,
     }).function;
@@ -146,6 +149,8 @@ export class PopDrain extends Construct {
       maxConcurrency: props.drainerMaxConcurrency,
       deadlineMargin: props.drainerDeadlineMargin,
       ledgerRetentionDays: props.ledgerRetentionDays,
+      maxContinuations: props.maxContinuations,
+      requestMarkerTtl,
     };
     this.drainerFunction = new DrainerFunction({
       ...drainer,

@@ -22,6 +22,8 @@ export interface SchedulerFunctionProps {
   readonly vpcQueue?: sqs.IQueue;
   /** How often it runs (`POPDRAIN_TICK_MINUTES`). */
   readonly tickMinutes: number;
+  /** How long a request marker holds a mailbox (`POPDRAIN_REQUEST_MARKER_TTL_SECONDS`). */
+  readonly requestMarkerTtl: Duration;
   /** @default 512 */
   readonly memorySize?: number;
   /** @default Duration.minutes(2) */
@@ -42,6 +44,15 @@ export class SchedulerFunction {
     role.addToPrincipalPolicy(
       new iam.PolicyStatement({ sid: 'ReadLeases', actions: ['dynamodb:BatchGetItem', 'dynamodb:GetItem'], resources: [props.table.tableArn] }),
     );
+    // The request marker: the scheduler may write that one attribute of a state item, nothing else.
+    role.addToPrincipalPolicy(
+      new iam.PolicyStatement({
+        sid: 'ClaimRequestMarkers',
+        actions: ['dynamodb:UpdateItem'],
+        resources: [props.table.tableArn],
+        conditions: { 'ForAllValues:StringEquals': { 'dynamodb:Attributes': ['pk', 'sk', 'requestMarker'] } },
+      }),
+    );
     this.function = defaults.nodejsFunction('Scheduler', SCHEDULER_ENTRY, role, logGroup, {
       description: 'popdrain scheduler: one SQS message per due mailbox',
       memorySize: props.memorySize ?? 512,
@@ -51,6 +62,7 @@ export class SchedulerFunction {
         POPDRAIN_QUEUE_URL: props.queue.queueUrl,
         ...(props.vpcQueue === undefined ? {} : { POPDRAIN_VPC_QUEUE_URL: props.vpcQueue.queueUrl }),
         POPDRAIN_TICK_MINUTES: String(props.tickMinutes),
+        POPDRAIN_REQUEST_MARKER_TTL_SECONDS: String(props.requestMarkerTtl.toSeconds()),
       },
     });
   }

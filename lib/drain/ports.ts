@@ -145,6 +145,36 @@ export interface MailboxState {
    * as deleted (so their entries expire).
    */
   pendingDeletes?: string[];
+  /**
+   * Set when a drain request for the mailbox is waiting or running (the scheduler claims it
+   * before it enqueues, the drainer releases it when the chain of runs ends); it expires so a
+   * lost message never blocks the mailbox for good.
+   */
+  requestMarker?: RequestMarker;
+  /** Epoch ms before which the scheduler does not enqueue the mailbox (a failure's backoff). */
+  nextAttemptAt?: number;
+  /** Runs in a row that ended in a failure retrying soon cannot fix (reset by a success). */
+  failureStreak?: number;
+  /** The last such failure. */
+  lastFailure?: RecordedFailure;
+  /** Epoch ms a chain of continuations was ended at its depth cap (cleared by a run that completes). */
+  chainCappedAt?: number;
+}
+
+/** A drain request outstanding for a mailbox: `token` names it (the tick that enqueued it). */
+export interface RequestMarker {
+  token: string;
+  /** Epoch ms after which the marker no longer holds the mailbox. */
+  expiresAt: number;
+}
+
+/** A failure as the mailbox state keeps it (no secrets: error messages never hold any). */
+export interface RecordedFailure {
+  /** Epoch ms. */
+  at: number;
+  stopReason: string;
+  code: string;
+  message: string;
 }
 
 export interface MailboxStateUpdate {
@@ -154,6 +184,11 @@ export interface MailboxStateUpdate {
   uidlResetTrippedAt?: number | null;
   acceptUidlReset?: boolean | null;
   pendingDeletes?: string[] | null;
+  nextAttemptAt?: number | null;
+  failureStreak?: number | null;
+  lastFailure?: RecordedFailure | null;
+  chainCappedAt?: number | null;
+  requestMarker?: RequestMarker | null;
 }
 
 export interface UidlLedger {
@@ -171,6 +206,14 @@ export interface UidlLedger {
 
   getMailboxState(mailboxId: string): Promise<MailboxState>;
   updateMailboxState(mailboxId: string, update: MailboxStateUpdate): Promise<void>;
+  /**
+   * Set the mailbox's request marker (a conditional write) unless another token's unexpired
+   * marker is there; the same token may claim again (a repeated tick, or a continuation moving
+   * the expiry on). Resolves true when the marker is now `marker`.
+   */
+  claimRequestMarker(mailboxId: string, marker: RequestMarker, now: number): Promise<boolean>;
+  /** Remove the request marker if it is still `token`'s (a newer one is left alone). */
+  releaseRequestMarker(mailboxId: string, token: string): Promise<void>;
 
   /** The entries of these UIDLs that exist (batched by the adapter). */
   lookup(mailboxId: string, uidls: readonly string[]): Promise<Map<string, LedgerEntry>>;

@@ -19,6 +19,9 @@
  * - leases: one holder at a time (also among many at once); the holder may renew (and take it
  *   again); an expired lease goes to the next owner; a lost lease fails renewal with LEASE_HELD;
  *   release only gives up a lease that is still ours.
+ * - request marker: claimed when absent, expired or already this token's (the expiry moves on);
+ *   refused while another token's is unexpired (also when many claim at once: one wins);
+ *   released only by its token; the backoff fields of the state round-trip like the others.
  * - mailboxes are independent of each other.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -38,6 +41,8 @@ export const LEDGER_CASES = [
   'mark-deleted',
   'pending',
   'state',
+  'request-marker',
+  'request-marker-race',
   'lease-lifecycle',
   'lease-same-owner',
   'lease-race',
@@ -226,6 +231,49 @@ export function describeLedgerContract(name: string, harness: LedgerHarness): vo
         expect(await reader.getMailboxState(mbx)).toEqual({ mailboxId: mbx, lastRun: RUN, lastSuccessAt: T0 + 5_000 });
       }
       expect(await ledger.pending(mbx)).toEqual([]);
+    });
+
+    check('request-marker', 'claimed unless another token holds an unexpired one; the same token claims again; released only by its token', async () => {
+      const mbx = newMailbox();
+      const a = harness.open();
+      expect(await a.claimRequestMarker(mbx, { token: 'tick-1', expiresAt: T0 + 60_000 }, T0)).toBe(true);
+      const b = harness.open();
+      expect(await b.claimRequestMarker(mbx, { token: 'tick-2', expiresAt: T0 + 120_000 }, T0 + 1_000)).toBe(false);
+      // The same token again (a repeated tick, a continuation): the expiry moves on.
+      expect(await b.claimRequestMarker(mbx, { token: 'tick-1', expiresAt: T0 + 90_000 }, T0 + 2_000)).toBe(true);
+      expect((await harness.open().getMailboxState(mbx)).requestMarker).toEqual({ token: 'tick-1', expiresAt: T0 + 90_000 });
+      expect(await a.claimRequestMarker(mbx, { token: 'tick-2', expiresAt: T0 + 200_000 }, T0 + 89_999)).toBe(false);
+      // Expired: the next token takes it, and the old token's release leaves it alone.
+      expect(await a.claimRequestMarker(mbx, { token: 'tick-2', expiresAt: T0 + 200_000 }, T0 + 90_000)).toBe(true);
+      await b.releaseRequestMarker(mbx, 'tick-1');
+      expect((await harness.open().getMailboxState(mbx)).requestMarker).toEqual({ token: 'tick-2', expiresAt: T0 + 200_000 });
+      await harness.open().releaseRequestMarker(mbx, 'tick-2');
+      const c = harness.open();
+      expect((await c.getMailboxState(mbx)).requestMarker).toBeUndefined();
+      expect(await c.claimRequestMarker(mbx, { token: 'tick-3', expiresAt: T0 + 300_000 }, T0 + 100_000)).toBe(true);
+      // The marker lives beside the other state fields: updates keep it, and the backoff fields round-trip.
+      const failure = { at: T0, stopReason: 'auth-failed', code: 'AUTH_FAILED', message: 'login refused' };
+      await c.updateMailboxState(mbx, { nextAttemptAt: T0 + 900_000, failureStreak: 2, lastFailure: failure, chainCappedAt: T0 });
+      expect(await harness.open().getMailboxState(mbx)).toEqual({
+        mailboxId: mbx,
+        requestMarker: { token: 'tick-3', expiresAt: T0 + 300_000 },
+        nextAttemptAt: T0 + 900_000,
+        failureStreak: 2,
+        lastFailure: failure,
+        chainCappedAt: T0,
+      });
+      await c.updateMailboxState(mbx, { nextAttemptAt: null, failureStreak: null, lastFailure: null, chainCappedAt: null, requestMarker: null });
+      expect(await harness.open().getMailboxState(mbx)).toEqual({ mailboxId: mbx });
+    });
+
+    check('request-marker-race', 'of many claiming the marker at once with different tokens, exactly one gets it', async () => {
+      const mbx = newMailbox();
+      const results = await Promise.all(
+        Array.from({ length: 6 }, (_, i) => harness.open().claimRequestMarker(mbx, { token: `t-${i}`, expiresAt: T0 + 60_000 }, T0)),
+      );
+      expect(results.filter(Boolean)).toHaveLength(1);
+      const winner = results.indexOf(true);
+      expect((await harness.open().getMailboxState(mbx)).requestMarker).toEqual({ token: `t-${winner}`, expiresAt: T0 + 60_000 });
     });
 
     check('lease-lifecycle', 'one holder until expiry; renewal by the holder; LEASE_HELD once lost; release only if ours', async () => {

@@ -228,6 +228,7 @@ describe('default deployment (bundled)', () => {
       POPDRAIN_QUEUE_URL: s.cfn(s.popDrain.queue.queueUrl),
       POPDRAIN_LEDGER_TABLE: s.cfn(s.popDrain.table.tableName),
       POPDRAIN_TICK_MINUTES: '5',
+      POPDRAIN_REQUEST_MARKER_TTL_SECONDS: String(6 * 15 * 60),
       POWERTOOLS_SERVICE_NAME: 'popdrain',
       POWERTOOLS_METRICS_NAMESPACE: 'popdrain',
       POWERTOOLS_LOG_LEVEL: 'INFO',
@@ -244,10 +245,23 @@ describe('default deployment (bundled)', () => {
       POPDRAIN_QUEUE_URL: s.cfn(s.popDrain.queue.queueUrl),
       POPDRAIN_DEADLINE_MARGIN_MS: '60000',
       POPDRAIN_RETENTION_DAYS: '30',
+      POPDRAIN_MAX_CONTINUATIONS: '200',
+      POPDRAIN_REQUEST_MARKER_TTL_SECONDS: String(6 * 15 * 60),
       POWERTOOLS_SERVICE_NAME: 'popdrain',
       POWERTOOLS_METRICS_NAMESPACE: 'popdrain',
       POWERTOOLS_LOG_LEVEL: 'INFO',
     });
+  });
+
+  it('drainer allows its own SQS -> Lambda -> SQS loop (continuations); the scheduler keeps the default', () => {
+    const propertiesOf = (f: { functionName: string }) => {
+      const ref = JSON.stringify(s.cfn(f.functionName));
+      const match = Object.entries(s.template.findResources('AWS::Lambda::Function')).find(([id]) => JSON.stringify({ Ref: id }) === ref);
+      expect(match).toBeDefined();
+      return match![1].Properties as Record<string, unknown>;
+    };
+    expect(propertiesOf(s.popDrain.drainerFunction).RecursiveLoop).toBe('Allow');
+    expect(propertiesOf(s.popDrain.schedulerFunction).RecursiveLoop).toBeUndefined();
   });
 
   it('drainer reads its SQS queue one mailbox at a time, reporting item failures, at most 10 at once', () => {
@@ -276,13 +290,26 @@ describe('default deployment (bundled)', () => {
     });
   });
 
-  it('scheduler role: exactly its log group, SendMessage on the queue, lease reads', () => {
+  it('scheduler role: exactly its log group, SendMessage on the queue, lease reads, the request marker attribute', () => {
     const fn = s.popDrain.schedulerFunction;
     expect(roleStatements(s, fn.role)).toEqual([
+      allow('ClaimRequestMarkers', ['dynamodb:UpdateItem'], [s.cfn(s.popDrain.table.tableArn)]),
       allow('ReadLeases', ['dynamodb:BatchGetItem', 'dynamodb:GetItem'], [s.cfn(s.popDrain.table.tableArn)]),
       allow('SendDrainRequests', ['sqs:SendMessage'], [s.cfn(s.popDrain.queue.queueArn)]),
       allow('WriteOwnLogs', ['logs:CreateLogStream', 'logs:PutLogEvents'], [s.cfn(fn.logGroup.logGroupArn)]),
     ]);
+    // It may write the marker attribute of an item, nothing else.
+    s.template.hasResourceProperties('AWS::IAM::Policy', {
+      PolicyDocument: {
+        Statement: Match.arrayWith([
+          Match.objectLike({
+            Sid: 'ClaimRequestMarkers',
+            Action: 'dynamodb:UpdateItem',
+            Condition: { 'ForAllValues:StringEquals': { 'dynamodb:Attributes': ['pk', 'sk', 'requestMarker'] } },
+          }),
+        ]),
+      },
+    });
   });
 
   it('drainer role: exactly the contract, secrets by name with the suffix wildcard, PutSecretValue only on rotating ones', () => {

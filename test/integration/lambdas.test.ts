@@ -10,7 +10,12 @@
 // absence), and ApproximateReceiveCount after ChangeMessageVisibility (it counts the change as
 // a receive). The DLQ exists as the deployment's does, but no message is moved into it here:
 // the first retry is a minute away.
+//
+// Every expectation here is about what happened (which requests were sent, what the ledger
+// holds), never about how long something took: the chains of continuations stop on the
+// deadline the test sets through the Lambda context, not on the machine's speed.
 import { randomBytes } from 'node:crypto';
+import { readFile, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { SendMessageCommand, type SQSClient } from '@aws-sdk/client-sqs';
@@ -18,6 +23,7 @@ import type { SQSBatchResponse } from 'aws-lambda';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { TickResult } from '../../lambdas/scheduler.js';
 import type { DrainReport } from '../../lib/drain/report.js';
+import { failureBackoffMs } from '../../lambdas/failure-backoff.js';
 import { GET_SECRET_VALUE, PUT_SECRET_VALUE } from '../../testkit/aws/json-endpoint.js';
 import { servedForm, testMessage } from '../../testkit/fixtures/drain-fixtures.js';
 import { LambdaInstance, startInstances, type InvocationResult, type OutputLine } from '../../testkit/lambda/instance.js';
@@ -39,7 +45,15 @@ const AGGREGATE_METRICS = [
   'BusyMailboxes',
 ];
 const PER_MAILBOX_METRICS = ['MessagesStored', 'BytesStored', 'RunDurationMs', 'BacklogAgeSeconds'];
-const SCHEDULER_METRICS = ['MailboxesDue', 'MailboxesEnqueued', 'BusyMailboxes', 'StaleMailboxes', 'UidlResetTripped'];
+const SCHEDULER_METRICS = [
+  'MailboxesDue',
+  'MailboxesEnqueued',
+  'BusyMailboxes',
+  'QueuedMailboxes',
+  'BackingOffMailboxes',
+  'StaleMailboxes',
+  'UidlResetTripped',
+];
 
 let stage: LambdaStage;
 let sqs: SQSClient;
@@ -62,6 +76,8 @@ beforeAll(async () => {
   mb.backlog = await stage.addMailbox('backlog', messages('backlog', 400));
   mb.twin = await stage.addMailbox('twin', messages('twin', 300));
   mb.badpw = await stage.addMailbox('badpw', messages('badpw', 2), { wrongSecretPassword: true });
+  mb.runaway = await stage.addMailbox('runaway', messages('runaway', 5));
+  mb.throttled = await stage.addMailbox('throttled', messages('throttled', 2));
   fanoutConfig = await stage.writeMailboxFile('fanout.json', ['every5-1', 'every5-2', 'every5-3', 'every15-1', 'every15-2', 'every15-3', 'held'].map((k) => mb[k]!));
   drainConfig = await stage.writeMailboxFile('mailboxes.json', Object.values(mb));
 }, 120_000);
@@ -92,15 +108,21 @@ async function drainerInstances(queue: FifoQueue, count: number, extra: Record<s
   return started;
 }
 
-async function enqueue(queue: FifoQueue, mailbox: StageMailbox, dedup: string): Promise<void> {
+async function enqueue(queue: FifoQueue, mailbox: StageMailbox, dedup: string, extra: { marker?: string } = {}): Promise<void> {
   await sqs.send(
     new SendMessageCommand({
       QueueUrl: queue.url,
       MessageGroupId: mailbox.id,
       MessageDeduplicationId: dedup,
-      MessageBody: JSON.stringify({ mailboxId: mailbox.id, tick: new Date().toISOString() }),
+      MessageBody: JSON.stringify({ mailboxId: mailbox.id, tick: new Date().toISOString(), ...extra }),
     }),
   );
+}
+
+/** Enqueue as the scheduler does: claim the mailbox's request marker first, send a request holding it. */
+async function enqueueWithMarker(queue: FifoQueue, mailbox: StageMailbox, token: string): Promise<void> {
+  expect(await stage.ledger.claimRequestMarker(mailbox.id, { token, expiresAt: Date.now() + 60 * 60_000 }, Date.now())).toBe(true);
+  await enqueue(queue, mailbox, `${mailbox.id}:${token}`, { marker: token });
 }
 
 /** Every message of the mailbox is in S3 exactly once, byte for byte, and announced once. */
@@ -158,7 +180,7 @@ function reportOf(invocation: InvocationResult): DrainReport {
 }
 
 describe('scheduler', () => {
-  it('fans out one message per due mailbox (group = mailbox, dedup = mailbox + tick), skips a held lease, enqueues a repeated tick once; drainers drain them', async () => {
+  it('fans out one message per due mailbox (group = mailbox, dedup = mailbox + tick), never a second while one is queued, skips a held lease, enqueues a repeated tick once; drainers drain them and free the mailboxes', async () => {
     const queue = await stage.sqs.createFifoQueue('tick');
     // Another run holds the lease of one mailbox.
     const lease = await stage.ledger.acquireLease(mb.held!.id, 'another-run', 10 * 60_000, Date.now());
@@ -180,18 +202,24 @@ describe('scheduler', () => {
       batchesByTick.set(tick, batches);
       const sent = batches
         .flatMap((r) => r.body.Entries as Array<{ MessageGroupId: string; MessageDeduplicationId: string; MessageBody: string }>)
-        .map((e) => ({ group: e.MessageGroupId, dedup: e.MessageDeduplicationId, body: JSON.parse(e.MessageBody) as { mailboxId: string; tick: string } }));
+        .map((e) => ({ group: e.MessageGroupId, dedup: e.MessageDeduplicationId, body: JSON.parse(e.MessageBody) as { mailboxId: string; tick: string; marker?: string } }));
       sentByTick.set(tick, sent);
 
-      // One message per due mailbox; the group is the mailbox, the dedup id mailbox + tick.
+      // One message per due mailbox; the group is the mailbox, the dedup id mailbox + tick, and
+      // it holds the request marker the scheduler claimed (named by the tick).
       for (const s of sent) {
         expect(s.group).toBe(s.body.mailboxId);
         expect(s.body.tick).toBe(tick);
+        expect(s.body.marker).toBe(tick);
         expect(s.dedup).toBe(`${s.body.mailboxId}:${tick}`);
+        expect((await stage.ledger.getMailboxState(s.group)).requestMarker?.token).toBe(tick);
       }
       expect(new Set(sent.map((s) => s.group)).size).toBe(sent.length);
       expect(sent.map((s) => s.group)).not.toContain(mb.held!.id);
-      expect(result).toMatchObject({ tick, busy: 1, tripped: 0, enqueued: sent.length, due: sent.length + 1 });
+      // Nothing drains between these ticks: the 5-minute mailboxes enqueued on the first tick
+      // are still queued on the next two, and are not enqueued again.
+      const queued = tick === ticks[0] ? 0 : 3;
+      expect(result).toMatchObject({ tick, busy: 1, queued, backingOff: 0, tripped: 0, enqueued: sent.length, due: sent.length + 1 + queued });
 
       // The scheduler's metrics: aggregates with the `service` dimension only.
       const blobs = emfBlobs(invocation.output);
@@ -200,17 +228,20 @@ describe('scheduler', () => {
       expect([...blobs[0]!.metrics.keys()].sort()).toEqual([...SCHEDULER_METRICS].sort());
       expect(blobs[0]!.metrics.get('BusyMailboxes')).toBe(1);
       expect(blobs[0]!.metrics.get('MailboxesEnqueued')).toBe(sent.length);
+      expect(blobs[0]!.metrics.get('QueuedMailboxes')).toBe(queued);
     }
 
-    // Every tick enqueues the 5-minute mailboxes; each 15-minute mailbox is due on exactly
-    // one of three consecutive 5-minute ticks; the held one on none.
+    // The first tick enqueues the 5-minute mailboxes, the later ones do not (still queued);
+    // each 15-minute mailbox is due on exactly one of three consecutive 5-minute ticks; the
+    // held one on none.
     const enqueuedIds = (tick: string) => sentByTick.get(tick)!.map((s) => s.group).sort();
     const every5 = ['every5-1', 'every5-2', 'every5-3'].map((k) => mb[k]!.id);
     const every15 = ['every15-1', 'every15-2', 'every15-3'].map((k) => mb[k]!.id);
-    for (const tick of ticks) expect(enqueuedIds(tick).filter((id) => every5.includes(id))).toEqual([...every5].sort());
+    expect(enqueuedIds(ticks[0]!).filter((id) => every5.includes(id))).toEqual([...every5].sort());
+    for (const tick of ticks.slice(1)) expect(enqueuedIds(tick).filter((id) => every5.includes(id))).toEqual([]);
     for (const id of every15) expect(ticks.filter((t) => enqueuedIds(t).includes(id))).toHaveLength(1);
     const total = ticks.reduce((n, t) => n + sentByTick.get(t)!.length, 0);
-    expect(total).toBe(3 * 3 + 3);
+    expect(total).toBe(3 + 3);
     expect(await stage.sqs.depth(queue.url)).toEqual({ visible: total, inFlight: 0 });
 
     // The same tick again (an EventBridge retry, delivered 90 s into the tick): the same
@@ -247,6 +278,12 @@ describe('scheduler', () => {
       expect(runs.map((r) => r.fetched)).toEqual([3, ...runs.slice(1).map(() => 0)]);
     }
     for (const k of [...['every5-1', 'every5-2', 'every5-3'], ...['every15-1', 'every15-2', 'every15-3']]) await expectStoredOnce(mb[k]!);
+    // The drains released the markers: the next tick enqueues the 5-minute mailboxes again.
+    for (const id of [...every5, ...every15]) expect((await stage.ledger.getMailboxState(id)).requestMarker).toBeUndefined();
+    const next = await scheduler.invoke({ time: new Date(base + 3 * 5 * 60_000).toISOString() }, { remainingMs: 120_000 });
+    expect(next.ok, JSON.stringify(next.error)).toBe(true);
+    expect(next.result).toMatchObject({ queued: 0, busy: 1 });
+    expect((next.result as TickResult).enqueued).toBeGreaterThanOrEqual(3);
     expect((await stage.storedObjects(mb.held!.id)).size).toBe(0);
     // The logins came from Secrets Manager.
     const secretIds = new Set(stage.aws.requestsFor(GET_SECRET_VALUE).map((r) => r.body.SecretId));
@@ -273,8 +310,8 @@ describe('scheduler', () => {
       .requestsFor('SendMessageBatch', queue.url)
       .flatMap((r) => r.body.Entries as Array<{ MessageGroupId: string; MessageBody: string }>);
     expect(sent.map((e) => e.MessageGroupId)).toEqual([accepted.id]);
-    expect(JSON.parse(sent[0]!.MessageBody)).toEqual({ mailboxId: accepted.id, tick });
-    expect(invocation.result).toMatchObject({ tick, due: 2, enqueued: 1, busy: 0, tripped: 1 });
+    expect(JSON.parse(sent[0]!.MessageBody)).toEqual({ mailboxId: accepted.id, tick, marker: tick });
+    expect(invocation.result).toMatchObject({ tick, due: 2, enqueued: 1, busy: 0, queued: 0, backingOff: 0, tripped: 1 });
     expect(emfBlobs(invocation.output)[0]!.metrics.get('UidlResetTripped')).toBe(1);
     const warnings = logRecords(invocation.output).filter((r) => r.message.startsWith('UIDL-reset guard tripped'));
     expect(warnings.map((r) => r.mailboxId)).toEqual([tripped.id]);
@@ -285,24 +322,26 @@ describe('scheduler', () => {
 describe('drainer', () => {
   it('drains a backlog larger than one invocation in continuations, storing every message once', async () => {
     const queue = await stage.sqs.createFifoQueue('backlog');
-    // Each invocation may start new messages for 400 ms (remaining time minus the margin);
-    // the hard deadline (margin / 2 later) leaves 5 s to finish what is in flight.
-    const MARGIN_MS = 10_000;
-    const BUDGET_MS = 400;
-    const [drainer] = await drainerInstances(queue, 1, { POPDRAIN_DEADLINE_MARGIN_MS: String(MARGIN_MS) });
+    // Each run may fetch 100 messages (limits.maxMessagesPerRun): 400 need four runs, whatever
+    // the machine's speed. (A chain stopped by the deadline is the depth-cap test's.)
+    const PER_RUN = 100;
+    const config = await stage.writeMailboxFile('backlog.json', [mb.backlog!]);
+    const file = JSON.parse(await readFile(config, 'utf8')) as { mailboxes: Array<Record<string, unknown>> };
+    file.mailboxes[0]!.limits = { maxMessagesPerRun: PER_RUN };
+    await writeFile(config, JSON.stringify(file));
+    const [drainer] = await drainerInstances(queue, 1, { POPDRAIN_CONFIG_PATH: config });
     await enqueue(queue, mb.backlog!, `${mb.backlog!.id}:first`);
     const done = await runEventSource({
       sqs,
       queueUrl: queue.url,
       queueArn: queue.arn,
       instances: [drainer!],
-      remainingMs: MARGIN_MS + BUDGET_MS,
-      maxInvocations: 200,
+      remainingMs: LONG_REMAINING_MS,
+      maxInvocations: 20,
     });
     expect(done.filter((d) => d.failed)).toEqual([]);
     const reports = done.map((d) => reportOf(d.invocation));
-    // About ten invocations on a busy two-core machine; at least two anywhere.
-    expect(reports.length).toBeGreaterThanOrEqual(2);
+    expect(reports).toHaveLength(mb.backlog!.messages.length / PER_RUN);
     // Every run but the last stopped at its deadline with more left and enqueued a continuation
     // naming it; the last completed.
     const continuations = stage.sqs.requestsFor('SendMessage', queue.url).filter((r) => String(r.body.MessageBody).includes('continuationOf'));
@@ -311,9 +350,9 @@ describe('drainer', () => {
       const d = done[i]!;
       expect(report.runId).toBe(`${d.invocation.awsRequestId}:${d.record.messageId}`);
       if (i < reports.length - 1) {
-        expect(report).toMatchObject({ stopReason: 'deadline', moreRemaining: true });
-        const next = JSON.parse(done[i + 1]!.record.body) as { mailboxId: string; continuationOf?: string };
-        expect(next).toMatchObject({ mailboxId: mb.backlog!.id, continuationOf: report.runId });
+        expect(report).toMatchObject({ stopReason: 'max-messages', moreRemaining: true, fetched: PER_RUN });
+        const next = JSON.parse(done[i + 1]!.record.body) as { mailboxId: string; continuationOf?: string; depth?: number };
+        expect(next).toMatchObject({ mailboxId: mb.backlog!.id, continuationOf: report.runId, depth: i + 1 });
         const sent = continuations[i]!.body;
         expect(sent.MessageGroupId).toBe(mb.backlog!.id);
         expect(typeof sent.MessageDeduplicationId).toBe('string');
@@ -364,27 +403,31 @@ describe('drainer', () => {
     await expectStoredOnce(mb.twin!);
   }, 120_000);
 
-  it('reports a failed run (wrong password) as a batch item failure and backs off with a growing visibility timeout', async () => {
-    // The queue's own visibility timeout is 1 s: a message still hidden after that was hidden by the drainer.
-    const queue = await stage.sqs.createFifoQueue('badpw', { visibilityTimeoutSeconds: 1 });
+  it('ends the request of a refused login and backs the mailbox off (nextAttemptAt, growing), which the scheduler honours; the marker is released', async () => {
+    const queue = await stage.sqs.createFifoQueue('badpw');
     const [drainer] = await drainerInstances(queue, 1);
-    await enqueue(queue, mb.badpw!, `${mb.badpw!.id}:1`);
+    await enqueueWithMarker(queue, mb.badpw!, 'badpw-tick-1');
+    const before = Date.now();
     const done: EventSourceInvocation[] = await runEventSource({ sqs, queueUrl: queue.url, queueArn: queue.arn, instances: [drainer!], remainingMs: LONG_REMAINING_MS });
+    const after = Date.now();
     expect(done).toHaveLength(1);
     const first = done[0]!;
-    expect(first.failed).toBe(true);
-    expect(first.record.attributes.ApproximateReceiveCount).toBe('1');
-    expect(first.invocation.result).toEqual({ batchItemFailures: [{ itemIdentifier: first.record.messageId }] });
+    // Not a batch item failure: SQS does not retry it, the message is gone, nothing hides it.
+    expect(first.failed).toBe(false);
+    expect(first.invocation.result).toEqual({ batchItemFailures: [] });
     const report = reportOf(first.invocation);
     expect(report).toMatchObject({ stopReason: 'auth-failed', ok: false, fetched: 0 });
     expect(report.error?.code).toBe('AUTH_FAILED');
+    expect(stage.sqs.requestsFor('ChangeMessageVisibility', queue.url)).toEqual([]);
+    expect(await stage.sqs.depth(queue.url)).toEqual({ visible: 0, inFlight: 0 });
 
-    const changes = () => stage.sqs.requestsFor('ChangeMessageVisibility', queue.url);
-    expect(changes()).toHaveLength(1);
-    expect(changes()[0]!.body).toMatchObject({ ReceiptHandle: first.record.receiptHandle, VisibilityTimeout: 60 });
-    expect(changes()[0]!.status).toBe(200);
-    await new Promise((r) => setTimeout(r, 1_500));
-    expect(await stage.sqs.depth(queue.url)).toEqual({ visible: 0, inFlight: 1 });
+    // The backoff is in the mailbox state; the marker is gone.
+    const state = await stage.ledger.getMailboxState(mb.badpw!.id);
+    expect(state.requestMarker).toBeUndefined();
+    expect(state.failureStreak).toBe(1);
+    expect(state.lastFailure).toMatchObject({ stopReason: 'auth-failed', code: 'AUTH_FAILED' });
+    expect(state.nextAttemptAt).toBeGreaterThanOrEqual(before + failureBackoffMs(1));
+    expect(state.nextAttemptAt).toBeLessThanOrEqual(after + failureBackoffMs(1));
 
     // The metrics of a failed run: RunFailures and AuthFailures, and Failures by errorCode.
     const blobs = expectDrainMetrics(first.invocation.output, report);
@@ -395,22 +438,96 @@ describe('drainer', () => {
     const byCode = blobsWithDimensions(blobs, ['service', 'errorCode']);
     expect(byCode.map((b) => [b.dimensionValues.errorCode, b.metrics.get('Failures')])).toEqual([['AUTH_FAILED', 1]]);
     expectDrainLogs(first.invocation.output, mb.badpw!.id);
+    const logged = logRecords(first.invocation.output).find((r) => r.message === 'drain failed in a way retrying soon cannot fix; the mailbox backs off');
+    expect(logged).toMatchObject({ level: 'ERROR', failureStreak: 1, stopReason: 'auth-failed' });
+
+    // A second refused run (an operator's "drain now", without a marker) doubles the wait.
+    await enqueue(queue, mb.badpw!, `${mb.badpw!.id}:2`);
+    const again = await runEventSource({ sqs, queueUrl: queue.url, queueArn: queue.arn, instances: [drainer!], remainingMs: LONG_REMAINING_MS });
+    expect(again.map((d) => d.failed)).toEqual([false]);
+    const second = await stage.ledger.getMailboxState(mb.badpw!.id);
+    expect(second.failureStreak).toBe(2);
+    expect(second.nextAttemptAt! - second.lastFailure!.at).toBe(failureBackoffMs(2));
+
+    // The scheduler skips it while it backs off.
+    const config = await stage.writeMailboxFile('badpw.json', [mb.badpw!]);
+    const scheduler = await schedulerInstance(queue, config);
+    const tick = await scheduler.invoke({ time: new Date().toISOString() }, { remainingMs: 120_000 });
+    expect(tick.ok, JSON.stringify(tick.error)).toBe(true);
+    expect(tick.result).toMatchObject({ due: 1, enqueued: 0, backingOff: 1 });
+    expect(emfBlobs(tick.output)[0]!.metrics.get('BackingOffMailboxes')).toBe(1);
+    expect((await stage.storedObjects(mb.badpw!.id)).size).toBe(0);
+  }, 120_000);
+
+  it('lets SQS redrive an infrastructure error (Secrets Manager throttling) with a growing visibility timeout; the marker stays', async () => {
+    // The SDK's own retries of the throttled call take seconds: the queue's visibility timeout
+    // outlasts them, so the drainer's receipt handle is still valid when it sets the delay.
+    const queue = await stage.sqs.createFifoQueue('throttled', { visibilityTimeoutSeconds: 30 });
+    const [drainer] = await drainerInstances(queue, 1);
+    // Every GetSecretValue of this run is throttled (the SDK's own retries included).
+    stage.aws.failNext(20, { kind: 'error', type: 'ThrottlingException', message: 'Rate exceeded' }, GET_SECRET_VALUE);
+    await enqueueWithMarker(queue, mb.throttled!, 'throttled-tick-1');
+    const done = await runEventSource({ sqs, queueUrl: queue.url, queueArn: queue.arn, instances: [drainer!], remainingMs: LONG_REMAINING_MS });
+    stage.aws.clearFaults();
+    expect(done).toHaveLength(1);
+    const first = done[0]!;
+    expect(first.failed).toBe(true);
+    expect(first.invocation.result).toEqual({ batchItemFailures: [{ itemIdentifier: first.record.messageId }] });
+    const report = reportOf(first.invocation);
+    expect(report).toMatchObject({ stopReason: 'credentials-failed', ok: false });
+    expect(report.error).toMatchObject({ code: 'CREDENTIALS_FAILED', retryable: true });
+    const changes = () => stage.sqs.requestsFor('ChangeMessageVisibility', queue.url);
+    expect(changes()).toHaveLength(1);
+    expect(changes()[0]!.body).toMatchObject({ ReceiptHandle: first.record.receiptHandle, VisibilityTimeout: 60 });
+    expect(changes()[0]!.status).toBe(200);
+    expect(await stage.sqs.depth(queue.url)).toEqual({ visible: 0, inFlight: 1 });
     expect(logRecords(first.invocation.output).find((r) => r.message === 'drain failed; will retry with backoff')?.level).toBe('ERROR');
+    // No backoff recorded (SQS retries), and the request is still outstanding.
+    const state = await stage.ledger.getMailboxState(mb.throttled!.id);
+    expect(state.failureStreak).toBeUndefined();
+    expect(state.nextAttemptAt).toBeUndefined();
+    expect(state.requestMarker?.token).toBe('throttled-tick-1');
 
     // Later deliveries wait longer: 4 min on the third, at most 15 min.
     for (const [count, seconds] of [
       ['3', 240],
       ['7', 900],
     ] as const) {
-      await enqueue(queue, mb.badpw!, `${mb.badpw!.id}:${count}`);
+      stage.aws.failNext(20, { kind: 'error', type: 'ThrottlingException', message: 'Rate exceeded' }, GET_SECRET_VALUE);
+      await enqueue(queue, mb.throttled!, `${mb.throttled!.id}:${count}`, { marker: 'throttled-tick-1' });
       const [message] = await stage.sqs.receiveAll(queue.url);
       const record = sqsRecord(message!, queue.arn);
       record.attributes.ApproximateReceiveCount = count;
       const inv = await drainer!.invoke(sqsEvent([record]), { remainingMs: LONG_REMAINING_MS });
+      stage.aws.clearFaults();
       expect(inv.result).toEqual({ batchItemFailures: [{ itemIdentifier: record.messageId }] });
       expect(changes().at(-1)!.body).toMatchObject({ ReceiptHandle: record.receiptHandle, VisibilityTimeout: seconds });
     }
-    expect((await stage.storedObjects(mb.badpw!.id)).size).toBe(0);
+    expect((await stage.storedObjects(mb.throttled!.id)).size).toBe(0);
+  }, 120_000);
+
+  it('ends a chain of continuations at its depth cap with a clear state (chainCappedAt), releasing the marker', async () => {
+    const queue = await stage.sqs.createFifoQueue('runaway');
+    // Every invocation starts past its deadline (remaining time = the margin): each run stops
+    // at once with everything left, as a chain that makes no progress would, run after run.
+    const MARGIN_MS = 10_000;
+    const [drainer] = await drainerInstances(queue, 1, { POPDRAIN_DEADLINE_MARGIN_MS: String(MARGIN_MS), POPDRAIN_MAX_CONTINUATIONS: '2' });
+    await enqueueWithMarker(queue, mb.runaway!, 'runaway-tick-1');
+    const done = await runEventSource({ sqs, queueUrl: queue.url, queueArn: queue.arn, instances: [drainer!], remainingMs: MARGIN_MS, maxInvocations: 10 });
+    expect(done.filter((d) => d.failed)).toEqual([]);
+    const reports = done.map((d) => reportOf(d.invocation));
+    // The request and two continuations; the third run ends the chain.
+    expect(reports).toHaveLength(3);
+    for (const r of reports) expect(r).toMatchObject({ stopReason: 'deadline', moreRemaining: true });
+    expect(done.map((d) => (JSON.parse(d.record.body) as { depth?: number }).depth ?? 0)).toEqual([0, 1, 2]);
+    expect(done.map((d) => (JSON.parse(d.record.body) as { marker?: string }).marker)).toEqual(['runaway-tick-1', 'runaway-tick-1', 'runaway-tick-1']);
+    const last = done[2]!.invocation;
+    expect(logRecords(last.output).find((r) => r.message.startsWith('continuation chain reached its cap'))).toMatchObject({ level: 'WARN', depth: 2 });
+    expect(blobsWithDimensions(emfBlobs(last.output), ['service'])[0]!.metrics.get('ContinuationChainsCapped')).toBe(1);
+    expect(await stage.sqs.depth(queue.url)).toEqual({ visible: 0, inFlight: 0 });
+    const state = await stage.ledger.getMailboxState(mb.runaway!.id);
+    expect(state.requestMarker).toBeUndefined();
+    expect(state.chainCappedAt).toBeGreaterThan(0);
   }, 120_000);
 });
 
@@ -498,6 +615,6 @@ describe('output of every instance', () => {
     expect(lines).toBeGreaterThan(100);
     // The scan saw the drains' records: every drained mailbox (and the failing one) is named.
     const text = instances.flatMap((i) => i.allOutput.map((l) => l.text)).join('\n');
-    for (const m of [mb['every5-1']!, mb.backlog!, mb.twin!, mb.badpw!]) expect(text).toContain(m.id);
+    for (const m of [mb['every5-1']!, mb.backlog!, mb.twin!, mb.badpw!, mb.throttled!, mb.runaway!]) expect(text).toContain(m.id);
   });
 });

@@ -116,6 +116,8 @@ function reportingLedger(ledger: UidlLedger): UidlLedger {
     leaseHolder: (...a) => ledger.leaseHolder(...a),
     getMailboxState: (...a) => ledger.getMailboxState(...a),
     updateMailboxState: (...a) => ledger.updateMailboxState(...a),
+    claimRequestMarker: (...a) => ledger.claimRequestMarker(...a),
+    releaseRequestMarker: (...a) => ledger.releaseRequestMarker(...a),
     lookup: (...a) => ledger.lookup(...a),
     markDeleted: (...a) => ledger.markDeleted(...a),
     pending: (...a) => ledger.pending(...a),

@@ -86,6 +86,8 @@ export interface AwsJsonEndpoint {
   putEventsBatches(): WireEntry[][];
   /** Answer the next `count` requests (of `target`, or of any operation) with `fault`. */
   failNext(count: number, fault: Fault, target?: string): void;
+  /** Forget the faults not yet used up. */
+  clearFaults(): void;
   /** Report PutEvents entries failed (FailedEntryCount, per-entry ErrorCode) by a rule. */
   setEntryFaults(rule: EntryFaultRule | undefined): void;
   /** Create or replace a secret (a new version with AWSCURRENT). */
@@ -293,6 +295,9 @@ export async function startAwsJsonEndpoint(): Promise<AwsJsonEndpoint> {
       requests.filter((r) => r.target === PUT_EVENTS).map((r) => (Array.isArray(r.body.Entries) ? (r.body.Entries as WireEntry[]) : [])),
     failNext: (count, fault, target) => {
       faults.push({ remaining: count, fault, target });
+    },
+    clearFaults: () => {
+      faults.splice(0);
     },
     setEntryFaults: (rule) => {
       entryRule = rule;

@@ -49,6 +49,7 @@ import type {
   MailboxState,
   MailboxStateUpdate,
   RecordOutcome,
+  RequestMarker,
   UidlLedger,
 } from '../../drain/ports.js';
 import { checkEntry, ledgerFailure } from './dynamodb-conditions.js';
@@ -65,6 +66,7 @@ import {
 import { DynamoDbEntryWriter } from './dynamodb-entry-writer.js';
 import { DynamoDbLeases } from './dynamodb-leases.js';
 import { DynamoDbReader } from './dynamodb-reader.js';
+import { DynamoDbRequestMarkers } from './dynamodb-request-marker.js';
 import { mapBounded } from './map-bounded.js';
 
 export {
@@ -103,6 +105,7 @@ export class DynamoDbLedger implements UidlLedger {
   private readonly reader: DynamoDbReader;
   private readonly leases: DynamoDbLeases;
   private readonly writer: DynamoDbEntryWriter;
+  private readonly markers: DynamoDbRequestMarkers;
 
   constructor(options: DynamoDbLedgerOptions) {
     this.client = options.client;
@@ -113,6 +116,7 @@ export class DynamoDbLedger implements UidlLedger {
     this.reader = new DynamoDbReader(this.client, this.tableName, this.concurrency, this.sleep);
     this.leases = new DynamoDbLeases(this.client, this.tableName, this.reader);
     this.writer = new DynamoDbEntryWriter(this.client, this.tableName, this.reader);
+    this.markers = new DynamoDbRequestMarkers(this.client, this.tableName);
     const problem =
       this.tableName === ''
         ? 'tableName must not be empty'
@@ -158,12 +162,27 @@ export class DynamoDbLedger implements UidlLedger {
 
   async getMailboxState(mailboxId: string): Promise<MailboxState> {
     const item = await this.reader.getItem(stateKey(mailboxId), `reading the state of mailbox ${mailboxId}`, 'ledger');
-    const fields: Record<string, unknown> = {};
-    for (const [name, value] of Object.entries(item ?? {})) {
-      if (name === LEDGER_PARTITION_KEY || name === LEDGER_SORT_KEY || name === 'mailboxId') continue;
-      fields[name] = fromAttribute(value, `state field ${name} of mailbox ${mailboxId}`);
-    }
-    return { ...(fields as Partial<MailboxState>), mailboxId };
+    return stateFromItem(mailboxId, item);
+  }
+
+  /**
+   * The states of many mailboxes at once (BatchGetItem, eventually consistent: a scheduler's
+   * decisions are advisory, the lease decides). Mailboxes without a state item get `{ mailboxId }`.
+   * Not part of the UidlLedger port.
+   */
+  async mailboxStates(mailboxIds: readonly string[]): Promise<Map<string, MailboxState>> {
+    const ids = [...new Set(mailboxIds)];
+    const items = await this.reader.batchGetAll(ids.map(stateKey), `reading the state of ${ids.length} mailboxes`, 'ledger', false);
+    const byId = new Map(items.map((item) => [item[LEDGER_PARTITION_KEY]?.S ?? '', item]));
+    return new Map(ids.map((id) => [id, stateFromItem(id, byId.get(id))]));
+  }
+
+  claimRequestMarker(mailboxId: string, marker: RequestMarker, now: number): Promise<boolean> {
+    return this.markers.claim(mailboxId, marker, now);
+  }
+
+  releaseRequestMarker(mailboxId: string, token: string): Promise<void> {
+    return this.markers.release(mailboxId, token);
   }
 
   /** SET for each given field, REMOVE for each null one; fields left undefined keep their value. */
@@ -251,4 +270,13 @@ export class DynamoDbLedger implements UidlLedger {
   private failure(what: string, error: unknown, phase: DrainPhase): DrainError {
     return ledgerFailure(this.tableName, what, error, phase);
   }
+}
+
+function stateFromItem(mailboxId: string, item: Item | undefined): MailboxState {
+  const fields: Record<string, unknown> = {};
+  for (const [name, value] of Object.entries(item ?? {})) {
+    if (name === LEDGER_PARTITION_KEY || name === LEDGER_SORT_KEY || name === 'mailboxId') continue;
+    fields[name] = fromAttribute(value, `state field ${name} of mailbox ${mailboxId}`);
+  }
+  return { ...(fields as Partial<MailboxState>), mailboxId };
 }

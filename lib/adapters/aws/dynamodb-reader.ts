@@ -1,7 +1,8 @@
 /**
  * The DynamoDB ledger's reads: GetItem, BatchGetItem (100 keys a request, UnprocessedKeys retried
  * with backoff, chunks in parallel) and a Query of a mailbox's message items, page by page. All
- * reads are strongly consistent.
+ * reads are strongly consistent, except a BatchGetItem asked for with `consistent: false` (the
+ * scheduler's advisory reads of many mailboxes' states).
  */
 import { BatchGetItemCommand, GetItemCommand, QueryCommand, type DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { DrainError, type DrainPhase } from '../../drain/errors.js';
@@ -26,14 +27,14 @@ export class DynamoDbReader {
   ) {}
 
   /** BatchGetItem of at most 100 keys, retrying UnprocessedKeys with backoff. */
-  async batchGet(keys: Item[], what: string, phase: DrainPhase): Promise<Item[]> {
+  async batchGet(keys: Item[], what: string, phase: DrainPhase, consistent = true): Promise<Item[]> {
     let pending = keys;
     const items: Item[] = [];
     for (let attempt = 1; ; attempt++) {
       let output;
       try {
         output = await this.client.send(
-          new BatchGetItemCommand({ RequestItems: { [this.tableName]: { Keys: pending, ConsistentRead: true } } }),
+          new BatchGetItemCommand({ RequestItems: { [this.tableName]: { Keys: pending, ConsistentRead: consistent } } }),
         );
       } catch (error) {
         throw ledgerFailure(this.tableName, what, error, phase);
@@ -55,10 +56,10 @@ export class DynamoDbReader {
   }
 
   /** `batchGet` over any number of keys: chunks of 100, `concurrency` chunks at once. */
-  async batchGetAll(keys: Item[], what: string, phase: DrainPhase): Promise<Item[]> {
+  async batchGetAll(keys: Item[], what: string, phase: DrainPhase, consistent = true): Promise<Item[]> {
     const chunks: Item[][] = [];
     for (let i = 0; i < keys.length; i += MAX_BATCH_GET_KEYS) chunks.push(keys.slice(i, i + MAX_BATCH_GET_KEYS));
-    const results = await mapBounded(chunks, this.concurrency, (chunk) => this.batchGet(chunk, what, phase));
+    const results = await mapBounded(chunks, this.concurrency, (chunk) => this.batchGet(chunk, what, phase, consistent));
     return results.flat();
   }
 

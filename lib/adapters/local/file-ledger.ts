@@ -37,6 +37,7 @@ import {
   type MailboxState,
   type MailboxStateUpdate,
   type RecordOutcome,
+  type RequestMarker,
   type UidlLedger,
 } from '../../drain/ports.js';
 import { DirectoryMaker } from './durable-fs.js';
@@ -222,6 +223,23 @@ export class FileLedger implements UidlLedger, LogContext {
   async updateMailboxState(mailboxId: string, update: MailboxStateUpdate): Promise<void> {
     await this.submit(mailboxId, (log) => {
       log.append({ t: 'st', s: updatedState(log.model.state, update) });
+    });
+  }
+
+  /** Decided in the mailbox's write queue, after any reload: no other write of this ledger comes between. */
+  async claimRequestMarker(mailboxId: string, marker: RequestMarker, now: number): Promise<boolean> {
+    let claimed = false;
+    await this.submit(mailboxId, (log) => {
+      const held = log.model.state.requestMarker;
+      claimed = held === undefined || held.token === marker.token || held.expiresAt <= now;
+      if (claimed) log.append({ t: 'st', s: updatedState(log.model.state, { requestMarker: { ...marker } }) });
+    });
+    return claimed;
+  }
+
+  async releaseRequestMarker(mailboxId: string, token: string): Promise<void> {
+    await this.submit(mailboxId, (log) => {
+      if (log.model.state.requestMarker?.token === token) log.append({ t: 'st', s: updatedState(log.model.state, { requestMarker: null }) });
     });
   }
 
