@@ -24,6 +24,7 @@ import type {
   RecordOutcome,
   StoredObject,
   StoreRef,
+  RequestMarker,
   UidlLedger,
 } from '../../lib/drain/ports.js';
 
@@ -74,6 +75,17 @@ export class MemoryLedger implements UidlLedger {
       else if (value !== undefined) state[key] = structuredClone(value);
     }
     this.states.set(mailboxId, state as unknown as MailboxState);
+  }
+
+  async claimRequestMarker(mailboxId: string, marker: RequestMarker, now: number): Promise<boolean> {
+    const held = this.states.get(mailboxId)?.requestMarker;
+    const claimed = held === undefined || held.token === marker.token || held.expiresAt <= now;
+    if (claimed) await this.updateMailboxState(mailboxId, { requestMarker: { ...marker } });
+    return claimed;
+  }
+
+  async releaseRequestMarker(mailboxId: string, token: string): Promise<void> {
+    if (this.states.get(mailboxId)?.requestMarker?.token === token) await this.updateMailboxState(mailboxId, { requestMarker: null });
   }
 
   async lookup(mailboxId: string, uidls: readonly string[]): Promise<Map<string, LedgerEntry>> {

@@ -1,13 +1,13 @@
 import { describe, expect, it } from 'vitest';
 import { decideRunVerdict, type RunFacts } from '../../lambdas/run-verdict.js';
-import type { StopReason } from '../../lib/drain/report.js';
+import type { DrainFailure, FailureCode, StopReason } from '../../lib/drain/report.js';
 
 const facts = (stopReason: StopReason, more: Partial<RunFacts['report']> = {}, depth = 0, maxDepth = 5): RunFacts => ({
   report: { stopReason, moreRemaining: false, retryLater: false, ...more },
   depth,
   maxDepth,
 });
-const failure = (code: string, retryable: boolean) => ({ error: { code, phase: 'x', message: code, retryable } });
+const failure = (code: FailureCode, retryable: boolean): { error: DrainFailure } => ({ error: { code, phase: 'fetch', message: code, retryable } });
 
 describe('decideRunVerdict', () => {
   it('continues a normal stop with more remaining one level deeper', () => {
@@ -42,7 +42,7 @@ describe('decideRunVerdict', () => {
     expect(decideRunVerdict(facts('credentials-failed', failure('CREDENTIALS_FAILED', true)))).toEqual({ kind: 'redrive' });
     expect(decideRunVerdict(facts('store-failed', failure('STORE_FAILED', true)))).toEqual({ kind: 'redrive' });
     expect(decideRunVerdict(facts('connection-failed', failure('CONNECT_TIMEOUT', true)))).toEqual({ kind: 'redrive' });
-    expect(decideRunVerdict(facts('error', failure('UNEXPECTED', false)))).toEqual({ kind: 'back-off' });
+    expect(decideRunVerdict(facts('error', failure('INTERNAL_ERROR', false)))).toEqual({ kind: 'back-off' });
     expect(decideRunVerdict(facts('error'))).toEqual({ kind: 'back-off' });
   });
 });
