@@ -17,7 +17,7 @@ import { drainMailbox } from '../lib/drain/drain-mailbox.js';
 import type { DrainPorts } from '../lib/drain/ports.js';
 import { NORMAL_STOPS, type DrainReport } from '../lib/drain/report.js';
 import { createS3Client } from '../lib/adapters/aws/http-timeouts.js';
-import { recordReportMetrics } from './report-metrics.js';
+import { recordReportMetrics, runOutcome } from './report-metrics.js';
 import { clientConfig, createLedger, createLogger, createMetrics, drainLogger, loadMailboxes, readEnvironment } from './runtime.js';
 import { deduplicationId, parseDrainRequest, type DrainRequest } from './schedule.js';
 
@@ -29,6 +29,8 @@ const env = readEnvironment({
   POPDRAIN_QUEUE_URL: z.string().url(),
   POPDRAIN_DEADLINE_MARGIN_MS: z.coerce.number().int().min(1000).default(60_000),
   POPDRAIN_RETENTION_DAYS: z.coerce.number().int().min(1).default(30),
+  // Opt-in per-mailbox metric series (4 custom metrics per mailbox, billed monthly).
+  POPDRAIN_PER_MAILBOX_METRICS: z.enum(['true', 'false']).default('false'),
 });
 
 const logger = createLogger();
@@ -79,8 +81,13 @@ async function drainOne(record: SQSRecord, request: DrainRequest, context: Conte
     },
     { runId: `${context.awsRequestId}:${record.messageId}`, retentionDays: env.POPDRAIN_RETENTION_DAYS },
   );
-  recordReportMetrics(metrics, report);
-  logger.info('drain report', { report: { ...report, failures: report.failures.slice(0, 20) } });
+  recordReportMetrics(metrics, report, { perMailbox: env.POPDRAIN_PER_MAILBOX_METRICS === 'true' });
+  // The run's one line: what the Contributor Insights rules and the saved query read.
+  logger.info('drain report', {
+    outcome: runOutcome(report),
+    ...(report.error === undefined ? {} : { errorCode: report.error.code }),
+    report: { ...report, failures: report.failures.slice(0, 20) },
+  });
 
   if (report.retryLater) return; // busy: the next tick tries again
   if (report.moreRemaining && NORMAL_STOPS.has(report.stopReason) && report.stopReason !== 'cancelled') {
@@ -101,6 +108,8 @@ async function drainOne(record: SQSRecord, request: DrainRequest, context: Conte
 }
 
 export async function handler(event: SQSEvent, context: Context): Promise<SQSBatchResponse> {
+  // The request id, function name and version, cold start on every log line of this invocation.
+  logger.addContext(context);
   const failures: SQSBatchResponse['batchItemFailures'] = [];
   for (const record of event.Records) {
     // FIFO: once a record fails, the rest of the batch must fail too, to keep the order.

@@ -7,7 +7,7 @@
  */
 import { MetricUnit } from '@aws-lambda-powertools/metrics';
 import { SendMessageBatchCommand, SQSClient, type SendMessageBatchRequestEntry } from '@aws-sdk/client-sqs';
-import type { ScheduledEvent } from 'aws-lambda';
+import type { Context, ScheduledEvent } from 'aws-lambda';
 import { z } from 'zod';
 import type { ConfiguredMailbox } from '../lib/drain/config.js';
 import type { MailboxState } from '../lib/drain/ports.js';
@@ -72,7 +72,9 @@ export function isUidlResetBlocked(state: MailboxState | undefined): boolean {
   return state?.uidlResetTrippedAt !== undefined && state.acceptUidlReset !== true;
 }
 
-export async function handler(event: Pick<ScheduledEvent, 'time'>): Promise<TickResult> {
+export async function handler(event: Pick<ScheduledEvent, 'time'>, context?: Context): Promise<TickResult> {
+  // The request id, function name and version, cold start on every log line of this invocation.
+  if (context !== undefined) logger.addContext(context);
   const now = Date.now();
   const tickMinutes = env.POPDRAIN_TICK_MINUTES;
   const tick = tickStart(new Date(event.time ?? now), tickMinutes);
@@ -80,7 +82,18 @@ export async function handler(event: Pick<ScheduledEvent, 'time'>): Promise<Tick
   const all = mailboxes.all;
   const states = await mapLimit(all, STATE_READ_CONCURRENCY, (m) => ledger.getMailboxState(m.id));
   const stateById = new Map(all.map((m, i) => [m.id, states[i]]));
-  const stale = all.filter((m) => isStale(m, stateById.get(m.id), now, env.POPDRAIN_STALE_AFTER_INTERVALS)).length;
+  const staleMailboxes = all.filter((m) => isStale(m, stateById.get(m.id), now, env.POPDRAIN_STALE_AFTER_INTERVALS));
+  const stale = staleMailboxes.length;
+  // One line per stale mailbox (none when all is well): the StaleMailboxes Contributor
+  // Insights rule names them, so the aggregate alarm needs no per-mailbox metric.
+  for (const m of staleMailboxes) {
+    const state = stateById.get(m.id);
+    logger.warn('mailbox stale', {
+      mailboxId: m.id,
+      everyMinutes: m.everyMinutes,
+      ...(state?.lastSuccessAt === undefined ? {} : { lastSuccessAt: new Date(state.lastSuccessAt).toISOString() }),
+    });
+  }
 
   const due = all.filter((m) => isDue(m.id, m.everyMinutes, tick, tickMinutes));
   const holders = await ledger.leaseHolders(

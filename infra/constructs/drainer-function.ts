@@ -64,6 +64,8 @@ export interface DrainerFunctionProps {
   readonly deadlineMargin?: Duration;
   /** @default 30 */
   readonly ledgerRetentionDays?: number;
+  /** Publish the opt-in per-mailbox metric series. @default false */
+  readonly perMailboxMetrics?: boolean;
 }
 
 export class DrainerFunction {
@@ -137,6 +139,7 @@ export class DrainerFunction {
         POPDRAIN_QUEUE_URL: queue.queueUrl,
         POPDRAIN_DEADLINE_MARGIN_MS: String(margin.toMilliseconds()),
         POPDRAIN_RETENTION_DAYS: String(retentionDays),
+        POPDRAIN_PER_MAILBOX_METRICS: props.perMailboxMetrics === true ? 'true' : 'false',
       },
     });
     this.function.addEventSource(new SqsEventSource(queue, { batchSize: 1, reportBatchItemFailures: true, maxConcurrency }));

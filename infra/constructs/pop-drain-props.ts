@@ -257,6 +257,16 @@ export interface PopDrainProps {
   readonly alarmTopic?: ITopic;
 
   /**
+   * Also publish `MessagesStored`, `BytesStored`, `RunDurationMs` and `BacklogAgeSeconds` with
+   * a `mailbox` dimension (`POPDRAIN_PER_MAILBOX_METRICS`). Each (metric, mailbox) pair is a
+   * CloudWatch custom metric: 4 per mailbox, $0.30 each a month at list price (us-east-1,
+   * first 10,000), so $1,200 a month per 1,000 mailboxes (infra/cost-model.ts). Without it the
+   * Contributor Insights rules and the saved Logs Insights query give the per-mailbox view.
+   * @default false
+   */
+  readonly perMailboxMetrics?: boolean;
+
+  /**
    * The CloudWatch dashboard's name.
    * @default - a name CloudFormation generates
    */

@@ -9,7 +9,8 @@
  * the deployment cannot serve (a login not in Secrets Manager, a VPC placement without a VPC)
  * aborts synth with a message naming the mailbox and the field. Nothing here grows with the
  * number of mailboxes except the list of secret ARNs the drainer may read: alarms watch the
- * aggregate metrics, and the dashboard finds per-mailbox series with search expressions.
+ * aggregate metrics, and Contributor Insights rules over the run log lines rank mailboxes
+ * (per-mailbox metric series are an opt-in prop).
  *
  * Each concern lives in its own file, in the order this constructor composes them:
  * message-storage, ledger-table, drain-events, mailbox-config, drain-queues, lambda-defaults,
@@ -25,6 +26,7 @@ import * as events from 'aws-cdk-lib/aws-events';
 import * as targets from 'aws-cdk-lib/aws-events-targets';
 import type * as kms from 'aws-cdk-lib/aws-kms';
 import type { NodejsFunction } from 'aws-cdk-lib/aws-lambda-nodejs';
+import type * as logs from 'aws-cdk-lib/aws-logs';
 import type * as s3 from 'aws-cdk-lib/aws-s3';
 import type { Asset } from 'aws-cdk-lib/aws-s3-assets';
 import type * as sqs from 'aws-cdk-lib/aws-sqs';
@@ -37,7 +39,9 @@ import { DrainEvents } from './drain-events.js';
 import { DrainQueues } from './drain-queues.js';
 import { DrainerFunction } from './drainer-function.js';
 import { LambdaDefaults } from './lambda-defaults.js';
+import { DrainInsightRules, type DrainInsightRule } from './insight-rules.js';
 import { LedgerTable } from './ledger-table.js';
+import { MailboxLogQuery } from './mailbox-log-query.js';
 import { MailboxConfigDelivery } from './mailbox-config.js';
 import { MessageStorage } from './message-storage.js';
 import type { PopDrainProps } from './pop-drain-props.js';
@@ -82,6 +86,10 @@ export class PopDrain extends Construct {
   /** Every alarm; a fixed set, whatever the number of mailboxes. */
   public readonly alarms: readonly cloudwatch.Alarm[];
   public readonly dashboard: cloudwatch.Dashboard;
+  /** Contributor Insights rules: top mailboxes by backlog age, failures, bytes; stale mailboxes. */
+  public readonly insightRules: readonly DrainInsightRule[];
+  /** The saved Logs Insights query for one mailbox's runs. */
+  public readonly mailboxLogQuery: logs.QueryDefinition;
 
   constructor(scope: Construct, id: string, props: PopDrainProps) {
     super(scope, id);
@@ -146,6 +154,7 @@ export class PopDrain extends Construct {
       maxConcurrency: props.drainerMaxConcurrency,
       deadlineMargin: props.drainerDeadlineMargin,
       ledgerRetentionDays: props.ledgerRetentionDays,
+      perMailboxMetrics: props.perMailboxMetrics,
     };
     this.drainerFunction = new DrainerFunction({
       ...drainer,
@@ -178,6 +187,13 @@ export class PopDrain extends Construct {
 
     // ---- operations --------------------------------------------------------------------------
     const drainers = [this.drainerFunction, ...(this.vpcDrainerFunction === undefined ? [] : [this.vpcDrainerFunction])];
+    const logGroupOf = (fn: NodejsFunction): logs.ILogGroup => fn.logGroup;
+    this.insightRules = new DrainInsightRules(this, {
+      drainerLogGroupNames: drainers.map((fn) => logGroupOf(fn).logGroupName),
+      schedulerLogGroupName: logGroupOf(this.schedulerFunction).logGroupName,
+    }).rules;
+    const mailboxQuery = new MailboxLogQuery(this, { logGroups: [...drainers, this.schedulerFunction].map(logGroupOf) });
+    this.mailboxLogQuery = mailboxQuery.queryDefinition;
     this.alarms = new DrainAlarms(this, {
       deadLetterQueue: this.deadLetterQueue,
       vpcDeadLetterQueue: this.vpcDeadLetterQueue,
@@ -193,6 +209,9 @@ export class PopDrain extends Construct {
       queues: [this.queue, ...(this.vpcQueue === undefined ? [] : [this.vpcQueue])],
       deadLetterQueues: [this.deadLetterQueue, ...(this.vpcDeadLetterQueue === undefined ? [] : [this.vpcDeadLetterQueue])],
       dashboardName: props.dashboardName,
+      insightRules: this.insightRules,
+      mailboxQueryName: mailboxQuery.queryDefinitionName,
+      perMailboxMetrics: props.perMailboxMetrics,
     }).dashboard;
   }
 

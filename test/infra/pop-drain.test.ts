@@ -244,6 +244,7 @@ describe('default deployment (bundled)', () => {
       POPDRAIN_QUEUE_URL: s.cfn(s.popDrain.queue.queueUrl),
       POPDRAIN_DEADLINE_MARGIN_MS: '60000',
       POPDRAIN_RETENTION_DAYS: '30',
+      POPDRAIN_PER_MAILBOX_METRICS: 'false',
       POWERTOOLS_SERVICE_NAME: 'popdrain',
       POWERTOOLS_METRICS_NAMESPACE: 'popdrain',
       POWERTOOLS_LOG_LEVEL: 'INFO',
@@ -355,7 +356,7 @@ describe('default deployment (bundled)', () => {
     expect(s.popDrain.alarms).toHaveLength(5);
   });
 
-  it('dashboard: aggregate metrics, failures by code and per-mailbox top lists via search expressions', () => {
+  it('dashboard: aggregate metrics, failures by code and per-mailbox top lists from Contributor Insights rules', () => {
     s.template.resourceCountIs('AWS::CloudWatch::Dashboard', 1);
     const body = JSON.stringify(s.template.findResources('AWS::CloudWatch::Dashboard'));
     for (const needle of [
@@ -366,10 +367,13 @@ describe('default deployment (bundled)', () => {
       'ApproximateNumberOfMessagesVisible',
       'Duration',
       `SEARCH('{popdrain,service,errorCode} service=\\\\\\"popdrain\\\\\\" MetricName=\\\\\\"Failures\\\\\\"', 'Sum', 300)`,
-      'SORT(SEARCH(',
+      'insightRule',
+      '#contributor-insights:rules/',
     ]) {
       expect(body).toContain(needle);
     }
+    // No per-mailbox metric series unless perMailboxMetrics opts in.
+    expect(body).not.toContain('service,mailbox');
   });
 
   it('each bundle holds the mailbox file and an ES module that parses', () => {
