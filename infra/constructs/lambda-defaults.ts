@@ -7,7 +7,7 @@
  */
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { RemovalPolicy } from 'aws-cdk-lib';
+import { RemovalPolicy, Validations } from 'aws-cdk-lib';
 import type * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
@@ -57,6 +57,8 @@ export interface LambdaDefaultsProps {
   readonly logLevel?: PopDrainLogLevel;
   /** Of the log groups. @default RemovalPolicy.RETAIN */
   readonly removalPolicy?: RemovalPolicy;
+  /** Active X-Ray tracing of every function. @default true */
+  readonly tracing?: boolean;
 }
 
 export class LambdaDefaults {
@@ -117,8 +119,17 @@ export class LambdaDefaults {
     if (runtime.family !== lambda.RuntimeFamily.NODEJS) throw new Error(`PopDrain: runtime must be a Node.js runtime, not ${runtime.name}`);
     const config = this.props.config;
     const staged = config.stagedPath;
+    const tracing = this.props.tracing !== false;
+    if (tracing) {
+      Validations.of(role).acknowledge({
+        id: 'AwsSolutions-IAM5[Resource::*]',
+        reason:
+          'Active tracing: Lambda adds xray:PutTraceSegments and xray:PutTelemetryRecords, which support no resource-level permissions (the X-Ray documentation lists the resource as *); nothing else in this role is granted on every resource.',
+      });
+    }
     return new NodejsFunction(this.scope, id, {
       ...options,
+      tracing: tracing ? lambda.Tracing.ACTIVE : lambda.Tracing.DISABLED,
       entry,
       handler: 'handler',
       runtime,

@@ -137,7 +137,7 @@ export interface PopDrainProps {
 
   /**
    * An existing event bus to publish to.
-   * @default - a new custom bus with an archive of every `source: popdrain` event
+   * @default - a new custom bus with a retained archive of `Email Stored` and `Email Skipped`
    */
   readonly eventBus?: IEventBus;
 
@@ -173,6 +173,13 @@ export interface PopDrainProps {
    * @default Runtime.NODEJS_24_X
    */
   readonly runtime?: Runtime;
+
+  /**
+   * Active X-Ray tracing of both functions (Lambda's own segments: invocation, init, the
+   * handler; the SDK calls are not instrumented, which would cost cold-start time).
+   * @default true
+   */
+  readonly tracing?: boolean;
 
   /**
    * Retention of both functions' log groups.

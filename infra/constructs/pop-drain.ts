@@ -3,7 +3,7 @@
  *
  *   EventBridge rule (every tickMinutes) -> scheduler Lambda -> SQS FIFO queue (one message per
  *   due mailbox; group = mailbox id) -> drainer Lambda (batch size 1) -> S3 (raw messages),
- *   DynamoDB (UIDL ledger and leases), EventBridge (events, archived for replay).
+ *   DynamoDB (UIDL ledger and leases), EventBridge (events; Email Stored/Skipped archived).
  *
  * The mailbox file is read and validated at synth time with lib/drain/config.ts; a mailbox
  * the deployment cannot serve (a login not in Secrets Manager, a VPC placement without a VPC)
@@ -23,7 +23,6 @@ import { Annotations, Duration } from 'aws-cdk-lib';
 import type * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import type * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
 import * as events from 'aws-cdk-lib/aws-events';
-import * as targets from 'aws-cdk-lib/aws-events-targets';
 import type * as kms from 'aws-cdk-lib/aws-kms';
 import type { NodejsFunction } from 'aws-cdk-lib/aws-lambda-nodejs';
 import type * as logs from 'aws-cdk-lib/aws-logs';
@@ -37,6 +36,7 @@ import { DrainAlarms } from './drain-alarms.js';
 import { DrainDashboard } from './drain-dashboard.js';
 import { DrainEvents } from './drain-events.js';
 import { DrainQueues } from './drain-queues.js';
+import { DrainSchedule } from './drain-schedule.js';
 import { DrainerFunction } from './drainer-function.js';
 import { LambdaDefaults } from './lambda-defaults.js';
 import { DrainInsightRules, type DrainInsightRule } from './insight-rules.js';
@@ -81,6 +81,8 @@ export class PopDrain extends Construct {
   public readonly drainerFunction: NodejsFunction;
   public readonly vpcDrainerFunction?: NodejsFunction;
   public readonly scheduleRule: events.Rule;
+  /** Ticks EventBridge could not deliver to the scheduler. */
+  public readonly scheduleDeadLetterQueue: sqs.Queue;
   /** The mailbox file as an S3 asset (`configDelivery: 's3'` only). */
   public readonly configAsset?: Asset;
   /** Every alarm; a fixed set, whatever the number of mailboxes. */
@@ -174,16 +176,9 @@ export class PopDrain extends Construct {
       }).function;
     }
 
-    this.scheduleRule = new events.Rule(this, 'Schedule', {
-      description: `popdrain: enqueue the due mailboxes every ${this.tickMinutes} minute(s)`,
-      schedule: events.Schedule.rate(Duration.minutes(this.tickMinutes)),
-      targets: [
-        new targets.LambdaFunction(this.schedulerFunction, {
-          retryAttempts: 2,
-          maxEventAge: Duration.minutes(Math.max(this.tickMinutes, 1) * 2),
-        }),
-      ],
-    });
+    const schedule = new DrainSchedule(this, { scheduler: this.schedulerFunction, tickMinutes: this.tickMinutes });
+    this.scheduleRule = schedule.rule;
+    this.scheduleDeadLetterQueue = schedule.deadLetterQueue;
 
     // ---- operations --------------------------------------------------------------------------
     const drainers = [this.drainerFunction, ...(this.vpcDrainerFunction === undefined ? [] : [this.vpcDrainerFunction])];
@@ -200,6 +195,7 @@ export class PopDrain extends Construct {
       drainer: this.drainerFunction,
       vpcDrainer: this.vpcDrainerFunction,
       scheduler: this.schedulerFunction,
+      scheduleDeadLetterQueue: this.scheduleDeadLetterQueue,
       tickMinutes: this.tickMinutes,
       alarmTopic: props.alarmTopic,
     }).alarms;

@@ -7,6 +7,8 @@
 import { Stack } from 'aws-cdk-lib';
 import { Match, Template } from 'aws-cdk-lib/assertions';
 import { describe, expect, it } from 'vitest';
+import { scheduleExpression } from '../../infra/constructs/drain-schedule.js';
+import { FAILURE_CLASSES, failureClassExpression } from '../../infra/constructs/failure-classes.js';
 import { insightRuleSpecs } from '../../infra/constructs/insight-rules.js';
 import { PopDrain } from '../../infra/constructs/pop-drain.js';
 import type { PopDrainProps } from '../../infra/constructs/pop-drain-props.js';
@@ -84,5 +86,76 @@ describe('per-mailbox visibility without per-mailbox metrics', () => {
     const opted = synthOps({ perMailboxMetrics: true });
     expect(drainerEnv(opted).POPDRAIN_PER_MAILBOX_METRICS).toBe('true');
     expect(JSON.stringify(opted.template.findResources('AWS::CloudWatch::Dashboard'))).toContain('service,mailbox');
+  });
+});
+
+describe('a run end to end', () => {
+  const s = synthOps();
+
+  it('both functions are traced by default (tracing: false turns it off)', () => {
+    s.template.allResourcesProperties('AWS::Lambda::Function', { TracingConfig: { Mode: 'Active' } });
+    synthOps({ tracing: false }).template.allResourcesProperties('AWS::Lambda::Function', { TracingConfig: Match.absent() });
+  });
+
+  it('log groups have a retention', () => {
+    s.template.allResourcesProperties('AWS::Logs::LogGroup', { RetentionInDays: 90 });
+  });
+
+  it('alarms on run failures by class of error code, summing the Failures metric of each code', () => {
+    for (const c of FAILURE_CLASSES) {
+      s.template.hasResourceProperties('AWS::CloudWatch::Alarm', {
+        EvaluationPeriods: c.periods,
+        DatapointsToAlarm: c.periods,
+        Threshold: 0,
+        Metrics: Match.arrayWith([
+          Match.objectLike({ Expression: failureClassExpression(c.codes), ReturnData: true }),
+          ...c.codes.map((code) =>
+            Match.objectLike({
+              MetricStat: Match.objectLike({
+                Metric: { Namespace: 'popdrain', MetricName: 'Failures', Dimensions: Match.arrayWith([{ Name: 'errorCode', Value: code }]) },
+                Stat: 'Sum',
+              }),
+              ReturnData: false,
+            }),
+          ),
+        ]),
+      });
+    }
+  });
+
+  it('alarms on throttles of every function and on ticks in the schedule DLQ', () => {
+    for (const fn of [s.popDrain.schedulerFunction, s.popDrain.drainerFunction]) {
+      s.template.hasResourceProperties('AWS::CloudWatch::Alarm', {
+        Namespace: 'AWS/Lambda',
+        MetricName: 'Throttles',
+        Dimensions: [{ Name: 'FunctionName', Value: s.cfn(fn.functionName) }],
+        Threshold: 0,
+      });
+    }
+    s.template.hasResourceProperties('AWS::CloudWatch::Alarm', {
+      Namespace: 'AWS/SQS',
+      MetricName: 'ApproximateNumberOfMessagesVisible',
+      Dimensions: [{ Name: 'QueueName', Value: s.cfn(s.popDrain.scheduleDeadLetterQueue.queueName) }],
+    });
+  });
+
+  it('the schedule is a cron on tick boundaries when the tick divides an hour, else a rate', () => {
+    expect(scheduleExpression(1)).toBe('cron(* * * * ? *)');
+    expect(scheduleExpression(5)).toBe('cron(0/5 * * * ? *)');
+    expect(scheduleExpression(60)).toBe('cron(0 * * * ? *)');
+    expect(scheduleExpression(7)).toBe('rate(7 minutes)');
+    // Retries end within the 5-minute FIFO deduplication window.
+    s.template.hasResourceProperties('AWS::Events::Rule', {
+      ScheduleExpression: 'cron(0/5 * * * ? *)',
+      Targets: [Match.objectLike({ RetryPolicy: { MaximumEventAgeInSeconds: 240, MaximumRetryAttempts: 2 } })],
+    });
+  });
+
+  it('failure classes: each code alarmed once, at most 10 per expression', () => {
+    const codes = FAILURE_CLASSES.flatMap((c) => c.codes);
+    expect(new Set(codes).size).toBe(codes.length);
+    expect(failureClassExpression(['A', 'B'])).toBe('FILL(m0, 0) + FILL(m1, 0)');
+    expect(() => failureClassExpression([])).toThrow();
+    expect(() => failureClassExpression(Array.from({ length: 11 }, (_, i) => `C${i}`))).toThrow();
   });
 });
