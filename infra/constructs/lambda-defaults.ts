@@ -14,6 +14,7 @@ import * as lambda from 'aws-cdk-lib/aws-lambda';
 import { NodejsFunction, OutputFormat } from 'aws-cdk-lib/aws-lambda-nodejs';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import type { Construct } from 'constructs';
+import { LAMBDA_BUNDLE } from './lambda-bundle.js';
 import { BUNDLED_CONFIG_NAME, type MailboxConfigDelivery } from './mailbox-config.js';
 import { METRIC_NAMESPACE, SERVICE_NAME } from './metrics.js';
 import type { PopDrainLogLevel } from './pop-drain-props.js';
@@ -23,13 +24,6 @@ const PROJECT_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..'
 export const SCHEDULER_ENTRY = join(PROJECT_ROOT, 'lambdas', 'scheduler.ts');
 export const DRAINER_ENTRY = join(PROJECT_ROOT, 'lambdas', 'drainer.ts');
 const LOCK_FILE = join(PROJECT_ROOT, 'package-lock.json');
-
-/**
- * ESM bundles still meet CommonJS dependencies that call `require` (Node built-ins): give them
- * one. The name is unusual so no bundled module's own top-level binding collides with it.
- */
-const CREATE_REQUIRE_BANNER =
-  "import { createRequire as __popdrainCreateRequire } from 'node:module'; const require = __popdrainCreateRequire(import.meta.url);";
 
 function shellQuote(path: string): string {
   return process.platform === 'win32' ? `"${path}"` : `'${path.replace(/'/g, `'\\''`)}'`;
@@ -141,11 +135,10 @@ export class LambdaDefaults {
       bundling: {
         forceDockerBundling: false,
         format: OutputFormat.ESM,
-        mainFields: ['module', 'main'],
-        banner: CREATE_REQUIRE_BANNER,
-        minify: true,
-        sourceMap: true,
-        sourcesContent: false,
+        mainFields: [...LAMBDA_BUNDLE.mainFields],
+        banner: LAMBDA_BUNDLE.banner,
+        minify: LAMBDA_BUNDLE.minify,
+        sourceMap: LAMBDA_BUNDLE.sourceMap,
         // Bundle the AWS SDK too: the exact versions package-lock.json pins and the tests ran.
         externalModules: [],
         ...(config.asset === undefined

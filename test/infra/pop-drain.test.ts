@@ -402,7 +402,9 @@ describe('default deployment (bundled)', () => {
       expect(readFileSync(join(dir, 'mailboxes.json'), 'utf8')).toBe(readFileSync(s.configPath, 'utf8'));
       const bundle = readFileSync(join(dir, 'index.mjs'), 'utf8');
       expect(bundle.startsWith('import { createRequire as __popdrainCreateRequire }')).toBe(true);
-      expect(existsSync(join(dir, 'index.mjs.map'))).toBe(true);
+      // No source map shipped: nothing would read it without --enable-source-maps.
+      expect(existsSync(join(dir, 'index.mjs.map'))).toBe(false);
+      expect(bundle).not.toContain('sourceMappingURL');
       execFileSync(process.execPath, ['--check', join(dir, 'index.mjs')]);
     }
   });
