@@ -274,6 +274,12 @@ export interface PopDrainProps {
   readonly perMailboxMetrics?: boolean;
 
   /**
+   * Tags applied to every resource the construct creates (cost allocation, ownership).
+   * @default - none
+   */
+  readonly tags?: Readonly<Record<string, string>>;
+
+  /**
    * The CloudWatch dashboard's name.
    * @default - a name CloudFormation generates
    */

@@ -19,10 +19,12 @@
  * construct path, and therefore the logical ID, it had when this file held them all: a
  * deployed stack is updated in place, never replaced.
  */
-import { Annotations, Duration } from 'aws-cdk-lib';
+import { Annotations, Duration, Tags } from 'aws-cdk-lib';
 import type * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import type * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
+import type * as iam from 'aws-cdk-lib/aws-iam';
 import * as events from 'aws-cdk-lib/aws-events';
+import { emailStoredRule } from './email-routing.js';
 import type * as kms from 'aws-cdk-lib/aws-kms';
 import type { NodejsFunction } from 'aws-cdk-lib/aws-lambda-nodejs';
 import type * as logs from 'aws-cdk-lib/aws-logs';
@@ -209,6 +211,24 @@ export class PopDrain extends Construct {
       mailboxQueryName: mailboxQuery.queryDefinitionName,
       perMailboxMetrics: props.perMailboxMetrics,
     }).dashboard;
+
+    for (const [key, value] of Object.entries(props.tags ?? {})) Tags.of(this).add(key, value);
+  }
+
+  /**
+   * Let `grantee` read the stored messages (GetObject under the message prefix, and decrypt
+   * with the bucket's key when SSE-KMS is used): for the consumers of `Email Stored`.
+   */
+  public grantReadMessages(grantee: iam.IGrantable): iam.Grant {
+    return this.bucket.grantRead(grantee, `${this.messagePrefix}*`);
+  }
+
+  /**
+   * Route every `Email Stored` event (optionally only some mailboxes') to `target`: a rule on
+   * the bus, in this construct. Call it once per id.
+   */
+  public onEmailStored(id: string, target: events.IRuleTarget, options: { mailboxIds?: readonly string[] } = {}): events.Rule {
+    return emailStoredRule(this, id, { eventBus: this.eventBus, target, ...options });
   }
 
   /** The tick (requested or the default); a warning names the mailboxes it does not divide. */
