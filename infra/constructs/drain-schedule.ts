@@ -57,6 +57,11 @@ export class DrainSchedule {
       reason:
         'This queue is itself the dead-letter queue of the schedule rule target: it holds undelivered ticks for an operator to see (the ScheduleDeadLetterQueueNotEmpty alarm); a tick is never redriven, the next one replaces it.',
     });
+    Validations.of(this.deadLetterQueue).acknowledge({
+      id: 'Serverless::Serverless-SQSRedrivePolicy',
+      reason:
+        'This queue is itself the dead-letter queue of the schedule rule target: undelivered ticks wait here for an operator (the ScheduleDeadLetterQueueNotEmpty alarm); they are never redriven, since the next tick replaces them.',
+    });
     this.rule = new events.Rule(scope, 'Schedule', {
       description: `popdrain: enqueue the due mailboxes every ${props.tickMinutes} minute(s)`,
       schedule: events.Schedule.expression(scheduleExpression(props.tickMinutes)),

@@ -143,6 +143,16 @@ export class DrainerFunction {
       },
     });
     this.function.addEventSource(new SqsEventSource(queue, { batchSize: 1, reportBatchItemFailures: true, maxConcurrency }));
+    Validations.of(this.function).acknowledge({
+      id: 'Serverless::Serverless-LambdaDLQ',
+      reason:
+        'The drainer is invoked only by its SQS event source mapping, synchronously; a Lambda dead-letter queue applies to asynchronous invocations only. Failed drain requests go to the FIFO dead-letter queue of the drain queue after maxReceiveCount receives.',
+    });
+    Validations.of(this.function).acknowledge({
+      id: 'Serverless::Serverless-LambdaEventSourceMappingDestination',
+      reason:
+        'On-failure destinations of event source mappings exist for stream and Kafka sources, not SQS: a failed drain request stays in its queue with a growing visibility timeout and moves to the FIFO dead-letter queue after maxReceiveCount receives (the DeadLetterQueueNotEmpty alarm).',
+    });
   }
 
   /** Put, head and abort-upload under the message prefix; the bucket's key when SSE-KMS is used. */

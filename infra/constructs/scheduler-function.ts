@@ -5,7 +5,7 @@
  * Builds in the given scope (the PopDrain) through LambdaDefaults, so its function, role and
  * log group keep their logical IDs (`<PopDrain>/Scheduler`, `SchedulerRole`, `SchedulerLogs`).
  */
-import { Duration } from 'aws-cdk-lib';
+import { Duration, Validations } from 'aws-cdk-lib';
 import type * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import type { NodejsFunction } from 'aws-cdk-lib/aws-lambda-nodejs';
@@ -52,6 +52,11 @@ export class SchedulerFunction {
         ...(props.vpcQueue === undefined ? {} : { POPDRAIN_VPC_QUEUE_URL: props.vpcQueue.queueUrl }),
         POPDRAIN_TICK_MINUTES: String(props.tickMinutes),
       },
+    });
+    Validations.of(this.function).acknowledge({
+      id: 'Serverless::Serverless-LambdaDLQ',
+      reason:
+        'A tick holds no data: a failed one is superseded by the next tick, which enqueues every due mailbox again, and the SchedulerErrors alarm reports the failure. Ticks EventBridge cannot deliver go to the schedule rule target dead-letter queue; a Lambda dead-letter queue of failed ticks would hold nothing worth redriving.',
     });
   }
 }
