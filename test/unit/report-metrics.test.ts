@@ -73,8 +73,8 @@ describe('runMetrics', () => {
   });
 
   it('counts failures by error code (the run error once), and marks the run failed or busy', () => {
-    const auth = { code: 'AUTH_FAILED', phase: 'auth', message: '-ERR', retryable: false };
-    const perMessage = { code: 'STORE_FAILED', phase: 'store', message: 'S3 503', retryable: true, uidl: 'u1' };
+    const auth: DrainFailure = { code: 'AUTH_FAILED', phase: 'auth', message: '-ERR', retryable: false };
+    const perMessage: DrainFailure = { code: 'STORE_FAILED', phase: 'store', message: 'S3 503', retryable: true, uidl: 'u1' };
     const run = runMetrics(fullReport({ stopReason: 'auth-failed', error: auth, failures: [perMessage, perMessage] }));
     expect(run.single.map((p) => [p.name, p.value, p.dimensions])).toEqual([
       ['Failures', 2, { errorCode: 'STORE_FAILED' }],
