@@ -15,7 +15,7 @@ import { EventBridgeClient } from '@aws-sdk/client-eventbridge';
 import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { ChangeMessageVisibilityCommand, SendMessageCommand, SQSClient } from '@aws-sdk/client-sqs';
 import type { Context, SQSBatchResponse, SQSEvent, SQSRecord } from 'aws-lambda';
-import { z } from 'zod';
+import * as z from 'zod';
 import { EventBridgeSink } from '../lib/adapters/aws/eventbridge-sink.js';
 import { S3MessageStore } from '../lib/adapters/aws/s3-store.js';
 import { SecretsManagerCredentials } from '../lib/adapters/aws/secrets-manager-credentials.js';
@@ -26,7 +26,7 @@ import { createS3Client } from '../lib/adapters/aws/http-timeouts.js';
 import { MetricUnit } from '@aws-lambda-powertools/metrics';
 import { redriveDelaySeconds } from './failure-backoff.js';
 import { MailboxStanding } from './mailbox-standing.js';
-import { recordReportMetrics } from './report-metrics.js';
+import { recordReportMetrics, runOutcome } from './report-metrics.js';
 import { decideRunVerdict } from './run-verdict.js';
 import { clientConfig, createLedger, createLogger, createMetrics, drainLogger, lazyMailboxes, readEnvironment } from './runtime.js';
 import { DEFAULT_REQUEST_MARKER_TTL_SECONDS, deduplicationId, parseDrainRequest, type DrainRequest } from './schedule.js';
@@ -44,6 +44,8 @@ const env = readEnvironment({
   POPDRAIN_RETENTION_DAYS: z.coerce.number().int().min(1).default(30),
   POPDRAIN_MAX_CONTINUATIONS: z.coerce.number().int().min(0).default(DEFAULT_MAX_CONTINUATIONS),
   POPDRAIN_REQUEST_MARKER_TTL_SECONDS: z.coerce.number().int().min(60).default(DEFAULT_REQUEST_MARKER_TTL_SECONDS),
+  // Opt-in per-mailbox metric series (4 custom metrics per mailbox, billed monthly).
+  POPDRAIN_PER_MAILBOX_METRICS: z.enum(['true', 'false']).default('false'),
 });
 
 const logger = createLogger();
@@ -91,8 +93,13 @@ async function drainOne(record: SQSRecord, request: DrainRequest, context: Conte
     },
     { runId: `${context.awsRequestId}:${record.messageId}`, retentionDays: env.POPDRAIN_RETENTION_DAYS },
   );
-  recordReportMetrics(metrics, report);
-  logger.info('drain report', { report: { ...report, failures: report.failures.slice(0, 20) } });
+  recordReportMetrics(metrics, report, { perMailbox: env.POPDRAIN_PER_MAILBOX_METRICS === 'true' });
+  // The run's one line: what the Contributor Insights rules and the saved query read.
+  logger.info('drain report', {
+    outcome: runOutcome(report),
+    ...(report.error === undefined ? {} : { errorCode: report.error.code }),
+    report: { ...report, failures: report.failures.slice(0, 20) },
+  });
 
   const depth = request.depth ?? 0;
   const verdict = decideRunVerdict({ report, depth, maxDepth: env.POPDRAIN_MAX_CONTINUATIONS });
@@ -157,6 +164,8 @@ async function drainOne(record: SQSRecord, request: DrainRequest, context: Conte
 }
 
 export async function handler(event: SQSEvent, context: Context): Promise<SQSBatchResponse> {
+  // The request id, function name and version, cold start on every log line of this invocation.
+  logger.addContext(context);
   const failures: SQSBatchResponse['batchItemFailures'] = [];
   for (const record of event.Records) {
     // FIFO: once a record fails, the rest of the batch must fail too, to keep the order.

@@ -1,10 +1,41 @@
 /**
- * Metrics (CloudWatch EMF through Powertools) for one drain run. Aggregates carry only the
- * `service` dimension (alarms use them: nothing grows per mailbox); a few carry `mailbox`
- * (dashboards) and failures carry `errorCode`.
+ * Metrics (CloudWatch EMF through Powertools) for one drain run. Every metric carries only
+ * aggregate dimensions: `service`, or `service` + `errorCode` for failures; so their number,
+ * and their price, does not grow with the mailboxes. The mailbox id travels as an EMF property
+ * (searchable in the logs, not a dimension) and in the run's log line, where the Contributor
+ * Insights rules of the deployment find the top mailboxes. Per-mailbox series (`service` +
+ * `mailbox`) are an opt-in: each (metric, mailbox) pair is a custom metric billed every month.
  */
 import { MetricUnit, type Metrics } from '@aws-lambda-powertools/metrics';
 import { NORMAL_STOPS, type DrainReport } from '../lib/drain/report.js';
+
+type Unit = (typeof MetricUnit)[keyof typeof MetricUnit];
+
+/** One data point: a name, a unit, a value and the dimensions beyond `service`. */
+export interface MetricPoint {
+  readonly name: string;
+  readonly unit: Unit;
+  readonly value: number;
+  readonly dimensions?: Readonly<Record<string, string>>;
+}
+
+/** What a run publishes: one aggregate blob, single metrics with their own dimensions, EMF properties. */
+export interface RunMetrics {
+  /** Dimension `service` only, published together. */
+  readonly aggregate: readonly MetricPoint[];
+  /** Each with its own dimension (`errorCode`, or `mailbox` when opted in). */
+  readonly single: readonly MetricPoint[];
+  /** EMF properties of the aggregate blob: searchable fields, not dimensions. */
+  readonly properties: Readonly<Record<string, string>>;
+}
+
+export interface RunMetricsOptions {
+  /** Also publish MessagesStored, BytesStored, RunDurationMs, BacklogAgeSeconds per mailbox. @default false */
+  readonly perMailbox?: boolean;
+}
+
+/** The metric names the opt-in per-mailbox series use (4 custom metrics per mailbox). */
+export const PER_MAILBOX_METRICS = ['MessagesStored', 'BytesStored', 'RunDurationMs', 'BacklogAgeSeconds'] as const;
 
 /**
  * A login that a person must fix (what the AuthFailures alarm is for): the POP3 server refused
@@ -17,38 +48,62 @@ export function isAuthFailure(report: DrainReport): boolean {
   return report.stopReason === 'credentials-failed' && report.error?.retryable === false;
 }
 
-export function recordReportMetrics(metrics: Metrics, report: DrainReport): void {
-  const failed = !NORMAL_STOPS.has(report.stopReason) && !report.retryLater;
-  metrics.addMetric('MessagesStored', MetricUnit.Count, report.fetched);
-  metrics.addMetric('BytesStored', MetricUnit.Bytes, report.fetchedBytes);
-  metrics.addMetric('MessagesSkipped', MetricUnit.Count, report.skipped);
-  metrics.addMetric('RunDurationMs', MetricUnit.Milliseconds, report.durationMs);
-  metrics.addMetric('BacklogAgeSeconds', MetricUnit.Seconds, report.backlogAgeSeconds);
-  metrics.addMetric('RunFailures', MetricUnit.Count, failed ? 1 : 0);
-  metrics.addMetric('AuthFailures', MetricUnit.Count, isAuthFailure(report) ? 1 : 0);
-  metrics.addMetric('BusyMailboxes', MetricUnit.Count, report.retryLater ? 1 : 0);
+/** How a run ended, for logs and Contributor Insights: `failed`, `busy` (retry later) or `ok`. */
+export type RunOutcome = 'failed' | 'busy' | 'ok';
 
-  // A single metric is published by each addMetric, which also clears its dimensions: one
-  // single metric per data point, or every point after the first loses the `mailbox`
-  // dimension and lands in the aggregate (service-only) series a second time.
-  const perMailbox = (name: string, unit: Parameters<Metrics['addMetric']>[1], value: number): void => {
-    const m = metrics.singleMetric();
-    m.addDimension('mailbox', report.mailboxId);
-    m.addMetric(name, unit, value);
-  };
-  perMailbox('MessagesStored', MetricUnit.Count, report.fetched);
-  perMailbox('BytesStored', MetricUnit.Bytes, report.fetchedBytes);
-  perMailbox('RunDurationMs', MetricUnit.Milliseconds, report.durationMs);
-  perMailbox('BacklogAgeSeconds', MetricUnit.Seconds, report.backlogAgeSeconds);
+export function runOutcome(report: DrainReport): RunOutcome {
+  if (report.retryLater) return 'busy';
+  return NORMAL_STOPS.has(report.stopReason) ? 'ok' : 'failed';
+}
 
+/** Failures by error code: per-message failures and the run's own error, counted once each. */
+export function failuresByCode(report: DrainReport): Map<string, number> {
   const byCode = new Map<string, number>();
   for (const f of report.failures) byCode.set(f.code, (byCode.get(f.code) ?? 0) + 1);
   if (report.error !== undefined && !report.failures.includes(report.error)) {
     byCode.set(report.error.code, (byCode.get(report.error.code) ?? 0) + 1);
   }
-  for (const [code, count] of byCode) {
+  return byCode;
+}
+
+/** The metrics of one run: a pure decision, unit-tested. */
+export function runMetrics(report: DrainReport, options: RunMetricsOptions = {}): RunMetrics {
+  const outcome = runOutcome(report);
+  const aggregate: MetricPoint[] = [
+    { name: 'MessagesStored', unit: MetricUnit.Count, value: report.fetched },
+    { name: 'BytesStored', unit: MetricUnit.Bytes, value: report.fetchedBytes },
+    { name: 'MessagesSkipped', unit: MetricUnit.Count, value: report.skipped },
+    { name: 'RunDurationMs', unit: MetricUnit.Milliseconds, value: report.durationMs },
+    { name: 'BacklogAgeSeconds', unit: MetricUnit.Seconds, value: report.backlogAgeSeconds },
+    { name: 'RunFailures', unit: MetricUnit.Count, value: outcome === 'failed' ? 1 : 0 },
+    { name: 'AuthFailures', unit: MetricUnit.Count, value: isAuthFailure(report) ? 1 : 0 },
+    { name: 'BusyMailboxes', unit: MetricUnit.Count, value: outcome === 'busy' ? 1 : 0 },
+  ];
+  const single: MetricPoint[] = [];
+  if (options.perMailbox === true) {
+    for (const name of PER_MAILBOX_METRICS) {
+      const point = aggregate.find((p) => p.name === name)!;
+      single.push({ ...point, dimensions: { mailbox: report.mailboxId } });
+    }
+  }
+  for (const [code, count] of failuresByCode(report)) {
+    single.push({ name: 'Failures', unit: MetricUnit.Count, value: count, dimensions: { errorCode: code } });
+  }
+  const properties: Record<string, string> = { mailboxId: report.mailboxId, runId: report.runId, stopReason: report.stopReason, outcome };
+  if (report.error !== undefined) properties.errorCode = report.error.code;
+  return { aggregate, single, properties };
+}
+
+export function recordReportMetrics(metrics: Metrics, report: DrainReport, options: RunMetricsOptions = {}): void {
+  const run = runMetrics(report, options);
+  for (const p of run.aggregate) metrics.addMetric(p.name, p.unit, p.value);
+  for (const [key, value] of Object.entries(run.properties)) metrics.addMetadata(key, value);
+  // Each single metric is published at once with its own dimensions (addMetric on a single
+  // metric flushes and clears them): one per data point, or a later point would lose its
+  // dimension and land in the aggregate series a second time.
+  for (const p of run.single) {
     const m = metrics.singleMetric();
-    m.addDimension('errorCode', code);
-    m.addMetric('Failures', MetricUnit.Count, count);
+    for (const [name, value] of Object.entries(p.dimensions ?? {})) m.addDimension(name, value);
+    m.addMetric(p.name, p.unit, p.value);
   }
 }

@@ -9,7 +9,7 @@ import { Logger } from '@aws-lambda-powertools/logger';
 import { Metrics } from '@aws-lambda-powertools/metrics';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { GetObjectCommand, S3Client } from '@aws-sdk/client-s3';
-import { z } from 'zod';
+import * as z from 'zod';
 import { withHttpTimeouts } from '../lib/adapters/aws/http-timeouts.js';
 import { DynamoDbLedger } from '../lib/adapters/aws/dynamodb-ledger.js';
 import { parseMailboxFile, type ConfiguredMailbox } from '../lib/drain/config.js';

@@ -13,8 +13,8 @@
  */
 import { MetricUnit } from '@aws-lambda-powertools/metrics';
 import { SendMessageBatchCommand, SQSClient, type SendMessageBatchRequestEntry } from '@aws-sdk/client-sqs';
-import type { ScheduledEvent } from 'aws-lambda';
-import { z } from 'zod';
+import type { Context, ScheduledEvent } from 'aws-lambda';
+import * as z from 'zod';
 import type { ConfiguredMailbox } from '../lib/drain/config.js';
 import type { MailboxState } from '../lib/drain/ports.js';
 import { createS3Client } from '../lib/adapters/aws/http-timeouts.js';
@@ -68,14 +68,27 @@ export function isStale(mailbox: ConfiguredMailbox, state: MailboxState | undefi
   return now - last > limitMs;
 }
 
-export async function handler(event: Pick<ScheduledEvent, 'time'>): Promise<TickResult> {
+export async function handler(event: Pick<ScheduledEvent, 'time'>, context?: Context): Promise<TickResult> {
+  // The request id, function name and version, cold start on every log line of this invocation.
+  if (context !== undefined) logger.addContext(context);
   const now = Date.now();
   const tickMinutes = env.POPDRAIN_TICK_MINUTES;
   const tick = tickStart(new Date(event.time ?? now), tickMinutes);
   const tickIso = tick.toISOString();
   const all = (await mailboxDirectory()).all;
   const stateById = await ledger.mailboxStates(all.map((m) => m.id));
-  const stale = all.filter((m) => isStale(m, stateById.get(m.id), now, env.POPDRAIN_STALE_AFTER_INTERVALS)).length;
+  const staleMailboxes = all.filter((m) => isStale(m, stateById.get(m.id), now, env.POPDRAIN_STALE_AFTER_INTERVALS));
+  const stale = staleMailboxes.length;
+  // One line per stale mailbox (none when all is well): the StaleMailboxes Contributor
+  // Insights rule names them, so the aggregate alarm needs no per-mailbox metric.
+  for (const m of staleMailboxes) {
+    const state = stateById.get(m.id);
+    logger.warn('mailbox stale', {
+      mailboxId: m.id,
+      everyMinutes: m.everyMinutes,
+      lastSuccessAt: state?.lastSuccessAt === undefined ? undefined : new Date(state.lastSuccessAt).toISOString(),
+    });
+  }
 
   const due = all.filter((m) => isDue(m.id, m.everyMinutes, tick, tickMinutes));
   const holders = await ledger.leaseHolders(

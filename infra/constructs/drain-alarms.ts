@@ -12,7 +12,8 @@ import type * as lambda from 'aws-cdk-lib/aws-lambda';
 import type * as sns from 'aws-cdk-lib/aws-sns';
 import type * as sqs from 'aws-cdk-lib/aws-sqs';
 import type { Construct } from 'constructs';
-import { popdrainMetric } from './metrics.js';
+import { FAILURE_CLASSES, failureClassExpression } from './failure-classes.js';
+import { failureMetric, popdrainMetric } from './metrics.js';
 
 export interface DrainAlarmsProps {
   readonly deadLetterQueue: sqs.IQueue;
@@ -24,6 +25,8 @@ export interface DrainAlarmsProps {
   readonly scheduler: lambda.IFunction;
   /** The scheduler's tick: the stale-mailbox alarm's period is two ticks (at least 5 minutes). */
   readonly tickMinutes: number;
+  /** Ticks EventBridge could not deliver to the scheduler. @default - no alarm */
+  readonly scheduleDeadLetterQueue?: sqs.IQueue;
   /** Where ALARM and OK notifications go. @default - alarms without actions */
   readonly alarmTopic?: sns.ITopic;
 }
@@ -34,12 +37,13 @@ export class DrainAlarms {
 
   constructor(scope: Construct, props: DrainAlarmsProps) {
     const alarms: cloudwatch.Alarm[] = [];
-    const alarm = (id: string, metric: cloudwatch.IMetric, description: string, treatMissingData = cloudwatch.TreatMissingData.NOT_BREACHING): void => {
+    const alarm = (id: string, metric: cloudwatch.IMetric, description: string, treatMissingData = cloudwatch.TreatMissingData.NOT_BREACHING, periods = 1): void => {
       const created = new cloudwatch.Alarm(scope, id, {
         metric,
         threshold: 0,
         comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
-        evaluationPeriods: 1,
+        evaluationPeriods: periods,
+        datapointsToAlarm: periods,
         treatMissingData,
         alarmDescription: `${description} See docs/deploy.md, "Alarms".`,
       });
@@ -74,6 +78,35 @@ export class DrainAlarms {
       cloudwatch.TreatMissingData.BREACHING,
     );
     alarm('AuthFailures', popdrainMetric('AuthFailures', 'Sum'), 'A POP3 server or token endpoint refused a mailbox login.');
+
+    // Run failures by error code, in the classes an operator acts on (failure-classes.ts);
+    // the Contributor Insights rule "failures" names the mailboxes.
+    for (const c of FAILURE_CLASSES) {
+      const usingMetrics = Object.fromEntries(c.codes.map((code, i) => [`m${i}`, failureMetric(code)]));
+      alarm(
+        c.alarmId,
+        new cloudwatch.MathExpression({ expression: failureClassExpression(c.codes), usingMetrics, label: c.alarmId, period: five }),
+        `${c.description} Codes: ${c.codes.join(', ')}.`,
+        cloudwatch.TreatMissingData.NOT_BREACHING,
+        c.periods,
+      );
+    }
+    // Throttles: a reserved concurrency or the account's pool too small for the fleet.
+    const throttled: Array<[string, lambda.IFunction | undefined]> = [
+      ['SchedulerThrottles', props.scheduler],
+      ['DrainerThrottles', props.drainer],
+      ['VpcDrainerThrottles', props.vpcDrainer],
+    ];
+    for (const [id, fn] of throttled) {
+      if (fn !== undefined) alarm(id, fn.metricThrottles({ period: five, statistic: 'Sum' }), 'Lambda throttled the function: raise its reserved concurrency or the account quota.');
+    }
+    if (props.scheduleDeadLetterQueue !== undefined) {
+      alarm(
+        'ScheduleDeadLetterQueueNotEmpty',
+        props.scheduleDeadLetterQueue.metricApproximateNumberOfMessagesVisible({ period: five, statistic: 'Maximum' }),
+        'EventBridge could not invoke the scheduler for a tick within its maximum event age: those ticks enqueued nothing.',
+      );
+    }
     this.alarms = alarms;
   }
 }

@@ -1,15 +1,19 @@
 /**
  * The CloudWatch dashboard: aggregate metrics, failures by error code, and per-mailbox top
- * lists found with search expressions (so it does not grow with the number of mailboxes).
+ * lists from the Contributor Insights rules (so it does not grow with the number of
+ * mailboxes, and needs no per-mailbox metric), with links to those rules and to the saved
+ * Logs Insights query for one mailbox. With the opt-in per-mailbox metrics, their top lists
+ * (search expressions) are added.
  *
  * Builds in the given scope (the PopDrain), not in a construct of its own, so the dashboard
  * keeps its logical ID (`<PopDrain>/Dashboard`).
  */
-import { Duration } from 'aws-cdk-lib';
+import { Aws, Duration } from 'aws-cdk-lib';
 import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import type * as lambda from 'aws-cdk-lib/aws-lambda';
 import type * as sqs from 'aws-cdk-lib/aws-sqs';
 import type { Construct } from 'constructs';
+import { InsightRuleWidget, type DrainInsightRule } from './insight-rules.js';
 import { METRIC_NAMESPACE, popdrainMetric, SERVICE_NAME } from './metrics.js';
 
 export interface DrainDashboardProps {
@@ -22,6 +26,22 @@ export interface DrainDashboardProps {
   readonly deadLetterQueues: readonly sqs.IQueue[];
   /** @default - a name CloudFormation generates */
   readonly dashboardName?: string;
+  /** The Contributor Insights rules: top backlog age, failures, bytes, stale (insight-rules.ts). */
+  readonly insightRules: readonly DrainInsightRule[];
+  /** The saved Logs Insights query for one mailbox. */
+  readonly mailboxQueryName: string;
+  /** Add the top lists of the opt-in per-mailbox metrics. @default false */
+  readonly perMailboxMetrics?: boolean;
+}
+
+/** Markdown links to the Contributor Insights rules and the saved query (console URLs). */
+export function operatorLinks(insightRules: readonly Pick<DrainInsightRule, 'ruleName' | 'title'>[], mailboxQueryName: string, region: string): string {
+  const console = `https://console.aws.amazon.com/cloudwatch/home?region=${region}`;
+  return [
+    '### Per mailbox',
+    ...insightRules.map((r) => `* [${r.title}](${console}#contributor-insights:rules/${encodeURIComponent(r.ruleName)}) (Contributor Insights rule \`${r.ruleName}\`)`),
+    `* One mailbox's runs: [Logs Insights](${console}#logsV2:logs-insights) → Saved queries → \`${mailboxQueryName}\` (replace MAILBOX-ID)`,
+  ].join('\n');
 }
 
 const W = 8;
@@ -40,6 +60,12 @@ function search(dimensions: string, metricName: string, statistic: string, label
     label,
     period: Duration.minutes(5),
   });
+}
+
+function insightWidget(rules: readonly DrainInsightRule[], suffix: string): InsightRuleWidget {
+  const rule = rules.find((r) => r.ruleName.endsWith(`-${suffix}`));
+  if (rule === undefined) throw new Error(`PopDrain: no Contributor Insights rule "${suffix}"`);
+  return new InsightRuleWidget(rule.ruleName, rule.title, W, H);
 }
 
 export class DrainDashboard {
@@ -71,7 +97,7 @@ export class DrainDashboard {
         left: [m('BacklogAgeSeconds', 'Maximum', 'backlog age max')],
         right: [m('RunDurationMs', 'p50', 'run p50'), m('RunDurationMs', 'Maximum', 'run max')],
       }),
-      new cloudwatch.GraphWidget({ title: 'Top 10 mailboxes by backlog age (s)', width: W, height: H, left: [search('service,mailbox', 'BacklogAgeSeconds', 'Maximum', 'backlog age', 10)] }),
+      insightWidget(props.insightRules, 'backlog-age'),
     );
     dashboard.addWidgets(
       new cloudwatch.GraphWidget({
@@ -87,8 +113,19 @@ export class DrainDashboard {
         height: H,
         left: props.deadLetterQueues.map((q) => q.metricApproximateNumberOfMessagesVisible({ statistic: 'Maximum' })),
       }),
-      new cloudwatch.GraphWidget({ title: 'Top 10 mailboxes by messages stored', width: W, height: H, left: [search('service,mailbox', 'MessagesStored', 'Sum', 'stored', 10)] }),
+      insightWidget(props.insightRules, 'bytes'),
     );
+    dashboard.addWidgets(
+      insightWidget(props.insightRules, 'failures'),
+      insightWidget(props.insightRules, 'stale'),
+      new cloudwatch.TextWidget({ markdown: operatorLinks(props.insightRules, props.mailboxQueryName, Aws.REGION), width: W, height: H }),
+    );
+    if (props.perMailboxMetrics === true) {
+      dashboard.addWidgets(
+        new cloudwatch.GraphWidget({ title: 'Top 10 mailboxes by backlog age (s), per-mailbox metrics', width: 12, height: H, left: [search('service,mailbox', 'BacklogAgeSeconds', 'Maximum', 'backlog age', 10)] }),
+        new cloudwatch.GraphWidget({ title: 'Top 10 mailboxes by messages stored, per-mailbox metrics', width: 12, height: H, left: [search('service,mailbox', 'MessagesStored', 'Sum', 'stored', 10)] }),
+      );
+    }
     dashboard.addWidgets(
       new cloudwatch.GraphWidget({
         title: 'Lambda errors and throttles',

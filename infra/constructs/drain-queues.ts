@@ -5,7 +5,7 @@
  * Builds in the given scope (the PopDrain), not in a construct of its own, so the queues keep
  * their logical IDs (`<PopDrain>/<name>Queue`, `<PopDrain>/<name>DeadLetterQueue`).
  */
-import { Duration } from 'aws-cdk-lib';
+import { Duration, Validations } from 'aws-cdk-lib';
 import * as sqs from 'aws-cdk-lib/aws-sqs';
 import type { Construct } from 'constructs';
 
@@ -36,6 +36,11 @@ export class DrainQueues {
       encryption: sqs.QueueEncryption.SQS_MANAGED,
       enforceSSL: true,
       retentionPeriod: Duration.days(14),
+    });
+    Validations.of(this.deadLetterQueue).acknowledge({
+      id: 'Serverless::Serverless-SQSRedrivePolicy',
+      reason:
+        'This FIFO queue is itself the dead-letter queue of the drain queue: a request lands here after maxReceiveCount failed runs, for an operator (the DeadLetterQueueNotEmpty alarm) to redrive or purge; a redrive policy of its own would only move it to a third queue nobody reads.',
     });
     this.queue = new sqs.Queue(scope, `${props.name}Queue`, {
       fifo: true,

@@ -72,6 +72,8 @@ export interface DrainerFunctionProps {
   readonly maxContinuations?: number;
   /** How long a request marker holds a mailbox (`POPDRAIN_REQUEST_MARKER_TTL_SECONDS`). */
   readonly requestMarkerTtl: Duration;
+  /** Publish the opt-in per-mailbox metric series. @default false */
+  readonly perMailboxMetrics?: boolean;
 }
 
 export class DrainerFunction {
@@ -152,6 +154,7 @@ export class DrainerFunction {
         POPDRAIN_RETENTION_DAYS: String(retentionDays),
         POPDRAIN_MAX_CONTINUATIONS: String(maxContinuations),
         POPDRAIN_REQUEST_MARKER_TTL_SECONDS: String(props.requestMarkerTtl.toSeconds()),
+        POPDRAIN_PER_MAILBOX_METRICS: props.perMailboxMetrics === true ? 'true' : 'false',
       },
     });
     // The drainer sends continuations to the queue that triggers it: SQS -> Lambda -> SQS is the
@@ -160,6 +163,16 @@ export class DrainerFunction {
     // which LambdaDefaults takes, has no recursiveLoop: set on the CloudFormation resource.)
     (this.function.node.defaultChild as lambda.CfnFunction).recursiveLoop = RECURSIVE_LOOP_ALLOW;
     this.function.addEventSource(new SqsEventSource(queue, { batchSize: 1, reportBatchItemFailures: true, maxConcurrency }));
+    Validations.of(this.function).acknowledge({
+      id: 'Serverless::Serverless-LambdaDLQ',
+      reason:
+        'The drainer is invoked only by its SQS event source mapping, synchronously; a Lambda dead-letter queue applies to asynchronous invocations only. Failed drain requests go to the FIFO dead-letter queue of the drain queue after maxReceiveCount receives.',
+    });
+    Validations.of(this.function).acknowledge({
+      id: 'Serverless::Serverless-LambdaEventSourceMappingDestination',
+      reason:
+        'On-failure destinations of event source mappings exist for stream and Kafka sources, not SQS: a failed drain request stays in its queue with a growing visibility timeout and moves to the FIFO dead-letter queue after maxReceiveCount receives (the DeadLetterQueueNotEmpty alarm).',
+    });
   }
 
   /** Put, head and abort-upload under the message prefix; the bucket's key when SSE-KMS is used. */

@@ -7,13 +7,14 @@
  */
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { RemovalPolicy } from 'aws-cdk-lib';
+import { RemovalPolicy, Validations } from 'aws-cdk-lib';
 import type * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
 import { NodejsFunction, OutputFormat } from 'aws-cdk-lib/aws-lambda-nodejs';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import type { Construct } from 'constructs';
+import { LAMBDA_BUNDLE } from './lambda-bundle.js';
 import { BUNDLED_CONFIG_NAME, type MailboxConfigDelivery } from './mailbox-config.js';
 import { METRIC_NAMESPACE, SERVICE_NAME } from './metrics.js';
 import type { PopDrainLogLevel } from './pop-drain-props.js';
@@ -23,13 +24,6 @@ const PROJECT_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..'
 export const SCHEDULER_ENTRY = join(PROJECT_ROOT, 'lambdas', 'scheduler.ts');
 export const DRAINER_ENTRY = join(PROJECT_ROOT, 'lambdas', 'drainer.ts');
 const LOCK_FILE = join(PROJECT_ROOT, 'package-lock.json');
-
-/**
- * ESM bundles still meet CommonJS dependencies that call `require` (Node built-ins): give them
- * one. The name is unusual so no bundled module's own top-level binding collides with it.
- */
-const CREATE_REQUIRE_BANNER =
-  "import { createRequire as __popdrainCreateRequire } from 'node:module'; const require = __popdrainCreateRequire(import.meta.url);";
 
 function shellQuote(path: string): string {
   return process.platform === 'win32' ? `"${path}"` : `'${path.replace(/'/g, `'\\''`)}'`;
@@ -57,6 +51,8 @@ export interface LambdaDefaultsProps {
   readonly logLevel?: PopDrainLogLevel;
   /** Of the log groups. @default RemovalPolicy.RETAIN */
   readonly removalPolicy?: RemovalPolicy;
+  /** Active X-Ray tracing of every function. @default true */
+  readonly tracing?: boolean;
 }
 
 export class LambdaDefaults {
@@ -117,8 +113,17 @@ export class LambdaDefaults {
     if (runtime.family !== lambda.RuntimeFamily.NODEJS) throw new Error(`PopDrain: runtime must be a Node.js runtime, not ${runtime.name}`);
     const config = this.props.config;
     const staged = config.stagedPath;
+    const tracing = this.props.tracing !== false;
+    if (tracing) {
+      Validations.of(role).acknowledge({
+        id: 'AwsSolutions-IAM5[Resource::*]',
+        reason:
+          'Active tracing: Lambda adds xray:PutTraceSegments and xray:PutTelemetryRecords, which support no resource-level permissions (the X-Ray documentation lists the resource as *); nothing else in this role is granted on every resource.',
+      });
+    }
     return new NodejsFunction(this.scope, id, {
       ...options,
+      tracing: tracing ? lambda.Tracing.ACTIVE : lambda.Tracing.DISABLED,
       entry,
       handler: 'handler',
       runtime,
@@ -130,11 +135,10 @@ export class LambdaDefaults {
       bundling: {
         forceDockerBundling: false,
         format: OutputFormat.ESM,
-        mainFields: ['module', 'main'],
-        banner: CREATE_REQUIRE_BANNER,
-        minify: true,
-        sourceMap: true,
-        sourcesContent: false,
+        mainFields: [...LAMBDA_BUNDLE.mainFields],
+        banner: LAMBDA_BUNDLE.banner,
+        minify: LAMBDA_BUNDLE.minify,
+        sourceMap: LAMBDA_BUNDLE.sourceMap,
         // Bundle the AWS SDK too: the exact versions package-lock.json pins and the tests ran.
         externalModules: [],
         ...(config.asset === undefined

@@ -12,7 +12,7 @@ import type { Construct } from 'constructs';
 export interface LedgerTableProps {
   /**
    * An existing table: partition key `pk` (string), sort key `sk` (string), TTL on `expiresAt`.
-   * @default - a new table: on-demand, point-in-time recovery, TTL `expiresAt`
+   * @default - a new table: on-demand, point-in-time recovery, TTL `expiresAt`, deletion protection
    */
   readonly table?: dynamodb.ITable;
   /** @default RemovalPolicy.RETAIN */
@@ -32,6 +32,8 @@ export class LedgerTable {
         pointInTimeRecoverySpecification: { pointInTimeRecoveryEnabled: true },
         timeToLiveAttribute: 'expiresAt',
         removalPolicy: props.removalPolicy ?? RemovalPolicy.RETAIN,
+        // A table the stack may destroy must be deletable; otherwise guard it against deletion.
+        deletionProtection: props.removalPolicy !== RemovalPolicy.DESTROY,
       });
   }
 }

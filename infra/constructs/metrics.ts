@@ -1,6 +1,7 @@
 /**
  * The metrics the Lambdas publish with Powertools Metrics, as CloudWatch sees them: one
- * namespace, one `service` dimension (per-mailbox and per-error-code series add dimensions).
+ * namespace, one `service` dimension (failures add `errorCode`; the opt-in per-mailbox series add
+ * `mailbox`).
  */
 import { Duration } from 'aws-cdk-lib';
 import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
@@ -16,6 +17,17 @@ export function popdrainMetric(metricName: string, statistic: string, period = D
     metricName,
     dimensionsMap: { service: SERVICE_NAME },
     statistic,
+    period,
+  });
+}
+
+/** The `Failures` metric of one error code (dimensions `service` + `errorCode`). */
+export function failureMetric(errorCode: string, period = Duration.minutes(5)): cloudwatch.Metric {
+  return new cloudwatch.Metric({
+    namespace: METRIC_NAMESPACE,
+    metricName: 'Failures',
+    dimensionsMap: { service: SERVICE_NAME, errorCode },
+    statistic: 'Sum',
     period,
   });
 }

@@ -137,7 +137,7 @@ export interface PopDrainProps {
 
   /**
    * An existing event bus to publish to.
-   * @default - a new custom bus with an archive of every `source: popdrain` event
+   * @default - a new custom bus with a retained archive of `Email Stored` and `Email Skipped`
    */
   readonly eventBus?: IEventBus;
 
@@ -173,6 +173,13 @@ export interface PopDrainProps {
    * @default Runtime.NODEJS_24_X
    */
   readonly runtime?: Runtime;
+
+  /**
+   * Active X-Ray tracing of both functions (Lambda's own segments: invocation, init, the
+   * handler; the SDK calls are not instrumented, which would cost cold-start time).
+   * @default true
+   */
+  readonly tracing?: boolean;
 
   /**
    * Retention of both functions' log groups.
@@ -263,6 +270,22 @@ export interface PopDrainProps {
    * @default - alarms without actions (visible in the console and the dashboard)
    */
   readonly alarmTopic?: ITopic;
+
+  /**
+   * Also publish `MessagesStored`, `BytesStored`, `RunDurationMs` and `BacklogAgeSeconds` with
+   * a `mailbox` dimension (`POPDRAIN_PER_MAILBOX_METRICS`). Each (metric, mailbox) pair is a
+   * CloudWatch custom metric: 4 per mailbox, $0.30 each a month at list price (us-east-1,
+   * first 10,000), so $1,200 a month per 1,000 mailboxes (infra/cost-model.ts). Without it the
+   * Contributor Insights rules and the saved Logs Insights query give the per-mailbox view.
+   * @default false
+   */
+  readonly perMailboxMetrics?: boolean;
+
+  /**
+   * Tags applied to every resource the construct creates (cost allocation, ownership).
+   * @default - none
+   */
+  readonly tags?: Readonly<Record<string, string>>;
 
   /**
    * The CloudWatch dashboard's name.

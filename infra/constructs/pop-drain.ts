@@ -3,13 +3,14 @@
  *
  *   EventBridge rule (every tickMinutes) -> scheduler Lambda -> SQS FIFO queue (one message per
  *   due mailbox; group = mailbox id) -> drainer Lambda (batch size 1) -> S3 (raw messages),
- *   DynamoDB (UIDL ledger and leases), EventBridge (events, archived for replay).
+ *   DynamoDB (UIDL ledger and leases), EventBridge (events; Email Stored/Skipped archived).
  *
  * The mailbox file is read and validated at synth time with lib/drain/config.ts; a mailbox
  * the deployment cannot serve (a login not in Secrets Manager, a VPC placement without a VPC)
  * aborts synth with a message naming the mailbox and the field. Nothing here grows with the
  * number of mailboxes except the list of secret ARNs the drainer may read: alarms watch the
- * aggregate metrics, and the dashboard finds per-mailbox series with search expressions.
+ * aggregate metrics, and Contributor Insights rules over the run log lines rank mailboxes
+ * (per-mailbox metric series are an opt-in prop).
  *
  * Each concern lives in its own file, in the order this constructor composes them:
  * message-storage, ledger-table, drain-events, mailbox-config, drain-queues, lambda-defaults,
@@ -18,13 +19,15 @@
  * construct path, and therefore the logical ID, it had when this file held them all: a
  * deployed stack is updated in place, never replaced.
  */
-import { Annotations, Duration } from 'aws-cdk-lib';
+import { Annotations, Duration, Tags } from 'aws-cdk-lib';
 import type * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import type * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
+import type * as iam from 'aws-cdk-lib/aws-iam';
 import * as events from 'aws-cdk-lib/aws-events';
-import * as targets from 'aws-cdk-lib/aws-events-targets';
+import { emailStoredRule } from './email-routing.js';
 import type * as kms from 'aws-cdk-lib/aws-kms';
 import type { NodejsFunction } from 'aws-cdk-lib/aws-lambda-nodejs';
+import type * as logs from 'aws-cdk-lib/aws-logs';
 import type * as s3 from 'aws-cdk-lib/aws-s3';
 import type { Asset } from 'aws-cdk-lib/aws-s3-assets';
 import type * as sqs from 'aws-cdk-lib/aws-sqs';
@@ -35,9 +38,12 @@ import { DrainAlarms } from './drain-alarms.js';
 import { DrainDashboard } from './drain-dashboard.js';
 import { DrainEvents } from './drain-events.js';
 import { DrainQueues, VISIBILITY_TIMEOUT_FACTOR } from './drain-queues.js';
+import { DrainSchedule } from './drain-schedule.js';
 import { DrainerFunction } from './drainer-function.js';
 import { LambdaDefaults } from './lambda-defaults.js';
+import { DrainInsightRules, type DrainInsightRule } from './insight-rules.js';
 import { LedgerTable } from './ledger-table.js';
+import { MailboxLogQuery } from './mailbox-log-query.js';
 import { MailboxConfigDelivery } from './mailbox-config.js';
 import { MessageStorage } from './message-storage.js';
 import type { PopDrainProps } from './pop-drain-props.js';
@@ -77,11 +83,17 @@ export class PopDrain extends Construct {
   public readonly drainerFunction: NodejsFunction;
   public readonly vpcDrainerFunction?: NodejsFunction;
   public readonly scheduleRule: events.Rule;
+  /** Ticks EventBridge could not deliver to the scheduler. */
+  public readonly scheduleDeadLetterQueue: sqs.Queue;
   /** The mailbox file as an S3 asset (`configDelivery: 's3'` only). */
   public readonly configAsset?: Asset;
   /** Every alarm; a fixed set, whatever the number of mailboxes. */
   public readonly alarms: readonly cloudwatch.Alarm[];
   public readonly dashboard: cloudwatch.Dashboard;
+  /** Contributor Insights rules: top mailboxes by backlog age, failures, bytes; stale mailboxes. */
+  public readonly insightRules: readonly DrainInsightRule[];
+  /** The saved Logs Insights query for one mailbox's runs. */
+  public readonly mailboxLogQuery: logs.QueryDefinition;
 
   constructor(scope: Construct, id: string, props: PopDrainProps) {
     super(scope, id);
@@ -151,6 +163,7 @@ export class PopDrain extends Construct {
       ledgerRetentionDays: props.ledgerRetentionDays,
       maxContinuations: props.maxContinuations,
       requestMarkerTtl,
+      perMailboxMetrics: props.perMailboxMetrics,
     };
     this.drainerFunction = new DrainerFunction({
       ...drainer,
@@ -170,25 +183,26 @@ export class PopDrain extends Construct {
       }).function;
     }
 
-    this.scheduleRule = new events.Rule(this, 'Schedule', {
-      description: `popdrain: enqueue the due mailboxes every ${this.tickMinutes} minute(s)`,
-      schedule: events.Schedule.rate(Duration.minutes(this.tickMinutes)),
-      targets: [
-        new targets.LambdaFunction(this.schedulerFunction, {
-          retryAttempts: 2,
-          maxEventAge: Duration.minutes(Math.max(this.tickMinutes, 1) * 2),
-        }),
-      ],
-    });
+    const schedule = new DrainSchedule(this, { scheduler: this.schedulerFunction, tickMinutes: this.tickMinutes });
+    this.scheduleRule = schedule.rule;
+    this.scheduleDeadLetterQueue = schedule.deadLetterQueue;
 
     // ---- operations --------------------------------------------------------------------------
     const drainers = [this.drainerFunction, ...(this.vpcDrainerFunction === undefined ? [] : [this.vpcDrainerFunction])];
+    const logGroupOf = (fn: NodejsFunction): logs.ILogGroup => fn.logGroup;
+    this.insightRules = new DrainInsightRules(this, {
+      drainerLogGroupNames: drainers.map((fn) => logGroupOf(fn).logGroupName),
+      schedulerLogGroupName: logGroupOf(this.schedulerFunction).logGroupName,
+    }).rules;
+    const mailboxQuery = new MailboxLogQuery(this, { logGroups: [...drainers, this.schedulerFunction].map(logGroupOf) });
+    this.mailboxLogQuery = mailboxQuery.queryDefinition;
     this.alarms = new DrainAlarms(this, {
       deadLetterQueue: this.deadLetterQueue,
       vpcDeadLetterQueue: this.vpcDeadLetterQueue,
       drainer: this.drainerFunction,
       vpcDrainer: this.vpcDrainerFunction,
       scheduler: this.schedulerFunction,
+      scheduleDeadLetterQueue: this.scheduleDeadLetterQueue,
       tickMinutes: this.tickMinutes,
       alarmTopic: props.alarmTopic,
     }).alarms;
@@ -198,7 +212,28 @@ export class PopDrain extends Construct {
       queues: [this.queue, ...(this.vpcQueue === undefined ? [] : [this.vpcQueue])],
       deadLetterQueues: [this.deadLetterQueue, ...(this.vpcDeadLetterQueue === undefined ? [] : [this.vpcDeadLetterQueue])],
       dashboardName: props.dashboardName,
+      insightRules: this.insightRules,
+      mailboxQueryName: mailboxQuery.queryDefinitionName,
+      perMailboxMetrics: props.perMailboxMetrics,
     }).dashboard;
+
+    for (const [key, value] of Object.entries(props.tags ?? {})) Tags.of(this).add(key, value);
+  }
+
+  /**
+   * Let `grantee` read the stored messages (GetObject under the message prefix, and decrypt
+   * with the bucket's key when SSE-KMS is used): for the consumers of `Email Stored`.
+   */
+  public grantReadMessages(grantee: iam.IGrantable): iam.Grant {
+    return this.bucket.grantRead(grantee, `${this.messagePrefix}*`);
+  }
+
+  /**
+   * Route every `Email Stored` event (optionally only some mailboxes') to `target`: a rule on
+   * the bus, in this construct. Call it once per id.
+   */
+  public onEmailStored(id: string, target: events.IRuleTarget, options: { mailboxIds?: readonly string[] } = {}): events.Rule {
+    return emailStoredRule(this, id, { eventBus: this.eventBus, target, ...options });
   }
 
   /** The tick (requested or the default); a warning names the mailboxes it does not divide. */

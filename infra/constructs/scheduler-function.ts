@@ -5,7 +5,7 @@
  * Builds in the given scope (the PopDrain) through LambdaDefaults, so its function, role and
  * log group keep their logical IDs (`<PopDrain>/Scheduler`, `SchedulerRole`, `SchedulerLogs`).
  */
-import { Duration } from 'aws-cdk-lib';
+import { Duration, Validations } from 'aws-cdk-lib';
 import type * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import type { NodejsFunction } from 'aws-cdk-lib/aws-lambda-nodejs';
@@ -64,6 +64,11 @@ export class SchedulerFunction {
         POPDRAIN_TICK_MINUTES: String(props.tickMinutes),
         POPDRAIN_REQUEST_MARKER_TTL_SECONDS: String(props.requestMarkerTtl.toSeconds()),
       },
+    });
+    Validations.of(this.function).acknowledge({
+      id: 'Serverless::Serverless-LambdaDLQ',
+      reason:
+        'A tick holds no data: a failed one is superseded by the next tick, which enqueues every due mailbox again, and the SchedulerErrors alarm reports the failure. Ticks EventBridge cannot deliver go to the schedule rule target dead-letter queue; a Lambda dead-letter queue of failed ticks would hold nothing worth redriving.',
     });
   }
 }

@@ -7,6 +7,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Validations } from 'aws-cdk-lib';
 import * as s3 from 'aws-cdk-lib/aws-s3';
+import * as sqs from 'aws-cdk-lib/aws-sqs';
+import { ServerlessChecks } from 'cdk-nag';
 import type { IConstruct } from 'constructs';
 import { describe, expect, it } from 'vitest';
 import { createPopDrainApp } from '../../infra/popdrain-stack.js';
@@ -37,7 +39,7 @@ describe('example app under AwsSolutions checks', () => {
     const acks = acknowledgments(app);
     expect(acks.length).toBeGreaterThan(0);
     for (const ack of acks) {
-      expect(ack.id.replace(/^Annotation::/i, ''), ack.path).toMatch(/^AwsSolutions-[A-Z0-9]+(\[.+\])?$/);
+      expect(ack.id.replace(/^Annotation::/i, ''), ack.path).toMatch(/^(AwsSolutions-[A-Z0-9]+(\[.+\])?|Serverless::Serverless-[A-Za-z]+)$/);
       expect(ack.reason.length, `${ack.path} ${ack.id}`).toBeGreaterThanOrEqual(80);
       expect(ack.reason, `${ack.path} ${ack.id}`).not.toMatch(/\b(todo|tbd|fixme|n\/a|not needed|ignore)\b/i);
       // Placed on the construct it is about, never on the stack or the app.
@@ -49,5 +51,20 @@ describe('example app under AwsSolutions checks', () => {
     const { app, stack } = createPopDrainApp({ appProps: { outdir: outdir(), context: { ...cdkJsonContext(), 'aws:cdk:bundling-stacks': [] } } });
     new s3.Bucket(stack, 'Unchecked');
     expect(() => app.synth()).toThrow(/AwsSolutions-S1|AwsSolutions-S10|Validation failed/);
+  });
+});
+
+describe('example app under the Serverless checks too', () => {
+  it('synthesizes with zero unacknowledged findings of both packs', () => {
+    const { app } = createPopDrainApp({ appProps: { outdir: outdir(), context: { ...cdkJsonContext(), 'aws:cdk:bundling-stacks': [] } } });
+    Validations.of(app).addPlugins(new ServerlessChecks(app));
+    expect(app.synth().getStackByName('PopDrainStack').template.Resources).toBeDefined();
+  }, 120_000);
+
+  it('the Serverless checks are live: a queue without a redrive policy fails synth', () => {
+    const { app, stack } = createPopDrainApp({ appProps: { outdir: outdir(), context: { ...cdkJsonContext(), 'aws:cdk:bundling-stacks': [] } } });
+    Validations.of(app).addPlugins(new ServerlessChecks(app));
+    new sqs.Queue(stack, 'NoRedrive', { enforceSSL: true });
+    expect(() => app.synth()).toThrow(/Serverless-SQSRedrivePolicy/);
   });
 });

@@ -78,6 +78,9 @@ function roleStatements(s: Synth, role: iam.IRole | undefined): Array<{ Sid?: st
     .sort((a, b) => ((a.Sid ?? '\uffff') < (b.Sid ?? '\uffff') ? -1 : 1));
 }
 
+/** What active tracing adds to each function's role (X-Ray has no resource-level permissions). */
+const XRAY = { Effect: 'Allow', Action: ['xray:PutTelemetryRecords', 'xray:PutTraceSegments'], Resource: ['*'] };
+
 function allow(Sid: string | undefined, actions: string[], resources: unknown[]) {
   return { ...(Sid === undefined ? {} : { Sid }), Effect: 'Allow', Action: actions.slice().sort(), Resource: resources };
 }
@@ -158,21 +161,26 @@ describe('default deployment (bundled)', () => {
         BillingMode: 'PAY_PER_REQUEST',
         PointInTimeRecoverySpecification: { PointInTimeRecoveryEnabled: true },
         TimeToLiveSpecification: { AttributeName: 'expiresAt', Enabled: true },
+        DeletionProtectionEnabled: true,
       }),
     });
   });
 
-  it('event bus with an archive of every popdrain event (365 days)', () => {
+  it('event bus with a retained archive of Email Stored and Email Skipped (365 days), not Mailbox Drained', () => {
     s.template.resourceCountIs('AWS::Events::EventBus', 1);
-    s.template.hasResourceProperties('AWS::Events::Archive', {
-      SourceArn: s.cfn(s.popDrain.eventBus.eventBusArn),
-      EventPattern: { source: ['popdrain'] },
-      RetentionDays: 365,
+    s.template.hasResource('AWS::Events::Archive', {
+      DeletionPolicy: 'Retain',
+      UpdateReplacePolicy: 'Retain',
+      Properties: Match.objectLike({
+        SourceArn: s.cfn(s.popDrain.eventBus.eventBusArn),
+        EventPattern: { source: ['popdrain'], 'detail-type': ['Email Stored', 'Email Skipped'] },
+        RetentionDays: 365,
+      }),
     });
   });
 
   it('FIFO drain queue: encrypted, SSL-only, visibility 6 x drainer timeout, FIFO DLQ after 5 receives', () => {
-    s.template.resourceCountIs('AWS::SQS::Queue', 2);
+    s.template.resourceCountIs('AWS::SQS::Queue', 3);
     s.template.hasResourceProperties('AWS::SQS::Queue', {
       FifoQueue: true,
       ContentBasedDeduplication: false,
@@ -247,6 +255,7 @@ describe('default deployment (bundled)', () => {
       POPDRAIN_RETENTION_DAYS: '30',
       POPDRAIN_MAX_CONTINUATIONS: '200',
       POPDRAIN_REQUEST_MARKER_TTL_SECONDS: String(6 * 15 * 60),
+      POPDRAIN_PER_MAILBOX_METRICS: 'false',
       POWERTOOLS_SERVICE_NAME: 'popdrain',
       POWERTOOLS_METRICS_NAMESPACE: 'popdrain',
       POWERTOOLS_LOG_LEVEL: 'INFO',
@@ -275,13 +284,20 @@ describe('default deployment (bundled)', () => {
     });
   });
 
-  it('scheduler runs every tick (the gcd of the schedules: 5 minutes)', () => {
+  it('scheduler runs every tick (the gcd of the schedules: 5 minutes), with a DLQ and retries inside the FIFO dedup window', () => {
     s.template.resourceCountIs('AWS::Events::Rule', 1);
     s.template.hasResourceProperties('AWS::Events::Rule', {
-      ScheduleExpression: 'rate(5 minutes)',
+      ScheduleExpression: 'cron(0/5 * * * ? *)',
       State: 'ENABLED',
-      Targets: [Match.objectLike({ Arn: s.cfn(s.popDrain.schedulerFunction.functionArn) })],
+      Targets: [
+        Match.objectLike({
+          Arn: s.cfn(s.popDrain.schedulerFunction.functionArn),
+          DeadLetterConfig: { Arn: s.cfn(s.popDrain.scheduleDeadLetterQueue.queueArn) },
+          RetryPolicy: { MaximumEventAgeInSeconds: 240, MaximumRetryAttempts: 2 },
+        }),
+      ],
     });
+    s.template.hasResourceProperties('AWS::SQS::Queue', { FifoQueue: Match.absent(), SqsManagedSseEnabled: true, MessageRetentionPeriod: 14 * 86400 });
     s.template.hasResourceProperties('AWS::Lambda::Permission', {
       Action: 'lambda:InvokeFunction',
       Principal: 'events.amazonaws.com',
@@ -290,13 +306,14 @@ describe('default deployment (bundled)', () => {
     });
   });
 
-  it('scheduler role: exactly its log group, SendMessage on the queue, lease reads, the request marker attribute', () => {
+  it('scheduler role: exactly its log group, SendMessage on the queue, lease reads, the request marker attribute, X-Ray segments', () => {
     const fn = s.popDrain.schedulerFunction;
     expect(roleStatements(s, fn.role)).toEqual([
       allow('ClaimRequestMarkers', ['dynamodb:UpdateItem'], [s.cfn(s.popDrain.table.tableArn)]),
       allow('ReadLeases', ['dynamodb:BatchGetItem', 'dynamodb:GetItem'], [s.cfn(s.popDrain.table.tableArn)]),
       allow('SendDrainRequests', ['sqs:SendMessage'], [s.cfn(s.popDrain.queue.queueArn)]),
       allow('WriteOwnLogs', ['logs:CreateLogStream', 'logs:PutLogEvents'], [s.cfn(fn.logGroup.logGroupArn)]),
+      XRAY,
     ]);
     // It may write the marker attribute of an item, nothing else.
     s.template.hasResourceProperties('AWS::IAM::Policy', {
@@ -329,7 +346,8 @@ describe('default deployment (bundled)', () => {
         [s.cfn(s.popDrain.table.tableArn)],
       ),
       allow('WriteOwnLogs', ['logs:CreateLogStream', 'logs:PutLogEvents'], [s.cfn(fn.logGroup.logGroupArn)]),
-      // The SQS event source mapping's own grant (CDK).
+      // Active tracing (CDK) and the SQS event source mapping's own grant (CDK).
+      XRAY,
       allow(undefined, ['sqs:ChangeMessageVisibility', 'sqs:DeleteMessage', 'sqs:GetQueueAttributes', 'sqs:GetQueueUrl', 'sqs:ReceiveMessage'], [queueArn]),
     ]);
   });
@@ -343,7 +361,7 @@ describe('default deployment (bundled)', () => {
   });
 
   it('alarms: DLQ not empty, drainer and scheduler errors, stale mailboxes, auth failures, to the topic', () => {
-    s.template.resourceCountIs('AWS::CloudWatch::Alarm', 5);
+    s.template.resourceCountIs('AWS::CloudWatch::Alarm', 12);
     const actions = { AlarmActions: [s.cfn(topic.topicArn)], OKActions: [s.cfn(topic.topicArn)] };
     const over0 = { Threshold: 0, ComparisonOperator: 'GreaterThanThreshold', EvaluationPeriods: 1, ...actions };
     s.template.hasResourceProperties('AWS::CloudWatch::Alarm', {
@@ -379,10 +397,10 @@ describe('default deployment (bundled)', () => {
       Statistic: 'Sum',
       TreatMissingData: 'notBreaching',
     });
-    expect(s.popDrain.alarms).toHaveLength(5);
+    expect(s.popDrain.alarms).toHaveLength(12);
   });
 
-  it('dashboard: aggregate metrics, failures by code and per-mailbox top lists via search expressions', () => {
+  it('dashboard: aggregate metrics, failures by code and per-mailbox top lists from Contributor Insights rules', () => {
     s.template.resourceCountIs('AWS::CloudWatch::Dashboard', 1);
     const body = JSON.stringify(s.template.findResources('AWS::CloudWatch::Dashboard'));
     for (const needle of [
@@ -393,10 +411,13 @@ describe('default deployment (bundled)', () => {
       'ApproximateNumberOfMessagesVisible',
       'Duration',
       `SEARCH('{popdrain,service,errorCode} service=\\\\\\"popdrain\\\\\\" MetricName=\\\\\\"Failures\\\\\\"', 'Sum', 300)`,
-      'SORT(SEARCH(',
+      'insightRule',
+      '#contributor-insights:rules/',
     ]) {
       expect(body).toContain(needle);
     }
+    // No per-mailbox metric series unless perMailboxMetrics opts in.
+    expect(body).not.toContain('service,mailbox');
   });
 
   it('each bundle holds the mailbox file and an ES module that parses', () => {
@@ -408,7 +429,9 @@ describe('default deployment (bundled)', () => {
       expect(readFileSync(join(dir, 'mailboxes.json'), 'utf8')).toBe(readFileSync(s.configPath, 'utf8'));
       const bundle = readFileSync(join(dir, 'index.mjs'), 'utf8');
       expect(bundle.startsWith('import { createRequire as __popdrainCreateRequire }')).toBe(true);
-      expect(existsSync(join(dir, 'index.mjs.map'))).toBe(true);
+      // No source map shipped: nothing would read it without --enable-source-maps.
+      expect(existsSync(join(dir, 'index.mjs.map'))).toBe(false);
+      expect(bundle).not.toContain('sourceMappingURL');
       execFileSync(process.execPath, ['--check', join(dir, 'index.mjs')]);
     }
   });
@@ -421,19 +444,19 @@ describe('nothing grows per mailbox', () => {
   });
   const other = (counts: Record<string, number>) => Object.fromEntries(Object.entries(counts).filter(([type]) => type !== 'AWS::IAM::ManagedPolicy'));
 
-  it('3 and 300 mailboxes sharing secrets synthesize exactly the same resources (7 alarms)', () => {
+  it('3 and 300 mailboxes sharing secrets synthesize exactly the same resources (15 alarms)', () => {
     const small = synth({ configPath: writeMailboxFile(fleet(3, (i) => `popdrain/tenant-${i % 3}`)) }, { extra: withVpc });
     const large = synth({ configPath: writeMailboxFile(fleet(300, (i) => `popdrain/tenant-${i % 3}`)) }, { extra: withVpc });
     expect(resourceCounts(large.template)).toEqual(resourceCounts(small.template));
-    small.template.resourceCountIs('AWS::CloudWatch::Alarm', 7);
-    large.template.resourceCountIs('AWS::CloudWatch::Alarm', 7);
+    small.template.resourceCountIs('AWS::CloudWatch::Alarm', 15);
+    large.template.resourceCountIs('AWS::CloudWatch::Alarm', 15);
   });
 
   it('300 mailboxes with a secret each: the same resources except IAM overflow policies for the secret ARNs', () => {
     const small = synth({ configPath: writeMailboxFile(fleet(3, (i) => `popdrain/mailbox-${i}`)) }, { extra: withVpc });
     const large = synth({ configPath: writeMailboxFile(fleet(300, (i) => `popdrain/mailbox-${i}`)) }, { extra: withVpc });
     expect(other(resourceCounts(large.template))).toEqual(other(resourceCounts(small.template)));
-    large.template.resourceCountIs('AWS::CloudWatch::Alarm', 7);
+    large.template.resourceCountIs('AWS::CloudWatch::Alarm', 15);
     // Still one ARN per secret, 150 per drainer, split over statements CDK can pack.
     for (const fn of [large.popDrain.drainerFunction, large.popDrain.vpcDrainerFunction]) {
       const reads = roleStatements(large, fn?.role).filter((st) => st.Sid?.startsWith('ReadMailboxSecrets'));
@@ -570,7 +593,8 @@ describe('options', () => {
     });
     // With a log bucket there is nothing to acknowledge.
     expect(JSON.stringify(s.popDrain.bucket.node.metadata)).not.toContain('AwsSolutions-S1');
-    s.template.hasResource('AWS::DynamoDB::Table', { DeletionPolicy: 'Delete' });
+    s.template.hasResource('AWS::DynamoDB::Table', { DeletionPolicy: 'Delete', Properties: Match.objectLike({ DeletionProtectionEnabled: false }) });
+    s.template.hasResource('AWS::Events::Archive', { DeletionPolicy: 'Delete' });
     s.template.hasResourceProperties('AWS::Lambda::Function', {
       Description: Match.stringLikeRegexp('drainer'),
       MemorySize: 2048,
@@ -580,7 +604,7 @@ describe('options', () => {
     });
     s.template.hasResourceProperties('AWS::Lambda::EventSourceMapping', { ScalingConfig: { MaximumConcurrency: 25 } });
     s.template.hasResourceProperties('AWS::SQS::Queue', { VisibilityTimeout: 3600, RedrivePolicy: Match.objectLike({ maxReceiveCount: 3 }) });
-    s.template.hasResourceProperties('AWS::Events::Rule', { ScheduleExpression: 'rate(1 minute)' });
+    s.template.hasResourceProperties('AWS::Events::Rule', { ScheduleExpression: 'cron(* * * * ? *)' });
     s.template.hasResourceProperties('AWS::Events::Archive', { RetentionDays: 30 });
     s.template.hasResourceProperties('AWS::CloudWatch::Alarm', { MetricName: 'StaleMailboxes', Period: 300 });
     expect(environmentOf(s, s.popDrain.schedulerFunction).POWERTOOLS_LOG_LEVEL).toBe('DEBUG');
@@ -626,8 +650,8 @@ describe('VPC placement', () => {
     const vpcQueue = s.popDrain.vpcQueue!;
     expect(vpcDrainer).toBeDefined();
     s.template.resourceCountIs('AWS::Lambda::Function', 3);
-    s.template.resourceCountIs('AWS::SQS::Queue', 4);
-    s.template.resourceCountIs('AWS::CloudWatch::Alarm', 7);
+    s.template.resourceCountIs('AWS::SQS::Queue', 5);
+    s.template.resourceCountIs('AWS::CloudWatch::Alarm', 15);
     s.template.hasResourceProperties('AWS::SQS::Queue', {
       FifoQueue: true,
       RedrivePolicy: { deadLetterTargetArn: s.cfn(s.popDrain.vpcDeadLetterQueue!.queueArn), maxReceiveCount: 5 },

@@ -1,0 +1,124 @@
+/**
+ * `npm run bench:coldstart`: the Lambda bundles' size and cold start, old and new in the same
+ * run. "New" is this tree; "old" is the merge-base with main (or `--old-ref REF`), its
+ * lambdas/ and lib/ extracted with `git archive` into a temp dir that uses this tree's
+ * node_modules. Both are bundled with the construct's esbuild options
+ * (infra/constructs/lambda-bundle.ts; the old one as it was: with a source map).
+ *
+ * Cold start = a fresh `node` process importing the bundle with a Lambda-like environment:
+ * module scope parses the environment, reads the mailbox file and builds the SDK clients,
+ * which is what the first invocation waits for (no network: loopback endpoints, fake
+ * credentials). Median of 15 processes per bundle, old and new interleaved.
+ *
+ * Figures only: nothing here passes or fails.
+ */
+import { execFileSync, spawnSync } from 'node:child_process';
+import { copyFileSync, mkdirSync, mkdtempSync, rmSync, statSync, symlinkSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { build } from 'esbuild';
+import { LAMBDA_BUNDLE } from '../infra/constructs/lambda-bundle.js';
+
+const RUNS = 15;
+const KIB = 1024;
+const root = (() => {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  while (!statSafe(join(dir, 'package.json'))) dir = dirname(dir);
+  return dir;
+})();
+
+function statSafe(path: string): boolean {
+  try {
+    statSync(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function arg(name: string): string | undefined {
+  const i = process.argv.indexOf(name);
+  return i === -1 ? undefined : process.argv[i + 1];
+}
+
+const git = (...args: string[]): string => execFileSync('git', ['-C', root, ...args], { encoding: 'utf8' }).trim();
+
+async function bundle(sourceRoot: string, name: 'drainer' | 'scheduler', outDir: string, sourceMap: boolean): Promise<string> {
+  const outfile = join(outDir, name, 'index.mjs');
+  await build({
+    entryPoints: [join(sourceRoot, 'lambdas', `${name}.ts`)],
+    outfile,
+    bundle: true,
+    platform: 'node',
+    target: 'node20',
+    format: LAMBDA_BUNDLE.format,
+    mainFields: [...LAMBDA_BUNDLE.mainFields],
+    banner: { js: LAMBDA_BUNDLE.banner },
+    minify: LAMBDA_BUNDLE.minify,
+    ...(sourceMap ? { sourcemap: 'external' as const, sourcesContent: false } : {}),
+    logLevel: 'error',
+  });
+  copyFileSync(join(root, 'config', 'mailboxes.json'), join(outDir, name, 'mailboxes.json'));
+  return outfile;
+}
+
+const ENV = {
+  PATH: process.env.PATH ?? '',
+  AWS_REGION: 'us-east-1',
+  AWS_ACCESS_KEY_ID: 'AKIDBENCHCOLDSTART',
+  AWS_SECRET_ACCESS_KEY: 'bench-secret',
+  AWS_EC2_METADATA_DISABLED: 'true',
+  AWS_ENDPOINT_URL: 'http://127.0.0.1:9',
+  POPDRAIN_CONFIG_PATH: 'mailboxes.json',
+  POPDRAIN_LEDGER_TABLE: 'ledger',
+  POPDRAIN_BUCKET: 'bucket',
+  POPDRAIN_EVENT_BUS: 'bus',
+  POPDRAIN_QUEUE_URL: 'http://127.0.0.1:9/000000000000/drain.fifo',
+  POWERTOOLS_SERVICE_NAME: 'popdrain',
+};
+
+/** Milliseconds of the import alone (inside the process). */
+function importMs(file: string): number {
+  const script = `const t0 = performance.now(); await import(${JSON.stringify(pathToFileURL(file).href)}); process.stdout.write(String(performance.now() - t0));`;
+  const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { cwd: dirname(file), env: { ...ENV, LAMBDA_TASK_ROOT: dirname(file) }, encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`${file}: ${r.stderr}`);
+  return Number(r.stdout);
+}
+
+const median = (xs: number[]): number => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length % 2 === 1 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
+};
+
+async function main(): Promise<void> {
+  const oldRef = arg('--old-ref') ?? git('merge-base', 'HEAD', 'main');
+  const work = mkdtempSync(join(tmpdir(), 'popdrain-coldstart-'));
+  try {
+    const oldSrc = join(work, 'old-src');
+    mkdirSync(oldSrc);
+    execFileSync('sh', ['-c', `git -C '${root}' archive ${oldRef} lambdas lib | tar -x -C '${oldSrc}'`]);
+    symlinkSync(join(root, 'node_modules'), join(oldSrc, 'node_modules'));
+    console.log(`cold start of the Lambda bundles: old = ${oldRef.slice(0, 10)}, new = this tree; median of ${RUNS} fresh processes (node ${process.version})`);
+    console.log('bundle      old KiB  new KiB   old import ms  new import ms  new/old');
+    for (const name of ['drainer', 'scheduler'] as const) {
+      const oldFile = await bundle(oldSrc, name, join(work, 'old'), true);
+      const newFile = await bundle(root, name, join(work, 'new'), LAMBDA_BUNDLE.sourceMap);
+      const size = (f: string) => statSync(f).size / KIB;
+      const times = { old: [] as number[], new: [] as number[] };
+      for (let i = 0; i < RUNS; i++) {
+        times.old.push(importMs(oldFile));
+        times.new.push(importMs(newFile));
+      }
+      const [o, n] = [median(times.old), median(times.new)];
+      console.log(
+        `${name.padEnd(10)} ${size(oldFile).toFixed(0).padStart(8)} ${size(newFile).toFixed(0).padStart(8)} ${o.toFixed(1).padStart(15)} ${n.toFixed(1).padStart(14)} ${(n / o).toFixed(2).padStart(8)}`,
+      );
+      if (statSafe(`${oldFile}.map`)) console.log(`           old source map shipped: ${size(`${oldFile}.map`).toFixed(0)} KiB`);
+    }
+  } finally {
+    rmSync(work, { recursive: true, force: true });
+  }
+}
+
+await main();
