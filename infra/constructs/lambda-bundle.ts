@@ -3,6 +3,7 @@
  * and that `npm run bench:coldstart` (bench/coldstart.ts) builds with, so the bench measures
  * what is deployed. No CDK import: the bench loads this file alone.
  */
+import { join } from 'node:path';
 
 /**
  * ESM bundles still meet CommonJS dependencies that call `require` (Node built-ins): give them
@@ -25,3 +26,20 @@ export const LAMBDA_BUNDLE = {
    */
   sourceMap: false,
 } as const;
+
+/**
+ * Modules the Lambda bundles replace, as esbuild aliases (absolute paths under the project
+ * root):
+ * - iconv-lite and encoding-japanese, which libmime decodes charsets with (570 KiB of tables),
+ *   by lambdas/bundle-shims/, which decode with Node's built-in `TextDecoder`
+ *   (test/unit/bundle-shims.test.ts holds them to the libraries' output);
+ * - libmime's ES module build, by its CommonJS build, which mailsplit already `require`s: one
+ *   copy of libmime (and its MIME type table) in the bundle instead of two.
+ */
+export function lambdaBundleAliases(projectRoot: string): Record<string, string> {
+  return {
+    'iconv-lite': join(projectRoot, 'lambdas', 'bundle-shims', 'iconv-lite.ts'),
+    'encoding-japanese': join(projectRoot, 'lambdas', 'bundle-shims', 'encoding-japanese.ts'),
+    libmime: join(projectRoot, 'node_modules', 'libmime', 'dist', 'cjs', 'libmime.js'),
+  };
+}

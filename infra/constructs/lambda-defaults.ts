@@ -14,7 +14,7 @@ import * as lambda from 'aws-cdk-lib/aws-lambda';
 import { NodejsFunction, OutputFormat } from 'aws-cdk-lib/aws-lambda-nodejs';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import type { Construct } from 'constructs';
-import { LAMBDA_BUNDLE } from './lambda-bundle.js';
+import { LAMBDA_BUNDLE, lambdaBundleAliases } from './lambda-bundle.js';
 import { BUNDLED_CONFIG_NAME, type MailboxConfigDelivery } from './mailbox-config.js';
 import { METRIC_NAMESPACE, SERVICE_NAME } from './metrics.js';
 import type { PopDrainLogLevel } from './pop-drain-props.js';
@@ -139,6 +139,7 @@ export class LambdaDefaults {
         banner: LAMBDA_BUNDLE.banner,
         minify: LAMBDA_BUNDLE.minify,
         sourceMap: LAMBDA_BUNDLE.sourceMap,
+        esbuildArgs: Object.fromEntries(Object.entries(lambdaBundleAliases(PROJECT_ROOT)).map(([from, to]) => [`--alias:${from}`, to])),
         // Bundle the AWS SDK too: the exact versions package-lock.json pins and the tests ran.
         externalModules: [],
         ...(config.asset === undefined

@@ -4,7 +4,7 @@
  * mailbox and the field, one per line.
  */
 import { readFileSync } from 'node:fs';
-import { z } from 'zod';
+import * as z from 'zod';
 import { describeError } from './errors.js';
 import { mailboxIdProblem } from './keys.js';
 import { DEFAULT_UIDL_RESET_GUARD, type DeletePolicy, type MailboxConfig, type SecretSource } from './mailbox.js';
