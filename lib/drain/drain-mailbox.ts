@@ -19,6 +19,7 @@ import { Deletions } from './deletions.js';
 import type { DrainBudget, DrainOptions } from './drain-options.js';
 import { describeError, type DrainPhase } from './errors.js';
 import { runStopFor } from './failures.js';
+import { verifyKnown } from './known-verification.js';
 import { LeaseKeeper } from './lease-keeper.js';
 import { listMessages } from './listing.js';
 import type { MailboxConfig } from './mailbox.js';
@@ -181,6 +182,7 @@ class DrainRun {
     ];
     for (const m of plan.deleteKnown) this.deletions.request(m);
     try {
+      await verifyKnown(ctx, ctx.client!, this.deletions, plan.verify);
       const pipeline = new MessagePipeline(ctx, ctx.client!, this.recorder, runLimits(this.budget, ctx.mailbox));
       this.stopReason = (await pipeline.run(plan.fetch)) ?? 'complete';
     } finally {

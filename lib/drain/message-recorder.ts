@@ -12,7 +12,7 @@ import { describeError, type DrainPhase } from './errors.js';
 import { EVENT_SCHEMA_VERSION, type DrainEvent, type EmailSkippedDetail, type EmailStoredDetail, type MessageMetadata } from './events.js';
 import { failureOf } from './failures.js';
 import { skippedEventId, storedEventId } from './keys.js';
-import { deleteAllowed, type ServerMessage } from './plan.js';
+import { deleteAllowed, sameMessageUnseen, type ServerMessage } from './plan.js';
 import type { LedgerEntry, PublishOutcome, RecordOutcome, StoredObject } from './ports.js';
 import { noteBackendFailure, type RunContext } from './run-context.js';
 
@@ -205,10 +205,16 @@ export class MessageRecorder {
 
   /**
    * Announce what an earlier run recorded but could not announce, then DELE it per policy. A
-   * re-announced Email Skipped keeps its entry 'skipped': never stored, never deleted.
+   * re-announced Email Skipped keeps its entry 'skipped': never stored, never deleted. A message
+   * not seen in this session goes only when UIDL and size show it is the one stored
+   * (`sameMessageUnseen`); otherwise a later run retrieves it to check.
    */
   async reannounce(entry: LedgerEntry, message: ServerMessage): Promise<void> {
-    if ((await this.announce(entry, true)) && deleteAllowed(entry, this.ctx.mailbox.deletePolicy, this.ctx.clock.now())) {
+    if (
+      (await this.announce(entry, true)) &&
+      sameMessageUnseen(message, entry) &&
+      deleteAllowed(entry, this.ctx.mailbox.deletePolicy, this.ctx.clock.now())
+    ) {
       this.deletions.request(message);
     }
   }

@@ -1,0 +1,95 @@
+/**
+ * Lying and hostile POP3 servers (issue 10), scripted on loopback with the test server and
+ * driven through drainMailbox over in-memory ports: nothing is deleted unless what is stored is
+ * what it is, one bad message does not block a mailbox, caps count the bytes received.
+ */
+import { afterEach, describe, expect, it } from 'vitest';
+import { drainMailbox, type DrainBudget, type DrainOptions } from '../../lib/drain/drain-mailbox.js';
+import { DEFAULT_UIDL_RESET_GUARD, type MailboxConfig } from '../../lib/drain/mailbox.js';
+import { startPop3Server, type MailboxMessage, type Pop3ServerOptions, type Pop3TestServer } from '../../lib/testing/pop3-server/index.js';
+import { memoryPorts, type MemoryPorts } from '../support/memory-ports.js';
+
+const servers: Pop3TestServer[] = [];
+afterEach(async () => {
+  await Promise.all(servers.splice(0).map((s) => s.close()));
+});
+
+const HEADERS = 'From: a@example.com\r\nSubject: same\r\nMessage-ID: <same@example.com>\r\n\r\n';
+
+function mail(body: string): Buffer {
+  return Buffer.from(`${HEADERS}${body}\r\n`, 'latin1');
+}
+
+async function server(messages: MailboxMessage[], extra: Pop3ServerOptions = {}): Promise<Pop3TestServer> {
+  const s = await startPop3Server({ users: { alice: { password: 'secret' } }, mailboxes: { alice: messages }, ...extra });
+  servers.push(s);
+  return s;
+}
+
+function mailboxOf(s: Pop3TestServer, extra: Partial<MailboxConfig> = {}): MailboxConfig {
+  return {
+    id: 'mbx-alice',
+    host: s.host,
+    port: s.port,
+    tls: 'insecure-plaintext',
+    user: 'alice',
+    secret: { type: 'env', variable: 'UNUSED' },
+    mechanism: 'auto',
+    deletePolicy: { mode: 'delete' },
+    uidlResetGuard: DEFAULT_UIDL_RESET_GUARD,
+    ...extra,
+  };
+}
+
+function run(mailbox: MailboxConfig, ports: MemoryPorts, budget: DrainBudget = {}, options: DrainOptions = {}) {
+  return drainMailbox(mailbox, ports, budget, { leaseTtlMs: 60_000, ...options });
+}
+
+describe('nothing is deleted unless what is stored is what it is', () => {
+  it('without UIDL, a second message with the same headers and size is not deleted under the first one`s id', async () => {
+    const first = mail('body A');
+    const second = mail('body B'); // same headers, same size, other bytes
+    const s = await server([{ bytes: first }, { bytes: second }], { features: { uidl: false } });
+    const ports = memoryPorts();
+    const r1 = await run(mailboxOf(s), ports, { maxMessages: 1 });
+    expect(r1).toMatchObject({ fetched: 1, deleted: 1 });
+    expect(s.mailboxes.alice!.filter((m) => m.deleted !== true).map((m) => m.bytes)).toEqual([second]);
+
+    const r2 = await run(mailboxOf(s), ports);
+    expect(r2.deleted).toBe(0);
+    expect(s.mailboxes.alice!.filter((m) => m.deleted !== true).map((m) => m.bytes)).toEqual([second]);
+    expect(r2.failures).toEqual([expect.objectContaining({ code: 'STORE_CONFLICT', uidl: expect.stringMatching(/^~hdr-/) })]);
+  });
+
+  it('a reused UIDL listed at another size is not deleted unseen; the stored messages keep their keys', async () => {
+    const drop: MailboxMessage[] = [
+      { bytes: mail('one'), uid: 'u001' },
+      { bytes: mail('two'), uid: 'u002' },
+    ];
+    const s = await server(drop);
+    const ports = memoryPorts();
+    expect(await run(mailboxOf(s), ports)).toMatchObject({ fetched: 2, deleted: 2 });
+    const stored = ports.ledger.entry('mbx-alice', 'u001')!;
+    const newcomer: MailboxMessage = { bytes: mail('a new and larger message that reuses the first UIDL'), uid: 'u001' };
+    s.mailboxes.alice!.push(newcomer);
+
+    const r2 = await run(mailboxOf(s), ports);
+    expect(r2.deleted).toBe(0);
+    expect(newcomer.deleted).not.toBe(true);
+    expect(r2.failures).toEqual([expect.objectContaining({ uidl: 'u001', code: 'STORE_CONFLICT', retryable: false })]);
+    expect(ports.ledger.entry('mbx-alice', 'u001')).toEqual(stored);
+  });
+
+  it('a known UIDL listed at another size whose bytes are those stored is deleted (retrieved and compared)', async () => {
+    const bytes = mail('same bytes');
+    const s = await server([{ bytes, uid: 'u1' }]);
+    const ports = memoryPorts();
+    await run(mailboxOf(s, { deletePolicy: { mode: 'keep' } }), ports);
+    // A server whose LIST counts differently from what it sends (Dovecot and a missing final newline).
+    const entry = ports.ledger.entry('mbx-alice', 'u1')!;
+    ports.ledger.entries.set(`mbx-alice\u0000u1`, { ...entry, size: entry.size + 2 });
+    const r2 = await run(mailboxOf(s), ports);
+    expect(r2.failures).toEqual([]);
+    expect(s.mailboxes.alice!.every((m) => m.deleted === true)).toBe(true);
+  });
+});
