@@ -4,6 +4,7 @@
  * The UIDLs are noted in the mailbox state just before QUIT, so that a run dying between QUIT
  * and that record leaves them for the next run to settle.
  */
+import { isPop3Error } from '../pop3/index.js';
 import { describeError } from './errors.js';
 import { failureOf } from './failures.js';
 import { DAY_MS, type ServerMessage } from './plan.js';
@@ -54,7 +55,10 @@ export class Deletions {
     const promise = client.dele(message.number).then(
       () => true,
       (error: unknown) => {
-        this.ctx.failures.push(failureOf(error, 'delete', message.uidl));
+        // A DELE lost with the session is not this message's failure: the run reports the
+        // session once. A refusal the server sent is.
+        const sessionGone = isPop3Error(error) && error.serverText === undefined && client.isClosed;
+        if (!sessionGone) this.ctx.failures.push(failureOf(error, 'delete', message.uidl));
         return false;
       },
     );

@@ -22,6 +22,7 @@ import type { MessageWriter, StoredObject } from './ports.js';
 import type { StopReason } from './report.js';
 import { noteBackendFailure, reportProgress, type RunContext } from './run-context.js';
 import { sha256Hex } from './sha256.js';
+import { retrievePastUnreadable, type RetrFailureVerdict } from './unreadable.js';
 
 const DEFAULT_STORE_CONCURRENCY = 8;
 /**
@@ -116,7 +117,11 @@ export class MessagePipeline {
     let index = 0;
     let stop: StopReason | undefined;
     try {
-      for await (const retrieved of this.client.retrieve(messages, whole ? { collectUpTo: WHOLE_MESSAGE_MAX_BYTES } : {})) {
+      const retrieval = retrievePastUnreadable(this.client, messages, whole ? { collectUpTo: WHOLE_MESSAGE_MAX_BYTES } : {}, (message, verdict) => {
+        index += 1;
+        this.refused(message, verdict, inFlight);
+      });
+      for await (const retrieved of retrieval) {
         const message = byNumber.get(retrieved.number)!;
         stop = this.stopBefore(message);
         if (stop !== undefined) {
@@ -177,6 +182,28 @@ export class MessagePipeline {
     await inFlight.idle();
     this.throwIfBackendDown();
     return stop;
+  }
+
+  /**
+   * The server refused one message's RETR and the session goes on: it is reported under its
+   * UIDL and left on the server; when the refusal is for good, recorded and announced once as
+   * skipped (unreadable).
+   */
+  private refused(message: ServerMessage, verdict: Exclude<RetrFailureVerdict, { kind: 'stop' }>, inFlight: InFlight): void {
+    const { ctx } = this;
+    ctx.failures.push(verdict.failure);
+    ctx.log.warn('the server refused a message: left on the server', { uidl: message.uidl, error: verdict.failure.message });
+    if (verdict.kind !== 'unreadable') return;
+    inFlight.start();
+    this.recorder
+      .recordSkipped(message, { reason: 'unreadable', size: message.size, error: verdict.failure.message })
+      .then(
+        () => inFlight.end(),
+        (error: unknown) => {
+          inFlight.fail(error);
+          inFlight.end();
+        },
+      );
   }
 
   private targetOf(message: ServerMessage): Target {

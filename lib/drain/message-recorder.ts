@@ -33,6 +33,9 @@ export interface StoredMessage {
   metadata: Promise<MessageMetadata>;
 }
 
+/** Why a message is skipped, and the size to report (as listed, or as received when larger). */
+export type SkipReason = { reason: 'too-large'; size: number } | { reason: 'unreadable'; size: number; error: string };
+
 /** Called once per message when its steps have ended; `defect` is a bug that ends the run. */
 export type MessageDone = (defect?: { error: unknown }) => void;
 
@@ -168,25 +171,24 @@ export class MessageRecorder {
     });
   }
 
-  /** A message over the size cap: recorded and announced as skipped, never fetched or deleted. */
-  async recordSkipped(message: ServerMessage): Promise<void> {
+  /**
+   * A message not stored: over the size cap (as listed, or as received), or unreadable (the
+   * server refused its RETR for good). Recorded and announced once as skipped, never deleted.
+   */
+  async recordSkipped(message: ServerMessage, why: SkipReason = { reason: 'too-large', size: message.size }): Promise<void> {
     const { ctx } = this;
     const now = ctx.clock.now();
-    const detail: EmailSkippedDetail = {
-      schemaVersion: EVENT_SCHEMA_VERSION,
-      id: skippedEventId(ctx.mailbox.id, message.uidl),
-      mailboxId: ctx.mailbox.id,
-      uidl: message.uidl,
-      reason: 'too-large',
-      size: message.size,
-      limit: ctx.mailbox.maxMessageBytes ?? 0,
-      seenAt: iso(now),
-    };
+    const id = skippedEventId(ctx.mailbox.id, message.uidl);
+    const head = { schemaVersion: EVENT_SCHEMA_VERSION, id, mailboxId: ctx.mailbox.id, uidl: message.uidl } as const;
+    const detail: EmailSkippedDetail =
+      why.reason === 'too-large'
+        ? { ...head, reason: 'too-large', size: why.size, limit: ctx.mailbox.maxMessageBytes ?? 0, seenAt: iso(now) }
+        : { ...head, reason: 'unreadable', size: why.size, error: why.error, seenAt: iso(now) };
     const entry: LedgerEntry = {
       mailboxId: ctx.mailbox.id,
       uidl: message.uidl,
       status: 'skipped',
-      size: message.size,
+      size: why.size,
       firstSeenAt: now,
       event: { id: detail.id, detailType: 'Email Skipped', time: iso(now), detail },
     };
@@ -199,7 +201,8 @@ export class MessageRecorder {
     }
     ctx.counters.skipped += 1;
     ctx.counters.knownAfterRun.add(message.uidl);
-    ctx.log.info('skipped: larger than the size cap', { uidl: message.uidl, size: message.size, limit: detail.limit });
+    if (why.reason === 'too-large') ctx.log.info('skipped: larger than the size cap', { uidl: message.uidl, size: why.size, limit: detail.limit });
+    else ctx.log.warn('skipped: the server cannot read it', { uidl: message.uidl, size: why.size });
     await this.announce(entry, false);
   }
 

@@ -6,7 +6,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { drainMailbox, type DrainBudget, type DrainOptions } from '../../lib/drain/drain-mailbox.js';
 import { DEFAULT_UIDL_RESET_GUARD, type MailboxConfig } from '../../lib/drain/mailbox.js';
-import { startPop3Server, type MailboxMessage, type Pop3ServerOptions, type Pop3TestServer } from '../../lib/testing/pop3-server/index.js';
+import { respondWith, startPop3Server, type MailboxMessage, type Pop3ServerOptions, type Pop3TestServer } from '../../lib/testing/pop3-server/index.js';
 import { memoryPorts, type MemoryPorts } from '../support/memory-ports.js';
 
 const servers: Pop3TestServer[] = [];
@@ -91,5 +91,45 @@ describe('nothing is deleted unless what is stored is what it is', () => {
     const r2 = await run(mailboxOf(s), ports);
     expect(r2.failures).toEqual([]);
     expect(s.mailboxes.alice!.every((m) => m.deleted === true)).toBe(true);
+  });
+});
+
+describe('one bad message does not block a mailbox', () => {
+  const drop = (): MailboxMessage[] => [1, 2, 3, 4].map((i) => ({ bytes: mail(`message ${i}`), uid: `u${i}` }));
+
+  it('a message whose RETR fails for good ([SYS/PERM]) is left, reported under its UIDL, announced once as skipped; the rest drains', async () => {
+    const s = await server(drop(), { hooks: respondWith('RETR 2', '-ERR [SYS/PERM] corrupt message file') });
+    const ports = memoryPorts();
+    const r1 = await run(mailboxOf(s), ports);
+    expect(r1).toMatchObject({ fetched: 3, deleted: 3, skipped: 1 });
+    expect(r1.failures.map((f) => [f.uidl, f.code])).toEqual([['u2', 'SYS_PERM']]);
+    expect(s.mailboxes.alice!.filter((m) => m.deleted !== true).map((m) => m.uid)).toEqual(['u2']);
+    const skipped = ports.events.published.filter((e) => e.detailType === 'Email Skipped');
+    expect(skipped.map((e) => e.detail)).toEqual([expect.objectContaining({ uidl: 'u2', reason: 'unreadable', error: expect.stringContaining('corrupt message file') })]);
+
+    const r2 = await run(mailboxOf(s), ports);
+    expect(r2).toMatchObject({ fetched: 0, stopReason: 'complete' });
+    expect(ports.events.published.filter((e) => e.detailType === 'Email Skipped')).toHaveLength(1);
+  });
+
+  it('a plain -ERR to one RETR leaves that message for a later run and drains the rest', async () => {
+    const s = await server(drop(), { hooks: respondWith('RETR 1', '-ERR try later', { times: 1 }) });
+    const ports = memoryPorts();
+    const r1 = await run(mailboxOf(s), ports);
+    expect(r1).toMatchObject({ fetched: 3, deleted: 3, skipped: 0 });
+    expect(r1.failures.map((f) => [f.uidl, f.code])).toEqual([['u1', 'COMMAND_FAILED']]);
+    const r2 = await run(mailboxOf(s), ports);
+    expect(r2).toMatchObject({ fetched: 1, deleted: 1, failures: [] });
+    expect(s.mailboxes.alice!.every((m) => m.deleted === true)).toBe(true);
+  });
+
+  it('a RETR refused with [SYS/TEMP] stops the run, and the failure names the UIDL, only that one', async () => {
+    const s = await server(drop(), { hooks: respondWith('RETR 3', '-ERR [SYS/TEMP] busy') });
+    const ports = memoryPorts();
+    const r1 = await run(mailboxOf(s), ports);
+    expect(r1.stopReason).toBe('server-error');
+    expect(r1.error).toMatchObject({ uidl: 'u3', code: 'SYS_TEMP', phase: 'transaction' });
+    expect(r1.failures.filter((f) => f.uidl !== undefined && f.uidl !== 'u3')).toEqual([]);
+    expect(s.mailboxes.alice!.filter((m) => m.deleted !== true).map((m) => m.uid)).toEqual(['u3', 'u4']);
   });
 });

@@ -23,6 +23,7 @@ import {
 import type { LedgerEntry, LedgerStatus, MailboxState } from '../../lib/drain/ports.js';
 import { backlogSinceAfter, buildReport, runSummaryOf, stateUpdateAfterRun, type RunEnd } from '../../lib/drain/run-report.js';
 import { newCounters } from '../../lib/drain/run-context.js';
+import { retrFailureVerdict } from '../../lib/drain/unreadable.js';
 import { Pop3Error } from '../../lib/pop3/index.js';
 
 const NOW = Date.parse('2026-03-01T12:00:00Z');
@@ -290,6 +291,19 @@ describe('the listing: odd and duplicate UIDLs, header digests', () => {
       [3, 10],
       [4, 10],
     ]);
+  });
+});
+
+describe('retrFailureVerdict: a refused RETR', () => {
+  const m = msg(2, 'u2');
+  const refused = (code: ConstructorParameters<typeof Pop3Error>[0]) =>
+    new Pop3Error(code, `RETR 2 failed in transaction: -ERR x`, { phase: 'transaction', command: 'RETR 2', serverText: 'x' });
+  it('[SYS/PERM] is unreadable for good, a plain -ERR passes for this run, the rest stops; each names the UIDL', () => {
+    expect(retrFailureVerdict(refused('SYS_PERM'), m, true)).toMatchObject({ kind: 'unreadable', failure: { uidl: 'u2', code: 'SYS_PERM' } });
+    expect(retrFailureVerdict(refused('COMMAND_FAILED'), m, true)).toMatchObject({ kind: 'pass', failure: { uidl: 'u2' } });
+    expect(retrFailureVerdict(refused('SYS_TEMP'), m, true)).toMatchObject({ kind: 'stop', failure: { uidl: 'u2' } });
+    expect(retrFailureVerdict(refused('SYS_PERM'), m, false).kind).toBe('stop');
+    expect(retrFailureVerdict(new Error('defect'), m, true).kind).toBe('stop');
   });
 });
 
