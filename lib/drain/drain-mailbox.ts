@@ -25,6 +25,7 @@ import { listMessages } from './listing.js';
 import type { MailboxConfig } from './mailbox.js';
 import { MessagePipeline } from './message-pipeline.js';
 import { MessageRecorder } from './message-recorder.js';
+import { safeFailure, safeLogger } from './outside-text.js';
 import { planRun, runLimits, uidlResetVerdict, type ServerMessage } from './plan.js';
 import { silentLogger, systemClock, type DrainPorts, type MailboxState } from './ports.js';
 import { RETRY_LATER_STOPS, type DrainReport, type PlannedMessage, type StopReason } from './report.js';
@@ -69,17 +70,19 @@ class DrainRun {
     options: DrainOptions,
   ) {
     const clock = ports.clock ?? systemClock;
+    const secrets: string[] = [];
     this.ctx = {
       mailbox,
       ports,
       options,
       clock,
-      log: mailboxLogger(ports.logger ?? silentLogger, mailbox.id),
+      log: safeLogger(mailboxLogger(ports.logger ?? silentLogger, mailbox.id), secrets),
       runId: options.runId ?? randomUUID(),
       counters: newCounters(),
       failures: [],
       client: undefined,
       leaseLost: false,
+      secrets,
     };
     this.startedAt = clock.now();
     this.lease = new LeaseKeeper(this.ctx);
@@ -236,9 +239,9 @@ class DrainRun {
       startedAt: this.startedAt,
       finishedAt: ctx.clock.now(),
       stopReason: this.stopReason,
-      runError: this.runError,
+      runError: this.runError === undefined ? undefined : safeFailure(this.runError, ctx.secrets),
       counters: ctx.counters,
-      failures: ctx.failures,
+      failures: ctx.failures.map((f) => safeFailure(f, ctx.secrets)),
       state: this.state,
       plan: this.plan,
     };

@@ -68,6 +68,8 @@ export interface RunContext {
   client: Pop3Client | undefined;
   /** Set when renewing the lease failed: no new message, no DELE. */
   leaseLost: boolean;
+  /** The credentials' secrets once loaded: scrubbed from logs and the report. */
+  readonly secrets: string[];
 }
 
 /** The ports' logger (or silence), every record naming the mailbox. */

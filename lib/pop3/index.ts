@@ -15,3 +15,5 @@ export type { Pop3ErrorCode, Pop3Phase, ResponseCode } from './errors.js';
 export type { Capabilities, ListEntry, StatResult, UidlEntry } from './response.js';
 export type { AuthMethod, Pop3Credentials, SaslMechanismName } from './sasl/index.js';
 export { ResponseFramer } from './framer.js';
+export { inertText } from './inert-text.js';
+export { credentialSecrets, scrubSecrets } from './scrub.js';
