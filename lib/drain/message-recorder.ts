@@ -15,6 +15,7 @@ import { skippedEventId, storedEventId } from './keys.js';
 import { deleteAllowed, sameMessageUnseen, type ServerMessage } from './plan.js';
 import type { LedgerEntry, PublishOutcome, RecordOutcome, StoredObject } from './ports.js';
 import { noteBackendFailure, type RunContext } from './run-context.js';
+import { wellFormed, wellFormedText } from './well-formed.js';
 
 /** Ledger and event batches: flushed when this full or after this long. */
 export const LEDGER_BATCH_ITEMS = 64;
@@ -110,8 +111,10 @@ export class MessageRecorder {
       .catch((error: unknown) => done({ error }));
   }
 
-  private recordWith(s: StoredMessage, metadata: MessageMetadata, metadataError: string | undefined, done: MessageDone): void {
+  private recordWith(s: StoredMessage, read: MessageMetadata, metadataError: string | undefined, done: MessageDone): void {
     const { ctx } = this;
+    // Strict JSON in valid UTF-8: decoded header text may hold lone surrogates.
+    const metadata = wellFormed(read);
     const uidl = s.message.uidl;
     const now = ctx.clock.now();
     const time = iso(now);
@@ -127,7 +130,7 @@ export class MessageRecorder {
       metadata,
     };
     // Only present when extraction failed (the event's JSON has no such key otherwise).
-    if (metadataError !== undefined) detail.metadataError = metadataError;
+    if (metadataError !== undefined) detail.metadataError = wellFormedText(metadataError);
     const entry: LedgerEntry = {
       mailboxId: ctx.mailbox.id,
       uidl,
@@ -183,7 +186,7 @@ export class MessageRecorder {
     const detail: EmailSkippedDetail =
       why.reason === 'too-large'
         ? { ...head, reason: 'too-large', size: why.size, limit: ctx.mailbox.maxMessageBytes ?? 0, seenAt: iso(now) }
-        : { ...head, reason: 'unreadable', size: why.size, error: why.error, seenAt: iso(now) };
+        : { ...head, reason: 'unreadable', size: why.size, error: wellFormedText(why.error), seenAt: iso(now) };
     const entry: LedgerEntry = {
       mailboxId: ctx.mailbox.id,
       uidl: message.uidl,

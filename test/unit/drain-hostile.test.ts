@@ -8,6 +8,7 @@ import { drainMailbox, type DrainBudget, type DrainOptions } from '../../lib/dra
 import { DEFAULT_UIDL_RESET_GUARD, type MailboxConfig } from '../../lib/drain/mailbox.js';
 import { respondWith, startPop3Server, type MailboxMessage, type Pop3ServerOptions, type Pop3TestServer } from '../../lib/testing/pop3-server/index.js';
 import { memoryPorts, type MemoryPorts } from '../support/memory-ports.js';
+import { strictJsonProblem } from '../support/strict-json.js';
 
 const servers: Pop3TestServer[] = [];
 afterEach(async () => {
@@ -131,5 +132,25 @@ describe('one bad message does not block a mailbox', () => {
     expect(r1.error).toMatchObject({ uidl: 'u3', code: 'SYS_TEMP', phase: 'transaction' });
     expect(r1.failures.filter((f) => f.uidl !== undefined && f.uidl !== 'u3')).toEqual([]);
     expect(s.mailboxes.alice!.filter((m) => m.deleted !== true).map((m) => m.uid)).toEqual(['u3', 'u4']);
+  });
+});
+
+describe('every event is strict JSON in valid UTF-8', () => {
+  it('an encoded word that decodes to a lone surrogate becomes U+FFFD; the event passes a strict parser', async () => {
+    const bytes = Buffer.from('From: =?UTF-16BE?B?2D0=?= <a@example.com>\r\nSubject: =?UTF-16BE?B?2D0=?= x\r\n\r\nbody\r\n', 'latin1');
+    const s = await server([{ bytes, uid: 'u1' }]);
+    const ports = memoryPorts();
+    const report = await run(mailboxOf(s), ports);
+    expect(report).toMatchObject({ fetched: 1, failures: [] });
+    const stored = ports.events.published.filter((e) => e.detailType === 'Email Stored');
+    expect(stored).toHaveLength(1);
+    expect(JSON.stringify(stored[0]!.detail)).toContain('\ufffd');
+    expect(strictJsonProblem(JSON.stringify(stored[0]))).toBeUndefined();
+  });
+
+  it('the strict check refuses what jq refuses', () => {
+    expect(strictJsonProblem(JSON.stringify({ s: '\ud83d' }))).toBeDefined();
+    expect(strictJsonProblem(JSON.stringify({ s: '\ude00' }))).toBeDefined();
+    expect(strictJsonProblem(JSON.stringify({ s: '\ud83d\ude00 ok' }))).toBeUndefined();
   });
 });
