@@ -21,6 +21,9 @@ export interface RunCounters {
   toFetchBytes: number;
   fetched: number;
   fetchedBytes: number;
+  /** Bytes received of messages cut off at the size cap (not stored; they count against the byte budget). */
+  overCapBytes: number;
+  overCapMessages: number;
   skipped: number;
   announced: number;
   reannounced: number;
@@ -44,6 +47,8 @@ export function newCounters(): RunCounters {
     toFetchBytes: 0,
     fetched: 0,
     fetchedBytes: 0,
+    overCapBytes: 0,
+    overCapMessages: 0,
     skipped: 0,
     announced: 0,
     reannounced: 0,

@@ -154,3 +154,40 @@ describe('every event is strict JSON in valid UTF-8', () => {
     expect(strictJsonProblem(JSON.stringify({ s: '\ud83d\ude00 ok' }))).toBeUndefined();
   });
 });
+
+describe('caps hold against the bytes received, not the listing', () => {
+  /** LIST lies: every message is listed at `listed` bytes. */
+  const lyingList = (count: number, listed: number) =>
+    respondWith('LIST', ['+OK', ...Array.from({ length: count }, (_, i) => `${i + 1} ${listed}`), '.']);
+
+  it.each([
+    ['streamed past the cap', false, 200_000],
+    ['received whole, a little over the listed size', true, 1_300],
+    ['received whole then streamed', true, 200_000],
+  ])('a message listed under --max-size that sends more (%s) is not stored, not deleted, announced skipped with the size seen', async (_name, put, realSize) => {
+    const big = Buffer.concat([Buffer.from(`${HEADERS}`), Buffer.alloc(realSize, 'x'), Buffer.from('\r\n')]);
+    const small = mail('small');
+    const s = await server([{ bytes: big, uid: 'liar' }, { bytes: small, uid: 'ok' }], { hooks: lyingList(2, 1_000) });
+    const ports = memoryPorts({ store: { put } });
+    const report = await run(mailboxOf(s, { maxMessageBytes: 1_200 }), ports);
+    expect(report).toMatchObject({ fetched: 1, deleted: 1, skipped: 1 });
+    expect(report.failures.map((f) => [f.uidl, f.code])).toEqual([['liar', 'LIMIT_EXCEEDED']]);
+    expect(s.mailboxes.alice!.filter((m) => m.deleted !== true).map((m) => m.uid)).toEqual(['liar']);
+    expect([...ports.store.objects.keys()]).toHaveLength(1);
+    const skipped = ports.events.published.filter((e) => e.detailType === 'Email Skipped');
+    expect(skipped).toHaveLength(1);
+    expect(skipped[0]!.detail).toMatchObject({ uidl: 'liar', reason: 'too-large', limit: 1_200 });
+    expect((skipped[0]!.detail as { size: number }).size).toBeGreaterThan(1_200);
+  });
+
+  it('the byte budget counts every byte received, of messages cut off at the cap too', async () => {
+    const big = (i: number) => Buffer.concat([Buffer.from(HEADERS), Buffer.alloc(100_000, 'a'.charCodeAt(0) + i), Buffer.from('\r\n')]);
+    const s = await server([1, 2, 3, 4, 5].map((i) => ({ bytes: big(i), uid: `b${i}` })), { hooks: lyingList(5, 1_000) });
+    const ports = memoryPorts({ store: { put: false } });
+    const report = await run(mailboxOf(s, { maxMessageBytes: 50_000 }), ports, { maxBytes: 120_000 });
+    expect(report).toMatchObject({ stopReason: 'max-bytes', fetched: 0 });
+    expect(report.skipped).toBeGreaterThanOrEqual(2);
+    expect(report.skipped).toBeLessThan(5);
+    expect(s.mailboxes.alice!.every((m) => m.deleted !== true)).toBe(true);
+  });
+});
