@@ -46,6 +46,11 @@ export class MessageRecorder {
   private readonly records: Batcher<LedgerEntry, RecordOutcome>;
   private readonly publishes: Batcher<DrainEvent, { ok: boolean; reason?: string }>;
   private readonly marks: Batcher<string, void>;
+  /** The publish batch under way (batches go one at a time). */
+  private publishTurn: Promise<void> = Promise.resolve();
+  /** Events published whose announced mark is not written yet, and who waits for none to be left. */
+  private unmarked = 0;
+  private onMarked: Array<() => void> = [];
 
   constructor(
     private readonly ctx: RunContext,
@@ -71,7 +76,16 @@ export class MessageRecorder {
     );
     this.publishes = new Batcher(
       async (batch) => {
-        const outcome: PublishOutcome = await events.publish(batch);
+        // One batch at a time, and only once the marks of the previous one are written: a
+        // kill -9 then leaves at most one batch published but not marked (announced again).
+        const mine = this.publishTurn.then(() => this.marksWritten()).then(() => events.publish(batch));
+        this.publishTurn = mine.then(
+          (published) => {
+            this.unmarked += published.published.length;
+          },
+          () => undefined,
+        );
+        const outcome: PublishOutcome = await mine;
         const ok = new Set(outcome.published);
         const failed = new Map(outcome.failed.map((f) => [f.id, f.reason]));
         return batch.map((e) => (ok.has(e.id) ? { ok: true } : { ok: false, reason: failed.get(e.id) ?? 'not confirmed by the event sink' }));
@@ -80,6 +94,21 @@ export class MessageRecorder {
       BATCH_DELAY_MS,
       defectIn('publish'),
     );
+  }
+
+  /** Resolves once every published event's mark is written (or failed). */
+  private marksWritten(): Promise<void> {
+    if (this.unmarked === 0) return Promise.resolve();
+    this.marks.flush();
+    return new Promise((resolve) => this.onMarked.push(resolve));
+  }
+
+  private markSettled(): void {
+    this.unmarked -= 1;
+    if (this.unmarked > 0) return;
+    const waiting = this.onMarked;
+    this.onMarked = [];
+    for (const wake of waiting) wake();
   }
 
   /** No stream of messages is coming any more: partial batches go out at once. */
@@ -256,12 +285,14 @@ export class MessageRecorder {
         }
         this.marks.push(uidl, {
           resolve: () => {
+            this.markSettled();
             ctx.counters.pendingUidls.delete(uidl);
             ctx.counters.announced += 1;
             if (again) ctx.counters.reannounced += 1;
             then(true);
           },
           reject: (error) => {
+            this.markSettled();
             // Published but not marked: the next run publishes it again (same id). Not deletable now.
             ctx.failures.push(failureOf(error, 'ledger', uidl));
             then(false);
