@@ -26,7 +26,7 @@ import type { MailboxConfig } from './mailbox.js';
 import { MessagePipeline } from './message-pipeline.js';
 import { MessageRecorder } from './message-recorder.js';
 import { safeFailure, safeLogger } from './outside-text.js';
-import { planRun, runLimits, uidlResetVerdict, type ServerMessage } from './plan.js';
+import { ledgerLost, planRun, runLimits, uidlResetVerdict, type ServerMessage } from './plan.js';
 import { silentLogger, systemClock, type DrainPorts, type MailboxState } from './ports.js';
 import { RETRY_LATER_STOPS, type DrainReport, type PlannedMessage, type StopReason } from './report.js';
 import { buildReport, mailboxDrainedEvent, stateUpdateAfterRun, type RunEnd } from './run-report.js';
@@ -82,6 +82,7 @@ class DrainRun {
       failures: [],
       client: undefined,
       leaseLost: false,
+      ledgerLost: false,
       secrets,
     };
     this.startedAt = clock.now();
@@ -135,6 +136,17 @@ class DrainRun {
     this.phase = 'ledger';
     await this.deletions.settlePending(this.state, new Set(byUidl.keys()));
     const known = await ctx.ports.ledger.lookup(ctx.mailbox.id, listing.messages.map((m) => m.uidl));
+
+    if (!dryRun && known.size === 0 && this.state?.lastRun === undefined && listing.messages.length > 0 && ctx.ports.store.holdsMessages !== undefined) {
+      const storeHolds = await ctx.ports.store.holdsMessages(ctx.mailbox.id);
+      if (ledgerLost({ state: this.state, listed: listing.messages.length, known: known.size, storeHolds })) {
+        ctx.ledgerLost = true;
+        const message =
+          'the ledger knows nothing of this mailbox but the store holds its messages: the ledger was lost (deleted, emptied or unreadable); messages found in the store are recorded again, not announced again';
+        ctx.log.error(message);
+        ctx.failures.push({ code: 'LEDGER_FAILED', phase: 'ledger', message, retryable: false });
+      }
+    }
 
     const verdict = uidlResetVerdict({ guard: ctx.mailbox.uidlResetGuard, state: this.state, messages: listing.messages, known });
     if (verdict.kind !== 'proceed') {

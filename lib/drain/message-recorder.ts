@@ -188,7 +188,8 @@ export class MessageRecorder {
           return;
         }
         ctx.log.debug('stored', { uidl, size: s.size, sha256: s.sha256, key: s.key });
-        this.announceThen(entry, false, (announced) => {
+        const announceOrRebuild = s.stored.existed && ctx.ledgerLost ? this.markOnly.bind(this) : this.announceThen.bind(this);
+        announceOrRebuild(entry, false, (announced) => {
           if (announced && deleteAllowed(entry, ctx.mailbox.deletePolicy, ctx.clock.now())) this.deletions.request(s.message);
           done();
         });
@@ -260,6 +261,22 @@ export class MessageRecorder {
    */
   private announce(entry: LedgerEntry, again: boolean): Promise<boolean> {
     return new Promise((resolve) => this.announceThen(entry, again, resolve));
+  }
+
+  /**
+   * The ledger was lost and the store already held these bytes: an earlier run announced them
+   * (or died before; it cannot be told). Marked announced without publishing again.
+   */
+  private markOnly(entry: LedgerEntry, _again: boolean, then: (announced: boolean) => void): void {
+    const { ctx } = this;
+    const uidl = entry.uidl;
+    this.marks.push(uidl, {
+      resolve: () => then(true),
+      reject: (error) => {
+        ctx.failures.push(failureOf(error, 'ledger', uidl));
+        then(false);
+      },
+    });
   }
 
   /** `announce`, continuing in `then` (called once, never throws). */

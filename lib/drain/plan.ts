@@ -145,6 +145,18 @@ export function uidlResetVerdict(input: UidlResetInput): UidlResetVerdict {
 }
 
 // -------------------------------------------------------------------------------------------
+// A lost ledger
+
+/**
+ * The ledger knows nothing of a mailbox (no state of an earlier run, no entry for any listed
+ * message) while the store holds its messages: the ledger was lost (deleted, emptied,
+ * unreadable), not a first run. Messages the store already holds are then not announced again.
+ */
+export function ledgerLost(facts: { state: MailboxState | undefined; listed: number; known: number; storeHolds: boolean }): boolean {
+  return facts.state?.lastRun === undefined && facts.listed > 0 && facts.known === 0 && facts.storeHolds;
+}
+
+// -------------------------------------------------------------------------------------------
 // When to stop taking new messages
 
 /** The run's limits, from the caller's budget and the mailbox's configuration. */

@@ -73,6 +73,8 @@ export interface RunContext {
   client: Pop3Client | undefined;
   /** Set when renewing the lease failed: no new message, no DELE. */
   leaseLost: boolean;
+  /** The ledger was found lost: what the store already holds is recorded as announced, not announced again. */
+  ledgerLost: boolean;
   /** The credentials' secrets once loaded: scrubbed from logs and the report. */
   readonly secrets: string[];
 }

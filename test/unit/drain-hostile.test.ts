@@ -3,11 +3,17 @@
  * driven through drainMailbox over in-memory ports: nothing is deleted unless what is stored is
  * what it is, one bad message does not block a mailbox, caps count the bytes received.
  */
+import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
+import { FileLedger } from '../../lib/adapters/local/file-ledger.js';
+import { FileMessageStore } from '../../lib/adapters/local/file-store.js';
 import { drainMailbox, type DrainBudget, type DrainOptions } from '../../lib/drain/drain-mailbox.js';
 import { DEFAULT_UIDL_RESET_GUARD, type MailboxConfig } from '../../lib/drain/mailbox.js';
 import { respondWith, startPop3Server, type MailboxMessage, type Pop3ServerOptions, type Pop3TestServer } from '../../lib/testing/pop3-server/index.js';
-import { memoryPorts, type MemoryPorts } from '../support/memory-ports.js';
+import type { DrainPorts } from '../../lib/drain/ports.js';
+import { memoryPorts } from '../support/memory-ports.js';
 import { strictJsonProblem } from '../support/strict-json.js';
 
 const servers: Pop3TestServer[] = [];
@@ -42,7 +48,7 @@ function mailboxOf(s: Pop3TestServer, extra: Partial<MailboxConfig> = {}): Mailb
   };
 }
 
-function run(mailbox: MailboxConfig, ports: MemoryPorts, budget: DrainBudget = {}, options: DrainOptions = {}) {
+function run(mailbox: MailboxConfig, ports: DrainPorts, budget: DrainBudget = {}, options: DrainOptions = {}) {
   return drainMailbox(mailbox, ports, budget, { leaseTtlMs: 60_000, ...options });
 }
 
@@ -213,5 +219,32 @@ describe('announced marks keep up with publishing', () => {
     const report = await run(mailboxOf(s, { deletePolicy: { mode: 'keep' } }), ports);
     expect(report).toMatchObject({ fetched: 400, announced: 400 });
     expect(worst).toBeLessThanOrEqual(64);
+  });
+});
+
+describe('a lost ledger is loud', () => {
+  it.each([
+    ['deleted', (path: string) => rm(path, { force: true })],
+    ['emptied', (path: string) => writeFile(path, '')],
+  ])('a local ledger %s while the store holds the mailbox: the run says so and announces nothing again', async (_name, lose) => {
+    const dir = await mkdtemp(join(tmpdir(), 'popdrain-lost-ledger-'));
+    try {
+      const s = await server([1, 2, 3].map((i) => ({ bytes: mail(`m${i}`), uid: `u${i}` })));
+      const ports = () => ({ ...memoryPorts(), store: new FileMessageStore({ root: join(dir, 'store') }), ledger: new FileLedger({ dir: join(dir, 'ledger') }) });
+      const first = ports();
+      const events = first.events;
+      expect(await run(mailboxOf(s, { deletePolicy: { mode: 'keep' } }), first)).toMatchObject({ fetched: 3, announced: 3 });
+      const ledgerFile = (await readdir(join(dir, 'ledger'))).find((n) => n.endsWith('.ledger'))!;
+      await lose(join(dir, 'ledger', ledgerFile));
+
+      const second = { ...ports(), events };
+      const report = await run(mailboxOf(s, { deletePolicy: { mode: 'keep' } }), second);
+      expect(report.failures).toEqual([expect.objectContaining({ code: 'LEDGER_FAILED', message: expect.stringContaining('ledger was lost') })]);
+      expect(events.published.filter((e) => e.detailType === 'Email Stored')).toHaveLength(3);
+      // The ledger is rebuilt: a third run knows every message.
+      expect(await run(mailboxOf(s, { deletePolicy: { mode: 'keep' } }), { ...ports(), events })).toMatchObject({ fetched: 0, alreadyKnown: 3, failures: [] });
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });
