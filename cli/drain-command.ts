@@ -46,7 +46,7 @@ export interface DrainCommandOptions extends ConnectionOptions {
 
 function positiveInt(value: string | undefined, flag: string): number | undefined {
   if (value === undefined) return undefined;
-  if (!/^\d+$/.test(value) || Number(value) < 1) throw new UsageError(`${flag} wants a whole number of at least 1, not "${value}"`);
+  if (!/^\d+$/.test(value) || Number(value) < 1 || !Number.isSafeInteger(Number(value))) throw new UsageError(`${flag} wants a whole number of at least 1, not "${value}"`);
   return Number(value);
 }
 
