@@ -1,4 +1,5 @@
 /** `popdrain drain`: one mailbox from a URL, or every mailbox of a --config file. */
+import { outDir } from './out-dir.js';
 import { resolve } from 'node:path';
 import { createLocalAdapters, type LocalAdapters } from '../lib/adapters/local/index.js';
 import { LocalCredentials } from '../lib/adapters/local/local-credentials.js';
@@ -201,7 +202,7 @@ export async function runDrain(positionals: string[], o: DrainCommandOptions): P
     jobs.push({ mailbox: adjust(resolved.mailbox), credentials: resolved.credentials! });
   }
 
-  const out = resolve(o.out ?? 'popdrain-data');
+  const out = outDir(o.out);
   let local: LocalAdapters | undefined;
   const needLocal = aws.store === undefined || aws.ledger === undefined || aws.events === undefined;
   if (needLocal) local = createLocalAdapters({ out, logger });
