@@ -1,6 +1,6 @@
 /**
  * The CLI against small defects found with hostile input (issue 10): `--out ''` must not write
- * into the current directory. Spawns `node dist/cli/main.js` (run `node scripts/build.mjs` first)
+ * into the current directory; `--ca` and `--config` naming an endless file are refused. Spawns `node dist/cli/main.js` (run `node scripts/build.mjs` first)
  * against the scriptable POP3 server on loopback.
  */
 import { spawn } from 'node:child_process';
@@ -40,4 +40,18 @@ describe('popdrain drain with hostile arguments', () => {
     expect(await readdir(cwd)).toEqual([]);
     expect(s.mailboxes.alice!.every((m) => m.deleted !== true)).toBe(true);
   });
+
+  it.each([
+    ['--ca /dev/zero', (url: string) => ['drain', url, '--ca', '/dev/zero']],
+    ['--config /dev/zero', () => ['drain', '--config', '/dev/zero']],
+  ])('%s is refused after a bounded read, not read until memory runs out', async (_name, args) => {
+    const cwd = await mkdtemp(join(tmpdir(), 'popdrain-cwd-'));
+    cleanup.push(() => rm(cwd, { recursive: true, force: true }));
+    const started = Date.now();
+    const result = await run(args('pop3s://alice@127.0.0.1:1'), cwd);
+    expect(result.code, result.stderr).toBe(2);
+    expect(result.stderr).toMatch(/larger than \d+ bytes/);
+    expect(Date.now() - started).toBeLessThan(20_000);
+  });
 });
+
