@@ -3,7 +3,7 @@
  * password from POPDRAIN_PASSWORD, --password-file or a prompt; an OAuth2 access token from an
  * environment variable; or OAuth2 client credentials and a refresh token, refreshed as needed.
  */
-import { readFileSync } from 'node:fs';
+import { MAX_CA_FILE_BYTES, readTextFileBounded } from '../lib/drain/read-bounded.js';
 import { isReadableByOthers, LocalCredentials } from '../lib/adapters/local/local-credentials.js';
 import { DEFAULT_UIDL_RESET_GUARD, type MailboxConfig, type SecretSource } from '../lib/drain/mailbox.js';
 import type { CredentialsProvider, DrainLogger } from '../lib/drain/ports.js';
@@ -45,7 +45,7 @@ export function parseMechanism(value: string | undefined): AuthMethod | 'auto' {
 export function readCa(path: string | undefined): string | undefined {
   if (path === undefined) return undefined;
   try {
-    const pem = readFileSync(path, 'utf8');
+    const pem = readTextFileBounded(path, MAX_CA_FILE_BYTES);
     if (!pem.includes('-----BEGIN CERTIFICATE-----')) throw new UsageError(`--ca ${path} holds no PEM certificate`);
     return pem;
   } catch (error) {

@@ -1,4 +1,5 @@
 /** `popdrain drain`: one mailbox from a URL, or every mailbox of a --config file. */
+import { outDir } from './out-dir.js';
 import { resolve } from 'node:path';
 import { createLocalAdapters, type LocalAdapters } from '../lib/adapters/local/index.js';
 import { LocalCredentials } from '../lib/adapters/local/local-credentials.js';
@@ -46,7 +47,7 @@ export interface DrainCommandOptions extends ConnectionOptions {
 
 function positiveInt(value: string | undefined, flag: string): number | undefined {
   if (value === undefined) return undefined;
-  if (!/^\d+$/.test(value) || Number(value) < 1) throw new UsageError(`${flag} wants a whole number of at least 1, not "${value}"`);
+  if (!/^\d+$/.test(value) || Number(value) < 1 || !Number.isSafeInteger(Number(value))) throw new UsageError(`${flag} wants a whole number of at least 1, not "${value}"`);
   return Number(value);
 }
 
@@ -206,7 +207,7 @@ export async function runDrain(positionals: string[], o: DrainCommandOptions): P
     jobs.push({ mailbox: adjust(resolved.mailbox), credentials: resolved.credentials! });
   }
 
-  const out = resolve(o.out ?? 'popdrain-data');
+  const out = outDir(o.out);
   let local: LocalAdapters | undefined;
   const needLocal = aws.store === undefined || aws.ledger === undefined || aws.events === undefined;
   if (needLocal) local = createLocalAdapters({ out, logger });

@@ -3,6 +3,7 @@
  * anything pending (stored but not announced, a tripped UIDL-reset guard). With
  * `--accept-uidl-reset`, the next run of a tripped mailbox may proceed.
  */
+import { outDir } from './out-dir.js';
 import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { FileLedger, LEDGER_SUBDIR } from '../lib/adapters/local/index.js';
@@ -20,7 +21,7 @@ const when = (ms: number | undefined): string => (ms === undefined ? 'never' : n
 
 export async function runStatus(positionals: string[], o: StatusOptions): Promise<ExitCode> {
   if (positionals.length > 0) throw new UsageError(`status takes no arguments (got "${positionals[0]}"); use --out DIR and --id ID`);
-  const out = resolve(o.out ?? 'popdrain-data');
+  const out = outDir(o.out);
   const dir = join(out, LEDGER_SUBDIR);
   if (!existsSync(dir)) throw new UsageError(`${out} holds no popdrain ledger (nothing drained there yet?)`);
   const ledger = new FileLedger({ dir });

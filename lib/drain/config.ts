@@ -3,8 +3,8 @@
  * and by the Lambdas) and for the command-line tool (`popdrain drain --config`). Errors name the
  * mailbox and the field, one per line.
  */
-import { readFileSync } from 'node:fs';
 import * as z from 'zod';
+import { MAX_CA_FILE_BYTES, MAX_CONFIG_FILE_BYTES, readTextFileBounded } from './read-bounded.js';
 import { describeError } from './errors.js';
 import { mailboxIdProblem } from './keys.js';
 import { DEFAULT_UIDL_RESET_GUARD, type DeletePolicy, type MailboxConfig, type SecretSource } from './mailbox.js';
@@ -231,7 +231,7 @@ export function parseMailboxFile(raw: unknown, options: { readFile?: (path: stri
     let caPem = tlsOptions.caPem;
     if (tlsOptions.caFile !== undefined && caPem === undefined) {
       try {
-        caPem = (options.readFile ?? ((p: string) => readFileSync(p, 'utf8')))(tlsOptions.caFile);
+        caPem = (options.readFile ?? ((p: string) => readTextFileBounded(p, MAX_CA_FILE_BYTES)))(tlsOptions.caFile);
       } catch (error) {
         problems.push(`mailbox ${index + 1} "${m.id}": tlsOptions.caFile: cannot read ${tlsOptions.caFile} (${describeError(error)})`);
       }
@@ -274,7 +274,7 @@ export function parseMailboxFile(raw: unknown, options: { readFile?: (path: stri
 export function loadMailboxFile(path: string): ConfiguredMailbox[] {
   let text: string;
   try {
-    text = readFileSync(path, 'utf8');
+    text = readTextFileBounded(path, MAX_CONFIG_FILE_BYTES);
   } catch (error) {
     throw new ConfigError(`cannot read mailbox configuration ${path}: ${describeError(error)}`, []);
   }

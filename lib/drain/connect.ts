@@ -2,7 +2,7 @@
  * Open the POP3 session for a run: credentials from the port, the client's options from the
  * mailbox and the run's options, login; a refused OAuth2 access token is refreshed once.
  */
-import { isPop3Error, Pop3Client, type Pop3ClientOptions, type Pop3Credentials } from '../pop3/index.js';
+import { credentialSecrets, isPop3Error, Pop3Client, type Pop3ClientOptions, type Pop3Credentials } from '../pop3/index.js';
 import type { MailboxConfig } from './mailbox.js';
 import type { RunContext } from './run-context.js';
 
@@ -29,6 +29,7 @@ export function clientOptionsFor(mailbox: MailboxConfig, options: RunContext['op
 export async function connectAndLogin(ctx: RunContext, deadline?: number): Promise<Pop3Client> {
   const m = ctx.mailbox;
   let credentials: Pop3Credentials = await ctx.ports.credentials.get(m);
+  ctx.secrets.push(...credentialSecrets(credentials));
   // The client keeps time by Date.now(); the run by its clock (a test's may be fake).
   const options = clientOptionsFor(m, ctx.options, deadline === undefined ? undefined : Date.now() + (deadline - ctx.clock.now()));
   for (let attempt = 1; ; attempt++) {
@@ -50,6 +51,7 @@ export async function connectAndLogin(ctx: RunContext, deadline?: number): Promi
       if (attempt === 1 && 'accessToken' in credentials && isPop3Error(error) && error.code === 'AUTH_FAILED') {
         ctx.log.info('token refused; refreshing it once');
         credentials = await ctx.ports.credentials.get(m, { forceRefresh: true });
+        ctx.secrets.push(...credentialSecrets(credentials));
         continue;
       }
       throw error;

@@ -55,7 +55,10 @@ export class Deletions {
     const promise = client.dele(message.number).then(
       () => true,
       (error: unknown) => {
-        this.ctx.failures.push(failureOf(error, 'delete', message.uidl));
+        // A DELE lost with the session is not this message's failure: the run reports the
+        // session once. A refusal the server sent is.
+        const sessionGone = isPop3Error(error) && error.serverText === undefined && client.isClosed;
+        if (!sessionGone) this.ctx.failures.push(failureOf(error, 'delete', message.uidl));
         return false;
       },
     );

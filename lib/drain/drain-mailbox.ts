@@ -20,12 +20,14 @@ import { Deletions } from './deletions.js';
 import type { DrainBudget, DrainOptions } from './drain-options.js';
 import { describeError, type DrainPhase } from './errors.js';
 import { runStopFor } from './failures.js';
+import { verifyKnown } from './known-verification.js';
 import { LeaseKeeper } from './lease-keeper.js';
 import { listMessages } from './listing.js';
 import type { MailboxConfig } from './mailbox.js';
 import { MessagePipeline } from './message-pipeline.js';
 import { MessageRecorder } from './message-recorder.js';
-import { hardDeadlineOf, planRun, runLimits, uidlResetVerdict, type ServerMessage } from './plan.js';
+import { safeFailure, safeLogger } from './outside-text.js';
+import { hardDeadlineOf, ledgerLost, planRun, runLimits, uidlResetVerdict, type ServerMessage } from './plan.js';
 import { silentLogger, systemClock, type DrainPorts, type MailboxState } from './ports.js';
 import { NORMAL_STOPS, RETRY_LATER_STOPS, type DrainReport, type PlannedMessage, type StopReason } from './report.js';
 import { buildReport, mailboxDrainedEvent, stateUpdateAfterRun, type RunEnd } from './run-report.js';
@@ -74,17 +76,20 @@ class DrainRun {
     options: DrainOptions,
   ) {
     const clock = ports.clock ?? systemClock;
+    const secrets: string[] = [];
     this.ctx = {
       mailbox,
       ports,
       options,
       clock,
-      log: mailboxLogger(ports.logger ?? silentLogger, mailbox.id),
+      log: safeLogger(mailboxLogger(ports.logger ?? silentLogger, mailbox.id), secrets),
       runId: options.runId ?? randomUUID(),
       counters: newCounters(),
       failures: [],
       client: undefined,
       leaseLost: false,
+      ledgerLost: false,
+      secrets,
     };
     this.startedAt = clock.now();
     this.hardDeadline = hardDeadlineOf(budget);
@@ -139,6 +144,17 @@ class DrainRun {
     await this.deletions.settlePending(this.state, new Set(byUidl.keys()));
     const known = await ctx.ports.ledger.lookup(ctx.mailbox.id, listing.messages.map((m) => m.uidl));
 
+    if (!dryRun && known.size === 0 && this.state?.lastRun === undefined && listing.messages.length > 0 && ctx.ports.store.holdsMessages !== undefined) {
+      const storeHolds = await ctx.ports.store.holdsMessages(ctx.mailbox.id);
+      if (ledgerLost({ state: this.state, listed: listing.messages.length, known: known.size, storeHolds })) {
+        ctx.ledgerLost = true;
+        const message =
+          'the ledger knows nothing of this mailbox but the store holds its messages: the ledger was lost (deleted, emptied or unreadable); messages found in the store are recorded again, not announced again';
+        ctx.log.error(message);
+        ctx.failures.push({ code: 'LEDGER_FAILED', phase: 'ledger', message, retryable: false });
+      }
+    }
+
     const verdict = uidlResetVerdict({ guard: ctx.mailbox.uidlResetGuard, state: this.state, messages: listing.messages, known });
     if (verdict.kind !== 'proceed') {
       const figures = { recognized: verdict.recognized, unknown: verdict.unknown, previouslyKnown: verdict.previouslyKnown };
@@ -188,6 +204,7 @@ class DrainRun {
     ];
     for (const m of plan.deleteKnown) this.deletions.request(m);
     try {
+      await verifyKnown(ctx, ctx.client!, this.deletions, plan.verify);
       const pipeline = new MessagePipeline(ctx, ctx.client!, this.recorder, runLimits(this.budget, ctx.mailbox), this.hardDeadline);
       this.pipeline = pipeline;
       this.stopReason = (await pipeline.run(plan.fetch)) ?? 'complete';
@@ -251,9 +268,9 @@ class DrainRun {
       startedAt: this.startedAt,
       finishedAt: ctx.clock.now(),
       stopReason: this.stopReason,
-      runError: this.runError,
+      runError: this.runError === undefined ? undefined : safeFailure(this.runError, ctx.secrets),
       counters: ctx.counters,
-      failures: ctx.failures,
+      failures: ctx.failures.map((f) => safeFailure(f, ctx.secrets)),
       state: this.state,
       plan: this.plan,
       retryAfterSeconds: this.retryAfterSeconds,

@@ -58,11 +58,14 @@ export interface EmailSkippedDetail {
   id: string;
   mailboxId: string;
   uidl: string;
-  reason: 'too-large';
-  /** Size the server reported (LIST). */
+  /** `too-large`: over the size cap; `unreadable`: the server refused its RETR for good. */
+  reason: 'too-large' | 'unreadable';
+  /** Size the server reported (LIST), or the bytes received when it sent more than the cap. */
   size: number;
-  /** The configured cap it exceeded. */
-  limit: number;
+  /** The configured cap it exceeded (too-large only). */
+  limit?: number;
+  /** The server's answer (unreadable only). */
+  error?: string;
   /** ISO 8601: when popdrain first saw it. */
   seenAt: string;
 }

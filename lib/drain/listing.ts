@@ -66,7 +66,7 @@ export function headerDigestUidls(headers: ReadonlyArray<{ number: number; size:
     const base = `~hdr-${h.sha256Hex.slice(0, 40)}-${h.size}`;
     const n = (seen.get(base) ?? 0) + 1;
     seen.set(base, n);
-    return { number: h.number, size: h.size, uidl: n === 1 ? base : `${base}-${n}` };
+    return { number: h.number, size: h.size, uidl: n === 1 ? base : `${base}-${n}`, byHeaderDigest: true };
   });
 }
 

@@ -15,13 +15,14 @@ import { StopRun } from './failures.js';
 import { InFlight } from './in-flight.js';
 import { messageDigest, messageKeyForDigest } from './keys.js';
 import { LEDGER_BATCH_ITEMS, type MessageDone, type MessageRecorder } from './message-recorder.js';
-import { pumpMessage } from './message-pump.js';
+import { OverCapError, pumpMessage } from './message-pump.js';
 import { createMetadataExtractor, readMetadata } from './metadata.js';
 import { admitRequest, backendDownStop, endOfSessionVerdict, stopBeforeNext, type RunLimits, type ServerMessage } from './plan.js';
 import type { MessageWriter, StoredObject } from './ports.js';
 import type { StopReason } from './report.js';
 import { noteBackendFailure, reportProgress, type RunContext } from './run-context.js';
 import { sha256Hex } from './sha256.js';
+import { retrievePastUnreadable, type RetrFailureVerdict } from './unreadable.js';
 
 const DEFAULT_STORE_CONCURRENCY = 8;
 /**
@@ -100,8 +101,9 @@ export class MessagePipeline {
         cancelled: ctx.options.signal?.aborted === true,
         leaseLost: ctx.leaseLost,
         now: ctx.clock.now(),
-        fetched: ctx.counters.fetched,
-        fetchedBytes: ctx.counters.fetchedBytes,
+        // Messages and bytes received, stored or not: a message cut off at the size cap counts too.
+        fetched: ctx.counters.fetched + ctx.counters.overCapMessages,
+        fetchedBytes: ctx.counters.fetchedBytes + ctx.counters.overCapBytes,
         nextSize: next.size,
       },
       this.limits,
@@ -182,7 +184,11 @@ export class MessagePipeline {
     this.receiving = admission;
     const retrieveOptions = { admit: admission.admit, ...(whole ? { collectUpTo: WHOLE_MESSAGE_MAX_BYTES } : {}) };
     try {
-      for await (const retrieved of this.client.retrieve(messages, retrieveOptions)) {
+      const retrieval = retrievePastUnreadable(this.client, messages, retrieveOptions, (message, verdict) => {
+        index += 1;
+        this.refused(message, verdict, inFlight);
+      });
+      for await (const retrieved of retrieval) {
         const message = byNumber.get(retrieved.number)!;
         stop = this.stopBefore(message);
         if (stop !== undefined) {
@@ -214,7 +220,18 @@ export class MessagePipeline {
           inFlight.end();
         };
         const target = this.targetOf(message);
-        if (retrieved.body !== undefined && whole) {
+        const cap = ctx.mailbox.maxMessageBytes;
+        if (retrieved.body !== undefined && cap !== undefined && bodyBytes(retrieved.body) > cap) {
+          // Listed under the cap, received whole over it (the server lied in LIST).
+          const seen = bodyBytes(retrieved.body);
+          ctx.counters.overCapBytes += seen;
+          ctx.counters.overCapMessages += 1;
+          releaseSlot();
+          this.skipOverCap(message, seen).then(
+            () => done(),
+            (error: unknown) => done({ error }),
+          );
+        } else if (retrieved.body !== undefined && whole) {
           this.storeWhole(target, retrieved.body, releaseSlot, done);
         } else {
           let task: Promise<void>;
@@ -249,6 +266,40 @@ export class MessagePipeline {
     return stop;
   }
 
+  /**
+   * The server refused one message's RETR and the session goes on: it is reported under its
+   * UIDL and left on the server; when the refusal is for good, recorded and announced once as
+   * skipped (unreadable).
+   */
+  private refused(message: ServerMessage, verdict: Exclude<RetrFailureVerdict, { kind: 'stop' }>, inFlight: InFlight): void {
+    const { ctx } = this;
+    ctx.failures.push(verdict.failure);
+    ctx.log.warn('the server refused a message: left on the server', { uidl: message.uidl, error: verdict.failure.message });
+    if (verdict.kind !== 'unreadable') return;
+    inFlight.start();
+    this.recorder
+      .recordSkipped(message, { reason: 'unreadable', size: message.size, error: verdict.failure.message })
+      .then(
+        () => inFlight.end(),
+        (error: unknown) => {
+          inFlight.fail(error);
+          inFlight.end();
+        },
+      );
+  }
+
+  /** Sent more than the size cap although listed under it: not stored, not deleted, announced as skipped with the size seen. */
+  private skipOverCap(message: ServerMessage, seen: number): Promise<void> {
+    this.ctx.failures.push({
+      uidl: message.uidl,
+      code: 'LIMIT_EXCEEDED',
+      phase: 'fetch',
+      message: `listed at ${message.size} bytes but sent ${seen} or more, over the size cap of ${this.ctx.mailbox.maxMessageBytes}; not stored, left on the server`,
+      retryable: false,
+    });
+    return this.recorder.recordSkipped(message, { reason: 'too-large', size: seen });
+  }
+
   private targetOf(message: ServerMessage): Target {
     const digest = messageDigest(this.ctx.mailbox.id, message.uidl);
     return { message, digest, key: messageKeyForDigest(this.ctx.mailbox.id, digest) };
@@ -278,11 +329,18 @@ export class MessagePipeline {
     const extractor = createMetadataExtractor();
     let pumped;
     try {
-      pumped = await pumpMessage(stream, writer.stream, extractor.stream);
+      pumped = await pumpMessage(stream, writer.stream, extractor.stream, ctx.mailbox.maxMessageBytes ?? Infinity);
     } catch (error) {
       extractor.stream.destroy();
       await writer.abort();
       if (isPop3Error(error)) throw error; // the session is gone: stop the run
+      if (error instanceof OverCapError) {
+        // The client drops the rest of the body; the session goes on.
+        ctx.counters.overCapBytes += error.seen;
+        ctx.counters.overCapMessages += 1;
+        storeDone();
+        return { task: this.skipOverCap(target.message, error.seen) };
+      }
       noteBackendFailure(ctx, error, 'store', uidl);
       return { task: Promise.resolve() };
     }

@@ -18,6 +18,16 @@ export interface PumpResult {
   size: number;
 }
 
+/** The source sent more than the pump's byte cap: nothing more is written; `seen` bytes arrived. */
+export class OverCapError extends Error {
+  constructor(
+    readonly seen: number,
+    readonly cap: number,
+  ) {
+    super(`the message ran past ${cap} bytes (${seen} received)`);
+  }
+}
+
 function prematureClose(which: string): Error {
   const error = new Error(`the ${which} closed before the message ended`) as NodeJS.ErrnoException;
   error.code = 'ERR_STREAM_PREMATURE_CLOSE';
@@ -26,10 +36,10 @@ function prematureClose(which: string): Error {
 
 /**
  * Resolves once the source ended and the sink finished (all bytes handed to it were
- * processed). Rejects with the first error of the source or the sink (or a premature close),
+ * processed). Rejects with OverCapError as soon as more than `maxBytes` arrived, or the first error of the source or the sink (or a premature close),
  * after destroying both; the caller decides what the error means.
  */
-export function pumpMessage(source: Readable, sink: Writable, side: Writable): Promise<PumpResult> {
+export function pumpMessage(source: Readable, sink: Writable, side: Writable, maxBytes = Infinity): Promise<PumpResult> {
   return new Promise<PumpResult>((resolve, reject) => {
     const hash = createHash('sha256');
     let size = 0;
@@ -43,6 +53,11 @@ export function pumpMessage(source: Readable, sink: Writable, side: Writable): P
       if (!sinkFull && !sideFull && !ended && !settled) source.resume();
     };
     const onData = (chunk: Buffer): void => {
+      // Counted as the bytes arrive: a server that lied in LIST is cut off at the cap.
+      if (size + chunk.length > maxBytes) {
+        fail(new OverCapError(size + chunk.length, maxBytes));
+        return;
+      }
       hash.update(chunk);
       size += chunk.length;
       if (sideUsable && !side.write(chunk)) sideFull = true;

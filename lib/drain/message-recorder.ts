@@ -12,9 +12,10 @@ import { describeError, type DrainPhase } from './errors.js';
 import { EVENT_SCHEMA_VERSION, type DrainEvent, type EmailSkippedDetail, type EmailStoredDetail, type MessageMetadata } from './events.js';
 import { failureOf } from './failures.js';
 import { skippedEventId, storedEventId } from './keys.js';
-import { deleteAllowed, type ServerMessage } from './plan.js';
+import { deleteAllowed, sameMessageUnseen, type ServerMessage } from './plan.js';
 import type { LedgerEntry, PublishOutcome, RecordOutcome, StoredObject } from './ports.js';
 import { noteBackendFailure, type RunContext } from './run-context.js';
+import { wellFormed, wellFormedText } from './well-formed.js';
 
 /** Ledger and event batches: flushed when this full or after this long. */
 export const LEDGER_BATCH_ITEMS = 64;
@@ -33,6 +34,9 @@ export interface StoredMessage {
   metadata: Promise<MessageMetadata>;
 }
 
+/** Why a message is skipped, and the size to report (as listed, or as received when larger). */
+export type SkipReason = { reason: 'too-large'; size: number } | { reason: 'unreadable'; size: number; error: string };
+
 /** Called once per message when its steps have ended; `defect` is a bug that ends the run. */
 export type MessageDone = (defect?: { error: unknown }) => void;
 
@@ -42,6 +46,11 @@ export class MessageRecorder {
   private readonly records: Batcher<LedgerEntry, RecordOutcome>;
   private readonly publishes: Batcher<DrainEvent, { ok: boolean; reason?: string }>;
   private readonly marks: Batcher<string, void>;
+  /** The publish batch under way (batches go one at a time). */
+  private publishTurn: Promise<void> = Promise.resolve();
+  /** Events published whose announced mark is not written yet, and who waits for none to be left. */
+  private unmarked = 0;
+  private onMarked: Array<() => void> = [];
 
   constructor(
     private readonly ctx: RunContext,
@@ -67,7 +76,16 @@ export class MessageRecorder {
     );
     this.publishes = new Batcher(
       async (batch) => {
-        const outcome: PublishOutcome = await events.publish(batch);
+        // One batch at a time, and only once the marks of the previous one are written: a
+        // kill -9 then leaves at most one batch published but not marked (announced again).
+        const mine = this.publishTurn.then(() => this.marksWritten()).then(() => events.publish(batch));
+        this.publishTurn = mine.then(
+          (published) => {
+            this.unmarked += published.published.length;
+          },
+          () => undefined,
+        );
+        const outcome: PublishOutcome = await mine;
         const ok = new Set(outcome.published);
         const failed = new Map(outcome.failed.map((f) => [f.id, f.reason]));
         return batch.map((e) => (ok.has(e.id) ? { ok: true } : { ok: false, reason: failed.get(e.id) ?? 'not confirmed by the event sink' }));
@@ -76,6 +94,21 @@ export class MessageRecorder {
       BATCH_DELAY_MS,
       defectIn('publish'),
     );
+  }
+
+  /** Resolves once every published event's mark is written (or failed). */
+  private marksWritten(): Promise<void> {
+    if (this.unmarked === 0) return Promise.resolve();
+    this.marks.flush();
+    return new Promise((resolve) => this.onMarked.push(resolve));
+  }
+
+  private markSettled(): void {
+    this.unmarked -= 1;
+    if (this.unmarked > 0) return;
+    const waiting = this.onMarked;
+    this.onMarked = [];
+    for (const wake of waiting) wake();
   }
 
   /** No stream of messages is coming any more: partial batches go out at once. */
@@ -107,8 +140,10 @@ export class MessageRecorder {
       .catch((error: unknown) => done({ error }));
   }
 
-  private recordWith(s: StoredMessage, metadata: MessageMetadata, metadataError: string | undefined, done: MessageDone): void {
+  private recordWith(s: StoredMessage, read: MessageMetadata, metadataError: string | undefined, done: MessageDone): void {
     const { ctx } = this;
+    // Strict JSON in valid UTF-8: decoded header text may hold lone surrogates.
+    const metadata = wellFormed(read);
     const uidl = s.message.uidl;
     const now = ctx.clock.now();
     const time = iso(now);
@@ -124,7 +159,7 @@ export class MessageRecorder {
       metadata,
     };
     // Only present when extraction failed (the event's JSON has no such key otherwise).
-    if (metadataError !== undefined) detail.metadataError = metadataError;
+    if (metadataError !== undefined) detail.metadataError = wellFormedText(metadataError);
     const entry: LedgerEntry = {
       mailboxId: ctx.mailbox.id,
       uidl,
@@ -153,7 +188,8 @@ export class MessageRecorder {
           return;
         }
         ctx.log.debug('stored', { uidl, size: s.size, sha256: s.sha256, key: s.key });
-        this.announceThen(entry, false, (announced) => {
+        const announceOrRebuild = s.stored.existed && ctx.ledgerLost ? this.markOnly.bind(this) : this.announceThen.bind(this);
+        announceOrRebuild(entry, false, (announced) => {
           if (announced && deleteAllowed(entry, ctx.mailbox.deletePolicy, ctx.clock.now())) this.deletions.request(s.message);
           done();
         });
@@ -168,25 +204,24 @@ export class MessageRecorder {
     });
   }
 
-  /** A message over the size cap: recorded and announced as skipped, never fetched or deleted. */
-  async recordSkipped(message: ServerMessage): Promise<void> {
+  /**
+   * A message not stored: over the size cap (as listed, or as received), or unreadable (the
+   * server refused its RETR for good). Recorded and announced once as skipped, never deleted.
+   */
+  async recordSkipped(message: ServerMessage, why: SkipReason = { reason: 'too-large', size: message.size }): Promise<void> {
     const { ctx } = this;
     const now = ctx.clock.now();
-    const detail: EmailSkippedDetail = {
-      schemaVersion: EVENT_SCHEMA_VERSION,
-      id: skippedEventId(ctx.mailbox.id, message.uidl),
-      mailboxId: ctx.mailbox.id,
-      uidl: message.uidl,
-      reason: 'too-large',
-      size: message.size,
-      limit: ctx.mailbox.maxMessageBytes ?? 0,
-      seenAt: iso(now),
-    };
+    const id = skippedEventId(ctx.mailbox.id, message.uidl);
+    const head = { schemaVersion: EVENT_SCHEMA_VERSION, id, mailboxId: ctx.mailbox.id, uidl: message.uidl } as const;
+    const detail: EmailSkippedDetail =
+      why.reason === 'too-large'
+        ? { ...head, reason: 'too-large', size: why.size, limit: ctx.mailbox.maxMessageBytes ?? 0, seenAt: iso(now) }
+        : { ...head, reason: 'unreadable', size: why.size, error: wellFormedText(why.error), seenAt: iso(now) };
     const entry: LedgerEntry = {
       mailboxId: ctx.mailbox.id,
       uidl: message.uidl,
       status: 'skipped',
-      size: message.size,
+      size: why.size,
       firstSeenAt: now,
       event: { id: detail.id, detailType: 'Email Skipped', time: iso(now), detail },
     };
@@ -199,16 +234,23 @@ export class MessageRecorder {
     }
     ctx.counters.skipped += 1;
     ctx.counters.knownAfterRun.add(message.uidl);
-    ctx.log.info('skipped: larger than the size cap', { uidl: message.uidl, size: message.size, limit: detail.limit });
+    if (why.reason === 'too-large') ctx.log.info('skipped: larger than the size cap', { uidl: message.uidl, size: why.size, limit: detail.limit });
+    else ctx.log.warn('skipped: the server cannot read it', { uidl: message.uidl, size: why.size });
     await this.announce(entry, false);
   }
 
   /**
    * Announce what an earlier run recorded but could not announce, then DELE it per policy. A
-   * re-announced Email Skipped keeps its entry 'skipped': never stored, never deleted.
+   * re-announced Email Skipped keeps its entry 'skipped': never stored, never deleted. A message
+   * not seen in this session goes only when UIDL and size show it is the one stored
+   * (`sameMessageUnseen`); otherwise a later run retrieves it to check.
    */
   async reannounce(entry: LedgerEntry, message: ServerMessage): Promise<void> {
-    if ((await this.announce(entry, true)) && deleteAllowed(entry, this.ctx.mailbox.deletePolicy, this.ctx.clock.now())) {
+    if (
+      (await this.announce(entry, true)) &&
+      sameMessageUnseen(message, entry) &&
+      deleteAllowed(entry, this.ctx.mailbox.deletePolicy, this.ctx.clock.now())
+    ) {
       this.deletions.request(message);
     }
   }
@@ -219,6 +261,22 @@ export class MessageRecorder {
    */
   private announce(entry: LedgerEntry, again: boolean): Promise<boolean> {
     return new Promise((resolve) => this.announceThen(entry, again, resolve));
+  }
+
+  /**
+   * The ledger was lost and the store already held these bytes: an earlier run announced them
+   * (or died before; it cannot be told). Marked announced without publishing again.
+   */
+  private markOnly(entry: LedgerEntry, _again: boolean, then: (announced: boolean) => void): void {
+    const { ctx } = this;
+    const uidl = entry.uidl;
+    this.marks.push(uidl, {
+      resolve: () => then(true),
+      reject: (error) => {
+        ctx.failures.push(failureOf(error, 'ledger', uidl));
+        then(false);
+      },
+    });
   }
 
   /** `announce`, continuing in `then` (called once, never throws). */
@@ -244,12 +302,14 @@ export class MessageRecorder {
         }
         this.marks.push(uidl, {
           resolve: () => {
+            this.markSettled();
             ctx.counters.pendingUidls.delete(uidl);
             ctx.counters.announced += 1;
             if (again) ctx.counters.reannounced += 1;
             then(true);
           },
           reject: (error) => {
+            this.markSettled();
             // Published but not marked: the next run publishes it again (same id). Not deletable now.
             ctx.failures.push(failureOf(error, 'ledger', uidl));
             then(false);

@@ -14,6 +14,8 @@ export interface ServerMessage {
   number: number;
   size: number;
   uidl: string;
+  /** The id is a digest of the header block and size (a server without UIDL), not a UIDL. */
+  byHeaderDigest?: boolean;
 }
 
 // -------------------------------------------------------------------------------------------
@@ -29,6 +31,18 @@ export function deleteAllowed(entry: LedgerEntry, policy: DeletePolicy, now: num
   if (policy.mode === 'delete') return true;
   if (policy.mode === 'keep-days') return entry.firstSeenAt + policy.days * DAY_MS <= now;
   return false;
+}
+
+/**
+ * The delete rule, part (b): a listed message is the one the ledger entry describes, without
+ * retrieving it, only when its UIDL (a real one, not a header digest) names a stored message
+ * that was not deleted yet, and its LIST size is the size stored. Part (a), a message retrieved
+ * in this session whose bytes are those stored under its key, is checked where the bytes flow.
+ */
+export function sameMessageUnseen(message: ServerMessage, entry: LedgerEntry): boolean {
+  if (message.byHeaderDigest === true) return false;
+  if (entry.status !== 'stored' && entry.status !== 'announced') return false;
+  return entry.deletedAt === undefined && entry.size === message.size;
 }
 
 // -------------------------------------------------------------------------------------------
@@ -51,8 +65,14 @@ export interface RunPlan {
   skip: ServerMessage[];
   /** Known entries whose event has not gone out (stored, or skipped and unannounced). */
   reannounce: LedgerEntry[];
-  /** Known, announced messages the policy lets go now: deleted unseen. */
+  /** Known, announced messages the policy lets go now, known by UIDL and size: deleted unseen. */
   deleteKnown: ServerMessage[];
+  /**
+   * Known, announced messages the policy lets go now whose identity UIDL and size do not
+   * establish (a header digest, a size that differs, an entry already deleted): retrieved and
+   * deleted only when their bytes are those stored.
+   */
+  verify: Array<{ message: ServerMessage; entry: LedgerEntry }>;
   /** Known messages the run leaves on the server (announced, kept by the policy). */
   keep: ServerMessage[];
   /** How many listed messages the ledger knew before the run. */
@@ -61,15 +81,16 @@ export interface RunPlan {
 }
 
 export function planRun(input: PlanInput): RunPlan {
-  const plan: RunPlan = { fetch: [], skip: [], reannounce: [], deleteKnown: [], keep: [], alreadyKnown: 0, toFetchBytes: 0 };
+  const plan: RunPlan = { fetch: [], skip: [], reannounce: [], deleteKnown: [], verify: [], keep: [], alreadyKnown: 0, toFetchBytes: 0 };
   const cap = input.maxMessageBytes;
   for (const m of input.messages) {
     const entry = input.known.get(m.uidl);
     if (entry !== undefined) {
       plan.alreadyKnown += 1;
       if (entry.status === 'stored' || (entry.status === 'skipped' && entry.announcedAt === undefined)) plan.reannounce.push(entry);
-      else if (deleteAllowed(entry, input.policy, input.now)) plan.deleteKnown.push(m);
-      else plan.keep.push(m);
+      else if (!deleteAllowed(entry, input.policy, input.now)) plan.keep.push(m);
+      else if (sameMessageUnseen(m, entry)) plan.deleteKnown.push(m);
+      else plan.verify.push({ message: m, entry });
       continue;
     }
     if (cap !== undefined && m.size > cap) plan.skip.push(m);
@@ -121,6 +142,18 @@ export function uidlResetVerdict(input: UidlResetInput): UidlResetVerdict {
   const previouslyKnown = last?.knownOnServer;
   if (state?.acceptUidlReset === true) return { kind: 'accepted', recognized, unknown, previouslyKnown };
   return { kind: 'stop', recognized, unknown, previouslyKnown, alreadyTripped };
+}
+
+// -------------------------------------------------------------------------------------------
+// A lost ledger
+
+/**
+ * The ledger knows nothing of a mailbox (no state of an earlier run, no entry for any listed
+ * message) while the store holds its messages: the ledger was lost (deleted, emptied,
+ * unreadable), not a first run. Messages the store already holds are then not announced again.
+ */
+export function ledgerLost(facts: { state: MailboxState | undefined; listed: number; known: number; storeHolds: boolean }): boolean {
+  return facts.state?.lastRun === undefined && facts.listed > 0 && facts.known === 0 && facts.storeHolds;
 }
 
 // -------------------------------------------------------------------------------------------

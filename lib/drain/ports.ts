@@ -63,6 +63,11 @@ export interface MessageStore {
    * first message does not wait for that. A failure here is not reported: storing reports it.
    */
   prepareMailbox?(mailboxId: string): Promise<void>;
+  /**
+   * Optional: whether the store already holds messages of this mailbox. Asked when the ledger
+   * knows nothing of a mailbox that has mail, to tell a lost ledger from a first run.
+   */
+  holdsMessages?(mailboxId: string): Promise<boolean>;
   /** Where `key` is or would be stored, for events about it. */
   refFor(key: string): StoreRef;
 }

@@ -21,6 +21,9 @@ export interface RunCounters {
   toFetchBytes: number;
   fetched: number;
   fetchedBytes: number;
+  /** Bytes received of messages cut off at the size cap (not stored; they count against the byte budget). */
+  overCapBytes: number;
+  overCapMessages: number;
   skipped: number;
   announced: number;
   reannounced: number;
@@ -48,6 +51,8 @@ export function newCounters(): RunCounters {
     toFetchBytes: 0,
     fetched: 0,
     fetchedBytes: 0,
+    overCapBytes: 0,
+    overCapMessages: 0,
     skipped: 0,
     announced: 0,
     reannounced: 0,
@@ -74,6 +79,10 @@ export interface RunContext {
   client: Pop3Client | undefined;
   /** Set when renewing the lease failed: no new message, no DELE. */
   leaseLost: boolean;
+  /** The ledger was found lost: what the store already holds is recorded as announced, not announced again. */
+  ledgerLost: boolean;
+  /** The credentials' secrets once loaded: scrubbed from logs and the report. */
+  readonly secrets: string[];
 }
 
 /** The ports' logger (or silence), every record naming the mailbox. */

@@ -16,3 +16,5 @@ export type { Pop3ErrorCode, Pop3Phase, ResponseCode, ResponseCodeFacts } from '
 export type { Capabilities, ExpirePolicy, ListEntry, StatResult, UidlEntry } from './response.js';
 export type { AuthMethod, Pop3Credentials, SaslMechanismName } from './sasl/index.js';
 export { ResponseFramer } from './framer.js';
+export { inertText } from './inert-text.js';
+export { credentialSecrets, scrubSecrets } from './scrub.js';

@@ -33,6 +33,8 @@ import {
 } from './response.js';
 import { RetrievalWindow } from './retrieval-window.js';
 import type { AuthMethod, Pop3Credentials } from './sasl/index.js';
+import { inertText } from './inert-text.js';
+import { credentialSecrets, scrubSecrets } from './scrub.js';
 import { toPop3Error } from './to-pop3-error.js';
 import type { TlsInfo, TlsMode } from './transport.js';
 
@@ -51,6 +53,8 @@ export class Pop3Client {
   private utf8Enabled = false;
   /** Messages marked deleted in this session (DELE answered +OK, RSET not since). */
   private marked = 0;
+  /** The secrets of the login under way or done, scrubbed from any text the server sends. */
+  private secrets: string[] = [];
 
   private constructor(options: Pop3ClientOptions) {
     this.options = options;
@@ -58,7 +62,11 @@ export class Pop3Client {
     this.tlsMode = options.tls ?? 'implicit';
     this.port = options.port ?? (this.tlsMode === 'implicit' ? 995 : 110);
     this.timeouts = { ...DEFAULT_TIMEOUTS, ...options.timeouts };
-    this.channel = new Pop3Channel(options, { host: this.host, port: this.port, tlsOptions: options.tlsOptions }, this.timeouts);
+    // The trace shows text from the server: scrubbed of the secrets in use, control bytes escaped.
+    const trace = options.trace;
+    const channelOptions: Pop3ClientOptions =
+      trace === undefined ? options : { ...options, trace: (event) => trace({ ...event, line: this.outsideText(event.line) }) };
+    this.channel = new Pop3Channel(channelOptions, { host: this.host, port: this.port, tlsOptions: options.tlsOptions }, this.timeouts);
   }
 
   /** Connect, read the greeting and capabilities, and upgrade with STLS when asked to. */
@@ -210,6 +218,7 @@ export class Pop3Client {
     }
     const choice = chooseLoginMethod(credentials, options.mechanism ?? 'auto', this.serverOffer);
     this.authMethodUsed = choice.method;
+    this.secrets = credentialSecrets(credentials);
     try {
       const channel = this.channel;
       const send = async (command: Command): Promise<void> => {
@@ -217,7 +226,7 @@ export class Pop3Client {
       };
       await sendCredentials({ host: this.host, port: this.port, send, sasl: (s) => channel.sasl(s) }, credentials, choice);
     } catch (error) {
-      if (error instanceof Pop3Error) throw error;
+      if (error instanceof Pop3Error) throw this.scrubbed(error);
       // Credentials the client cannot send (CR/LF in a user name, characters SASLprep refuses)
       // or any other client-side failure: a typed error, and the session is not used further.
       throw this.channel.failWith(authFailure(error, secretOf(credentials)));
@@ -364,6 +373,25 @@ export class Pop3Client {
   private bodyLimitMs(size: number | undefined): number {
     if (size === undefined || this.timeouts.commandMs <= 0) return 0;
     return this.timeouts.commandMs + Math.ceil((size * 1000) / MIN_BODY_BYTES_PER_SECOND);
+  }
+
+  /** Text that came from the server, safe to show: no secret of ours, no control byte. */
+  private outsideText(text: string): string {
+    return inertText(scrubSecrets(text, this.secrets));
+  }
+
+  /** The error with the server's text made safe (a server may quote what it was sent). */
+  private scrubbed(error: Pop3Error): Pop3Error {
+    const message = this.outsideText(error.message);
+    const serverText = error.serverText === undefined ? undefined : this.outsideText(error.serverText);
+    if (message === error.message && serverText === error.serverText) return error;
+    return new Pop3Error(error.code, message, {
+      phase: error.phase,
+      command: error.command,
+      serverText,
+      responseCode: error.responseCode,
+      retryable: error.retryable,
+    });
   }
 
   /** A command of the transaction state answered by one status line (checked before it is built). */

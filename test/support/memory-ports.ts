@@ -7,6 +7,7 @@
 import { createHash } from 'node:crypto';
 import { Writable } from 'node:stream';
 import { DrainError } from '../../lib/drain/errors.js';
+import { strictJsonProblem } from './strict-json.js';
 import type { DrainEvent } from '../../lib/drain/events.js';
 import type {
   Clock,
@@ -198,6 +199,9 @@ export class MemoryEventSink implements EventSink {
   async publish(events: readonly DrainEvent[]): Promise<PublishOutcome> {
     const outcome: PublishOutcome = { published: [], failed: [] };
     for (const event of events) {
+      // Every event the suite publishes through these ports must be strict JSON in UTF-8.
+      const problem = strictJsonProblem(JSON.stringify(event));
+      if (problem !== undefined) throw new Error(`event ${event.id} is not strict JSON: ${problem}`);
       if (this.failEvent?.(event) === true) outcome.failed.push({ id: event.id, reason: 'scripted failure' });
       else {
         this.published.push(structuredClone(event));

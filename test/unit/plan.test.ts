@@ -14,6 +14,7 @@ import {
   deleteAllowed,
   planRun,
   runLimits,
+  sameMessageUnseen,
   stopBeforeNext,
   uidlResetVerdict,
   type ServerMessage,
@@ -22,6 +23,7 @@ import {
 import type { LedgerEntry, LedgerStatus, MailboxState } from '../../lib/drain/ports.js';
 import { backlogSinceAfter, buildReport, runSummaryOf, stateUpdateAfterRun, type RunEnd } from '../../lib/drain/run-report.js';
 import { newCounters } from '../../lib/drain/run-context.js';
+import { retrFailureVerdict } from '../../lib/drain/unreadable.js';
 import { Pop3Error } from '../../lib/pop3/index.js';
 
 const NOW = Date.parse('2026-03-01T12:00:00Z');
@@ -107,6 +109,35 @@ describe('planRun: what to do with each listed message', () => {
     expect(plan.keep.map((m) => m.uidl)).toEqual(kept);
     expect(plan.fetch.map((m) => m.uidl)).toEqual(['new']);
     expect(plan.alreadyKnown).toBe(2);
+  });
+
+  it('deletes unseen only by UIDL and size; a header digest, another size or a deleted entry is verified first', () => {
+    const announced = (uidl: string, extra: Partial<LedgerEntry> = {}) => entry(uidl, 'announced', { size: 100, sha256: 'ab', ...extra });
+    const known = new Map([
+      ['same', announced('same')],
+      ['resized', announced('resized')],
+      ['gone', announced('gone', { deletedAt: NOW - 1 })],
+      ['~hdr-x-100', announced('~hdr-x-100')],
+    ]);
+    const messages = [msg(1, 'same'), msg(2, 'resized', 101), msg(3, 'gone'), { ...msg(4, '~hdr-x-100'), byHeaderDigest: true }];
+    const plan = planRun({ ...base, messages, known });
+    expect(plan.deleteKnown.map((m) => m.uidl)).toEqual(['same']);
+    expect(plan.verify.map((v) => [v.message.uidl, v.entry.uidl])).toEqual([
+      ['resized', 'resized'],
+      ['gone', 'gone'],
+      ['~hdr-x-100', '~hdr-x-100'],
+    ]);
+    // Under keep nothing is verified: nothing would be deleted.
+    expect(planRun({ ...base, policy: KEEP, messages, known }).verify).toEqual([]);
+  });
+
+  it('sameMessageUnseen: rule (b) of the delete rule', () => {
+    expect(sameMessageUnseen(msg(1, 'a', 100), entry('a', 'announced', { size: 100 }))).toBe(true);
+    expect(sameMessageUnseen(msg(1, 'a', 100), entry('a', 'stored', { size: 100 }))).toBe(true);
+    expect(sameMessageUnseen(msg(1, 'a', 101), entry('a', 'announced', { size: 100 }))).toBe(false);
+    expect(sameMessageUnseen(msg(1, 'a', 100), entry('a', 'skipped', { size: 100 }))).toBe(false);
+    expect(sameMessageUnseen(msg(1, 'a', 100), entry('a', 'announced', { size: 100, deletedAt: NOW }))).toBe(false);
+    expect(sameMessageUnseen({ ...msg(1, 'a', 100), byHeaderDigest: true }, entry('a', 'announced', { size: 100 }))).toBe(false);
   });
 
   it('changes nothing it is given', () => {
@@ -253,12 +284,26 @@ describe('the listing: odd and duplicate UIDLs, header digests', () => {
     ]);
     const base = `~hdr-${d.slice(0, 40)}`;
     expect(ids.map((m) => m.uidl)).toEqual([`${base}-10`, `${base}-11`, `${base}-10-2`, `~hdr-${'cd'.repeat(20)}-10`]);
+    expect(ids.every((m) => m.byHeaderDigest === true)).toBe(true);
     expect(ids.map((m) => [m.number, m.size])).toEqual([
       [1, 10],
       [2, 11],
       [3, 10],
       [4, 10],
     ]);
+  });
+});
+
+describe('retrFailureVerdict: a refused RETR', () => {
+  const m = msg(2, 'u2');
+  const refused = (code: ConstructorParameters<typeof Pop3Error>[0]) =>
+    new Pop3Error(code, `RETR 2 failed in transaction: -ERR x`, { phase: 'transaction', command: 'RETR 2', serverText: 'x' });
+  it('[SYS/PERM] is unreadable for good, a plain -ERR passes for this run, the rest stops; each names the UIDL', () => {
+    expect(retrFailureVerdict(refused('SYS_PERM'), m, true)).toMatchObject({ kind: 'unreadable', failure: { uidl: 'u2', code: 'SYS_PERM' } });
+    expect(retrFailureVerdict(refused('COMMAND_FAILED'), m, true)).toMatchObject({ kind: 'pass', failure: { uidl: 'u2' } });
+    expect(retrFailureVerdict(refused('SYS_TEMP'), m, true)).toMatchObject({ kind: 'stop', failure: { uidl: 'u2' } });
+    expect(retrFailureVerdict(refused('SYS_PERM'), m, false).kind).toBe('stop');
+    expect(retrFailureVerdict(new Error('defect'), m, true).kind).toBe('stop');
   });
 });
 

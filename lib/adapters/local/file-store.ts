@@ -29,6 +29,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
+import { readdir } from 'node:fs/promises';
 import { dirname, join, resolve, sep } from 'node:path';
 import { DrainError } from '../../drain/errors.js';
 import { mailboxIdProblem } from '../../drain/keys.js';
@@ -142,6 +143,18 @@ export class FileMessageStore implements MessageStore {
       return Promise.reject(new DrainError('STORE_FAILED', `invalid mailbox id: ${problem}`, { phase: 'store', retryable: false }));
     }
     return this.prepareFolder(join(this.root, mailboxId));
+  }
+
+  /** Whether the mailbox's folder holds a stored message (`*.eml`). */
+  async holdsMessages(mailboxId: string): Promise<boolean> {
+    if (mailboxIdProblem(mailboxId) !== undefined) return false;
+    try {
+      const names = await readdir(join(this.root, mailboxId));
+      return names.some((name) => name.endsWith('.eml'));
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return false;
+      throw storeError('list', join(this.root, mailboxId), error);
+    }
   }
 
   /**

@@ -9,6 +9,7 @@
  * characters, shortened, and scrubbed of the secrets of the request and of anything shaped like
  * a token, in case a server echoes them.
  */
+import { scrubSecrets } from '../../pop3/scrub.js';
 import { DrainError } from '../../drain/errors.js';
 
 /** How long one token request may take, response included. */
@@ -172,6 +173,8 @@ export function sanitizeErrorDescription(text: string, secrets: readonly string[
   for (const form of [...forms].sort((a, b) => b.length - a.length)) {
     out = out.split(form).join('[redacted]');
   }
+  // Base64 (a secret alone or inside a longer blob) and forms with the symbols stripped.
+  out = scrubSecrets(out, secrets);
   out = out
     .replace(TOKEN_LIKE, '[redacted]')
     .replace(/[\u0000-\u001f\u007f-\u009f]+/g, ' ')
@@ -279,7 +282,8 @@ async function requestToken(
   if (status < 200 || status >= 300) {
     const transientStatus = status >= 500 || status === 429 || status === 408;
     if (json !== undefined && typeof json.error === 'string') {
-      const code = sanitizeErrorCode(json.error);
+      // An endpoint may answer with a secret as its error code, or with its symbols stripped.
+      const code = scrubSecrets(sanitizeErrorCode(scrubSecrets(json.error, secrets)), secrets);
       const description =
         typeof json.error_description === 'string' ? sanitizeErrorDescription(json.error_description, secrets) : '';
       const retryable = PERMANENT_OAUTH_ERRORS.has(code) ? false : transientStatus || TRANSIENT_OAUTH_ERRORS.has(code);
