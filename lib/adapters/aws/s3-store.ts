@@ -19,7 +19,8 @@
  *
  * The parts: s3-message-writer.ts (commit, upload, an existing object decided), s3-spool.ts and
  * s3-spool-check.ts (the spool and its read-back check), s3-metadata.ts (user metadata rules),
- * s3-errors.ts (SDK failures as DrainErrors, redacted), semaphore.ts (multipart slots).
+ * s3-existing-object.ts (a lost condition decided by HeadObject), s3-errors.ts (SDK failures as
+ * DrainErrors, redacted), semaphore.ts (multipart slots).
  */
 import { tmpdir } from 'node:os';
 import type { S3Client } from '@aws-sdk/client-s3';
