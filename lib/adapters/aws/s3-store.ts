@@ -22,12 +22,23 @@
  * s3-existing-object.ts (a lost condition decided by HeadObject), s3-errors.ts (SDK failures as
  * DrainErrors, redacted), semaphore.ts (multipart slots).
  */
+import { once } from 'node:events';
 import { tmpdir } from 'node:os';
+import { finished } from 'node:stream/promises';
 import type { S3Client } from '@aws-sdk/client-s3';
 import { DrainError } from '../../drain/errors.js';
-import { silentLogger, type DrainLogger, type MessageStore, type MessageWriter, type StoreRef } from '../../drain/ports.js';
+import {
+  silentLogger,
+  type DrainLogger,
+  type MessageStore,
+  type MessageSummary,
+  type MessageWriter,
+  type StoredObject,
+  type StoreRef,
+} from '../../drain/ports.js';
 import { S3MessageWriter } from './s3-message-writer.js';
 import { Spool } from './s3-spool.js';
+import { putWholeMessage } from './s3-whole-put.js';
 import { Semaphore } from './semaphore.js';
 
 export { MAX_USER_METADATA_BYTES, MESSAGE_CONTENT_TYPE, SHA256_METADATA_KEY } from './s3-metadata.js';
@@ -108,6 +119,29 @@ export class S3MessageStore implements MessageStore {
     const toFile = info.expectedSize !== undefined && info.expectedSize > this.memorySpoolBytes;
     const spool = new Spool(this.spoolDir, this.memorySpoolBytes, toFile, `s3://${this.bucket}/${objectKey}`);
     return new S3MessageWriter(this, objectKey, info.mailboxId, spool);
+  }
+
+  /**
+   * A message the engine holds whole: one conditional PutObject (s3-whole-put.ts). One larger
+   * than the in-memory spool limit goes through a writer, as a streamed one would.
+   */
+  async put(key: string, info: { mailboxId: string; uidl: string }, chunks: readonly Buffer[], summary: MessageSummary): Promise<StoredObject> {
+    let size = 0;
+    for (const chunk of chunks) size += chunk.length;
+    if (size > this.memorySpoolBytes || size > this.partSizeFor(size)) {
+      const writer = await this.open(key, { ...info, expectedSize: size });
+      try {
+        for (const chunk of chunks) if (!writer.stream.write(chunk)) await once(writer.stream, 'drain');
+        writer.stream.end();
+        await finished(writer.stream);
+      } catch (error) {
+        await writer.abort();
+        throw error;
+      }
+      return writer.commit(summary);
+    }
+    const objectKey = this.prefix + key;
+    return putWholeMessage({ client: this.client, bucket: this.bucket, objectKey, mailboxId: info.mailboxId, logger: this.logger, kmsKeyId: this.kmsKeyId }, chunks, summary);
   }
 
   refFor(key: string): StoreRef {
