@@ -54,6 +54,16 @@ export const DEFAULT_PART_SIZE_BYTES = MIN_PART_SIZE_BYTES;
 export const DEFAULT_QUEUE_SIZE = 2;
 /** Multipart uploads (messages larger than a part) running at once, across all writers. */
 export const DEFAULT_MULTIPART_CONCURRENCY = 2;
+/**
+ * Messages in flight to S3 at once, for the engine's `storeConcurrency` (the composition roots
+ * set it: cli/aws.ts, bench/drain-worker.ts). A PUT of a small message is mostly waiting (about
+ * 20 ms in a region, next to well under 1 ms of CPU), so the engine's default of 8 would cap a
+ * drain of 4 KB messages near 8 / 20 ms = 400 msg/s; 64 lets it pass 1,000 msg/s (the SDK's
+ * agent keeps up to 50 sockets). Memory stays bounded: messages received whole are capped by the
+ * engine (32 MB in flight), streamed ones spool at most `memorySpoolBytes` each in memory, and
+ * multipart uploads take `multipartConcurrency` slots.
+ */
+export const DEFAULT_S3_STORE_CONCURRENCY = 64;
 /** S3 allows at most this many parts; the part size grows for messages that would need more. */
 export const MAX_PARTS = 10_000;
 
