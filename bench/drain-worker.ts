@@ -80,12 +80,27 @@ const credentials: CredentialsProvider = { get: async (m) => ({ user: m.user, pa
 
 interface Built {
   ports: Omit<DrainPorts, 'credentials'>;
+  /** Messages in flight to the store at once (the engine's storeConcurrency). */
+  storeConcurrency: number;
   close(): Promise<void>;
 }
 
+/**
+ * Messages open in the store at once. The local store commits small messages in batches in a
+ * worker thread (create, write, fdatasync, rename, one folder fsync per batch): several
+ * batches in flight overlap with fetching, so the local path uses 256 as `popdrain drain
+ * --out` does (cli/drain-command.ts); the AWS path uses the S3 store's documented default
+ * (DEFAULT_S3_STORE_CONCURRENCY), as the CLI does.
+ */
+const LOCAL_STORE_CONCURRENCY = 256;
+
 async function localPorts(): Promise<Built> {
   const adapters = createLocalAdapters({ out: required('out') });
-  return { ports: { store: adapters.store, ledger: adapters.ledger, events: adapters.events }, close: () => adapters.close() };
+  return {
+    ports: { store: adapters.store, ledger: adapters.ledger, events: adapters.events },
+    storeConcurrency: LOCAL_STORE_CONCURRENCY,
+    close: () => adapters.close(),
+  };
 }
 
 async function awsPorts(): Promise<Built> {
@@ -96,16 +111,17 @@ async function awsPorts(): Promise<Built> {
   }
   const awsCredentials = { accessKeyId, secretAccessKey };
   const region = values.region;
-  const [{ S3Client }, { DynamoDBClient }, { EventBridgeClient }, { S3MessageStore }, { DynamoDbLedger }, { EventBridgeSink }] =
+  const [{ DynamoDBClient }, { EventBridgeClient }, { DEFAULT_S3_STORE_CONCURRENCY, S3MessageStore }, { DynamoDbLedger }, { EventBridgeSink }, { createS3Client, withHttpTimeouts }] =
     await Promise.all([
-      import('@aws-sdk/client-s3'),
       import('@aws-sdk/client-dynamodb'),
       import('@aws-sdk/client-eventbridge'),
       import('../lib/adapters/aws/s3-store.js'),
       import('../lib/adapters/aws/dynamodb-ledger.js'),
       import('../lib/adapters/aws/eventbridge-sink.js'),
+      import('../lib/adapters/aws/http-timeouts.js'),
     ]);
-  const s3 = new S3Client({
+  // Clients configured as the CLI and the Lambdas build them (timeouts, cached middleware).
+  const s3 = createS3Client({
     region,
     endpoint: required('s3-endpoint'),
     credentials: awsCredentials,
@@ -115,8 +131,8 @@ async function awsPorts(): Promise<Built> {
     requestChecksumCalculation: 'WHEN_REQUIRED',
     responseChecksumValidation: 'WHEN_REQUIRED',
   });
-  const dynamodb = new DynamoDBClient({ region, endpoint: required('dynamodb-endpoint'), credentials: awsCredentials });
-  const eventbridge = new EventBridgeClient({ region, endpoint: required('events-endpoint'), credentials: awsCredentials });
+  const dynamodb = new DynamoDBClient(withHttpTimeouts({ region, endpoint: required('dynamodb-endpoint'), credentials: awsCredentials }));
+  const eventbridge = new EventBridgeClient(withHttpTimeouts({ region, endpoint: required('events-endpoint'), credentials: awsCredentials }));
   return {
     ports: {
       store: new S3MessageStore({
@@ -127,6 +143,7 @@ async function awsPorts(): Promise<Built> {
       ledger: new DynamoDbLedger({ client: dynamodb, tableName: required('table') }),
       events: new EventBridgeSink({ client: eventbridge, eventBusName: required('bus') }),
     },
+    storeConcurrency: DEFAULT_S3_STORE_CONCURRENCY,
     close: async () => {
       s3.destroy();
       dynamodb.destroy();
@@ -136,14 +153,6 @@ async function awsPorts(): Promise<Built> {
 }
 
 const built = values.adapters === 'local' ? await localPorts() : values.adapters === 'aws' ? await awsPorts() : usage('--adapters is local or aws');
-/**
- * Messages open in the store at once. The local store commits small messages in batches in a
- * worker thread (create, write, fdatasync, rename, one folder fsync per batch): several
- * batches in flight overlap with fetching, so the local path uses 256 as `popdrain drain
- * --out` does (cli/drain-command.ts); the AWS path keeps the engine's default (8), which
- * bounds the spools and uploads.
- */
-const LOCAL_STORE_CONCURRENCY = 256;
 
 let fetchStart: bigint | undefined;
 let fetchEnd: bigint | undefined;
@@ -152,7 +161,7 @@ const report = await drainMailbox(
   { ...built.ports, credentials },
   {},
   {
-    ...(values.adapters === 'local' ? { storeConcurrency: LOCAL_STORE_CONCURRENCY } : {}),
+    storeConcurrency: built.storeConcurrency,
     onProgress: (p) => {
       if (p.phase === 'fetching') {
         fetchStart ??= process.hrtime.bigint();

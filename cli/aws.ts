@@ -11,7 +11,7 @@ import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { DynamoDbLedger } from '../lib/adapters/aws/dynamodb-ledger.js';
 import { AWS_HTTP_TIMEOUTS, createS3Client, withHttpTimeouts, type AwsHttpTimeouts } from '../lib/adapters/aws/http-timeouts.js';
 import { EventBridgeSink } from '../lib/adapters/aws/eventbridge-sink.js';
-import { S3MessageStore } from '../lib/adapters/aws/s3-store.js';
+import { DEFAULT_S3_STORE_CONCURRENCY, S3MessageStore } from '../lib/adapters/aws/s3-store.js';
 import { SecretsManagerCredentials } from '../lib/adapters/aws/secrets-manager-credentials.js';
 import { DrainError } from '../lib/drain/errors.js';
 import type { CredentialsProvider, DrainLogger, EventSink, MessageStore, UidlLedger } from '../lib/drain/ports.js';
@@ -37,6 +37,8 @@ export interface AwsOptions {
 
 export interface AwsAdapters {
   store?: MessageStore;
+  /** Messages in flight to `store` at once (the engine's storeConcurrency), set with it. */
+  storeConcurrency?: number;
   ledger?: UidlLedger;
   events?: EventSink;
   credentials?: CredentialsProvider;
@@ -85,6 +87,7 @@ export function createAwsAdapters(o: AwsOptions): AwsAdapters {
           ...logger,
         }),
     );
+    out.storeConcurrency = DEFAULT_S3_STORE_CONCURRENCY;
   }
   const table = o.table;
   if (table !== undefined) out.ledger = adapter('--ledger-table', () => new DynamoDbLedger({ client: new DynamoDBClient(common), tableName: table }));

@@ -257,7 +257,11 @@ export async function runDrain(positionals: string[], o: DrainCommandOptions): P
         const jobBudget: DrainBudget = { ...budget, ...(maxTimeMs === undefined ? {} : { deadline: started + maxTimeMs }) };
         const report = await drainMailbox(job.mailbox, ports, jobBudget, {
           signal: graceful.signal,
-          ...(aws.store === undefined ? { storeConcurrency: o.maildir === undefined ? FILE_STORE_CONCURRENCY : MAILDIR_STORE_CONCURRENCY } : {}),
+          ...(aws.store === undefined
+            ? { storeConcurrency: o.maildir === undefined ? FILE_STORE_CONCURRENCY : MAILDIR_STORE_CONCURRENCY }
+            : aws.storeConcurrency === undefined
+              ? {}
+              : { storeConcurrency: aws.storeConcurrency }),
           hardSignal: hard.signal,
           dryRun: o['dry-run'] === true,
           onProgress: (p) => progress.update(p),

@@ -40,6 +40,5 @@ describeStoreContract('S3MessageStore', {
     // S3 endpoint in test/integration/aws-s3-store.test.ts shows both cases against S3's answers.
     existed: 's3rver ignores If-None-Match (see the scripted-endpoint tests in aws-s3-store.test.ts)',
     conflict: 's3rver ignores If-None-Match (see the scripted-endpoint tests in aws-s3-store.test.ts)',
-    put: 'S3MessageStore has no put: the engine streams every message into it',
   },
 });

@@ -438,6 +438,44 @@ describe('S3MessageStore against a scripted S3 endpoint', () => {
     }
   });
 
+  it('put: a whole message is one conditional PutObject with the checksum; a lost condition goes through HeadObject', async () => {
+    const store = new S3MessageStore({ client: endpoint.client(), bucket: BUCKET, spoolDir, kmsKeyId: 'alias/popdrain' });
+    const data = randomBytes(3000);
+    const sha256 = createHash('sha256').update(data).digest('hex');
+    const summary = { sha256, size: data.length, metadata: ENGINE_METADATA };
+    const key = messageKey(MAILBOX, 'p1');
+    endpoint.setHandler((r) => (r.operation === 'PutObject' ? { status: 200, headers: { etag: '"e"', 'x-amz-version-id': 'v-new' } } : undefined));
+    const stored = await store.put(key, { mailboxId: MAILBOX, uidl: 'p1' }, [data.subarray(0, 7), data.subarray(7)], summary);
+    expect(stored).toEqual({ ref: { type: 's3', bucket: BUCKET, key: `messages/${key}`, versionId: 'v-new' }, existed: false });
+    const [put] = endpoint.requestsFor('PutObject');
+    expect(put?.bodyBytes).toBe(3000);
+    expect(put?.headers).toMatchObject({
+      'if-none-match': '*',
+      'content-type': 'message/rfc822',
+      'x-amz-meta-sha256': sha256,
+      'x-amz-meta-popdrain-mailbox': MAILBOX,
+      'x-amz-server-side-encryption': 'aws:kms',
+      'x-amz-checksum-sha256': Buffer.from(sha256, 'hex').toString('base64'),
+    });
+    for (const [existing, outcome] of [[sha256.toUpperCase(), 'existed'], ['f'.repeat(64), 'conflict']] as const) {
+      endpoint.requests.length = 0;
+      endpoint.setHandler((r) => {
+        if (r.operation === 'PutObject') return s3ErrorReply(412, 'PreconditionFailed', 'At least one of the pre-conditions you specified did not hold');
+        if (r.operation === 'HeadObject') return headWith(existing);
+        return undefined;
+      });
+      const result = store.put(key, { mailboxId: MAILBOX, uidl: 'p1' }, [data], summary);
+      if (outcome === 'existed') expect(await result).toEqual({ ref: { type: 's3', bucket: BUCKET, key: `messages/${key}`, versionId: 'v-existing' }, existed: true });
+      else expect(await caught(result)).toMatchObject({ code: 'STORE_CONFLICT', phase: 'store', retryable: false });
+      expect(endpoint.requests.map((r) => r.operation)).toEqual(['PutObject', 'HeadObject']);
+    }
+    // Bytes that are not the ones the summary describes are never sent.
+    endpoint.requests.length = 0;
+    const wrong = await caught(store.put(key, { mailboxId: MAILBOX, uidl: 'p1' }, [data], { ...summary, sha256: 'e'.repeat(64) }));
+    expect(wrong).toMatchObject({ code: 'STORE_FAILED', retryable: false });
+    expect(endpoint.requests).toEqual([]);
+  });
+
   it('409 ConditionalRequestConflict resolves through HeadObject too; a vanished object is retryable', async () => {
     const store = new S3MessageStore({ client: endpoint.client(), bucket: BUCKET, spoolDir });
     let sha = '';

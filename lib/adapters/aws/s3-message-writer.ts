@@ -3,16 +3,15 @@
  * summary against the spooled bytes and uploads them with a conditional write (`If-None-Match:
  * *`); a lost condition is decided by HeadObject (same sha256: `existed`; else STORE_CONFLICT).
  */
-import { HeadObjectCommand } from '@aws-sdk/client-s3';
 import { Upload, type Options as UploadOptions } from '@aws-sdk/lib-storage';
 import type { Writable } from 'node:stream';
 import { DrainError } from '../../drain/errors.js';
 import type { MessageSummary, MessageWriter, StoredObject, StoreRef } from '../../drain/ports.js';
-import { isConditionFailure, redactSdkError, s3Failure, storeBug } from './s3-errors.js';
-import { MESSAGE_CONTENT_TYPE, SHA256_METADATA_KEY, userMetadata } from './s3-metadata.js';
+import { isConditionFailure, s3Failure, storeBug } from './s3-errors.js';
+import { resolveExistingObject, s3Ref } from './s3-existing-object.js';
+import { MESSAGE_CONTENT_TYPE, userMetadata } from './s3-metadata.js';
 import type { Spool } from './s3-spool.js';
 import type { S3MessageStore } from './s3-store.js';
-import { describeSdkError, sdkErrorName, sdkErrorStatus } from './sdk-error.js';
 
 type WriterState = 'open' | 'committing' | 'done';
 
@@ -35,9 +34,7 @@ export class S3MessageWriter implements MessageWriter {
   }
 
   private ref(versionId: string | undefined): StoreRef {
-    return versionId === undefined
-      ? { type: 's3', bucket: this.store.bucket, key: this.objectKey }
-      : { type: 's3', bucket: this.store.bucket, key: this.objectKey, versionId };
+    return s3Ref(this.store.bucket, this.objectKey, versionId);
   }
 
   async commit(summary: MessageSummary): Promise<StoredObject> {
@@ -53,7 +50,10 @@ export class S3MessageWriter implements MessageWriter {
         return { ref: this.ref(versionId), existed: false };
       } catch (error) {
         if (error instanceof DrainError) throw error;
-        if (isConditionFailure(error)) return await this.resolveExisting(summary.sha256, error);
+        if (isConditionFailure(error)) {
+          const target = { client: this.store.client, bucket: this.store.bucket, objectKey: this.objectKey, mailboxId: this.mailboxId, logger: this.store.log() };
+          return await resolveExistingObject(target, summary.sha256, error);
+        }
         throw s3Failure(`upload to ${this.where}`, error, this.store.bucket);
       }
     } finally {
@@ -128,31 +128,5 @@ export class S3MessageWriter implements MessageWriter {
     } finally {
       if (!(body instanceof Uint8Array)) body.destroy();
     }
-  }
-
-  private async resolveExisting(sha256: string, conditionError: unknown): Promise<StoredObject> {
-    let head;
-    try {
-      head = await this.store.client.send(new HeadObjectCommand({ Bucket: this.store.bucket, Key: this.objectKey }));
-    } catch (error) {
-      if (sdkErrorStatus(error) === 404) {
-        throw new DrainError(
-          'STORE_FAILED',
-          `conditional upload to ${this.where} failed (${describeSdkError(conditionError)}) but no object is there now; try again`,
-          { phase: 'store', retryable: true, cause: redactSdkError(conditionError) },
-        );
-      }
-      throw s3Failure(`HeadObject of ${this.where} (after ${sdkErrorName(conditionError)})`, error, this.store.bucket);
-    }
-    const existing = head.Metadata?.[SHA256_METADATA_KEY];
-    if (existing !== undefined && existing.toLowerCase() === sha256.toLowerCase()) {
-      this.store.log().debug('message already stored', { mailboxId: this.mailboxId, key: this.objectKey, sha256 });
-      return { ref: this.ref(head.VersionId), existed: true };
-    }
-    throw new DrainError(
-      'STORE_CONFLICT',
-      `${this.where} already holds different content (sha256 ${existing ?? 'not recorded'}; this message has sha256 ${sha256})`,
-      { phase: 'store', retryable: false },
-    );
   }
 }

@@ -42,6 +42,7 @@ import {
 } from '../../drain/ports.js';
 import { DirectoryMaker } from './durable-fs.js';
 import { FileLeases } from './file-lease.js';
+import { copyEntry } from './lazy-event-entry.js';
 import { encodeEntryLine, entryJson, updatedState } from './ledger-log.js';
 import { COMPACT, ledgerError, MailboxLog, type LogContext, type Op } from './mailbox-log.js';
 import { MailboxLogFiles } from './mailbox-log-files.js';
@@ -118,7 +119,7 @@ export class FileLedger implements UidlLedger, LogContext {
     const found = new Map<string, LedgerEntry>();
     for (const uidl of uidls) {
       const entry = log.model.entries.get(uidl);
-      if (entry !== undefined) found.set(uidl, { ...entry });
+      if (entry !== undefined) found.set(uidl, copyEntry(entry));
     }
     return found;
   }
@@ -126,7 +127,7 @@ export class FileLedger implements UidlLedger, LogContext {
   async pending(mailboxId: string): Promise<LedgerEntry[]> {
     const log = await this.log(mailboxId);
     const out: LedgerEntry[] = [];
-    for (const entry of log.model.entries.values()) if (entry.status === 'stored') out.push({ ...entry });
+    for (const entry of log.model.entries.values()) if (entry.status === 'stored') out.push(copyEntry(entry));
     return out;
   }
 
@@ -193,7 +194,7 @@ export class FileLedger implements UidlLedger, LogContext {
           for (const { i, entry, line } of prepared) {
             const existing = log.model.entries.get(entry.uidl);
             if (existing !== undefined) {
-              outcomes[i] = { uidl: entry.uidl, ok: false, conflict: { ...existing } };
+              outcomes[i] = { uidl: entry.uidl, ok: false, conflict: copyEntry(existing) };
             } else {
               log.append({ t: 'rec', e: entry }, line);
               outcomes[i] = { uidl: entry.uidl, ok: true };

@@ -16,6 +16,7 @@
 import type { LedgerEntry, MailboxState, MailboxStateUpdate } from '../../drain/ports.js';
 import { eventJson } from '../../drain/events.js';
 import { crc32 } from './crc32.js';
+import { decodeEntryBody, entryFields, REC_PREFIX, unparsedEventText } from './lazy-event-entry.js';
 
 export const LEDGER_FORMAT_VERSION = 1;
 
@@ -31,8 +32,6 @@ export type LedgerRecord =
 const NEWLINE = 0x0a;
 const SPACE = 0x20;
 const CRC_HEX_CHARS = 8;
-
-const REC_PREFIX = '{"t":"rec","e":';
 
 /**
  * One log line (with its newline) holding `json`, the JSON text of a record, optionally
@@ -61,11 +60,15 @@ export function encodeEntryLine(entryJson: string): Buffer {
   return encodeLine(entryJson, REC_PREFIX);
 }
 
-/** `JSON.stringify(entry)` with its event last, the event's detail text kept for the event file (eventJson). */
+/**
+ * `JSON.stringify(entry)` with its event last, the event's detail text kept for the event file
+ * (eventJson); an event replayed but never read is written as the text it was read from.
+ */
 export function entryJson(entry: LedgerEntry): string {
-  const { event, ...fields } = entry;
-  const head = JSON.stringify(fields);
-  return `${head.slice(0, -1)}${head.length > 2 ? ',' : ''}"event":${eventJson(event)}}`;
+  const head = JSON.stringify(entryFields(entry));
+  const unparsed = unparsedEventText(entry);
+  const event = unparsed === undefined ? eventJson(entry.event) : unparsed.toString('utf8');
+  return `${head.slice(0, -1)}${head.length > 2 ? ',' : ''}"event":${event}}`;
 }
 
 export function encodeRecord(record: LedgerRecord): Buffer {
@@ -79,6 +82,9 @@ export function decodeLine(line: Buffer): LedgerRecord | undefined {
   if (!/^[0-9a-f]{8}$/.test(hex)) return undefined;
   const body = line.subarray(CRC_HEX_CHARS + 1);
   if (crc32(body) !== parseInt(hex, 16)) return undefined;
+  // Most lines are entries: their events are parsed when read (lazy-event-entry.ts).
+  const entry = decodeEntryBody(body);
+  if (entry !== undefined) return { t: 'rec', e: entry };
   let value: unknown;
   try {
     value = JSON.parse(body.toString('utf8'));

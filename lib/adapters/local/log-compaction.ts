@@ -7,7 +7,8 @@ import { randomBytes } from 'node:crypto';
 import { open, readdir, rename, unlink, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { CREATE_APPEND_FLAGS, FILE_MODE, fsyncDirectory, processExists, writeFully } from './durable-fs.js';
-import { encodeRecord, LedgerModel } from './ledger-log.js';
+import { entryJsonInOrder } from './lazy-event-entry.js';
+import { encodeEntryLine, encodeRecord, LedgerModel } from './ledger-log.js';
 import { ledgerError, type LogContext, type MailboxLog } from './mailbox-log.js';
 
 /** Compact when the log is more than this many times the size of its live state. */
@@ -27,7 +28,8 @@ export function needsCompaction(ctx: LogContext, log: MailboxLog): boolean {
  */
 export async function compactNow(ctx: LogContext, log: MailboxLog): Promise<void> {
   const snapshot = log.model.snapshot(ctx.now());
-  const lines = snapshot.map((record) => encodeRecord(record));
+  // As JSON.stringify(record) writes it; events replayed but never read are copied as text.
+  const lines = snapshot.map((record) => (record.t === 'rec' ? encodeEntryLine(entryJsonInOrder(record.e)) : encodeRecord(record)));
   const data = Buffer.concat(lines);
   const temp = join(ctx.dir, `.${log.mailboxId}.ledger.${process.pid}.${randomBytes(6).toString('hex')}.compact`);
   let handle: FileHandle | undefined;

@@ -1,0 +1,174 @@
+/**
+ * Ledger entries replayed from a log with their event still as bytes: a rerun that finds nothing
+ * new reads every entry's status but hardly ever an event, and an event is most of an entry's
+ * line (its metadata). So replay parses the entry's scalar fields and keeps the event's JSON
+ * text as a view of the file's bytes; the event is parsed the first time anything reads it.
+ *
+ * To its readers such an entry is an ordinary `LedgerEntry`: `event` is an own enumerable
+ * property (an accessor), so `entry.event`, `{ ...entry }`, `JSON.stringify` and
+ * `structuredClone` all see the parsed event. Copies made with `copyEntry` stay lazy and share
+ * the parse. Assigning `event` replaces it with a plain value.
+ *
+ * The fast path takes a `rec` line of the shape our writers produce: the entry's fields, all
+ * scalars, `"event":{...}`, and possibly more scalar fields after it (a snapshot of an entry
+ * announced or deleted since). Anything else is left to the caller's whole-line parse.
+ */
+import type { DrainEvent } from '../../drain/events.js';
+import type { LedgerEntry } from '../../drain/ports.js';
+
+/** The body of a `rec` line up to the entry's opening brace. */
+export const REC_PREFIX = '{"t":"rec","e":';
+const REC_PREFIX_BYTES = Buffer.from(REC_PREFIX, 'latin1');
+const EVENT_KEY = Buffer.from(',"event":', 'latin1');
+const OPEN_BRACE = 0x7b;
+const CLOSE_BRACE = 0x7d;
+const OPEN_BRACKET = 0x5b;
+const CLOSE_BRACKET = 0x5d;
+const QUOTE = 0x22;
+const BACKSLASH = 0x5c;
+const COMMA = 0x2c;
+
+interface LazyEvent {
+  /** The event's JSON text (a view of the log's bytes) until parsed. */
+  text: Buffer | undefined;
+  value: DrainEvent | undefined;
+}
+
+const LAZY = Symbol('popdrain.lazyEvent');
+
+type LazyEntry = LedgerEntry & { [LAZY]?: LazyEvent };
+
+function readEvent(this: LazyEntry): DrainEvent {
+  const lazy = this[LAZY]!;
+  if (lazy.value === undefined) {
+    lazy.value = JSON.parse(lazy.text!.toString('utf8')) as DrainEvent;
+    lazy.text = undefined;
+  }
+  return lazy.value;
+}
+
+function writeEvent(this: LazyEntry, value: DrainEvent): void {
+  Object.defineProperty(this, 'event', { value, writable: true, enumerable: true, configurable: true });
+}
+
+const EVENT_ACCESSOR: PropertyDescriptor = { get: readEvent, set: writeEvent, enumerable: true, configurable: true };
+
+function lazyOf(entry: LedgerEntry): LazyEvent | undefined {
+  const lazy = (entry as LazyEntry)[LAZY];
+  // Only while `event` is still the accessor (an assignment replaces it).
+  return lazy !== undefined && Object.getOwnPropertyDescriptor(entry, 'event')?.get === readEvent ? lazy : undefined;
+}
+
+/**
+ * The entry of a `rec` line's body (`{"t":"rec","e":{...}}`, checksum verified) with its event
+ * left unparsed, or undefined when the line is not of the fast path's shape. The entry's keys
+ * keep the line's order (fields, event, then any fields added after it, such as `announcedAt`).
+ */
+export function decodeEntryBody(body: Buffer): LedgerEntry | undefined {
+  const n = body.length;
+  if (n < REC_PREFIX_BYTES.length + EVENT_KEY.length + 4) return undefined;
+  if (body[n - 1] !== CLOSE_BRACE || body[n - 2] !== CLOSE_BRACE) return undefined;
+  if (body.compare(REC_PREFIX_BYTES, 0, REC_PREFIX_BYTES.length, 0, REC_PREFIX_BYTES.length) !== 0) return undefined;
+  // The first `,"event":` cannot be inside a string (a quote there is escaped); if what comes
+  // before it parses as an object of scalars, it is the entry's own key.
+  const at = body.indexOf(EVENT_KEY, REC_PREFIX_BYTES.length);
+  if (at === -1) return undefined;
+  const eventStart = at + EVENT_KEY.length;
+  const eventEnd = objectEnd(body, eventStart, n - 2);
+  if (eventEnd === -1) return undefined;
+  const head = scalarFields(body.toString('utf8', REC_PREFIX_BYTES.length, at) + '}');
+  if (head === undefined) return undefined;
+  // Fields after the event (`,"announcedAt":...`), as a snapshot of a changed entry has them.
+  let tail: Record<string, unknown> | undefined;
+  if (eventEnd < n - 2) {
+    if (body[eventEnd] !== COMMA) return undefined;
+    tail = scalarFields(`{${body.toString('utf8', eventEnd + 1, n - 2)}}`);
+    if (tail === undefined) return undefined;
+  }
+  Object.defineProperty(head, LAZY, { value: { text: body.subarray(eventStart, eventEnd), value: undefined }, enumerable: false, configurable: true });
+  Object.defineProperty(head, 'event', EVENT_ACCESSOR);
+  if (tail !== undefined) for (const key in tail) head[key] = tail[key];
+  return head as unknown as LedgerEntry;
+}
+
+/** An object of scalar fields (no `event`) parsed from `json`, or undefined. */
+function scalarFields(json: string): Record<string, unknown> | undefined {
+  let fields: unknown;
+  try {
+    fields = JSON.parse(json);
+  } catch {
+    return undefined;
+  }
+  if (typeof fields !== 'object' || fields === null || Array.isArray(fields)) return undefined;
+  for (const key in fields) {
+    const value = (fields as Record<string, unknown>)[key];
+    if (key === 'event' || (typeof value === 'object' && value !== null)) return undefined;
+  }
+  return fields as Record<string, unknown>;
+}
+
+/**
+ * The index just past the JSON object that opens at `start` (strings and escapes respected),
+ * or -1 when `start` holds no `{` or the object does not close before `limit`.
+ */
+function objectEnd(data: Buffer, start: number, limit: number): number {
+  if (data[start] !== OPEN_BRACE) return -1;
+  let depth = 0;
+  let inString = false;
+  for (let i = start; i < limit; i++) {
+    const c = data[i];
+    if (inString) {
+      if (c === BACKSLASH) i++;
+      else if (c === QUOTE) inString = false;
+    } else if (c === QUOTE) inString = true;
+    else if (c === OPEN_BRACE || c === OPEN_BRACKET) depth++;
+    else if (c === CLOSE_BRACE || c === CLOSE_BRACKET) {
+      if (--depth === 0) return i + 1;
+    }
+  }
+  return -1;
+}
+
+/** A shallow copy of the entry (as `{ ...entry }`, keys in the same order), without parsing a lazy event. */
+export function copyEntry(entry: LedgerEntry): LedgerEntry {
+  const lazy = lazyOf(entry);
+  if (lazy === undefined) return { ...entry };
+  const copy: Record<string, unknown> = {};
+  Object.defineProperty(copy, LAZY, { value: lazy, enumerable: false, configurable: true });
+  for (const key in entry) {
+    if (key === 'event') Object.defineProperty(copy, 'event', EVENT_ACCESSOR);
+    else copy[key] = (entry as unknown as Record<string, unknown>)[key];
+  }
+  return copy as unknown as LedgerEntry;
+}
+
+/** The entry's fields other than the event, without parsing a lazy event. */
+export function entryFields(entry: LedgerEntry): Omit<LedgerEntry, 'event'> {
+  const fields: Record<string, unknown> = {};
+  for (const key in entry) if (key !== 'event') fields[key] = (entry as unknown as Record<string, unknown>)[key];
+  return fields as Omit<LedgerEntry, 'event'>;
+}
+
+/** The event's JSON text if it has not been parsed yet (a view of the log's bytes). */
+export function unparsedEventText(entry: LedgerEntry): Buffer | undefined {
+  return lazyOf(entry)?.text;
+}
+
+/**
+ * `JSON.stringify(entry)` (keys in the entry's order) without parsing an event that was never
+ * read: its text is written as it was read. For a snapshot of a log.
+ */
+export function entryJsonInOrder(entry: LedgerEntry): string {
+  const unparsed = unparsedEventText(entry);
+  if (unparsed === undefined) return JSON.stringify(entry);
+  const parts: string[] = [];
+  for (const key in entry) {
+    if (key === 'event') {
+      parts.push(`"event":${unparsed.toString('utf8')}`);
+      continue;
+    }
+    const value = (entry as unknown as Record<string, unknown>)[key];
+    if (value !== undefined) parts.push(`${JSON.stringify(key)}:${JSON.stringify(value)}`);
+  }
+  return `{${parts.join(',')}}`;
+}

@@ -1,0 +1,72 @@
+import { describe, expect, it } from 'vitest';
+import { copyEntry, decodeEntryBody, entryJsonInOrder, unparsedEventText } from '../../lib/adapters/local/lazy-event-entry.js';
+import type { LedgerEntry } from '../../lib/drain/ports.js';
+import { storedEntry } from '../support/ledger-fixtures.js';
+
+const MAILBOX = 'lazy-box';
+
+/** The body of a `rec` line as the ledger writes it: JSON.stringify of the record. */
+const bodyOf = (entry: LedgerEntry): Buffer => Buffer.from(JSON.stringify({ t: 'rec', e: entry }), 'utf8');
+
+/** An entry whose strings hold everything that could fool a scanner. */
+function trickyEntry(uidl: string): LedgerEntry {
+  const entry = storedEntry(MAILBOX, uidl);
+  if (entry.event.detailType !== 'Email Stored') throw new Error('unreachable');
+  entry.event.detail.metadata.subject = 'braces } { ] [ quotes " \\" \\\\ ,"event":{"x":1}} ünï “✓”';
+  return entry;
+}
+
+describe('lazy ledger entries', () => {
+  it('decodes an entry with its event last, parsing the event only when read', () => {
+    const entry = trickyEntry('u"1}');
+    const decoded = decodeEntryBody(bodyOf(entry))!;
+    expect(decoded).toBeDefined();
+    expect(unparsedEventText(decoded)).toBeDefined();
+    expect(decoded.status).toBe('stored');
+    expect(unparsedEventText(decoded)).toBeDefined(); // reading fields leaves the event alone
+    expect(decoded.event).toEqual(entry.event);
+    expect(unparsedEventText(decoded)).toBeUndefined();
+    expect(JSON.stringify(decoded)).toBe(JSON.stringify(entry));
+  });
+
+  it('keeps fields written after the event, in their order', () => {
+    const entry: LedgerEntry = { ...trickyEntry('u2'), status: 'announced', announcedAt: 5, deletedAt: 6, expiresAt: 7 };
+    // As a snapshot of a changed entry writes it: the event before the later fields.
+    const { announcedAt, deletedAt, expiresAt, ...rest } = entry;
+    const snapshotOrder = { ...rest, announcedAt, deletedAt, expiresAt } as LedgerEntry;
+    const decoded = decodeEntryBody(bodyOf(snapshotOrder))!;
+    expect(Object.keys(decoded)).toEqual(Object.keys(snapshotOrder));
+    expect(entryJsonInOrder(decoded)).toBe(JSON.stringify(snapshotOrder));
+    expect(unparsedEventText(decoded)).toBeDefined();
+    expect(JSON.stringify(decoded)).toBe(JSON.stringify(snapshotOrder));
+  });
+
+  it('leaves lines of any other shape to the whole-line parse', () => {
+    const entry = storedEntry(MAILBOX, 'u3');
+    const { event, ...fields } = entry;
+    const shapes = [
+      { t: 'rec', e: fields }, // no event
+      { t: 'rec', e: { ...fields, nested: { a: 1 }, event } }, // an object field
+      { t: 'rec', e: { ...fields, event, later: [1] } }, // an array after the event
+      { t: 'ann', u: ['u3'], at: 1 },
+    ];
+    for (const shape of shapes) expect(decodeEntryBody(Buffer.from(JSON.stringify(shape)))).toBeUndefined();
+  });
+
+  it('copies stay lazy, share the parse, keep the key order, and take a new event when assigned', () => {
+    const entry: LedgerEntry = { ...storedEntry(MAILBOX, 'u4'), announcedAt: 9 };
+    const { announcedAt, ...rest } = entry;
+    const decoded = decodeEntryBody(bodyOf({ ...rest, announcedAt } as LedgerEntry))!;
+    const copy = copyEntry(decoded);
+    expect(Object.keys(copy)).toEqual(Object.keys(decoded));
+    expect(unparsedEventText(copy)).toBeDefined();
+    const event = copy.event;
+    expect(unparsedEventText(decoded)).toBeUndefined();
+    expect(decoded.event).toBe(event);
+    expect({ ...copy }).toEqual({ ...entry });
+    const other = storedEntry(MAILBOX, 'u5').event;
+    copy.event = other;
+    expect(copy.event).toBe(other);
+    expect(decoded.event).toBe(event);
+  });
+});
