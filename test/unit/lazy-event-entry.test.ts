@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { copyEntry, decodeEntryBody, entryJsonInOrder, unparsedEventText } from '../../lib/adapters/local/lazy-event-entry.js';
 import type { LedgerEntry } from '../../lib/drain/ports.js';
-import { storedEntry } from '../support/ledger-fixtures.js';
+import { storedEntry } from '../../testkit/fixtures/ledger-fixtures.js';
 
 const MAILBOX = 'lazy-box';
 
