@@ -17,7 +17,7 @@ import { ChangeMessageVisibilityCommand, SendMessageCommand, SQSClient } from '@
 import type { Context, SQSBatchResponse, SQSEvent, SQSRecord } from 'aws-lambda';
 import * as z from 'zod';
 import { EventBridgeSink } from '../lib/adapters/aws/eventbridge-sink.js';
-import { S3MessageStore } from '../lib/adapters/aws/s3-store.js';
+import { DEFAULT_S3_STORE_CONCURRENCY, S3MessageStore } from '../lib/adapters/aws/s3-store.js';
 import { SecretsManagerCredentials } from '../lib/adapters/aws/secrets-manager-credentials.js';
 import { drainMailbox } from '../lib/drain/drain-mailbox.js';
 import type { DrainPorts } from '../lib/drain/ports.js';
@@ -91,7 +91,8 @@ async function drainOne(record: SQSRecord, request: DrainRequest, context: Conte
       deadline: now + remaining - env.POPDRAIN_DEADLINE_MARGIN_MS,
       hardDeadline: now + remaining - Math.min(10_000, env.POPDRAIN_DEADLINE_MARGIN_MS / 2),
     },
-    { runId: `${context.awsRequestId}:${record.messageId}`, retentionDays: env.POPDRAIN_RETENTION_DAYS },
+    // S3 is tens of ms away: more stores in flight than the local default (s3-store.ts).
+    { runId: `${context.awsRequestId}:${record.messageId}`, retentionDays: env.POPDRAIN_RETENTION_DAYS, storeConcurrency: DEFAULT_S3_STORE_CONCURRENCY },
   );
   recordReportMetrics(metrics, report, { perMailbox: env.POPDRAIN_PER_MAILBOX_METRICS === 'true' });
   // The run's one line: what the Contributor Insights rules and the saved query read.
