@@ -7,6 +7,7 @@
 import { readFileSync } from 'node:fs';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { EXIT, UsageError, type ExitCode } from './exit-codes.js';
+import { describeError } from '../lib/drain/errors.js';
 
 const USAGE = `popdrain — drain POP3 mailboxes: every message stored once, byte for byte, and announced as an event
 
@@ -183,7 +184,7 @@ main(process.argv.slice(2)).then(
       process.exitCode = error.exitCode;
       return;
     }
-    const message = error instanceof Error ? error.message : String(error);
+    const message = describeError(error);
     process.stderr.write(`popdrain: internal error: ${message}\n`);
     if (process.env.POPDRAIN_DEBUG === '1' && error instanceof Error) process.stderr.write(`${error.stack}\n`);
     process.exitCode = EXIT.INTERNAL;

@@ -13,6 +13,7 @@ import {
 import { detailJson, EVENT_SOURCE, MAX_EVENT_ENTRY_BYTES, type DrainEvent } from '../../drain/events.js';
 import type { EventSink, PublishOutcome } from '../../drain/ports.js';
 import { describeSdkError, isRetryableSdkError } from './sdk-error.js';
+import { describeError } from '../../drain/errors.js';
 
 /** PutEvents takes at most this many entries per request. */
 export const MAX_ENTRIES_PER_PUT_EVENTS = 10;
@@ -143,7 +144,7 @@ export class EventBridgeSink implements EventSink {
         }
         pending.push({ index, entry, bytes });
       } catch (error) {
-        failures.set(index, `could not build the entry: ${error instanceof Error ? error.message : String(error)}`);
+        failures.set(index, `could not build the entry: ${describeError(error)}`);
       }
     });
 

@@ -8,7 +8,7 @@ import { createHash, randomUUID, type Hash } from 'node:crypto';
 import { open, rm, unlink, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { pipeline, Writable, type Readable } from 'node:stream';
-import { DrainError } from '../../drain/errors.js';
+import { DrainError, describeError } from '../../drain/errors.js';
 import { SpoolCheck } from './s3-spool-check.js';
 
 /** A file-spooled message is written to disk in batches of about this many bytes. */
@@ -178,7 +178,7 @@ const TRANSIENT_FS_CODES: ReadonlySet<string> = new Set(['EMFILE', 'ENFILE', 'EA
 function spoolFailure(error: unknown, where: string): DrainError {
   if (error instanceof DrainError) return error;
   const code = error !== null && typeof error === 'object' && 'code' in error ? String(error.code) : undefined;
-  const text = error instanceof Error ? error.message : String(error);
+  const text = describeError(error);
   return new DrainError('STORE_FAILED', `spooling ${where} failed: ${text}`, {
     phase: 'store',
     retryable: code !== undefined && TRANSIENT_FS_CODES.has(code),

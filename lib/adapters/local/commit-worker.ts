@@ -16,11 +16,11 @@
  * the same from TypeScript sources (tests), from the bundle (CLI) and in Lambda.
  */
 import { Worker } from 'node:worker_threads';
-import { DrainError } from '../../drain/errors.js';
+import { DrainError, describeError } from '../../drain/errors.js';
 
 /** A commit that did not happen because of the thread, not the disk: retryable. */
 function workerFailure(what: string, cause: unknown): DrainError {
-  const reason = cause instanceof Error ? cause.message : String(cause);
+  const reason = describeError(cause);
   return new DrainError('STORE_FAILED', `${what}: ${reason}`, { phase: 'store', retryable: true, cause });
 }
 

@@ -27,7 +27,7 @@ import { randomBytes } from 'node:crypto';
 import { link, readdir, readFile, rename, unlink, writeFile } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
-import { DrainError } from '../../drain/errors.js';
+import { DrainError, describeError } from '../../drain/errors.js';
 import type { Lease } from '../../drain/ports.js';
 import { errnoCode, FILE_MODE, isRetryableFsError, processExists, type DirectoryMaker } from './durable-fs.js';
 
@@ -54,7 +54,7 @@ interface CurrentLock {
 
 function leaseError(action: string, mailboxId: string, cause: unknown): DrainError {
   if (cause instanceof DrainError) return cause;
-  const reason = cause instanceof Error ? cause.message : String(cause);
+  const reason = describeError(cause);
   return new DrainError('LEDGER_FAILED', `cannot ${action} the lease of mailbox ${mailboxId}: ${reason}`, {
     phase: 'lease',
     retryable: isRetryableFsError(cause),

@@ -10,6 +10,7 @@ import { CREATE_APPEND_FLAGS, FILE_MODE, fsyncDirectory, processExists, writeFul
 import { entryJsonInOrder } from './lazy-event-entry.js';
 import { encodeEntryLine, encodeRecord, LedgerModel } from './ledger-log.js';
 import { ledgerError, type LogContext, type MailboxLog } from './mailbox-log.js';
+import { describeError } from '../../drain/errors.js';
 
 /** Compact when the log is more than this many times the size of its live state. */
 const COMPACT_RATIO = 2;
@@ -45,7 +46,7 @@ export async function compactNow(ctx: LogContext, log: MailboxLog): Promise<void
     log.compactFailedAt = log.fileSize;
     ctx.logger.warn('ledger compaction failed; the log is unchanged', {
       mailboxId: log.mailboxId,
-      error: error instanceof Error ? error.message : String(error),
+      error: describeError(error),
     });
     return;
   }

@@ -3,7 +3,7 @@
  * state of its torn tail and compaction, and its write queue (a batch of ops per fsync).
  */
 import type { FileHandle } from 'node:fs/promises';
-import { DrainError } from '../../drain/errors.js';
+import { DrainError, describeError } from '../../drain/errors.js';
 import type { DrainLogger } from '../../drain/ports.js';
 import { isRetryableFsError, type DirectoryMaker } from './durable-fs.js';
 import { GroupCommit } from './group-commit.js';
@@ -57,7 +57,7 @@ export class MailboxLog {
 
 export function ledgerError(action: string, mailboxId: string, cause: unknown): DrainError {
   if (cause instanceof DrainError) return cause;
-  const reason = cause instanceof Error ? cause.message : String(cause);
+  const reason = describeError(cause);
   return new DrainError('LEDGER_FAILED', `cannot ${action} the ledger of mailbox ${mailboxId}: ${reason}`, {
     phase: 'ledger',
     retryable: isRetryableFsError(cause),
