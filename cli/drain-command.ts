@@ -75,7 +75,7 @@ function traceWriter(label: string): (e: Pop3TraceEvent) => void {
 
 export function summarize(report: DrainReport, where: string): string {
   const lines: string[] = [];
-  const status = report.stopReason === 'complete' ? 'drained' : `stopped: ${report.stopReason}`;
+  const status = report.stopReason === 'complete' ? 'drained' : report.stopReason === 'cancelled' ? 'interrupted' : `stopped: ${report.stopReason}`;
   const later = report.retryAfterSeconds === undefined ? ' (retry later)' : ` (retry later: the server allows one login per ${report.retryAfterSeconds} s)`;
   lines.push(`${report.mailboxId}: ${status}${report.ok ? '' : report.retryLater ? later : ''}`);
   if (report.serverDeletesRetrieved) lines.push('  the server announces EXPIRE 0: it deletes every message once retrieved, whatever the delete policy says');
@@ -214,14 +214,23 @@ export async function runDrain(positionals: string[], o: DrainCommandOptions): P
   const where =
     o['s3-bucket'] !== undefined ? `s3://${o['s3-bucket']}/${o['s3-prefix'] ?? 'messages/'}` : o.maildir !== undefined ? resolve(o.maildir) : out;
 
-  // Signals: the first stops taking new messages; the second abandons the session.
+  // Signals: the first stops requesting messages and ends the session within 2 s (QUIT if it
+  // can be answered in time, else the connection is closed: lib/drain/run-stops.ts); the
+  // second abandons the session at once.
   const graceful = new AbortController();
   const hard = new AbortController();
   let signals = 0;
+  let runsOver = false;
   const onSignal = (name: string): void => {
     signals += 1;
+    // The runs are over (the report is being written): a signal now is still an interruption,
+    // and one more ends the process (without a handler, it would die by the signal, not 130).
+    if (runsOver) {
+      if (signals >= 2) process.exit(EXIT.INTERRUPTED);
+      return;
+    }
     if (signals === 1) {
-      if (!quiet) process.stderr.write(`\npopdrain: ${name}: finishing the messages in flight, then QUIT (again to stop at once)\n`);
+      if (!quiet) process.stderr.write(`\npopdrain: ${name}: stopping: no new messages, QUIT (the connection is closed if not done within 2 s; again to stop at once)\n`);
       graceful.abort();
     } else if (signals === 2) {
       if (!quiet) process.stderr.write(`popdrain: ${name} again: stopping at once (without QUIT the server deletes nothing)\n`);
@@ -269,8 +278,8 @@ export async function runDrain(positionals: string[], o: DrainCommandOptions): P
     };
     await Promise.all(Array.from({ length: Math.min(parallel, jobs.length) }, worker));
   } finally {
-    process.off('SIGINT', sigint);
-    process.off('SIGTERM', sigterm);
+    // The handlers stay until the process exits: see onSignal.
+    runsOver = true;
     await local?.close();
   }
   if (o.json === true) {
@@ -281,6 +290,6 @@ export async function runDrain(positionals: string[], o: DrainCommandOptions): P
   }
   // A session abandoned on the second signal ends as "connection lost": that was the user.
   const codes = reports.map(exitCodeFor).map((c) => (hard.signal.aborted && c === EXIT.NETWORK ? EXIT.INTERRUPTED : c));
-  if (reports.length < jobs.length || hard.signal.aborted) codes.push(EXIT.INTERRUPTED);
+  if (reports.length < jobs.length || hard.signal.aborted || signals > 0) codes.push(EXIT.INTERRUPTED);
   return worstExitCode(codes);
 }

@@ -59,7 +59,8 @@ Output:
   --json                          the final report as JSON on stdout
   --quiet                         no progress, no summary
 
-SIGINT/SIGTERM: no new messages; those in flight are finished; QUIT. A second signal stops at once.
+SIGINT/SIGTERM: no new messages; the session ends within 2 s (QUIT if it can be answered in time, else the
+  connection is closed: what did not arrive stays on the server); exit 130. A second signal stops at once.
 
 Exit codes: 0 done (also when stopped by the budget or when messages were skipped; the report says so),
   1 internal error, 2 usage or configuration, 3 login refused, 4 TLS, 5 network or server,
