@@ -11,10 +11,12 @@ import { parseDuration, parseSize } from '../lib/drain/units.js';
 import type { Pop3TraceEvent } from '../lib/pop3/index.js';
 import type { AwsAdapters } from './aws.js';
 import { resolveMailbox, type ConnectionOptions } from './connection.js';
+import { sameMailboxCheck, settleDefaultId } from './default-identity.js';
 import { EXIT, exitCodeFor, UsageError, worstExitCode, type ExitCode } from './exit-codes.js';
 import { stderrLogger } from './stderr-logger.js';
 import { parseMailboxUrl } from './mailbox-url.js';
 import { createProgress, formatBytes } from './progress.js';
+import { stateFolder } from './state-folder.js';
 
 export interface DrainCommandOptions extends ConnectionOptions {
   out?: string;
@@ -34,6 +36,7 @@ export interface DrainCommandOptions extends ConnectionOptions {
   trace?: boolean;
   'insecure-plaintext'?: boolean;
   'no-uidl-reset-guard'?: boolean;
+  'new-mailbox'?: boolean;
   's3-bucket'?: string;
   's3-prefix'?: string;
   'kms-key-id'?: string;
@@ -106,6 +109,7 @@ export function summarize(report: DrainReport, where: string): string {
     lines.push('  check the mailbox, then: popdrain status --accept-uidl-reset --id ' + report.mailboxId);
   }
   if (report.fetched > 0) lines.push(`  stored in ${where}`);
+  else if (report.plan === undefined) lines.push(`  messages go to ${where}`);
   lines.push(`  took ${(report.durationMs / 1000).toFixed(1)} s`);
   return lines.join('\n');
 }
@@ -127,6 +131,8 @@ const HARD_STOP_GRACE_MS = 1_000;
 interface Job {
   mailbox: MailboxConfig;
   credentials: CredentialsProvider;
+  /** The id is the default (no --id, no --config): checked against the state folder. */
+  defaultId?: { user: string; host: string; port: number };
 }
 
 export async function runDrain(positionals: string[], o: DrainCommandOptions): Promise<ExitCode> {
@@ -203,16 +209,30 @@ export async function runDrain(positionals: string[], o: DrainCommandOptions): P
     }
     const resolved = await resolveMailbox(url, o, { interactive: process.stdin.isTTY === true, requireCredentials: true, logger });
     for (const w of resolved.warnings) process.stderr.write(`popdrain: ${w}\n`);
-    jobs.push({ mailbox: adjust(resolved.mailbox), credentials: resolved.credentials! });
+    const defaultId = o.id === undefined ? { user: resolved.mailbox.user, host: url.host, port: url.port } : undefined;
+    jobs.push({ mailbox: adjust(resolved.mailbox), credentials: resolved.credentials!, ...(defaultId === undefined ? {} : { defaultId }) });
   }
 
-  const out = resolve(o.out ?? 'popdrain-data');
+  const folder = stateFolder(o.out);
+  if (folder.notice !== undefined && !quiet) process.stderr.write(`popdrain: ${folder.notice}\n`);
+  const out = folder.dir;
   let local: LocalAdapters | undefined;
   const needLocal = aws.store === undefined || aws.ledger === undefined || aws.events === undefined;
   if (needLocal) local = createLocalAdapters({ out, logger });
   const store = aws.store ?? (o.maildir !== undefined ? new MaildirStore({ dir: resolve(o.maildir) }) : local!.store);
   const where =
     o['s3-bucket'] !== undefined ? `s3://${o['s3-bucket']}/${o['s3-prefix'] ?? 'messages/'}` : o.maildir !== undefined ? resolve(o.maildir) : out;
+
+  // Without --id: continue the former default id's records; refuse to drain again, under a new
+  // id, a mailbox this folder holds under another (unless --new-mailbox).
+  const only = jobs[0];
+  let checkListing: ((uidls: readonly string[]) => Promise<void>) | undefined;
+  if (only?.defaultId !== undefined) {
+    const settled = await settleDefaultId(only.mailbox.id, only.defaultId, aws.ledger ?? local!.ledger);
+    if (settled.notice !== undefined && !quiet) process.stderr.write(`popdrain: ${settled.notice}\n`);
+    only.mailbox = { ...only.mailbox, id: settled.id };
+    if (aws.ledger === undefined && o['new-mailbox'] !== true) checkListing = sameMailboxCheck(settled.id, local!.ledger, out);
+  }
 
   // Signals: the first stops requesting messages and ends the session within 2 s (QUIT if it
   // can be answered in time, else the connection is closed: lib/drain/run-stops.ts); the
@@ -268,6 +288,7 @@ export async function runDrain(positionals: string[], o: DrainCommandOptions): P
           ...(aws.store === undefined ? { storeConcurrency: o.maildir === undefined ? FILE_STORE_CONCURRENCY : MAILDIR_STORE_CONCURRENCY } : {}),
           hardSignal: hard.signal,
           dryRun: o['dry-run'] === true,
+          ...(checkListing === undefined ? {} : { checkListing }),
           onProgress: (p) => progress.update(p),
           ...(o.trace === true ? { trace: traceWriter(job.mailbox.id) } : {}),
         });

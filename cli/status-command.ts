@@ -4,10 +4,11 @@
  * `--accept-uidl-reset`, the next run of a tripped mailbox may proceed.
  */
 import { existsSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { FileLedger, LEDGER_SUBDIR } from '../lib/adapters/local/index.js';
 import { EXIT, UsageError, type ExitCode } from './exit-codes.js';
 import { formatBytes } from './progress.js';
+import { stateFolder } from './state-folder.js';
 
 export interface StatusOptions {
   out?: string;
@@ -20,7 +21,9 @@ const when = (ms: number | undefined): string => (ms === undefined ? 'never' : n
 
 export async function runStatus(positionals: string[], o: StatusOptions): Promise<ExitCode> {
   if (positionals.length > 0) throw new UsageError(`status takes no arguments (got "${positionals[0]}"); use --out DIR and --id ID`);
-  const out = resolve(o.out ?? 'popdrain-data');
+  const folder = stateFolder(o.out);
+  if (folder.notice !== undefined) process.stderr.write(`popdrain: ${folder.notice}\n`);
+  const out = folder.dir;
   const dir = join(out, LEDGER_SUBDIR);
   if (!existsSync(dir)) throw new UsageError(`${out} holds no popdrain ledger (nothing drained there yet?)`);
   const ledger = new FileLedger({ dir });

@@ -146,6 +146,7 @@ class DrainRun {
     const listing = await listMessages(ctx.client!, ctx.log, ctx.counters);
     ctx.failures.push(...listing.leftAlone);
     ctx.counters.serverMessages = listing.messages;
+    await ctx.options.checkListing?.(listing.messages.map((m) => m.uidl));
     const byUidl = new Map(listing.messages.map((m) => [m.uidl, m]));
     this.phase = 'ledger';
     await this.deletions.settlePending(this.state, new Set(byUidl.keys()));

@@ -447,8 +447,8 @@ describe('popdrain drain', () => {
     expect(r.code, r.stderr).toBe(0);
     const report = parseReport(r);
     expect(report.fetched).toBe(2);
-    // The derived id is readable and safe as a folder name.
-    expect(report.mailboxId).toMatch(/^jane\d+_example\.com_127\.0\.0\.1-\d+-[0-9a-f]{8}$/);
+    // The derived id is readable and safe as a folder name, and holds neither scheme nor port.
+    expect(report.mailboxId).toMatch(/^jane\d+_example\.com_127\.0\.0\.1-[0-9a-f]{8}$/);
     await expectStoredExactly(out, report.mailboxId as string, u.messages);
 
     const out2 = await outDir();
