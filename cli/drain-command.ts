@@ -100,7 +100,7 @@ export function summarize(report: DrainReport, where: string): string {
     lines.push(`  announced ${report.announced} events${report.reannounced > 0 ? ` (${report.reannounced} from an earlier run)` : ''}; pending ${report.pendingAnnouncements}`);
   }
   if (report.moreRemaining) lines.push(`  ${report.remaining} messages remain: run again to continue`);
-  if (report.error !== undefined) lines.push(`  error: ${report.error.message}`);
+  if (report.error !== undefined) lines.push(`  error: ${report.error.message}${report.error.hint === undefined ? '' : `\n  ${report.error.hint}`}`);
   const shown = report.failures.filter((f) => f !== report.error).slice(0, 10);
   for (const f of shown) lines.push(`  failed${f.uidl ? ` ${f.uidl}` : ''}: ${f.code}: ${f.message}`);
   if (report.failures.length > shown.length + (report.error ? 1 : 0)) lines.push(`  ... ${report.failures.length - shown.length} more failures (see --json)`);
@@ -155,7 +155,10 @@ export async function runDrain(positionals: string[], o: DrainCommandOptions): P
   }
   const parallel = positiveInt(o.parallel, '--parallel') ?? 1;
   const quiet = o.quiet === true;
-  const logger = stderrLogger();
+  // Why a run stopped is in its summary (or the --json report): printed once, there; with
+  // --quiet alone, nothing else shows it, so the engine's record of it stays.
+  const summaryShowsStop = !quiet || o.json === true;
+  const logger = stderrLogger({ omit: (message) => summaryShowsStop && message === 'drain stopped' });
 
   // The jobs: one from the URL, or all from the config file.
   const jobs: Job[] = [];
