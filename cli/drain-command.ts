@@ -99,7 +99,8 @@ export function summarize(report: DrainReport, where: string): string {
     }
     lines.push(`  announced ${report.announced} events${report.reannounced > 0 ? ` (${report.reannounced} from an earlier run)` : ''}; pending ${report.pendingAnnouncements}`);
   }
-  if (report.moreRemaining) lines.push(`  ${report.remaining} messages remain: run again to continue`);
+  if (report.plan !== undefined) lines.push('  dry run: nothing was fetched, stored, announced or deleted');
+  else if (report.moreRemaining) lines.push(`  ${report.remaining} messages remain: run again to continue`);
   if (report.error !== undefined) lines.push(`  error: ${report.error.message}${report.error.hint === undefined ? '' : `\n  ${report.error.hint}`}`);
   const shown = report.failures.filter((f) => f !== report.error).slice(0, 10);
   for (const f of shown) lines.push(`  failed${f.uidl ? ` ${f.uidl}` : ''}: ${f.code}: ${f.message}`);
@@ -112,6 +113,21 @@ export function summarize(report: DrainReport, where: string): string {
   else if (report.plan === undefined) lines.push(`  messages go to ${where}`);
   lines.push(`  took ${(report.durationMs / 1000).toFixed(1)} s`);
   return lines.join('\n');
+}
+
+/** One line over the mailboxes of a --config run: how many ended how, and the totals. */
+export function overallSummary(reports: readonly DrainReport[], mailboxes: number): string {
+  const byOutcome = new Map<string, number>();
+  for (const r of reports) {
+    const outcome = r.stopReason === 'complete' ? 'drained' : r.stopReason === 'cancelled' ? 'interrupted' : r.stopReason;
+    byOutcome.set(outcome, (byOutcome.get(outcome) ?? 0) + 1);
+  }
+  if (reports.length < mailboxes) byOutcome.set('not started', mailboxes - reports.length);
+  const outcomes = [...byOutcome].map(([k, n]) => `${n} ${k}`).join(', ');
+  const fetched = reports.reduce((n, r) => n + r.fetched, 0);
+  const bytes = reports.reduce((n, r) => n + r.fetchedBytes, 0);
+  const failures = reports.reduce((n, r) => n + r.failures.filter((f) => f.uidl !== undefined).length, 0);
+  return `all ${mailboxes} mailboxes: ${outcomes}; fetched ${fetched} (${formatBytes(bytes)})${failures > 0 ? `; ${failures} messages failed` : ''}`;
 }
 
 /**
@@ -309,6 +325,7 @@ export async function runDrain(positionals: string[], o: DrainCommandOptions): P
   if (o.json === true) {
     process.stdout.write(`${JSON.stringify(jobs.length === 1 && o.config === undefined ? reports[0] : reports, null, 2)}\n`);
   }
+  if (o.config !== undefined && o.json !== true && !quiet) process.stdout.write(`${overallSummary(reports, jobs.length)}\n`);
   if (reports.length < jobs.length && !quiet) {
     process.stderr.write(`popdrain: interrupted: ${jobs.length - reports.length} mailboxes not started\n`);
   }
