@@ -67,14 +67,3 @@ describe('the default state folder', () => {
     }
   });
 });
-
-describe('the ETA', () => {
-  it('is shown only after 3 s and 5 % of the bytes, then at the rate so far', async () => {
-    const { etaSeconds } = await import('../../cli/progress.js');
-    expect(etaSeconds(2.9, 500, 1000)).toBeUndefined();
-    expect(etaSeconds(10, 49, 1000)).toBeUndefined();
-    expect(etaSeconds(10, 0, 0)).toBeUndefined();
-    expect(etaSeconds(10, 100, 1000)).toBeCloseTo(90);
-    expect(etaSeconds(4, 1000, 1000)).toBe(0);
-  });
-});
