@@ -2,7 +2,7 @@
  * `popdrain check URL`: connect, show the TLS session, the capabilities and the login methods,
  * log in when credentials are at hand and show the message count and size. Downloads nothing.
  */
-import { explainLoginChoice, Pop3Client, type Pop3TraceEvent } from '../lib/pop3/index.js';
+import { explainLoginChoice, isPop3Error, Pop3Client, type Pop3TraceEvent } from '../lib/pop3/index.js';
 import { capabilityFacts } from './capability-facts.js';
 import { resolveMailbox, type ConnectionOptions } from './connection.js';
 import { EXIT, UsageError, type ExitCode } from './exit-codes.js';
@@ -84,9 +84,18 @@ export async function runCheck(positionals: string[], o: CheckOptions): Promise<
     client?.close();
     const code = pop3ExitCode(error);
     if (code === undefined) throw error;
-    result.error = { code: (error as { code?: string }).code, message: (error as Error).message };
+    const hint = isPop3Error(error) ? error.hint : undefined;
+    const peer = isPop3Error(error) ? error.peerCertificate : undefined;
+    result.error = { code: (error as { code?: string }).code, message: (error as Error).message, ...(hint === undefined ? {} : { hint }) };
+    if (peer !== undefined) {
+      // The certificate the server presented, verified or not: what a person decides on.
+      result.presentedCertificate = peer;
+      say(`${m.host}:${m.port} (${m.tls})`);
+      say(`  certificate presented (NOT verified): ${peer.subject ?? '?'}; issuer: ${peer.issuer ?? '?'}; valid ${peer.validFrom ?? '?'} to ${peer.validTo ?? '?'}`);
+      say(`  fingerprint (SHA-256): ${peer.fingerprint256 ?? '?'}`);
+    }
     if (o.json === true) process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
-    process.stderr.write(`popdrain: ${(error as Error).message}\n`);
+    process.stderr.write(`popdrain: ${(error as Error).message}${hint === undefined ? '' : `\npopdrain: ${hint}`}\n`);
     return code;
   }
 }

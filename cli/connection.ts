@@ -7,9 +7,10 @@ import { MAX_CA_FILE_BYTES, readTextFileBounded } from '../lib/drain/read-bounde
 import { isReadableByOthers, LocalCredentials } from '../lib/adapters/local/local-credentials.js';
 import { DEFAULT_UIDL_RESET_GUARD, type MailboxConfig, type SecretSource } from '../lib/drain/mailbox.js';
 import type { CredentialsProvider, DrainLogger } from '../lib/drain/ports.js';
-import { deriveMailboxId, mailboxIdProblem } from '../lib/drain/keys.js';
+import { mailboxIdProblem } from '../lib/drain/keys.js';
 import type { AuthMethod } from '../lib/pop3/index.js';
 import { UsageError } from './exit-codes.js';
+import { defaultMailboxId } from './mailbox-identity.js';
 import type { MailboxUrl } from './mailbox-url.js';
 import { promptHidden } from './prompt.js';
 
@@ -96,7 +97,8 @@ export async function resolveMailbox(
   const env = options.env ?? process.env;
   const user = o.user ?? url.user;
   if (user === undefined || user === '') throw new UsageError('no user: put it in the URL (pop3s://user@host) or give --user');
-  const id = o.id ?? deriveMailboxId(user, url.host, url.port);
+  // Without --id: from user and host, not scheme or port (mailbox-identity.ts).
+  const id = o.id ?? defaultMailboxId(user, url.host);
   const problem = mailboxIdProblem(id);
   if (problem !== undefined) throw new UsageError(`--id "${id}": ${problem}`);
   const warnings: string[] = [];

@@ -12,10 +12,12 @@ import { parseDuration, parseSize } from '../lib/drain/units.js';
 import type { Pop3TraceEvent } from '../lib/pop3/index.js';
 import type { AwsAdapters } from './aws.js';
 import { resolveMailbox, type ConnectionOptions } from './connection.js';
+import { sameMailboxCheck, settleDefaultId } from './default-identity.js';
 import { EXIT, exitCodeFor, UsageError, worstExitCode, type ExitCode } from './exit-codes.js';
 import { stderrLogger } from './stderr-logger.js';
 import { parseMailboxUrl } from './mailbox-url.js';
 import { createProgress, formatBytes } from './progress.js';
+import { stateFolder } from './state-folder.js';
 
 export interface DrainCommandOptions extends ConnectionOptions {
   out?: string;
@@ -35,6 +37,7 @@ export interface DrainCommandOptions extends ConnectionOptions {
   trace?: boolean;
   'insecure-plaintext'?: boolean;
   'no-uidl-reset-guard'?: boolean;
+  'new-mailbox'?: boolean;
   's3-bucket'?: string;
   's3-prefix'?: string;
   'kms-key-id'?: string;
@@ -76,7 +79,7 @@ function traceWriter(label: string): (e: Pop3TraceEvent) => void {
 
 export function summarize(report: DrainReport, where: string): string {
   const lines: string[] = [];
-  const status = report.stopReason === 'complete' ? 'drained' : `stopped: ${report.stopReason}`;
+  const status = report.stopReason === 'complete' ? 'drained' : report.stopReason === 'cancelled' ? 'interrupted' : `stopped: ${report.stopReason}`;
   const later = report.retryAfterSeconds === undefined ? ' (retry later)' : ` (retry later: the server allows one login per ${report.retryAfterSeconds} s)`;
   lines.push(`${report.mailboxId}: ${status}${report.ok ? '' : report.retryLater ? later : ''}`);
   if (report.serverDeletesRetrieved) lines.push('  the server announces EXPIRE 0: it deletes every message once retrieved, whatever the delete policy says');
@@ -97,8 +100,9 @@ export function summarize(report: DrainReport, where: string): string {
     }
     lines.push(`  announced ${report.announced} events${report.reannounced > 0 ? ` (${report.reannounced} from an earlier run)` : ''}; pending ${report.pendingAnnouncements}`);
   }
-  if (report.moreRemaining) lines.push(`  ${report.remaining} messages remain: run again to continue`);
-  if (report.error !== undefined) lines.push(`  error: ${report.error.message}`);
+  if (report.plan !== undefined) lines.push('  dry run: nothing was fetched, stored, announced or deleted');
+  else if (report.moreRemaining) lines.push(`  ${report.remaining} messages remain: run again to continue`);
+  if (report.error !== undefined) lines.push(`  error: ${report.error.message}${report.error.hint === undefined ? '' : `\n  ${report.error.hint}`}`);
   const shown = report.failures.filter((f) => f !== report.error).slice(0, 10);
   for (const f of shown) lines.push(`  failed${f.uidl ? ` ${f.uidl}` : ''}: ${f.code}: ${f.message}`);
   if (report.failures.length > shown.length + (report.error ? 1 : 0)) lines.push(`  ... ${report.failures.length - shown.length} more failures (see --json)`);
@@ -107,8 +111,24 @@ export function summarize(report: DrainReport, where: string): string {
     lines.push('  check the mailbox, then: popdrain status --accept-uidl-reset --id ' + report.mailboxId);
   }
   if (report.fetched > 0) lines.push(`  stored in ${where}`);
+  else if (report.plan === undefined) lines.push(`  messages go to ${where}`);
   lines.push(`  took ${(report.durationMs / 1000).toFixed(1)} s`);
   return lines.join('\n');
+}
+
+/** One line over the mailboxes of a --config run: how many ended how, and the totals. */
+export function overallSummary(reports: readonly DrainReport[], mailboxes: number): string {
+  const byOutcome = new Map<string, number>();
+  for (const r of reports) {
+    const outcome = r.stopReason === 'complete' ? 'drained' : r.stopReason === 'cancelled' ? 'interrupted' : r.stopReason;
+    byOutcome.set(outcome, (byOutcome.get(outcome) ?? 0) + 1);
+  }
+  if (reports.length < mailboxes) byOutcome.set('not started', mailboxes - reports.length);
+  const outcomes = [...byOutcome].map(([k, n]) => `${n} ${k}`).join(', ');
+  const fetched = reports.reduce((n, r) => n + r.fetched, 0);
+  const bytes = reports.reduce((n, r) => n + r.fetchedBytes, 0);
+  const failures = reports.reduce((n, r) => n + r.failures.filter((f) => f.uidl !== undefined).length, 0);
+  return `all ${mailboxes} mailboxes: ${outcomes}; fetched ${fetched} (${formatBytes(bytes)})${failures > 0 ? `; ${failures} messages failed` : ''}`;
 }
 
 /**
@@ -128,6 +148,8 @@ const HARD_STOP_GRACE_MS = 1_000;
 interface Job {
   mailbox: MailboxConfig;
   credentials: CredentialsProvider;
+  /** The id is the default (no --id, no --config): checked against the state folder. */
+  defaultId?: { user: string; host: string; port: number };
 }
 
 export async function runDrain(positionals: string[], o: DrainCommandOptions): Promise<ExitCode> {
@@ -150,7 +172,10 @@ export async function runDrain(positionals: string[], o: DrainCommandOptions): P
   }
   const parallel = positiveInt(o.parallel, '--parallel') ?? 1;
   const quiet = o.quiet === true;
-  const logger = stderrLogger();
+  // Why a run stopped is in its summary (or the --json report): printed once, there; with
+  // --quiet alone, nothing else shows it, so the engine's record of it stays.
+  const summaryShowsStop = !quiet || o.json === true;
+  const logger = stderrLogger({ omit: (message) => summaryShowsStop && message === 'drain stopped' });
 
   // The jobs: one from the URL, or all from the config file.
   const jobs: Job[] = [];
@@ -204,10 +229,13 @@ export async function runDrain(positionals: string[], o: DrainCommandOptions): P
     }
     const resolved = await resolveMailbox(url, o, { interactive: process.stdin.isTTY === true, requireCredentials: true, logger });
     for (const w of resolved.warnings) process.stderr.write(`popdrain: ${w}\n`);
-    jobs.push({ mailbox: adjust(resolved.mailbox), credentials: resolved.credentials! });
+    const defaultId = o.id === undefined ? { user: resolved.mailbox.user, host: url.host, port: url.port } : undefined;
+    jobs.push({ mailbox: adjust(resolved.mailbox), credentials: resolved.credentials!, ...(defaultId === undefined ? {} : { defaultId }) });
   }
 
-  const out = outDir(o.out);
+  const folder = stateFolder(o.out === undefined ? undefined : outDir(o.out));
+  if (folder.notice !== undefined && !quiet) process.stderr.write(`popdrain: ${folder.notice}\n`);
+  const out = folder.dir;
   let local: LocalAdapters | undefined;
   const needLocal = aws.store === undefined || aws.ledger === undefined || aws.events === undefined;
   if (needLocal) local = createLocalAdapters({ out, logger });
@@ -215,14 +243,34 @@ export async function runDrain(positionals: string[], o: DrainCommandOptions): P
   const where =
     o['s3-bucket'] !== undefined ? `s3://${o['s3-bucket']}/${o['s3-prefix'] ?? 'messages/'}` : o.maildir !== undefined ? resolve(o.maildir) : out;
 
-  // Signals: the first stops taking new messages; the second abandons the session.
+  // Without --id: continue the former default id's records; refuse to drain again, under a new
+  // id, a mailbox this folder holds under another (unless --new-mailbox).
+  const only = jobs[0];
+  let checkListing: ((uidls: readonly string[]) => Promise<void>) | undefined;
+  if (only?.defaultId !== undefined) {
+    const settled = await settleDefaultId(only.mailbox.id, only.defaultId, aws.ledger ?? local!.ledger);
+    if (settled.notice !== undefined && !quiet) process.stderr.write(`popdrain: ${settled.notice}\n`);
+    only.mailbox = { ...only.mailbox, id: settled.id };
+    if (aws.ledger === undefined && o['new-mailbox'] !== true) checkListing = sameMailboxCheck(settled.id, local!.ledger, out);
+  }
+
+  // Signals: the first stops requesting messages and ends the session within 2 s (QUIT if it
+  // can be answered in time, else the connection is closed: lib/drain/run-stops.ts); the
+  // second abandons the session at once.
   const graceful = new AbortController();
   const hard = new AbortController();
   let signals = 0;
+  let runsOver = false;
   const onSignal = (name: string): void => {
     signals += 1;
+    // The runs are over (the report is being written): a signal now is still an interruption,
+    // and one more ends the process (without a handler, it would die by the signal, not 130).
+    if (runsOver) {
+      if (signals >= 2) process.exit(EXIT.INTERRUPTED);
+      return;
+    }
     if (signals === 1) {
-      if (!quiet) process.stderr.write(`\npopdrain: ${name}: finishing the messages in flight, then QUIT (again to stop at once)\n`);
+      if (!quiet) process.stderr.write(`\npopdrain: ${name}: stopping: no new messages, QUIT (the connection is closed if not done within 2 s; again to stop at once)\n`);
       graceful.abort();
     } else if (signals === 2) {
       if (!quiet) process.stderr.write(`popdrain: ${name} again: stopping at once (without QUIT the server deletes nothing)\n`);
@@ -264,6 +312,7 @@ export async function runDrain(positionals: string[], o: DrainCommandOptions): P
               : { storeConcurrency: aws.storeConcurrency }),
           hardSignal: hard.signal,
           dryRun: o['dry-run'] === true,
+          ...(checkListing === undefined ? {} : { checkListing }),
           onProgress: (p) => progress.update(p),
           ...(o.trace === true ? { trace: traceWriter(job.mailbox.id) } : {}),
         });
@@ -274,18 +323,19 @@ export async function runDrain(positionals: string[], o: DrainCommandOptions): P
     };
     await Promise.all(Array.from({ length: Math.min(parallel, jobs.length) }, worker));
   } finally {
-    process.off('SIGINT', sigint);
-    process.off('SIGTERM', sigterm);
+    // The handlers stay until the process exits: see onSignal.
+    runsOver = true;
     await local?.close();
   }
   if (o.json === true) {
     process.stdout.write(`${JSON.stringify(jobs.length === 1 && o.config === undefined ? reports[0] : reports, null, 2)}\n`);
   }
+  if (o.config !== undefined && o.json !== true && !quiet) process.stdout.write(`${overallSummary(reports, jobs.length)}\n`);
   if (reports.length < jobs.length && !quiet) {
     process.stderr.write(`popdrain: interrupted: ${jobs.length - reports.length} mailboxes not started\n`);
   }
   // A session abandoned on the second signal ends as "connection lost": that was the user.
   const codes = reports.map(exitCodeFor).map((c) => (hard.signal.aborted && c === EXIT.NETWORK ? EXIT.INTERRUPTED : c));
-  if (reports.length < jobs.length || hard.signal.aborted) codes.push(EXIT.INTERRUPTED);
+  if (reports.length < jobs.length || hard.signal.aborted || signals > 0) codes.push(EXIT.INTERRUPTED);
   return worstExitCode(codes);
 }

@@ -22,7 +22,7 @@ export const EXIT = {
   UIDL_RESET: 8,
   /** Credentials could not be obtained (variable unset, file unreadable, token endpoint refused). */
   CREDENTIALS: 9,
-  /** Interrupted (SIGINT/SIGTERM) after finishing the messages in flight. */
+  /** Interrupted (SIGINT/SIGTERM): the session ended within 2 s of the first signal, at once on a second. */
   INTERRUPTED: 130,
 } as const;
 

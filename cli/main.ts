@@ -16,7 +16,7 @@ Usage:
   popdrain drain pop3://USER@HOST[:PORT] [options]    STLS required (port 110)
   popdrain drain --config FILE [--parallel N] [options]
   popdrain check pop3s://USER@HOST[:PORT]            TLS, capabilities, login methods, message count; downloads nothing
-  popdrain status [--out DIR] [--id ID] [--accept-uidl-reset]
+  popdrain status [--out DIR] [--id ID] [--accept-uidl-reset]   (--out: as for drain)
   popdrain --help | --version
 
 The user part of the URL is percent-decoded (pop3s://jane%40example.com@mail.example.com).
@@ -38,11 +38,15 @@ TLS:
   --servername NAME               the name to verify the certificate against
   --insecure-plaintext            with pop3:// only: no TLS at all (loudly)
 
-Where messages go (default: --out ./popdrain-data):
+Where messages go (default: --out $XDG_DATA_HOME/popdrain, i.e. ~/.local/share/popdrain; a ./popdrain-data that
+  holds a ledger, the default of earlier versions, is still used, with a notice):
   --out DIR                       one .eml file per message (the exact served bytes) under DIR/<mailbox id>/,
                                   the ledger in DIR/.popdrain, events in DIR/events.jsonl
   --maildir DIR                   deliver into a Maildir instead (LF line ends); ledger and events stay in --out
-  --id ID                         the mailbox id (default: derived from user, host and port)
+  --id ID                         the mailbox id (default: derived from user and host, not scheme or port; an id
+                                  of an earlier version, which held the port, is continued when its records exist)
+  --new-mailbox                   drain even when the server's messages are recorded under another id in the
+                                  state folder (without --id, a run stops before fetching when half of them are)
   --s3-bucket B [--s3-prefix P] [--kms-key-id K]   store in S3
   --ledger-table T                the DynamoDB ledger          --event-bus E     EventBridge events
   --secrets-manager               (with --config) secrets from AWS Secrets Manager
@@ -60,7 +64,8 @@ Output:
   --json                          the final report as JSON on stdout
   --quiet                         no progress, no summary
 
-SIGINT/SIGTERM: no new messages; those in flight are finished; QUIT. A second signal stops at once.
+SIGINT/SIGTERM: no new messages; the session ends within 2 s (QUIT if it can be answered in time, else the
+  connection is closed: what did not arrive stays on the server); exit 130. A second signal stops at once.
 
 Exit codes: 0 done (also when stopped by the budget or when messages were skipped; the report says so),
   1 internal error, 2 usage or configuration, 3 login refused, 4 TLS, 5 network or server,
@@ -103,6 +108,7 @@ const drainOptions = {
   parallel: { type: 'string' },
   quiet: { type: 'boolean', short: 'q' },
   'no-uidl-reset-guard': { type: 'boolean' },
+  'new-mailbox': { type: 'boolean' },
   's3-bucket': { type: 'string' },
   's3-prefix': { type: 'string' },
   'kms-key-id': { type: 'string' },

@@ -30,6 +30,17 @@ export interface ProgressRenderer {
   done(): void;
 }
 
+/** An ETA is shown only after this long fetching ... */
+export const ETA_MIN_ELAPSED_S = 3;
+/** ... and once this share of the bytes has arrived: before, the rate is mostly start-up. */
+export const ETA_MIN_DONE_SHARE = 0.05;
+
+/** Seconds left at the rate so far, or undefined while that rate means little. */
+export function etaSeconds(elapsedS: number, fetchedBytes: number, toFetchBytes: number): number | undefined {
+  if (elapsedS < ETA_MIN_ELAPSED_S || toFetchBytes <= 0 || fetchedBytes < toFetchBytes * ETA_MIN_DONE_SHARE) return undefined;
+  return Math.max(0, toFetchBytes - fetchedBytes) / (fetchedBytes / elapsedS);
+}
+
 export function createProgress(label: string, stream: NodeJS.WriteStream, enabled: boolean): ProgressRenderer {
   if (!enabled) return { update: () => {}, done: () => {} };
   let started = Date.now();
@@ -43,9 +54,8 @@ export function createProgress(label: string, stream: NodeJS.WriteStream, enable
     const elapsed = (Date.now() - started) / 1000;
     const rate = elapsed > 0 ? p.fetched / elapsed : 0;
     const byteRate = elapsed > 0 ? p.fetchedBytes / elapsed : 0;
-    const left = p.toFetchBytes - p.fetchedBytes;
-    const eta = byteRate > 0 ? left / byteRate : Infinity;
-    return `${p.fetched}/${p.toFetch} msgs, ${formatBytes(p.fetchedBytes)}/${formatBytes(p.toFetchBytes)}, ${rate.toFixed(0)} msg/s, ${formatBytes(byteRate)}/s, ETA ${formatDuration(eta)}`;
+    const eta = etaSeconds(elapsed, p.fetchedBytes, p.toFetchBytes);
+    return `${p.fetched}/${p.toFetch} msgs, ${formatBytes(p.fetchedBytes)}/${formatBytes(p.toFetchBytes)}, ${rate.toFixed(0)} msg/s, ${formatBytes(byteRate)}/s${eta === undefined ? '' : `, ETA ${formatDuration(eta)}`}`;
   };
 
   return {

@@ -5,10 +5,12 @@
  */
 import { outDir } from './out-dir.js';
 import { existsSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { FileLedger, LEDGER_SUBDIR } from '../lib/adapters/local/index.js';
+import type { Lease, MailboxState } from '../lib/drain/ports.js';
 import { EXIT, UsageError, type ExitCode } from './exit-codes.js';
 import { formatBytes } from './progress.js';
+import { stateFolder } from './state-folder.js';
 
 export interface StatusOptions {
   out?: string;
@@ -19,9 +21,29 @@ export interface StatusOptions {
 
 const when = (ms: number | undefined): string => (ms === undefined ? 'never' : new Date(ms).toISOString());
 
+const isoOrNull = (ms: number | undefined): string | null => (ms === undefined ? null : new Date(ms).toISOString());
+
+/** A status row for --json: every instant an ISO date. */
+function jsonRow<R extends { state: MailboxState; lease: Lease | null }>(r: R): R | Record<string, unknown> {
+  const { lastRun, lastSuccessAt, backlogSince, uidlResetTrippedAt, ...rest } = r.state;
+  return {
+    ...r,
+    state: {
+      ...rest,
+      ...(lastRun === undefined ? {} : { lastRun: { ...lastRun, startedAt: isoOrNull(lastRun.startedAt), finishedAt: isoOrNull(lastRun.finishedAt) } }),
+      lastSuccessAt: isoOrNull(lastSuccessAt),
+      backlogSince: isoOrNull(backlogSince),
+      uidlResetTrippedAt: isoOrNull(uidlResetTrippedAt),
+    },
+    lease: r.lease === null ? null : { ...r.lease, expiresAt: isoOrNull(r.lease.expiresAt) },
+  };
+}
+
 export async function runStatus(positionals: string[], o: StatusOptions): Promise<ExitCode> {
   if (positionals.length > 0) throw new UsageError(`status takes no arguments (got "${positionals[0]}"); use --out DIR and --id ID`);
-  const out = outDir(o.out);
+  const folder = stateFolder(o.out === undefined ? undefined : outDir(o.out));
+  if (folder.notice !== undefined) process.stderr.write(`popdrain: ${folder.notice}\n`);
+  const out = folder.dir;
   const dir = join(out, LEDGER_SUBDIR);
   if (!existsSync(dir)) throw new UsageError(`${out} holds no popdrain ledger (nothing drained there yet?)`);
   const ledger = new FileLedger({ dir });
@@ -48,7 +70,8 @@ export async function runStatus(positionals: string[], o: StatusOptions): Promis
       throw new UsageError(o.id === undefined ? 'no mailbox has a tripped UIDL-reset guard' : `the UIDL-reset guard of "${o.id}" has not tripped`);
     }
     if (o.json === true) {
-      process.stdout.write(`${JSON.stringify(rows, null, 2)}\n`);
+      // ISO dates, as in drain --json (the ledger keeps epoch ms).
+      process.stdout.write(`${JSON.stringify(rows.map(jsonRow), null, 2)}\n`);
       return EXIT.OK;
     }
     if (rows.length === 0) process.stdout.write(`no mailboxes in ${out}\n`);

@@ -6,8 +6,11 @@ import { credentialSecrets, isPop3Error, Pop3Client, type Pop3ClientOptions, typ
 import type { MailboxConfig } from './mailbox.js';
 import type { RunContext } from './run-context.js';
 
-/** `deadline`: the hard bound on the whole session (epoch ms), from dialling on. */
-export function clientOptionsFor(mailbox: MailboxConfig, options: RunContext['options'], deadline?: number): Pop3ClientOptions {
+/**
+ * `deadline`: the hard bound on the whole session (epoch ms), from dialling on; `signal`: closes
+ * the session at once, whatever it is doing (connecting included).
+ */
+export function clientOptionsFor(mailbox: MailboxConfig, options: RunContext['options'], deadline?: number, signal?: AbortSignal): Pop3ClientOptions {
   const clientOptions: Pop3ClientOptions = {
     host: mailbox.host,
     port: mailbox.port,
@@ -17,6 +20,7 @@ export function clientOptionsFor(mailbox: MailboxConfig, options: RunContext['op
     ...options.pop3,
   };
   if (deadline !== undefined) clientOptions.deadline = deadline;
+  if (signal !== undefined) clientOptions.signal = signal;
   const tls = mailbox.tlsOptions;
   if (tls !== undefined) clientOptions.tlsOptions = { ca: tls.caPem, servername: tls.servername, minVersion: tls.minVersion };
   return clientOptions;
@@ -26,12 +30,12 @@ export function clientOptionsFor(mailbox: MailboxConfig, options: RunContext['op
  * Connects and logs in; `deadline` (the run's clock) bounds the whole session. The client is
  * in `ctx.client` as soon as it exists (so a hard stop can close it).
  */
-export async function connectAndLogin(ctx: RunContext, deadline?: number): Promise<Pop3Client> {
+export async function connectAndLogin(ctx: RunContext, deadline?: number, signal?: AbortSignal): Promise<Pop3Client> {
   const m = ctx.mailbox;
   let credentials: Pop3Credentials = await ctx.ports.credentials.get(m);
   ctx.secrets.push(...credentialSecrets(credentials));
   // The client keeps time by Date.now(); the run by its clock (a test's may be fake).
-  const options = clientOptionsFor(m, ctx.options, deadline === undefined ? undefined : Date.now() + (deadline - ctx.clock.now()));
+  const options = clientOptionsFor(m, ctx.options, deadline === undefined ? undefined : Date.now() + (deadline - ctx.clock.now()), signal);
   for (let attempt = 1; ; attempt++) {
     const client = await Pop3Client.connect(options);
     ctx.client = client;

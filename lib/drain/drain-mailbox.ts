@@ -32,6 +32,7 @@ import { silentLogger, systemClock, type DrainPorts, type MailboxState } from '.
 import { NORMAL_STOPS, RETRY_LATER_STOPS, type DrainReport, type PlannedMessage, type StopReason } from './report.js';
 import { buildReport, mailboxDrainedEvent, stateUpdateAfterRun, type RunEnd } from './run-report.js';
 import { mailboxLogger, newCounters, reportProgress, type RunContext } from './run-context.js';
+import { RunStops } from './run-stops.js';
 
 export type { DrainBudget, DrainOptions, DrainProgress } from './drain-options.js';
 
@@ -65,7 +66,8 @@ class DrainRun {
   private plan: DrainReport['plan'];
   /** The step under way, for the report of an error that has no phase of its own. */
   private phase: DrainPhase = 'lease';
-  private disarmHardStop = (): void => {};
+  /** The deadlines and the stop signals (run-stops.ts). */
+  private readonly stops: RunStops;
   /** While fetching: told when the deadline passes, to cut off what cannot arrive in time. */
   private pipeline: MessagePipeline | undefined;
 
@@ -96,11 +98,21 @@ class DrainRun {
     this.lease = new LeaseKeeper(this.ctx);
     this.deletions = new Deletions(this.ctx);
     this.recorder = new MessageRecorder(this.ctx, this.deletions);
+    const ctx = this.ctx;
+    this.stops = new RunStops(
+      { clock, deadline: budget.deadline, hardDeadline: this.hardDeadline, signal: options.signal, hardSignal: options.hardSignal },
+      {
+        abort: (why) => ctx.client?.abort(why),
+        cutOffIfLate: (reason) => this.pipeline?.cutOffIfLate(reason),
+        warn: (message) => ctx.log.warn(message),
+      },
+    );
   }
 
   async execute(): Promise<DrainReport> {
     const { ctx } = this;
     ctx.log.info('drain started', { runId: ctx.runId, host: ctx.mailbox.host, dryRun: ctx.options.dryRun === true });
+    this.stops.arm();
     try {
       await this.steps();
     } catch (error) {
@@ -112,7 +124,7 @@ class DrainRun {
         await this.deletions.quit().catch(() => undefined);
       }
     } finally {
-      this.disarmHardStop();
+      this.stops.disarm();
       this.lease.stopRenewing();
       ctx.client?.close();
     }
@@ -133,12 +145,13 @@ class DrainRun {
     this.state = await ctx.ports.ledger.getMailboxState(ctx.mailbox.id);
     this.phase = 'connect';
     reportProgress(ctx, 'connecting');
-    await connectAndLogin(ctx, this.hardDeadline);
+    await connectAndLogin(ctx, this.hardDeadline, this.stops.clientSignal);
     this.phase = 'list';
     reportProgress(ctx, 'listing');
     const listing = await listMessages(ctx.client!, ctx.log, ctx.counters);
     ctx.failures.push(...listing.leftAlone);
     ctx.counters.serverMessages = listing.messages;
+    await ctx.options.checkListing?.(listing.messages.map((m) => m.uidl));
     const byUidl = new Map(listing.messages.map((m) => [m.uidl, m]));
     this.phase = 'ledger';
     await this.deletions.settlePending(this.state, new Set(byUidl.keys()));
@@ -196,7 +209,6 @@ class DrainRun {
     }
 
     this.phase = 'fetch';
-    this.disarmHardStop = this.armHardStop();
     // Announce what an earlier run stored but could not announce, and skip the oversized.
     const side = [
       ...plan.reannounce.map((entry) => this.recorder.reannounce(entry, byUidl.get(entry.uidl)!)),
@@ -214,38 +226,6 @@ class DrainRun {
     await this.recorder.flush();
     this.phase = 'quit';
     await this.deletions.quit();
-  }
-
-  /** The hard signal and the hard deadline abandon the session at once (no QUIT: nothing is deleted). */
-  private armHardStop(): () => void {
-    const { ctx } = this;
-    const hardSignal = ctx.options.hardSignal;
-    if (hardSignal !== undefined) {
-      const onAbort = (): void => {
-        ctx.log.warn('stopped at once: abandoning the session (nothing is deleted)');
-        ctx.client?.close();
-      };
-      if (hardSignal.aborted) onAbort();
-      else hardSignal.addEventListener('abort', onAbort, { once: true });
-    }
-    const soft = this.budget.deadline;
-    const softTimer =
-      soft === undefined ? undefined : setTimeout(() => this.pipeline?.cutOffIfLate('deadline'), Math.max(0, soft - ctx.clock.now()));
-    softTimer?.unref();
-    const hard = this.hardDeadline;
-    if (hard === undefined) return () => clearTimeout(softTimer);
-    const timer = setTimeout(
-      () => {
-        ctx.log.warn('hard deadline reached: abandoning the session (nothing is deleted)');
-        ctx.client?.close();
-      },
-      Math.max(0, hard - ctx.clock.now()),
-    );
-    timer.unref();
-    return () => {
-      clearTimeout(softTimer);
-      clearTimeout(timer);
-    };
   }
 
   private stoppedBy(error: unknown): void {

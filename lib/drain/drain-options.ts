@@ -48,6 +48,12 @@ export interface DrainOptions {
   onProgress?: (progress: DrainProgress) => void;
   /** Overrides for the POP3 client (timeouts, pipeline window). */
   pop3?: Partial<Pick<Pop3ClientOptions, 'timeouts' | 'pipelineWindow' | 'pipelining'>>;
+  /**
+   * Asked with the listed UIDLs before anything is settled, planned or fetched; a rejection
+   * stops the run there (after QUIT), with the error as the run's (e.g. the CLI's check that
+   * the mailbox is not already drained under another id).
+   */
+  checkListing?: (uidls: readonly string[]) => Promise<void>;
   /** Publish the `Mailbox Drained` summary event (default true). */
   publishSummary?: boolean;
 }

@@ -15,6 +15,7 @@ export function failureOf(error: unknown, phase: DrainPhase, uidl?: string): Dra
     isDrainError(error) || isPop3Error(error)
       ? { code: error.code, phase: error.phase, message: error.message, retryable: error.retryable }
       : { code: 'INTERNAL_ERROR', phase, message: describeError(error), retryable: false };
+  if (isPop3Error(error) && error.hint !== undefined) failure.hint = error.hint;
   return uidl === undefined ? failure : { uidl, ...failure };
 }
 

@@ -48,6 +48,8 @@ export interface DrainFailure {
   phase: FailurePhase;
   message: string;
   retryable: boolean;
+  /** The likely fix, one line, when the error knows it (Pop3Error.hint). */
+  hint?: string;
 }
 
 export interface PlannedMessage {

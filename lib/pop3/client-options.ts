@@ -36,6 +36,13 @@ export const DEFAULT_TIMEOUTS: Pop3Timeouts = {
   quitMs: QUIT_TIMEOUT_MS,
 };
 
+/**
+ * The greeting on a plain connection (pop3://, before STLS): a server that greets at all does
+ * so at once, and one that stays silent is most likely waiting for a TLS handshake (an
+ * implicit-TLS port); saying so after 5 s beats waiting GREETING_TIMEOUT_MS.
+ */
+export const PLAIN_GREETING_TIMEOUT_MS = 5_000;
+
 /** A line of the protocol exchange for tracing; secrets are already replaced by `****`. */
 export interface Pop3TraceEvent {
   direction: 'client' | 'server' | 'info';

@@ -1,8 +1,8 @@
 /**
  * The channel under a `Pop3Client` (pop3-client.ts): one socket, one queue of commands,
  * pipelined when the server allows it, and the dispatch of what the server sends to the command
- * waiting for it. It keeps the deadlines (deadline.ts decides) and the teardown: any failure
- * destroys the socket and rejects everything pending with the one `Pop3Error`.
+ * waiting for it, and the teardown: any failure destroys the socket and rejects everything pending
+ * with the one `Pop3Error`. Its clocks (signal, hard deadline, watchdog) are channel-watch.ts's.
  *
  * Beside it: transport.ts (socket, TLS, STLS), authenticate.ts (method choice and the
  * USER/APOP/SASL exchange), message-bodies.ts (RETR/TOP bodies, streamed or whole),
@@ -13,7 +13,7 @@ import type tls from 'node:tls';
 import { answerChallenge, refuseChallenge, saslPending } from './authenticate.js';
 import type { Pop3ClientOptions, Pop3Timeouts, Pop3TraceEvent } from './client-options.js';
 import type { Command } from './command.js';
-import { overdue } from './deadline.js';
+import { ChannelWatch } from './channel-watch.js';
 import { errorFromStatus, NO_RESPONSE_CODE_FACTS, Pop3Error, type Pop3Phase, type ResponseCodeFacts } from './errors.js';
 import { LineTooLongError, ResponseFramer } from './framer.js';
 import {
@@ -66,15 +66,7 @@ export class Pop3Channel {
   private readonly queue: CommandPending[] = [];
   private outgoing: string[] = [];
   private flushScheduled = false;
-  /**
-   * When the server last sent something (or we last wrote, or stopped waiting): for the
-   * inactivity timeout in the middle of a body or listing. Status lines have their own
-   * deadline (`Pending.waitingSince`).
-   */
-  private lastActivity = 0;
-  private watchdog: NodeJS.Timeout | undefined;
-  private deadlineTimer: NodeJS.Timeout | undefined;
-  private abortListener: (() => void) | undefined;
+  private readonly watch: ChannelWatch;
 
   constructor(
     private readonly options: Pop3ClientOptions,
@@ -82,6 +74,13 @@ export class Pop3Channel {
     private readonly timeouts: Pop3Timeouts,
   ) {
     this.endpoint = { ...server, failure: () => this.failureError };
+    this.watch = new ChannelWatch(options, timeouts, `${server.host}:${server.port}`, {
+      head: () => this.inflight[0],
+      idle: () => this.bodies.holdingBack || this.state === 'closed',
+      readingBody: () => this.framer.readingBody,
+      currentPhase: () => this.currentPhase(),
+      fail: (error) => this.fail(error),
+    });
     this.framer = new ResponseFramer(
       {
         onLine: (line) => this.onLine(line),
@@ -94,7 +93,7 @@ export class Pop3Channel {
       {
         pause: () => this.socket?.pause(),
         resume: () => {
-          this.lastActivity = performance.now();
+          this.watch.touch();
           this.socket?.resume();
         },
       },
@@ -117,31 +116,12 @@ export class Pop3Channel {
 
   /** Watch the caller's AbortSignal, then connect (implicit TLS or plain TCP). */
   async dial(implicit: boolean): Promise<void> {
-    const signal = this.options.signal;
-    if (signal?.aborted) throw new Pop3Error('ABORTED', 'aborted before connecting', { phase: 'connect' });
-    if (signal !== undefined) {
-      this.abortListener = () =>
-        this.fail(new Pop3Error('ABORTED', 'aborted by the caller', { phase: this.currentPhase() }));
-      signal.addEventListener('abort', this.abortListener, { once: true });
-    }
-    this.armDeadline();
+    this.watch.start();
     this.state = 'connecting';
     const socket = await dial(this.endpoint, implicit, this.timeouts.connectMs, (s) => {
       this.socket = s; // so fail() during connect destroys it
     });
     this.attach(socket);
-  }
-
-  /** The session's hard deadline (`Pop3ClientOptions.deadline`): the session fails when it passes. */
-  private armDeadline(): void {
-    const deadline = this.options.deadline;
-    if (deadline === undefined) return;
-    const expire = (): void =>
-      this.fail(new Pop3Error('ABORTED', 'the deadline passed: connection closed', { phase: this.currentPhase() }));
-    const left = deadline - Date.now();
-    if (left <= 0) throw new Pop3Error('ABORTED', 'the deadline passed before connecting', { phase: 'connect' });
-    this.deadlineTimer = setTimeout(expire, left);
-    this.deadlineTimer.unref();
   }
 
   /** The greeting's text after +OK. */
@@ -173,12 +153,7 @@ export class Pop3Channel {
 
   private attach(socket: net.Socket): void {
     this.socket = socket;
-    this.lastActivity = performance.now();
-    if (this.watchdog === undefined) {
-      const shortest = Math.min(...Object.values(this.timeouts).filter((v) => v > 0));
-      this.watchdog = setInterval(this.checkTimeout, Math.min(1000, Math.max(5, Math.floor(shortest / 5))));
-      this.watchdog.unref();
-    }
+    this.watch.connected();
     socket.setNoDelay(true);
     socket.on('data', this.onData);
     socket.on('error', this.onSocketError);
@@ -308,7 +283,7 @@ export class Pop3Channel {
     const data = this.outgoing.length === 1 ? this.outgoing[0] : this.outgoing.join('');
     this.outgoing = [];
     if (data !== undefined && data.length > 0 && this.socket !== undefined && !this.socket.destroyed) {
-      this.lastActivity = performance.now();
+      this.watch.touch();
       this.socket.write(data, 'utf8');
     }
   };
@@ -326,7 +301,7 @@ export class Pop3Channel {
   // Incoming data
 
   private readonly onData = (chunk: Buffer): void => {
-    this.lastActivity = performance.now();
+    this.watch.touch();
     try {
       this.framer.push(chunk);
     } catch (error) {
@@ -424,32 +399,12 @@ export class Pop3Channel {
   private afterResponse(): void {
     // The next command in the pipeline waits for its status line from now (this chunk's arrival).
     const next = this.inflight[0];
-    if (next !== undefined) next.waitingSince = this.lastActivity;
+    if (next !== undefined) next.waitingSince = this.watch.lastActivity;
     if (this.queue.length > 0) this.pump();
   }
 
   // ---------------------------------------------------------------------------------------
-  // Timers, errors, teardown
-
-  /** Runs on an interval while connected; fails the session when the server went silent. */
-  private readonly checkTimeout = (): void => {
-    const head = this.inflight[0];
-    const now = performance.now();
-    if (head === undefined || this.bodies.holdingBack || this.state === 'closed') {
-      // Nothing expected from the server, or we hold it back: silence is not its fault.
-      this.lastActivity = now;
-      if (head !== undefined) head.waitingSince = now;
-      return;
-    }
-    const error = overdue(head, {
-      now,
-      readingBody: this.framer.readingBody,
-      lastActivity: this.lastActivity,
-      bodyIdleMs: this.timeouts.bodyIdleMs,
-      server: `${this.endpoint.host}:${this.endpoint.port}`,
-    });
-    if (error !== undefined) this.fail(error);
-  };
+  // Errors, teardown
 
   private readonly onSocketError = (err: Error): void => {
     this.fail(mapSocketError(err, this.currentPhase(), this.endpoint.host, this.endpoint.port));
@@ -496,16 +451,7 @@ export class Pop3Channel {
   }
 
   private cleanup(error: Pop3Error): void {
-    if (this.abortListener !== undefined) {
-      this.options.signal?.removeEventListener('abort', this.abortListener);
-      this.abortListener = undefined;
-    }
-    if (this.watchdog !== undefined) {
-      clearInterval(this.watchdog);
-      this.watchdog = undefined;
-    }
-    clearTimeout(this.deadlineTimer);
-    this.deadlineTimer = undefined;
+    this.watch.stop();
     this.socket?.destroy();
     const pending = [...this.inflight, ...this.queue];
     this.inflight.length = 0;

@@ -91,7 +91,21 @@ export interface Pop3ErrorOptions {
   retryable?: boolean;
   /** With LOGIN_DELAY: the seconds the server asks for between logins (CAPA LOGIN-DELAY). */
   retryAfterSeconds?: number;
+  /** What the user can most likely do about it, one line (e.g. the option that accepts a certificate). */
+  hint?: string;
+  /** With TLS_FAILED: the certificate the server presented, when one was. */
+  peerCertificate?: PeerCertificate;
   cause?: unknown;
+}
+
+/** A certificate a server presented, as shown to a person deciding whether to trust it. */
+export interface PeerCertificate {
+  subject?: string;
+  issuer?: string;
+  validFrom?: string;
+  validTo?: string;
+  /** SHA-256 of the DER certificate, colon-separated hex (as OpenSSL prints it). */
+  fingerprint256?: string;
 }
 
 export class Pop3Error extends Error {
@@ -104,6 +118,13 @@ export class Pop3Error extends Error {
   readonly responseCode: ResponseCode | undefined;
   /** With LOGIN_DELAY: retry no sooner than this many seconds (CAPA LOGIN-DELAY), when known. */
   readonly retryAfterSeconds: number | undefined;
+  /**
+   * The likely fix, one line, for the CLI to print once after the message. Set where the error
+   * is made, or added by the caller that knows more (the client knows a plain connection was
+   * asked for when no greeting came).
+   */
+  hint: string | undefined;
+  readonly peerCertificate: PeerCertificate | undefined;
 
   constructor(code: Pop3ErrorCode, message: string, options: Pop3ErrorOptions) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause });
@@ -114,6 +135,8 @@ export class Pop3Error extends Error {
     this.serverText = options.serverText;
     this.responseCode = options.responseCode;
     this.retryAfterSeconds = options.retryAfterSeconds;
+    this.hint = options.hint;
+    this.peerCertificate = options.peerCertificate;
   }
 }
 

@@ -11,7 +11,7 @@
  */
 import { authFailure, chooseLoginMethod, secretOf, sendCredentials, type LoginOptions, type ServerOffer } from './authenticate.js';
 import { Pop3Channel } from './client.js';
-import { DEFAULT_TIMEOUTS, type Pop3ClientOptions, type Pop3Timeouts, type RetrieveItem, type RetrieveOptions } from './client-options.js';
+import { DEFAULT_TIMEOUTS, PLAIN_GREETING_TIMEOUT_MS, type Pop3ClientOptions, type Pop3Timeouts, type RetrieveItem, type RetrieveOptions } from './client-options.js';
 import { commands, type Command } from './command.js';
 import { Pop3Error } from './errors.js';
 import { DEFAULT_PIPELINE_WINDOW, MAX_UIDL_BYTES, MIN_BODY_BYTES_PER_SECOND } from './limits.js';
@@ -61,7 +61,8 @@ export class Pop3Client {
     this.host = options.host;
     this.tlsMode = options.tls ?? 'implicit';
     this.port = options.port ?? (this.tlsMode === 'implicit' ? 995 : 110);
-    this.timeouts = { ...DEFAULT_TIMEOUTS, ...options.timeouts };
+    const plainGreeting = this.tlsMode === 'implicit' ? {} : { greetingMs: PLAIN_GREETING_TIMEOUT_MS };
+    this.timeouts = { ...DEFAULT_TIMEOUTS, ...plainGreeting, ...options.timeouts };
     // The trace shows text from the server: scrubbed of the secrets in use, control bytes escaped.
     const trace = options.trace;
     const channelOptions: Pop3ClientOptions =
@@ -125,7 +126,14 @@ export class Pop3Client {
   private async open(): Promise<void> {
     await this.channel.dial(this.tlsMode === 'implicit');
     this.secure = this.tlsMode === 'implicit';
-    this.greetingText = await this.channel.greeting();
+    try {
+      this.greetingText = await this.channel.greeting();
+    } catch (error) {
+      if (error instanceof Pop3Error && error.code === 'GREETING_TIMEOUT' && this.tlsMode !== 'implicit') {
+        error.hint ??= `the server may be waiting for a TLS handshake: try pop3s://${this.host}:${this.port}`;
+      }
+      throw error;
+    }
     await this.loadCapabilities();
 
     if (this.tlsMode === 'starttls') {

@@ -6,6 +6,7 @@
 import net from 'node:net';
 import tls from 'node:tls';
 import { Pop3Error, type Pop3Phase } from './errors.js';
+import { handshakeError, unverifiedCertificateError } from './tls-diagnosis.js';
 
 /** How the connection is protected. Plaintext has a name that says what it is. */
 export type TlsMode = 'implicit' | 'starttls' | 'insecure-plaintext';
@@ -56,6 +57,28 @@ export function tlsConnectOptions(host: string, t: Pop3TlsOptions = {}): tls.Con
 }
 
 /**
+ * Node verifies the certificate (chain and host name) either way; with `rejectUnauthorized`
+ * it destroys the socket first, and what was presented is lost. So the handshake runs without
+ * it and this check refuses an unverified session before anything is read or written on it,
+ * with the certificate in the error. Undefined when the session may be used.
+ */
+function refuseUnverified(socket: tls.TLSSocket, endpoint: Endpoint, phase: Pop3Phase): Pop3Error | undefined {
+  if (socket.authorized || endpoint.tlsOptions?.rejectUnauthorized === false) return undefined;
+  const info = describeTls(socket);
+  const peer =
+    info?.fingerprint256 === undefined
+      ? undefined
+      : { subject: info.peerSubject, issuer: info.peerIssuer, validFrom: info.validFrom, validTo: info.validTo, fingerprint256: info.fingerprint256 };
+  const endpointName = { host: endpoint.host, port: endpoint.port, name: endpoint.tlsOptions?.servername ?? endpoint.host };
+  return unverifiedCertificateError(String(socket.authorizationError ?? 'UNKNOWN'), endpointName, phase, peer);
+}
+
+/** The options of `tls.connect`: verification is refuseUnverified's (see there). */
+function handshakeOptions(endpoint: Endpoint): tls.ConnectionOptions {
+  return { ...tlsConnectOptions(endpoint.host, endpoint.tlsOptions), rejectUnauthorized: false };
+}
+
+/**
  * Connect (and, for implicit TLS, complete the handshake) within `timeoutMs`. `onSocket` gets
  * the socket at once, so a failure of the session while connecting can destroy it.
  */
@@ -68,7 +91,7 @@ export function dial(
   const { host, port } = endpoint;
   return new Promise((resolve, reject) => {
     let settled = false;
-    const socket = implicit ? tls.connect({ host, port, ...tlsConnectOptions(host, endpoint.tlsOptions) }) : net.connect({ host, port });
+    const socket = implicit ? tls.connect({ host, port, ...handshakeOptions(endpoint) }) : net.connect({ host, port });
     const done = (error?: Pop3Error): void => {
       if (settled) return;
       settled = true;
@@ -84,7 +107,7 @@ export function dial(
       }
     };
     const onError = (err: Error): void => done(mapSocketError(err, implicit ? 'tls' : 'connect', host, port));
-    const onConnect = (): void => done();
+    const onConnect = (): void => done(implicit ? refuseUnverified(socket as tls.TLSSocket, endpoint, 'tls') : undefined);
     // fail() (an abort) destroys the socket without an error: it emits 'close' only.
     const onClose = (): void =>
       done(
@@ -131,7 +154,7 @@ export function upgradeToTls(
 ): Promise<tls.TLSSocket> {
   const { host, port } = endpoint;
   return new Promise<tls.TLSSocket>((resolve, reject) => {
-    const secureSocket = tls.connect({ socket: plain, ...tlsConnectOptions(host, endpoint.tlsOptions) });
+    const secureSocket = tls.connect({ socket: plain, ...handshakeOptions(endpoint) });
     const timer = setTimeout(() => {
       secureSocket.destroy();
       reject(
@@ -155,7 +178,14 @@ export function upgradeToTls(
       clearTimeout(timer);
       secureSocket.removeAllListeners('error');
       secureSocket.removeListener('close', onClose);
-      resolve(secureSocket);
+      const refusal = refuseUnverified(secureSocket, endpoint, 'stls');
+      if (refusal === undefined) {
+        resolve(secureSocket);
+        return;
+      }
+      secureSocket.on('error', () => undefined);
+      secureSocket.destroy();
+      reject(refusal);
     });
     secureSocket.once('error', (err) => {
       clearTimeout(timer);
@@ -198,10 +228,7 @@ export function describeTls(s: net.Socket | undefined): TlsInfo | undefined {
 export function mapSocketError(err: Error & { code?: string }, phase: Pop3Phase, host: string, port: number): Pop3Error {
   const code = err.code ?? '';
   if (code.startsWith('ERR_TLS') || code.includes('CERT') || code.startsWith('ERR_SSL') || /SSL|TLS|certificate/i.test(err.message)) {
-    return new Pop3Error('TLS_FAILED', `TLS with ${host}:${port} failed: ${err.message}${code ? ` (${code})` : ''}`, {
-      phase: phase === 'stls' ? 'stls' : 'tls',
-      cause: err,
-    });
+    return handshakeError(err, host, port, phase);
   }
   if (['ECONNREFUSED', 'ENOTFOUND', 'EHOSTUNREACH', 'ENETUNREACH', 'EAI_AGAIN', 'EADDRNOTAVAIL'].includes(code)) {
     return new Pop3Error('CONNECT_FAILED', `cannot connect to ${host}:${port}: ${code}`, { phase: 'connect', cause: err });

@@ -447,8 +447,8 @@ describe('popdrain drain', () => {
     expect(r.code, r.stderr).toBe(0);
     const report = parseReport(r);
     expect(report.fetched).toBe(2);
-    // The derived id is readable and safe as a folder name.
-    expect(report.mailboxId).toMatch(/^jane\d+_example\.com_127\.0\.0\.1-\d+-[0-9a-f]{8}$/);
+    // The derived id is readable and safe as a folder name, and holds neither scheme nor port.
+    expect(report.mailboxId).toMatch(/^jane\d+_example\.com_127\.0\.0\.1-[0-9a-f]{8}$/);
     await expectStoredExactly(out, report.mailboxId as string, u.messages);
 
     const out2 = await outDir();
@@ -460,7 +460,7 @@ describe('popdrain drain', () => {
     expect(parseReport(o).fetched).toBe(2);
   });
 
-  it('first SIGINT: finishes what is in flight, QUITs, prints the report, exits 130; deleted = stored', async () => {
+  it('first SIGINT: requests no more, QUITs (on loopback well within its 2 s), prints the report, exits 130; deleted = stored', async () => {
     const messages = Array.from({ length: 400 }, (_, i) => bigMessage(i, 30_000));
     const u = await newUser(messages);
     const out = await outDir();
@@ -478,9 +478,9 @@ describe('popdrain drain', () => {
     const r = await result;
     expect(sent).toBe(true);
     expect(r.code, r.stderr.slice(-2000)).toBe(130);
-    expect(r.stderr).toContain('SIGINT: finishing the messages in flight');
+    expect(r.stderr).toContain('SIGINT: stopping: no new messages');
     expect(r.stderr).toMatch(/C: QUIT\n.*S: \+OK/);
-    expect(r.stdout).toContain('stopped: cancelled');
+    expect(r.stdout).toContain(`${u.id}: interrupted`);
     const m = /fetched (\d+) .*deleted (\d+)/.exec(r.stdout);
     expect(m).not.toBeNull();
     const [fetched, deleted] = [Number(m![1]), Number(m![2])];
@@ -515,7 +515,7 @@ describe('popdrain drain', () => {
         sent = 1;
         child.kill('SIGINT');
       }
-      if (sent === 1 && text.includes('finishing the messages in flight')) {
+      if (sent === 1 && text.includes('SIGINT: stopping')) {
         sent = 2;
         child.kill('SIGINT');
       }
@@ -539,7 +539,7 @@ describe('popdrain drain', () => {
     stuck.child.stderr!.on('data', (d: Buffer) => {
       const text = d.toString();
       if (text.includes('connecting')) setTimeout(() => stuck.child.kill('SIGINT'), 200);
-      if (text.includes('finishing the messages in flight')) stuck.child.kill('SIGINT');
+      if (text.includes('SIGINT: stopping')) stuck.child.kill('SIGINT');
     });
     const s = await stuck.result;
     expect(s.code, s.stderr).toBe(130);
