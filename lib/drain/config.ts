@@ -162,8 +162,6 @@ const fileSchema = z
   })
   .strict();
 
-export type MailboxFile = z.input<typeof fileSchema>;
-
 /** A mailbox from the file: what the engine needs, plus the deployment's scheduling fields. */
 export interface ConfiguredMailbox extends MailboxConfig {
   everyMinutes: number;

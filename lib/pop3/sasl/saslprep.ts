@@ -11,7 +11,6 @@ const NON_ASCII_SPACE = /[\u00a0\u1680\u2000-\u200b\u202f\u205f\u3000]/g;
 // RFC 3454 B.1 (commonly mapped to nothing).
 const MAPPED_TO_NOTHING = /[\u00ad\u034f\u1806\u180b-\u180d\u200c\u200d\u2060\ufe00-\ufe0f\ufeff]/g;
 // RFC 3454 C.2 control characters (ASCII and non-ASCII) and C.3 private use, C.9 tagging.
-// eslint-disable-next-line no-control-regex
 const PROHIBITED = /[\u0000-\u001f\u007f-\u009f\u06dd\u070f\u180e\u200e\u200f\u2028-\u202e\u2060-\u2063\u206a-\u206f\ufeff\ufff9-\ufffc\ue000-\uf8ff]/;
 
 export function saslprep(input: string): string {
