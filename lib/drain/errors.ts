@@ -65,8 +65,5 @@ export function isDrainError(value: unknown): value is DrainError {
   return value instanceof DrainError;
 }
 
-/** One line describing any error, for reports and logs (never holds secrets: errors don't). */
-export function describeError(error: unknown): string {
-  if (error instanceof Error) return error.message;
-  return String(error);
-}
+/** One line describing any error, for reports and logs: defined with the POP3 errors. */
+export { describeError } from '../pop3/errors.js';

@@ -4,7 +4,7 @@
  * challenges). Failures are Pop3Errors whose messages never hold the secret.
  */
 import { CommandArgumentError, commands, saslResponseLine, type Command } from './command.js';
-import { Pop3Error, type Pop3ErrorCode } from './errors.js';
+import { Pop3Error, type Pop3ErrorCode, describeError } from './errors.js';
 import { MAX_SASL_CHALLENGES } from './limits.js';
 import { queued, type SaslPending } from './pending.js';
 import { apopTimestamp, type Capabilities } from './response.js';
@@ -189,7 +189,7 @@ export async function answerChallenge(
   } catch (error) {
     // Cancel the exchange (RFC 5034 "*"); the server answers -ERR, and the caller learns
     // from this error why the client gave up.
-    const reason = error instanceof Error ? error.message : String(error);
+    const reason = describeError(error);
     pending.cancelled = new Pop3Error('AUTH_FAILED', reason, { phase: 'auth', cause: error });
     writeLine(saslResponseLine('*'));
     return;
@@ -204,7 +204,7 @@ export async function answerChallenge(
  */
 export function authFailure(error: unknown, secret: string): Pop3Error {
   if (error instanceof Pop3Error) return error;
-  const raw = error instanceof Error ? error.message : String(error);
+  const raw = describeError(error);
   const leaked = secret.length > 0 && raw.includes(secret);
   const message = leaked ? raw.split(secret).join('****') : raw;
   const code: Pop3ErrorCode = error instanceof SaslError || error instanceof CommandArgumentError ? 'AUTH_FAILED' : 'PROTOCOL_ERROR';

@@ -221,3 +221,9 @@ function codeForResponse(responseCode: ResponseCode | undefined, phase: Pop3Phas
       return phase === 'auth' ? 'AUTH_FAILED' : 'COMMAND_FAILED';
   }
 }
+
+/** One line describing any error, for reports and logs (the same function as lib/drain's). */
+export function describeError(error: unknown): string {
+  if (error instanceof Error) return error.message;
+  return String(error);
+}

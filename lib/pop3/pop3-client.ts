@@ -13,7 +13,7 @@ import { authFailure, chooseLoginMethod, secretOf, sendCredentials, type LoginOp
 import { Pop3Channel } from './client.js';
 import { DEFAULT_TIMEOUTS, PLAIN_GREETING_TIMEOUT_MS, type Pop3ClientOptions, type Pop3Timeouts, type RetrieveItem, type RetrieveOptions } from './client-options.js';
 import { commands, type Command } from './command.js';
-import { Pop3Error } from './errors.js';
+import { Pop3Error, describeError } from './errors.js';
 import { DEFAULT_PIPELINE_WINDOW, MAX_UIDL_BYTES, MIN_BODY_BYTES_PER_SECOND } from './limits.js';
 import type { MessageStream } from './message-bodies.js';
 import type { StreamPending } from './pending.js';
@@ -413,7 +413,7 @@ export class Pop3Client {
     try {
       return fn();
     } catch (error) {
-      const message = error instanceof Error ? error.message : String(error);
+      const message = describeError(error);
       throw this.channel.failWith(new Pop3Error('PROTOCOL_ERROR', `${what}: ${message}`, { phase: 'transaction', cause: error }));
     }
   }
