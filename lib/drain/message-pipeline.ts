@@ -120,7 +120,13 @@ export class MessagePipeline {
     inFlight: () => { bytesInFlight: number; bytesPerMs: number | undefined };
   } {
     const { ctx } = this;
-    const started = ctx.clock.now();
+    // The transfer rate is a physical measure: real elapsed time (monotonic), not the run's clock,
+    // which a caller may set (a test's jumps past the deadline must not make the link look slow).
+    const started = performance.now();
+    const rate = (received: number): number | undefined => {
+      const elapsed = performance.now() - started;
+      return received > 0 && elapsed > 0 ? received / elapsed : undefined;
+    };
     let requested = 0;
     let requestedBytes = 0;
     let refusal: StopReason | undefined;
@@ -136,7 +142,7 @@ export class MessagePipeline {
           requested,
           requestedBytes,
           bytesInFlight: Math.max(0, requestedBytes - received),
-          bytesPerMs: received > 0 && now > started ? received / (now - started) : undefined,
+          bytesPerMs: rate(received),
           nextSize,
         },
         this.limits,
@@ -147,9 +153,8 @@ export class MessagePipeline {
       return true;
     };
     const inFlight = (): { bytesInFlight: number; bytesPerMs: number | undefined } => {
-      const now = ctx.clock.now();
       const received = ctx.counters.fetchedBytes;
-      return { bytesInFlight: Math.max(0, requestedBytes - received), bytesPerMs: received > 0 && now > started ? received / (now - started) : undefined };
+      return { bytesInFlight: Math.max(0, requestedBytes - received), bytesPerMs: rate(received) };
     };
     return { admit, refused: () => refusal, inFlight };
   }
