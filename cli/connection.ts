@@ -8,7 +8,7 @@ import { isReadableByOthers, LocalCredentials } from '../lib/adapters/local/loca
 import { DEFAULT_UIDL_RESET_GUARD, type MailboxConfig, type SecretSource } from '../lib/drain/mailbox.js';
 import type { CredentialsProvider, DrainLogger } from '../lib/drain/ports.js';
 import { deriveMailboxId, mailboxIdProblem } from '../lib/drain/keys.js';
-import type { AuthMethod } from '../lib/pop3/index.js';
+import { parseFingerprint, type AuthMethod } from '../lib/pop3/index.js';
 import { UsageError } from './exit-codes.js';
 import type { MailboxUrl } from './mailbox-url.js';
 import { promptHidden } from './prompt.js';
@@ -29,6 +29,7 @@ export interface ConnectionOptions {
   auth?: string;
   ca?: string;
   servername?: string;
+  fingerprint?: string[];
   id?: string;
 }
 
@@ -80,6 +81,20 @@ function secretFor(o: ConnectionOptions, env: NodeJS.ProcessEnv): SecretSource |
   return 'prompt';
 }
 
+function tlsOptionsFrom(caPem: string | undefined, o: ConnectionOptions): Pick<MailboxConfig, 'tlsOptions'> {
+  const fingerprints = o.fingerprint ?? [];
+  const bad = fingerprints.find((f) => parseFingerprint(f) === undefined);
+  if (bad !== undefined) throw new UsageError(`--fingerprint "${bad}" is not a SHA-256 fingerprint (64 hex digits, colons optional, as check prints it)`);
+  if (caPem === undefined && o.servername === undefined && fingerprints.length === 0) return {};
+  return {
+    tlsOptions: {
+      ...(caPem === undefined ? {} : { caPem }),
+      ...(o.servername === undefined ? {} : { servername: o.servername }),
+      ...(fingerprints.length === 0 ? {} : { fingerprints }),
+    },
+  };
+}
+
 export interface ResolvedMailbox {
   mailbox: MailboxConfig;
   credentials: CredentialsProvider;
@@ -112,9 +127,7 @@ export async function resolveMailbox(
     mechanism,
     deletePolicy: { mode: 'keep' },
     uidlResetGuard: DEFAULT_UIDL_RESET_GUARD,
-    ...(caPem !== undefined || o.servername !== undefined
-      ? { tlsOptions: { ...(caPem === undefined ? {} : { caPem }), ...(o.servername === undefined ? {} : { servername: o.servername }) } }
-      : {}),
+    ...tlsOptionsFrom(caPem, o),
   };
   if (secret === 'prompt') {
     const mailbox: MailboxConfig = { ...base, secret: { type: 'env', variable: PASSWORD_ENV } };

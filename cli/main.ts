@@ -35,6 +35,8 @@ Login:
 TLS:
   --ca FILE                       trust this CA (PEM) in addition to the system's
   --servername NAME               the name to verify the certificate against
+  --fingerprint SHA256            pin the server certificate (as check prints it; repeat for a rotation):
+                                  replaces verification by CA, so a self-signed certificate is accepted
   --insecure-plaintext            with pop3:// only: no TLS at all (loudly)
 
 Where messages go (default: --out ./popdrain-data):
@@ -80,6 +82,7 @@ const connectionOptions = {
   auth: { type: 'string' },
   ca: { type: 'string' },
   servername: { type: 'string' },
+  fingerprint: { type: 'string', multiple: true },
   'insecure-plaintext': { type: 'boolean' },
   trace: { type: 'boolean', short: 'v' },
   json: { type: 'boolean' },

@@ -8,6 +8,7 @@ import { MAX_CA_FILE_BYTES, MAX_CONFIG_FILE_BYTES, readTextFileBounded } from '.
 import { describeError } from './errors.js';
 import { mailboxIdProblem } from './keys.js';
 import { DEFAULT_UIDL_RESET_GUARD, type DeletePolicy, type MailboxConfig, type SecretSource } from './mailbox.js';
+import { parseFingerprint } from '../pop3/index.js';
 import { parseSize } from './units.js';
 import { withoutUndefined } from './without-undefined.js';
 
@@ -120,6 +121,10 @@ const limits = z
   })
   .strict();
 
+const fingerprint = z.string().refine((f) => parseFingerprint(f) !== undefined, {
+  message: 'not a SHA-256 certificate fingerprint (64 hex digits, colons optional)',
+});
+
 const settings = {
   port: z.number().int().min(1).max(65535).optional(),
   tls: z.enum(['implicit', 'starttls', 'insecure-plaintext']).optional(),
@@ -129,6 +134,8 @@ const settings = {
       caPem: z.string().min(1).optional(),
       servername: z.string().min(1).optional(),
       minVersion: z.enum(['TLSv1.2', 'TLSv1.3']).optional(),
+      /** SHA-256 pins of the server certificate (one, or several for a rotation). */
+      fingerprint: z.union([fingerprint, z.array(fingerprint).min(1)]).optional(),
     })
     .strict()
     .optional(),
@@ -255,8 +262,9 @@ export function parseMailboxFile(raw: unknown, options: { readFile?: (path: stri
       rotatingRefreshToken: m.auth.rotatingRefreshToken === true,
       placement: d.placement ?? 'default',
     };
-    if (caPem !== undefined || tlsOptions.servername !== undefined || tlsOptions.minVersion !== undefined) {
-      mailbox.tlsOptions = withoutUndefined({ caPem, servername: tlsOptions.servername, minVersion: tlsOptions.minVersion });
+    const fingerprints = tlsOptions.fingerprint === undefined ? undefined : [tlsOptions.fingerprint].flat();
+    if (caPem !== undefined || tlsOptions.servername !== undefined || tlsOptions.minVersion !== undefined || fingerprints !== undefined) {
+      mailbox.tlsOptions = withoutUndefined({ caPem, servername: tlsOptions.servername, minVersion: tlsOptions.minVersion, fingerprints });
     }
     if (tlsOptions.caFile !== undefined) mailbox.caFile = tlsOptions.caFile;
     const l = d.limits;

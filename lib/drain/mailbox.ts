@@ -57,7 +57,8 @@ export interface MailboxConfig {
   secret: SecretSource;
   /** 'auto' (default): the strongest method both sides support. */
   mechanism: AuthMethod | 'auto';
-  tlsOptions?: { caPem?: string; servername?: string; minVersion?: 'TLSv1.2' | 'TLSv1.3' };
+  /** `fingerprints`: SHA-256 pins of the server certificate; they replace verification by CA. */
+  tlsOptions?: { caPem?: string; servername?: string; minVersion?: 'TLSv1.2' | 'TLSv1.3'; fingerprints?: string[] };
   deletePolicy: DeletePolicy;
   /** Messages larger than this (LIST size) are skipped with an `Email Skipped` event. */
   maxMessageBytes?: number;
