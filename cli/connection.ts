@@ -8,6 +8,7 @@ import { isReadableByOthers, LocalCredentials } from '../lib/adapters/local/loca
 import { DEFAULT_UIDL_RESET_GUARD, type MailboxConfig, type SecretSource } from '../lib/drain/mailbox.js';
 import type { CredentialsProvider, DrainLogger } from '../lib/drain/ports.js';
 import { deriveMailboxId, mailboxIdProblem } from '../lib/drain/keys.js';
+import { commandArgv, shellWordsProblem } from '../lib/drain/shell-words.js';
 import { parseFingerprint, type AuthMethod } from '../lib/pop3/index.js';
 import { UsageError } from './exit-codes.js';
 import type { MailboxUrl } from './mailbox-url.js';
@@ -18,6 +19,8 @@ export const PASSWORD_ENV = 'POPDRAIN_PASSWORD';
 export interface ConnectionOptions {
   user?: string;
   'password-file'?: string;
+  'password-command'?: string;
+  'password-command-shell'?: boolean;
   'oauth2-token-env'?: string;
   'oauth2-token-endpoint'?: string;
   'oauth2-client-id'?: string;
@@ -75,6 +78,14 @@ function secretFor(o: ConnectionOptions, env: NodeJS.ProcessEnv): SecretSource |
         ...(o['oauth2-scope'] === undefined ? {} : { scope: o['oauth2-scope'] }),
       },
     };
+  }
+  if (o['password-file'] !== undefined && o['password-command'] !== undefined) throw new UsageError('choose --password-file or --password-command, not both');
+  if (o['password-command-shell'] === true && o['password-command'] === undefined) throw new UsageError('--password-command-shell goes with --password-command');
+  if (o['password-command'] !== undefined) {
+    const shell = o['password-command-shell'] === true;
+    const problem = shell ? undefined : shellWordsProblem(o['password-command']);
+    if (problem !== undefined) throw new UsageError(`--password-command: ${problem} (--password-command-shell runs it with sh -c)`);
+    return { type: 'command', argv: commandArgv(o['password-command'], shell) };
   }
   if (o['password-file'] !== undefined) return { type: 'file', path: o['password-file'] };
   if (env[PASSWORD_ENV] !== undefined && env[PASSWORD_ENV] !== '') return { type: 'env', variable: PASSWORD_ENV };

@@ -1,5 +1,6 @@
 /** `popdrain drain`: one mailbox from a URL, or every mailbox of a --config file. */
 import { outDir } from './out-dir.js';
+import { refuseCommandsFromUnsafeConfig } from './config-safety.js';
 import { resolve } from 'node:path';
 import { createLocalAdapters, type LocalAdapters } from '../lib/adapters/local/index.js';
 import { LocalCredentials } from '../lib/adapters/local/local-credentials.js';
@@ -188,6 +189,7 @@ export async function runDrain(positionals: string[], o: DrainCommandOptions): P
       if (error instanceof ConfigError) throw new UsageError(error.message.replace(/:\n\s+/, ': ').replace(/\n\s*/g, '; '));
       throw error;
     }
+    await refuseCommandsFromUnsafeConfig(o.config, configured);
     const local = new LocalCredentials({ env: process.env, logger });
     for (const m of configured) {
       const usesSm = m.secret.type === 'secrets-manager';

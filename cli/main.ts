@@ -23,6 +23,8 @@ The user part of the URL is percent-decoded (pop3s://jane%40example.com@mail.exa
 Login:
   POPDRAIN_PASSWORD=...           password from the environment
   --password-file FILE            password from a file (first line); warns if others can read it
+  --password-command CMD          password from a command's first line of output (30 s at most), run without
+                                  a shell (quotes as in sh); --password-command-shell runs it with sh -c
   (neither)                       asked for on a terminal
   --user NAME                     overrides the URL's user
   --auth METHOD                   auto (under TLS PLAIN first; see check), SCRAM-SHA-256, SCRAM-SHA-1,
@@ -71,6 +73,8 @@ Exit codes: 0 done (also when stopped by the budget or when messages were skippe
 const connectionOptions = {
   user: { type: 'string' },
   'password-file': { type: 'string' },
+  'password-command': { type: 'string' },
+  'password-command-shell': { type: 'boolean' },
   'oauth2-token-env': { type: 'string' },
   'oauth2-token-endpoint': { type: 'string' },
   'oauth2-client-id': { type: 'string' },

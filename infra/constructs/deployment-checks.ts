@@ -40,7 +40,7 @@ function where(index: number, mailbox: ConfiguredMailbox): string {
 function secretProblem(index: number, m: ConfiguredMailbox): string | undefined {
   const secret = m.secret;
   if (secret.type !== 'secrets-manager') {
-    const field = secret.type === 'env' ? 'passwordEnv' : secret.type === 'file' ? 'passwordFile' : 'oauth2';
+    const field = secret.type === 'env' ? 'passwordEnv' : secret.type === 'file' ? 'passwordFile' : secret.type === 'command' ? 'passwordCommand' : 'oauth2';
     return `${where(index, m)}: auth.${field}: a deployment reads mailbox logins from AWS Secrets Manager only; use auth.secret (a secret name or ARN)`;
   }
   if (secret.secretId.startsWith('arn:')) {

@@ -9,6 +9,7 @@ import { describeError } from './errors.js';
 import { mailboxIdProblem } from './keys.js';
 import { DEFAULT_UIDL_RESET_GUARD, type DeletePolicy, type MailboxConfig, type SecretSource } from './mailbox.js';
 import { parseFingerprint } from '../pop3/index.js';
+import { commandArgv, shellWordsProblem } from './shell-words.js';
 import { parseSize } from './units.js';
 import { withoutUndefined } from './without-undefined.js';
 
@@ -75,6 +76,10 @@ const auth = z
     secret: z.string().min(1).optional(),
     passwordEnv: envName.optional(),
     passwordFile: z.string().min(1).optional(),
+    /** A command printing the password (one machine only), split into words without a shell. */
+    passwordCommand: z.string().min(1).optional(),
+    /** Run passwordCommand through `sh -c` (pipes, variables...). */
+    passwordCommandShell: z.boolean().optional(),
     oauth2: oauth2Local.optional(),
     /**
      * The Secrets Manager secret holds an OAuth2 refresh token that the provider rotates:
@@ -84,12 +89,19 @@ const auth = z
   })
   .strict()
   .superRefine((a, ctx) => {
-    const sources = [a.secret, a.passwordEnv, a.passwordFile, a.oauth2].filter((s) => s !== undefined);
+    const sources = [a.secret, a.passwordEnv, a.passwordFile, a.passwordCommand, a.oauth2].filter((s) => s !== undefined);
     if (sources.length !== 1) {
       ctx.addIssue({
         code: 'custom',
-        message: 'give exactly one of secret (Secrets Manager), passwordEnv, passwordFile or oauth2',
+        message: 'give exactly one of secret (Secrets Manager), passwordEnv, passwordFile, passwordCommand or oauth2',
       });
+    }
+    if (a.passwordCommandShell !== undefined && a.passwordCommand === undefined) {
+      ctx.addIssue({ code: 'custom', message: 'passwordCommandShell goes with passwordCommand', path: ['passwordCommandShell'] });
+    }
+    if (a.passwordCommand !== undefined && a.passwordCommandShell !== true) {
+      const problem = shellWordsProblem(a.passwordCommand);
+      if (problem !== undefined) ctx.addIssue({ code: 'custom', message: problem, path: ['passwordCommand'] });
     }
     if (a.rotatingRefreshToken === true && a.secret === undefined) {
       ctx.addIssue({ code: 'custom', message: 'rotatingRefreshToken applies to a Secrets Manager secret', path: ['rotatingRefreshToken'] });
@@ -215,6 +227,7 @@ function normalizeSecret(a: z.infer<typeof auth>): SecretSource {
   if (a.secret !== undefined) return { type: 'secrets-manager', secretId: a.secret };
   if (a.passwordEnv !== undefined) return { type: 'env', variable: a.passwordEnv };
   if (a.passwordFile !== undefined) return { type: 'file', path: a.passwordFile };
+  if (a.passwordCommand !== undefined) return { type: 'command', argv: commandArgv(a.passwordCommand, a.passwordCommandShell === true) };
   return { type: 'oauth2', oauth2: a.oauth2! };
 }
 
