@@ -1,6 +1,8 @@
 /** `popdrain drain`: one mailbox from a URL, or every mailbox of a --config file. */
 import { outDir } from './out-dir.js';
 import { refuseCommandsFromUnsafeConfig } from './config-safety.js';
+import { MDA_STORE_CONCURRENCY, mdaArgv } from './mda-option.js';
+import { MdaStore } from '../lib/adapters/local/mda-store.js';
 import { resolve } from 'node:path';
 import { createLocalAdapters, type LocalAdapters } from '../lib/adapters/local/index.js';
 import { LocalCredentials } from '../lib/adapters/local/local-credentials.js';
@@ -20,6 +22,8 @@ import { createProgress, formatBytes } from './progress.js';
 
 export interface DrainCommandOptions extends ConnectionOptions {
   out?: string;
+  mda?: string;
+  'mda-shell'?: boolean;
   maildir?: string;
   keep?: boolean;
   delete?: boolean;
@@ -129,6 +133,8 @@ const HARD_STOP_GRACE_MS = 1_000;
 interface Job {
   mailbox: MailboxConfig;
   credentials: CredentialsProvider;
+  /** Deliver to this MDA instead of the run's store. */
+  mda?: string[] | undefined;
 }
 
 export async function runDrain(positionals: string[], o: DrainCommandOptions): Promise<ExitCode> {
@@ -137,6 +143,7 @@ export async function runDrain(positionals: string[], o: DrainCommandOptions): P
     throw new UsageError(positionals.length === 0 ? 'drain needs a mailbox URL (pop3s://user@host) or --config FILE' : `drain takes one mailbox URL, got ${positionals.length}`);
   }
   if (o.maildir !== undefined && o['s3-bucket'] !== undefined) throw new UsageError('choose --maildir or --s3-bucket, not both');
+  const mda = mdaArgv(o);
   const policy = deletePolicyFrom(o);
   const maxSize = size(o['max-size'], '--max-size');
   const budget: DrainBudget = {};
@@ -196,7 +203,7 @@ export async function runDrain(positionals: string[], o: DrainCommandOptions): P
       if (usesSm && aws.credentials === undefined) {
         throw new UsageError(`mailbox "${m.id}" keeps its secret in Secrets Manager: add --secrets-manager (with AWS credentials)`);
       }
-      jobs.push({ mailbox: adjust(m), credentials: usesSm ? aws.credentials! : local });
+      jobs.push({ mailbox: adjust(m), credentials: usesSm ? aws.credentials! : local, mda: mda ?? m.mda });
     }
   } else {
     if (o['secrets-manager'] === true) throw new UsageError('--secrets-manager goes with --config (its mailboxes name their secrets)');
@@ -206,7 +213,7 @@ export async function runDrain(positionals: string[], o: DrainCommandOptions): P
     }
     const resolved = await resolveMailbox(url, o, { interactive: process.stdin.isTTY === true, requireCredentials: true, logger });
     for (const w of resolved.warnings) process.stderr.write(`popdrain: ${w}\n`);
-    jobs.push({ mailbox: adjust(resolved.mailbox), credentials: resolved.credentials! });
+    jobs.push({ mailbox: adjust(resolved.mailbox), credentials: resolved.credentials!, mda });
   }
 
   const out = outDir(o.out);
@@ -248,7 +255,7 @@ export async function runDrain(positionals: string[], o: DrainCommandOptions): P
       while (next < jobs.length && !graceful.signal.aborted) {
         const job = jobs[next++]!;
         const ports: DrainPorts = {
-          store,
+          store: job.mda === undefined ? store : new MdaStore({ argv: job.mda }),
           ledger: aws.ledger ?? local!.ledger,
           events: aws.events ?? local!.events,
           credentials: job.credentials,
@@ -259,7 +266,9 @@ export async function runDrain(positionals: string[], o: DrainCommandOptions): P
         const jobBudget: DrainBudget = { ...budget, ...(maxTimeMs === undefined ? {} : { deadline: started + maxTimeMs }) };
         const report = await drainMailbox(job.mailbox, ports, jobBudget, {
           signal: graceful.signal,
-          ...(aws.store === undefined
+          ...(job.mda !== undefined
+            ? { storeConcurrency: MDA_STORE_CONCURRENCY }
+            : aws.store === undefined
             ? { storeConcurrency: o.maildir === undefined ? FILE_STORE_CONCURRENCY : MAILDIR_STORE_CONCURRENCY }
             : aws.storeConcurrency === undefined
               ? {}
@@ -271,7 +280,7 @@ export async function runDrain(positionals: string[], o: DrainCommandOptions): P
         });
         progress.done();
         reports.push(report);
-        if (o.json !== true && !quiet) process.stdout.write(`${summarize(report, where)}\n`);
+        if (o.json !== true && !quiet) process.stdout.write(`${summarize(report, job.mda === undefined ? where : `the MDA (${job.mda[0]})`)}\n`);
       }
     };
     await Promise.all(Array.from({ length: Math.min(parallel, jobs.length) }, worker));

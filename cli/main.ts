@@ -45,6 +45,9 @@ Where messages go (default: --out ./popdrain-data):
   --out DIR                       one .eml file per message (the exact served bytes) under DIR/<mailbox id>/,
                                   the ledger in DIR/.popdrain, events in DIR/events.jsonl
   --maildir DIR                   deliver into a Maildir instead (LF line ends); ledger and events stay in --out
+  --mda "COMMAND"                 deliver each message to COMMAND's stdin (no shell; --mda-shell for sh -c), one at
+                                  a time; stored when it exits 0. At least once: POPDRAIN_EVENT_ID, POPDRAIN_SHA256,
+                                  POPDRAIN_UIDL, POPDRAIN_MAILBOX_ID in its environment let it deduplicate
   --id ID                         the mailbox id (default: derived from user, host and port)
   --s3-bucket B [--s3-prefix P] [--kms-key-id K]   store in S3
   --ledger-table T                the DynamoDB ledger          --event-bus E     EventBridge events
@@ -97,6 +100,8 @@ const drainOptions = {
   ...connectionOptions,
   out: { type: 'string' },
   maildir: { type: 'string' },
+  mda: { type: 'string' },
+  'mda-shell': { type: 'boolean' },
   keep: { type: 'boolean' },
   delete: { type: 'boolean' },
   'keep-days': { type: 'string' },

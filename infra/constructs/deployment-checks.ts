@@ -59,6 +59,7 @@ export function checkForDeployment(mailboxes: readonly ConfiguredMailbox[], fact
   mailboxes.forEach((m, index) => {
     const secret = secretProblem(index, m);
     if (secret !== undefined) problems.push(secret);
+    if (m.mda !== undefined) problems.push(`${where(index, m)}: mda: a deployment stores in S3 and never runs a command from its configuration`);
     if (m.placement === 'vpc' && !facts.hasVpc) {
       problems.push(`${where(index, m)}: placement: "vpc" needs the vpc prop of PopDrain (the drainer that runs in the VPC)`);
     }

@@ -157,6 +157,10 @@ const settings = {
   uidlResetGuard: guard.optional(),
   placement: z.enum(['default', 'vpc']).optional(),
   pipelineWindow: z.number().int().min(1).max(1024).optional(),
+  /** One machine only: deliver each message to this command's stdin (split like passwordCommand). */
+  mda: z.string().min(1).optional(),
+  /** Run mda through `sh -c`. */
+  mdaShell: z.boolean().optional(),
 };
 
 const mailboxSchema = z
@@ -191,6 +195,8 @@ export interface ConfiguredMailbox extends MailboxConfig {
   placement: 'default' | 'vpc';
   /** The CA file named in the config, when one was (read by `loadMailboxFile`). */
   caFile?: string;
+  /** One machine only: the argv of a mail delivery agent that stores each message (`mda`). */
+  mda?: string[];
 }
 
 export const DEFAULT_EVERY_MINUTES = 5;
@@ -285,6 +291,11 @@ export function parseMailboxFile(raw: unknown, options: { readFile?: (path: stri
     if (l?.maxMessagesPerRun !== undefined) mailbox.maxMessagesPerRun = l.maxMessagesPerRun;
     if (l?.maxBytesPerRun !== undefined) mailbox.maxBytesPerRun = l.maxBytesPerRun;
     if (d.pipelineWindow !== undefined) mailbox.pipelineWindow = d.pipelineWindow;
+    if (d.mda !== undefined) {
+      const problem = d.mdaShell === true ? undefined : shellWordsProblem(d.mda);
+      if (problem === undefined) mailbox.mda = commandArgv(d.mda, d.mdaShell === true);
+      else problems.push(`mailbox ${index + 1} "${m.id}": mda: ${problem}`);
+    }
     return mailbox;
   });
   if (problems.length > 0) throw new ConfigError(`invalid mailbox configuration:\n  ${problems.join('\n  ')}`, problems);
