@@ -35,7 +35,13 @@ export async function runCheck(positionals: string[], o: CheckOptions): Promise<
       tls: m.tls,
       ...(m.tlsOptions === undefined
         ? {}
-        : { tlsOptions: { ...(m.tlsOptions.caPem ? { ca: m.tlsOptions.caPem } : {}), ...(m.tlsOptions.servername ? { servername: m.tlsOptions.servername } : {}) } }),
+        : {
+            tlsOptions: {
+              ...(m.tlsOptions.caPem ? { ca: m.tlsOptions.caPem } : {}),
+              ...(m.tlsOptions.servername ? { servername: m.tlsOptions.servername } : {}),
+              ...(m.tlsOptions.fingerprints ? { fingerprints: m.tlsOptions.fingerprints } : {}),
+            },
+          }),
       ...(o.trace === true ? { trace: (e: Pop3TraceEvent) => process.stderr.write(`${e.direction === 'client' ? 'C:' : e.direction === 'server' ? 'S:' : '--'} ${e.line}\n`) } : {}),
     });
     const tls = client.tlsInfo();
@@ -47,7 +53,7 @@ export async function runCheck(positionals: string[], o: CheckOptions): Promise<
     say(`${m.host}:${m.port} (${m.tls})`);
     say(`  greeting: ${client.greeting}`);
     if (tls !== undefined) {
-      say(`  TLS: ${tls.protocol ?? '?'} ${tls.cipher}, certificate ${tls.authorized ? 'verified' : `NOT verified (${tls.authorizationError ?? 'unknown'})`}`);
+      say(`  TLS: ${tls.protocol ?? '?'} ${tls.cipher}, certificate ${tls.pinned === true ? 'matches a pinned fingerprint' : tls.authorized ? 'verified' : `NOT verified (${tls.authorizationError ?? 'unknown'})`}`);
       if (tls.peerSubject) say(`  certificate: ${tls.peerSubject}; issuer: ${tls.peerIssuer ?? '?'}; valid ${tls.validFrom ?? '?'} to ${tls.validTo ?? '?'}`);
       if (tls.fingerprint256) say(`  fingerprint (SHA-256): ${tls.fingerprint256}`);
     } else {

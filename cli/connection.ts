@@ -7,8 +7,9 @@ import { MAX_CA_FILE_BYTES, readTextFileBounded } from '../lib/drain/read-bounde
 import { isReadableByOthers, LocalCredentials } from '../lib/adapters/local/local-credentials.js';
 import { DEFAULT_UIDL_RESET_GUARD, type MailboxConfig, type SecretSource } from '../lib/drain/mailbox.js';
 import type { CredentialsProvider, DrainLogger } from '../lib/drain/ports.js';
-import { mailboxIdProblem } from '../lib/drain/keys.js';
-import type { AuthMethod } from '../lib/pop3/index.js';
+import { deriveMailboxId, mailboxIdProblem } from '../lib/drain/keys.js';
+import { commandArgv, shellWordsProblem } from '../lib/drain/shell-words.js';
+import { parseFingerprint, type AuthMethod } from '../lib/pop3/index.js';
 import { UsageError } from './exit-codes.js';
 import { defaultMailboxId } from './mailbox-identity.js';
 import type { MailboxUrl } from './mailbox-url.js';
@@ -19,6 +20,8 @@ export const PASSWORD_ENV = 'POPDRAIN_PASSWORD';
 export interface ConnectionOptions {
   user?: string;
   'password-file'?: string;
+  'password-command'?: string;
+  'password-command-shell'?: boolean;
   'oauth2-token-env'?: string;
   'oauth2-token-endpoint'?: string;
   'oauth2-client-id'?: string;
@@ -30,6 +33,7 @@ export interface ConnectionOptions {
   auth?: string;
   ca?: string;
   servername?: string;
+  fingerprint?: string[];
   id?: string;
 }
 
@@ -76,9 +80,31 @@ function secretFor(o: ConnectionOptions, env: NodeJS.ProcessEnv): SecretSource |
       },
     };
   }
+  if (o['password-file'] !== undefined && o['password-command'] !== undefined) throw new UsageError('choose --password-file or --password-command, not both');
+  if (o['password-command-shell'] === true && o['password-command'] === undefined) throw new UsageError('--password-command-shell goes with --password-command');
+  if (o['password-command'] !== undefined) {
+    const shell = o['password-command-shell'] === true;
+    const problem = shell ? undefined : shellWordsProblem(o['password-command']);
+    if (problem !== undefined) throw new UsageError(`--password-command: ${problem} (--password-command-shell runs it with sh -c)`);
+    return { type: 'command', argv: commandArgv(o['password-command'], shell) };
+  }
   if (o['password-file'] !== undefined) return { type: 'file', path: o['password-file'] };
   if (env[PASSWORD_ENV] !== undefined && env[PASSWORD_ENV] !== '') return { type: 'env', variable: PASSWORD_ENV };
   return 'prompt';
+}
+
+function tlsOptionsFrom(caPem: string | undefined, o: ConnectionOptions): Pick<MailboxConfig, 'tlsOptions'> {
+  const fingerprints = o.fingerprint ?? [];
+  const bad = fingerprints.find((f) => parseFingerprint(f) === undefined);
+  if (bad !== undefined) throw new UsageError(`--fingerprint "${bad}" is not a SHA-256 fingerprint (64 hex digits, colons optional, as check prints it)`);
+  if (caPem === undefined && o.servername === undefined && fingerprints.length === 0) return {};
+  return {
+    tlsOptions: {
+      ...(caPem === undefined ? {} : { caPem }),
+      ...(o.servername === undefined ? {} : { servername: o.servername }),
+      ...(fingerprints.length === 0 ? {} : { fingerprints }),
+    },
+  };
 }
 
 export interface ResolvedMailbox {
@@ -114,9 +140,7 @@ export async function resolveMailbox(
     mechanism,
     deletePolicy: { mode: 'keep' },
     uidlResetGuard: DEFAULT_UIDL_RESET_GUARD,
-    ...(caPem !== undefined || o.servername !== undefined
-      ? { tlsOptions: { ...(caPem === undefined ? {} : { caPem }), ...(o.servername === undefined ? {} : { servername: o.servername }) } }
-      : {}),
+    ...tlsOptionsFrom(caPem, o),
   };
   if (secret === 'prompt') {
     const mailbox: MailboxConfig = { ...base, secret: { type: 'env', variable: PASSWORD_ENV } };

@@ -1,5 +1,8 @@
 /** `popdrain drain`: one mailbox from a URL, or every mailbox of a --config file. */
 import { outDir } from './out-dir.js';
+import { refuseCommandsFromUnsafeConfig } from './config-safety.js';
+import { MDA_STORE_CONCURRENCY, mdaArgv } from './mda-option.js';
+import { MdaStore } from '../lib/adapters/local/mda-store.js';
 import { resolve } from 'node:path';
 import { createLocalAdapters, type LocalAdapters } from '../lib/adapters/local/index.js';
 import { LocalCredentials } from '../lib/adapters/local/local-credentials.js';
@@ -21,6 +24,8 @@ import { stateFolder } from './state-folder.js';
 
 export interface DrainCommandOptions extends ConnectionOptions {
   out?: string;
+  mda?: string;
+  'mda-shell'?: boolean;
   maildir?: string;
   keep?: boolean;
   delete?: boolean;
@@ -150,6 +155,8 @@ interface Job {
   credentials: CredentialsProvider;
   /** The id is the default (no --id, no --config): checked against the state folder. */
   defaultId?: { user: string; host: string; port: number };
+  /** Deliver to this MDA instead of the run's store. */
+  mda?: string[] | undefined;
 }
 
 export async function runDrain(positionals: string[], o: DrainCommandOptions): Promise<ExitCode> {
@@ -158,6 +165,7 @@ export async function runDrain(positionals: string[], o: DrainCommandOptions): P
     throw new UsageError(positionals.length === 0 ? 'drain needs a mailbox URL (pop3s://user@host) or --config FILE' : `drain takes one mailbox URL, got ${positionals.length}`);
   }
   if (o.maildir !== undefined && o['s3-bucket'] !== undefined) throw new UsageError('choose --maildir or --s3-bucket, not both');
+  const mda = mdaArgv(o);
   const policy = deletePolicyFrom(o);
   const maxSize = size(o['max-size'], '--max-size');
   const budget: DrainBudget = {};
@@ -213,13 +221,14 @@ export async function runDrain(positionals: string[], o: DrainCommandOptions): P
       if (error instanceof ConfigError) throw new UsageError(error.message.replace(/:\n\s+/, ': ').replace(/\n\s*/g, '; '));
       throw error;
     }
+    await refuseCommandsFromUnsafeConfig(o.config, configured);
     const local = new LocalCredentials({ env: process.env, logger });
     for (const m of configured) {
       const usesSm = m.secret.type === 'secrets-manager';
       if (usesSm && aws.credentials === undefined) {
         throw new UsageError(`mailbox "${m.id}" keeps its secret in Secrets Manager: add --secrets-manager (with AWS credentials)`);
       }
-      jobs.push({ mailbox: adjust(m), credentials: usesSm ? aws.credentials! : local });
+      jobs.push({ mailbox: adjust(m), credentials: usesSm ? aws.credentials! : local, mda: mda ?? m.mda });
     }
   } else {
     if (o['secrets-manager'] === true) throw new UsageError('--secrets-manager goes with --config (its mailboxes name their secrets)');
@@ -230,7 +239,7 @@ export async function runDrain(positionals: string[], o: DrainCommandOptions): P
     const resolved = await resolveMailbox(url, o, { interactive: process.stdin.isTTY === true, requireCredentials: true, logger });
     for (const w of resolved.warnings) process.stderr.write(`popdrain: ${w}\n`);
     const defaultId = o.id === undefined ? { user: resolved.mailbox.user, host: url.host, port: url.port } : undefined;
-    jobs.push({ mailbox: adjust(resolved.mailbox), credentials: resolved.credentials!, ...(defaultId === undefined ? {} : { defaultId }) });
+    jobs.push({ mailbox: adjust(resolved.mailbox), credentials: resolved.credentials!, mda, ...(defaultId === undefined ? {} : { defaultId }) });
   }
 
   const folder = stateFolder(o.out === undefined ? undefined : outDir(o.out));
@@ -294,7 +303,7 @@ export async function runDrain(positionals: string[], o: DrainCommandOptions): P
       while (next < jobs.length && !graceful.signal.aborted) {
         const job = jobs[next++]!;
         const ports: DrainPorts = {
-          store,
+          store: job.mda === undefined ? store : new MdaStore({ argv: job.mda }),
           ledger: aws.ledger ?? local!.ledger,
           events: aws.events ?? local!.events,
           credentials: job.credentials,
@@ -305,7 +314,9 @@ export async function runDrain(positionals: string[], o: DrainCommandOptions): P
         const jobBudget: DrainBudget = { ...budget, ...(maxTimeMs === undefined ? {} : { deadline: started + maxTimeMs }) };
         const report = await drainMailbox(job.mailbox, ports, jobBudget, {
           signal: graceful.signal,
-          ...(aws.store === undefined
+          ...(job.mda !== undefined
+            ? { storeConcurrency: MDA_STORE_CONCURRENCY }
+            : aws.store === undefined
             ? { storeConcurrency: o.maildir === undefined ? FILE_STORE_CONCURRENCY : MAILDIR_STORE_CONCURRENCY }
             : aws.storeConcurrency === undefined
               ? {}
@@ -318,7 +329,7 @@ export async function runDrain(positionals: string[], o: DrainCommandOptions): P
         });
         progress.done();
         reports.push(report);
-        if (o.json !== true && !quiet) process.stdout.write(`${summarize(report, where)}\n`);
+        if (o.json !== true && !quiet) process.stdout.write(`${summarize(report, job.mda === undefined ? where : `the MDA (${job.mda[0]})`)}\n`);
       }
     };
     await Promise.all(Array.from({ length: Math.min(parallel, jobs.length) }, worker));

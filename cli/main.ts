@@ -24,6 +24,8 @@ The user part of the URL is percent-decoded (pop3s://jane%40example.com@mail.exa
 Login:
   POPDRAIN_PASSWORD=...           password from the environment
   --password-file FILE            password from a file (first line); warns if others can read it
+  --password-command CMD          password from a command's first line of output (30 s at most), run without
+                                  a shell (quotes as in sh); --password-command-shell runs it with sh -c
   (neither)                       asked for on a terminal
   --user NAME                     overrides the URL's user
   --auth METHOD                   auto (under TLS PLAIN first; see check), SCRAM-SHA-256, SCRAM-SHA-1,
@@ -36,6 +38,8 @@ Login:
 TLS:
   --ca FILE                       trust this CA (PEM) in addition to the system's
   --servername NAME               the name to verify the certificate against
+  --fingerprint SHA256            pin the server certificate (as check prints it; repeat for a rotation):
+                                  replaces verification by CA, so a self-signed certificate is accepted
   --insecure-plaintext            with pop3:// only: no TLS at all (loudly)
 
 Where messages go (default: --out $XDG_DATA_HOME/popdrain, i.e. ~/.local/share/popdrain; a ./popdrain-data that
@@ -43,6 +47,9 @@ Where messages go (default: --out $XDG_DATA_HOME/popdrain, i.e. ~/.local/share/p
   --out DIR                       one .eml file per message (the exact served bytes) under DIR/<mailbox id>/,
                                   the ledger in DIR/.popdrain, events in DIR/events.jsonl
   --maildir DIR                   deliver into a Maildir instead (LF line ends); ledger and events stay in --out
+  --mda "COMMAND"                 deliver each message to COMMAND's stdin (no shell; --mda-shell for sh -c), one at
+                                  a time; stored when it exits 0. At least once: POPDRAIN_EVENT_ID, POPDRAIN_SHA256,
+                                  POPDRAIN_UIDL, POPDRAIN_MAILBOX_ID in its environment let it deduplicate
   --id ID                         the mailbox id (default: derived from user and host, not scheme or port; an id
                                   of an earlier version, which held the port, is continued when its records exist)
   --new-mailbox                   drain even when the server's messages are recorded under another id in the
@@ -75,6 +82,8 @@ Exit codes: 0 done (also when stopped by the budget or when messages were skippe
 const connectionOptions = {
   user: { type: 'string' },
   'password-file': { type: 'string' },
+  'password-command': { type: 'string' },
+  'password-command-shell': { type: 'boolean' },
   'oauth2-token-env': { type: 'string' },
   'oauth2-token-endpoint': { type: 'string' },
   'oauth2-client-id': { type: 'string' },
@@ -86,6 +95,7 @@ const connectionOptions = {
   auth: { type: 'string' },
   ca: { type: 'string' },
   servername: { type: 'string' },
+  fingerprint: { type: 'string', multiple: true },
   'insecure-plaintext': { type: 'boolean' },
   trace: { type: 'boolean', short: 'v' },
   json: { type: 'boolean' },
@@ -96,6 +106,8 @@ const drainOptions = {
   ...connectionOptions,
   out: { type: 'string' },
   maildir: { type: 'string' },
+  mda: { type: 'string' },
+  'mda-shell': { type: 'boolean' },
   keep: { type: 'boolean' },
   delete: { type: 'boolean' },
   'keep-days': { type: 'string' },

@@ -40,7 +40,7 @@ function where(index: number, mailbox: ConfiguredMailbox): string {
 function secretProblem(index: number, m: ConfiguredMailbox): string | undefined {
   const secret = m.secret;
   if (secret.type !== 'secrets-manager') {
-    const field = secret.type === 'env' ? 'passwordEnv' : secret.type === 'file' ? 'passwordFile' : 'oauth2';
+    const field = secret.type === 'env' ? 'passwordEnv' : secret.type === 'file' ? 'passwordFile' : secret.type === 'command' ? 'passwordCommand' : 'oauth2';
     return `${where(index, m)}: auth.${field}: a deployment reads mailbox logins from AWS Secrets Manager only; use auth.secret (a secret name or ARN)`;
   }
   if (secret.secretId.startsWith('arn:')) {
@@ -59,6 +59,7 @@ export function checkForDeployment(mailboxes: readonly ConfiguredMailbox[], fact
   mailboxes.forEach((m, index) => {
     const secret = secretProblem(index, m);
     if (secret !== undefined) problems.push(secret);
+    if (m.mda !== undefined) problems.push(`${where(index, m)}: mda: a deployment stores in S3 and never runs a command from its configuration`);
     if (m.placement === 'vpc' && !facts.hasVpc) {
       problems.push(`${where(index, m)}: placement: "vpc" needs the vpc prop of PopDrain (the drainer that runs in the VPC)`);
     }

@@ -8,6 +8,8 @@ import { MAX_CA_FILE_BYTES, MAX_CONFIG_FILE_BYTES, readTextFileBounded } from '.
 import { describeError } from './errors.js';
 import { mailboxIdProblem } from './keys.js';
 import { DEFAULT_UIDL_RESET_GUARD, type DeletePolicy, type MailboxConfig, type SecretSource } from './mailbox.js';
+import { parseFingerprint } from '../pop3/index.js';
+import { commandArgv, shellWordsProblem } from './shell-words.js';
 import { parseSize } from './units.js';
 import { withoutUndefined } from './without-undefined.js';
 
@@ -74,6 +76,10 @@ const auth = z
     secret: z.string().min(1).optional(),
     passwordEnv: envName.optional(),
     passwordFile: z.string().min(1).optional(),
+    /** A command printing the password (one machine only), split into words without a shell. */
+    passwordCommand: z.string().min(1).optional(),
+    /** Run passwordCommand through `sh -c` (pipes, variables...). */
+    passwordCommandShell: z.boolean().optional(),
     oauth2: oauth2Local.optional(),
     /**
      * The Secrets Manager secret holds an OAuth2 refresh token that the provider rotates:
@@ -83,12 +89,19 @@ const auth = z
   })
   .strict()
   .superRefine((a, ctx) => {
-    const sources = [a.secret, a.passwordEnv, a.passwordFile, a.oauth2].filter((s) => s !== undefined);
+    const sources = [a.secret, a.passwordEnv, a.passwordFile, a.passwordCommand, a.oauth2].filter((s) => s !== undefined);
     if (sources.length !== 1) {
       ctx.addIssue({
         code: 'custom',
-        message: 'give exactly one of secret (Secrets Manager), passwordEnv, passwordFile or oauth2',
+        message: 'give exactly one of secret (Secrets Manager), passwordEnv, passwordFile, passwordCommand or oauth2',
       });
+    }
+    if (a.passwordCommandShell !== undefined && a.passwordCommand === undefined) {
+      ctx.addIssue({ code: 'custom', message: 'passwordCommandShell goes with passwordCommand', path: ['passwordCommandShell'] });
+    }
+    if (a.passwordCommand !== undefined && a.passwordCommandShell !== true) {
+      const problem = shellWordsProblem(a.passwordCommand);
+      if (problem !== undefined) ctx.addIssue({ code: 'custom', message: problem, path: ['passwordCommand'] });
     }
     if (a.rotatingRefreshToken === true && a.secret === undefined) {
       ctx.addIssue({ code: 'custom', message: 'rotatingRefreshToken applies to a Secrets Manager secret', path: ['rotatingRefreshToken'] });
@@ -120,6 +133,10 @@ const limits = z
   })
   .strict();
 
+const fingerprint = z.string().refine((f) => parseFingerprint(f) !== undefined, {
+  message: 'not a SHA-256 certificate fingerprint (64 hex digits, colons optional)',
+});
+
 const settings = {
   port: z.number().int().min(1).max(65535).optional(),
   tls: z.enum(['implicit', 'starttls', 'insecure-plaintext']).optional(),
@@ -129,6 +146,8 @@ const settings = {
       caPem: z.string().min(1).optional(),
       servername: z.string().min(1).optional(),
       minVersion: z.enum(['TLSv1.2', 'TLSv1.3']).optional(),
+      /** SHA-256 pins of the server certificate (one, or several for a rotation). */
+      fingerprint: z.union([fingerprint, z.array(fingerprint).min(1)]).optional(),
     })
     .strict()
     .optional(),
@@ -138,6 +157,10 @@ const settings = {
   uidlResetGuard: guard.optional(),
   placement: z.enum(['default', 'vpc']).optional(),
   pipelineWindow: z.number().int().min(1).max(1024).optional(),
+  /** One machine only: deliver each message to this command's stdin (split like passwordCommand). */
+  mda: z.string().min(1).optional(),
+  /** Run mda through `sh -c`. */
+  mdaShell: z.boolean().optional(),
 };
 
 const mailboxSchema = z
@@ -170,6 +193,8 @@ export interface ConfiguredMailbox extends MailboxConfig {
   placement: 'default' | 'vpc';
   /** The CA file named in the config, when one was (read by `loadMailboxFile`). */
   caFile?: string;
+  /** One machine only: the argv of a mail delivery agent that stores each message (`mda`). */
+  mda?: string[];
 }
 
 export const DEFAULT_EVERY_MINUTES = 5;
@@ -206,6 +231,7 @@ function normalizeSecret(a: z.infer<typeof auth>): SecretSource {
   if (a.secret !== undefined) return { type: 'secrets-manager', secretId: a.secret };
   if (a.passwordEnv !== undefined) return { type: 'env', variable: a.passwordEnv };
   if (a.passwordFile !== undefined) return { type: 'file', path: a.passwordFile };
+  if (a.passwordCommand !== undefined) return { type: 'command', argv: commandArgv(a.passwordCommand, a.passwordCommandShell === true) };
   return { type: 'oauth2', oauth2: a.oauth2! };
 }
 
@@ -253,8 +279,9 @@ export function parseMailboxFile(raw: unknown, options: { readFile?: (path: stri
       rotatingRefreshToken: m.auth.rotatingRefreshToken === true,
       placement: d.placement ?? 'default',
     };
-    if (caPem !== undefined || tlsOptions.servername !== undefined || tlsOptions.minVersion !== undefined) {
-      mailbox.tlsOptions = withoutUndefined({ caPem, servername: tlsOptions.servername, minVersion: tlsOptions.minVersion });
+    const fingerprints = tlsOptions.fingerprint === undefined ? undefined : [tlsOptions.fingerprint].flat();
+    if (caPem !== undefined || tlsOptions.servername !== undefined || tlsOptions.minVersion !== undefined || fingerprints !== undefined) {
+      mailbox.tlsOptions = withoutUndefined({ caPem, servername: tlsOptions.servername, minVersion: tlsOptions.minVersion, fingerprints });
     }
     if (tlsOptions.caFile !== undefined) mailbox.caFile = tlsOptions.caFile;
     const l = d.limits;
@@ -262,6 +289,11 @@ export function parseMailboxFile(raw: unknown, options: { readFile?: (path: stri
     if (l?.maxMessagesPerRun !== undefined) mailbox.maxMessagesPerRun = l.maxMessagesPerRun;
     if (l?.maxBytesPerRun !== undefined) mailbox.maxBytesPerRun = l.maxBytesPerRun;
     if (d.pipelineWindow !== undefined) mailbox.pipelineWindow = d.pipelineWindow;
+    if (d.mda !== undefined) {
+      const problem = d.mdaShell === true ? undefined : shellWordsProblem(d.mda);
+      if (problem === undefined) mailbox.mda = commandArgv(d.mda, d.mdaShell === true);
+      else problems.push(`mailbox ${index + 1} "${m.id}": mda: ${problem}`);
+    }
     return mailbox;
   });
   if (problems.length > 0) throw new ConfigError(`invalid mailbox configuration:\n  ${problems.join('\n  ')}`, problems);

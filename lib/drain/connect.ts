@@ -22,7 +22,10 @@ export function clientOptionsFor(mailbox: MailboxConfig, options: RunContext['op
   if (deadline !== undefined) clientOptions.deadline = deadline;
   if (signal !== undefined) clientOptions.signal = signal;
   const tls = mailbox.tlsOptions;
-  if (tls !== undefined) clientOptions.tlsOptions = { ca: tls.caPem, servername: tls.servername, minVersion: tls.minVersion };
+  if (tls !== undefined) {
+    clientOptions.tlsOptions = { ca: tls.caPem, servername: tls.servername, minVersion: tls.minVersion };
+    if (tls.fingerprints !== undefined) clientOptions.tlsOptions.fingerprints = tls.fingerprints;
+  }
   return clientOptions;
 }
 

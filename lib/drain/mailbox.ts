@@ -20,6 +20,11 @@ export type SecretSource =
   | { type: 'env'; variable: string }
   /** A file holding the password (first line; trailing newline ignored). */
   | { type: 'file'; path: string }
+  /**
+   * A command whose first line of output is the password (one machine only): run without a
+   * shell, `argv` as given (`['sh', '-c', line]` when a shell was asked for).
+   */
+  | { type: 'command'; argv: string[] }
   /** OAuth2 for one machine: an access token, or client credentials and a refresh token. */
   | { type: 'oauth2'; oauth2: LocalOAuth2Source };
 
@@ -57,7 +62,8 @@ export interface MailboxConfig {
   secret: SecretSource;
   /** 'auto' (default): the strongest method both sides support. */
   mechanism: AuthMethod | 'auto';
-  tlsOptions?: { caPem?: string; servername?: string; minVersion?: 'TLSv1.2' | 'TLSv1.3' };
+  /** `fingerprints`: SHA-256 pins of the server certificate; they replace verification by CA. */
+  tlsOptions?: { caPem?: string; servername?: string; minVersion?: 'TLSv1.2' | 'TLSv1.3'; fingerprints?: string[] };
   deletePolicy: DeletePolicy;
   /** Messages larger than this (LIST size) are skipped with an `Email Skipped` event. */
   maxMessageBytes?: number;

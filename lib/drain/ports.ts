@@ -16,7 +16,12 @@ import type { StopReason } from './report.js';
 /** Where a stored message lives, as events and reports name it. */
 export type StoreRef =
   | { type: 's3'; bucket: string; key: string; versionId?: string }
-  | { type: 'file'; path: string };
+  | { type: 'file'; path: string }
+  /**
+   * Handed to a mail delivery agent (`--mda`): `program` is the command's program (never its
+   * arguments), `key` the store key the message was delivered under.
+   */
+  | { type: 'mda'; program: string; key: string };
 
 export interface StoredObject {
   ref: StoreRef;

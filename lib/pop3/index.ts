@@ -17,4 +17,5 @@ export type { Capabilities, ExpirePolicy, ListEntry, StatResult, UidlEntry } fro
 export type { AuthMethod, Pop3Credentials, SaslMechanismName } from './sasl/index.js';
 export { ResponseFramer } from './framer.js';
 export { inertText } from './inert-text.js';
+export { formatFingerprint, matchesPin, parseFingerprint } from './certificate-pin.js';
 export { credentialSecrets, scrubSecrets } from './scrub.js';

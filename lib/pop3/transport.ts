@@ -5,6 +5,7 @@
  */
 import net from 'node:net';
 import tls from 'node:tls';
+import { matchesPin, parseFingerprint } from './certificate-pin.js';
 import { Pop3Error, type Pop3Phase } from './errors.js';
 import { handshakeError, unverifiedCertificateError } from './tls-diagnosis.js';
 
@@ -23,6 +24,13 @@ export interface Pop3TlsOptions {
    * reported by `tlsInfo().verified`.
    */
   rejectUnauthorized?: boolean;
+  /**
+   * SHA-256 fingerprints of the server's certificate (the form `popdrain check` prints; several
+   * for a rotation). When given, the leaf certificate must match one of them, and this pin
+   * replaces verification by CA (a self-signed certificate is then accepted): the check runs
+   * right after the handshake, before a byte of the session is read or sent.
+   */
+  fingerprints?: readonly string[];
 }
 
 export interface TlsInfo {
@@ -35,6 +43,38 @@ export interface TlsInfo {
   validFrom?: string;
   validTo?: string;
   fingerprint256?: string;
+  /** The certificate matched a pinned fingerprint (`Pop3TlsOptions.fingerprints`). */
+  pinned?: boolean;
+}
+
+/** Sockets whose certificate matched a pin: `describeTls` reports them as pinned. */
+const pinnedSockets = new WeakSet<net.Socket>();
+
+/** The pins as bytes; a pin that is not a SHA-256 fingerprint is refused before dialling. */
+function pinsOf(t: Pop3TlsOptions | undefined, phase: Pop3Phase): Buffer[] | undefined {
+  if (t?.fingerprints === undefined || t.fingerprints.length === 0) return undefined;
+  return t.fingerprints.map((f) => {
+    const pin = parseFingerprint(f);
+    if (pin === undefined) {
+      throw new Pop3Error('TLS_FAILED', `"${f}" is not a SHA-256 certificate fingerprint (64 hex digits, colons optional)`, { phase });
+    }
+    return pin;
+  });
+}
+
+/** After the handshake: the pinned certificate check, or undefined when the session may go on. */
+function pinFailure(socket: tls.TLSSocket, pins: Buffer[] | undefined, phase: Pop3Phase, host: string, port: number): Pop3Error | undefined {
+  if (pins === undefined) return undefined;
+  const presented = socket.getPeerCertificate().fingerprint256;
+  if (matchesPin(presented, pins)) {
+    pinnedSockets.add(socket);
+    return undefined;
+  }
+  return new Pop3Error(
+    'TLS_FAILED',
+    `TLS with ${host}:${port} failed: the certificate's SHA-256 fingerprint ${presented ?? '(none)'} matches no pinned fingerprint`,
+    { phase },
+  );
 }
 
 export interface Endpoint {
@@ -47,9 +87,11 @@ export interface Endpoint {
 
 export function tlsConnectOptions(host: string, t: Pop3TlsOptions = {}): tls.ConnectionOptions {
   const servername = t.servername ?? (net.isIP(host) === 0 ? host : undefined);
+  const pinned = t.fingerprints !== undefined && t.fingerprints.length > 0;
   const opts: tls.ConnectionOptions = {
     minVersion: t.minVersion ?? 'TLSv1.2',
-    rejectUnauthorized: t.rejectUnauthorized ?? true,
+    // A pin replaces verification by CA: the handshake goes on and pinFailure decides.
+    rejectUnauthorized: pinned ? false : (t.rejectUnauthorized ?? true),
   };
   if (servername !== undefined) opts.servername = servername;
   if (t.ca !== undefined) opts.ca = t.ca;
@@ -73,7 +115,17 @@ function refuseUnverified(socket: tls.TLSSocket, endpoint: Endpoint, phase: Pop3
   return unverifiedCertificateError(String(socket.authorizationError ?? 'UNKNOWN'), endpointName, phase, peer);
 }
 
-/** The options of `tls.connect`: verification is refuseUnverified's (see there). */
+/**
+ * After the handshake, before a byte is read or written: a pinned fingerprint replaces
+ * verification by CA (as fetchmail's sslfingerprint and mpop's tls_fingerprint do); without pins,
+ * the chain and host name must verify.
+ */
+function verifyPeer(socket: tls.TLSSocket, endpoint: Endpoint, pins: Buffer[] | undefined, phase: Pop3Phase): Pop3Error | undefined {
+  if (pins !== undefined) return pinFailure(socket, pins, phase, endpoint.host, endpoint.port);
+  return refuseUnverified(socket, endpoint, phase);
+}
+
+/** The options of `tls.connect`: verification is verifyPeer's (see there). */
 function handshakeOptions(endpoint: Endpoint): tls.ConnectionOptions {
   return { ...tlsConnectOptions(endpoint.host, endpoint.tlsOptions), rejectUnauthorized: false };
 }
@@ -89,6 +141,7 @@ export function dial(
   onSocket: (socket: net.Socket) => void,
 ): Promise<net.Socket | tls.TLSSocket> {
   const { host, port } = endpoint;
+  const pins = implicit ? pinsOf(endpoint.tlsOptions, 'tls') : undefined;
   return new Promise((resolve, reject) => {
     let settled = false;
     const socket = implicit ? tls.connect({ host, port, ...handshakeOptions(endpoint) }) : net.connect({ host, port });
@@ -107,7 +160,7 @@ export function dial(
       }
     };
     const onError = (err: Error): void => done(mapSocketError(err, implicit ? 'tls' : 'connect', host, port));
-    const onConnect = (): void => done(implicit ? refuseUnverified(socket as tls.TLSSocket, endpoint, 'tls') : undefined);
+    const onConnect = (): void => done(implicit ? verifyPeer(socket as tls.TLSSocket, endpoint, pins, 'tls') : undefined);
     // fail() (an abort) destroys the socket without an error: it emits 'close' only.
     const onClose = (): void =>
       done(
@@ -153,6 +206,7 @@ export function upgradeToTls(
   isCurrent: (socket: net.Socket) => boolean,
 ): Promise<tls.TLSSocket> {
   const { host, port } = endpoint;
+  const pins = pinsOf(endpoint.tlsOptions, 'stls');
   return new Promise<tls.TLSSocket>((resolve, reject) => {
     const secureSocket = tls.connect({ socket: plain, ...handshakeOptions(endpoint) });
     const timer = setTimeout(() => {
@@ -178,7 +232,7 @@ export function upgradeToTls(
       clearTimeout(timer);
       secureSocket.removeAllListeners('error');
       secureSocket.removeListener('close', onClose);
-      const refusal = refuseUnverified(secureSocket, endpoint, 'stls');
+      const refusal = verifyPeer(secureSocket, endpoint, pins, 'stls');
       if (refusal === undefined) {
         resolve(secureSocket);
         return;
@@ -212,6 +266,7 @@ export function describeTls(s: net.Socket | undefined): TlsInfo | undefined {
     cipher: s.getCipher().name,
     authorized: s.authorized,
   };
+  if (pinnedSockets.has(s)) info.pinned = true;
   if (s.authorizationError !== undefined && s.authorizationError !== null) {
     info.authorizationError = String(s.authorizationError);
   }

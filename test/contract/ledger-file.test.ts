@@ -22,6 +22,9 @@ describeLedgerContract('FileLedger', {
     'record-concurrent':
       'one writer per mailbox: the file ledger relies on the mailbox lease (lease-race) to serialize writers; ' +
       'unleased writers in several processes at once are outside its contract (file-ledger.ts), and a run never records without the lease',
+    'request-marker-race':
+      'the same reason: the request marker is the deployment scheduler\'s (DynamoDB); unserialized claimers in several processes ' +
+      'race on the file ledger\'s reload-before-write and failed under load',
   },
   teardown: async () => {
     for (const ledger of opened.splice(0)) await ledger.close();

@@ -80,6 +80,7 @@ describe('the event schema accepts', () => {
     const events: DrainEvent[] = [
       { id: stored().id, detailType: 'Email Stored', time: TIME, detail: stored() },
       { id: stored().id, detailType: 'Email Stored', time: TIME, detail: { ...stored(), storage: { type: 'file', path: '/var/mail/support/x.eml' } } },
+      { id: stored().id, detailType: 'Email Stored', time: TIME, detail: { ...stored(), storage: { type: 'mda', program: 'procmail', key: messageKey('support', '000001a4.5f3e2d1c') } } },
       { id: stored().id, detailType: 'Email Stored', time: TIME, detail: { ...stored({ attachments: [] }), metadataError: 'mailsplit: boom' } },
       { id: skipped().id, detailType: 'Email Skipped', time: TIME, detail: skipped() },
       { id: drained().id, detailType: 'Mailbox Drained', time: TIME, detail: drained() },
@@ -149,6 +150,8 @@ describe('the event schema refuses', () => {
     ['s3 storage without a bucket', (e) => delete e.detail.storage.bucket],
     ['s3 storage with a path', (e) => (e.detail.storage.path = '/x.eml')],
     ['file storage with a bucket', (e) => (e.detail.storage = { type: 'file', path: '/x.eml', bucket: 'b' })],
+    ['mda storage without a program', (e) => (e.detail.storage = { type: 'mda', key: 'support/x.eml' })],
+    ['mda storage with a path', (e) => (e.detail.storage = { type: 'mda', program: 'procmail', key: 'support/x.eml', path: '/x' })],
     ['another storage type', (e) => (e.detail.storage = { type: 'gcs', bucket: 'b', key: 'k' })],
     ['an extra property in the detail', (e) => (e.detail.extra = 1)],
     ['an extra property in the metadata', (e) => (e.detail.metadata.headers = {})],

@@ -13,6 +13,7 @@ import { DrainError } from '../../drain/errors.js';
 import type { LocalOAuth2Source, MailboxConfig } from '../../drain/mailbox.js';
 import { silentLogger, type CredentialsProvider, type DrainLogger } from '../../drain/ports.js';
 import type { Pop3Credentials } from '../../pop3/index.js';
+import { runPasswordCommand } from './password-command.js';
 import { AccessTokenCache } from '../oauth2/access-token-cache.js';
 import { clientCredentialsGrant, refreshTokenGrant, type TokenResult } from '../oauth2/token-client.js';
 
@@ -92,6 +93,16 @@ export async function isReadableByOthers(path: string): Promise<boolean> {
 }
 
 /**
+ * Whether a file can be changed by users other than its owner (group or world write bit): a
+ * configuration that names a command to run must not be (the CLI refuses it). False on Windows.
+ */
+export async function isWritableByOthers(path: string): Promise<boolean> {
+  if (process.platform === 'win32') return false;
+  const s = await stat(path);
+  return (s.mode & 0o022) !== 0;
+}
+
+/**
  * Replace a file's content atomically: write a temporary file beside it (mode 0600, created
  * exclusively), flush it, rename it over the target, flush the directory.
  */
@@ -152,6 +163,8 @@ export class LocalCredentials implements CredentialsProvider {
         return { user: mailbox.user, password: this.envValue(source.variable, `the password of mailbox "${mailbox.id}"`) };
       case 'file':
         return { user: mailbox.user, password: await readFirstLine(source.path, 'password') };
+      case 'command':
+        return { user: mailbox.user, password: await runPasswordCommand(source.argv, { env: this.env }) };
       case 'oauth2':
         return { user: mailbox.user, accessToken: await this.accessToken(mailbox, source.oauth2, options.forceRefresh === true) };
       case 'secrets-manager':
