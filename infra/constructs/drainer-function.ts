@@ -20,9 +20,10 @@ import type { ConfiguredMailbox } from '../../lib/drain/config.js';
 import { DRAINER_ENTRY, type LambdaDefaults } from './lambda-defaults.js';
 import type { MessageStorage } from './message-storage.js';
 import { wildcardResourceFinding } from './nag-finding.js';
+import { DEFAULT_DRAINER_MAX_CONCURRENCY } from './drainer-concurrency.js';
 import { grantSecrets, MAX_SECRET_STATEMENTS } from './secret-grants.js';
 
-export const DEFAULT_DRAINER_MAX_CONCURRENCY = 10;
+export { DEFAULT_DRAINER_MAX_CONCURRENCY } from './drainer-concurrency.js';
 export const DEFAULT_LEDGER_RETENTION_DAYS = 30;
 export const DEFAULT_MAX_CONTINUATIONS = 200;
 /** AWS::Lambda::Function RecursiveLoop: the value that lets the drainer's own SQS loop run. */

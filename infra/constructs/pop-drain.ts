@@ -39,7 +39,9 @@ import { DrainDashboard } from './drain-dashboard.js';
 import { DrainEvents } from './drain-events.js';
 import { DrainQueues, VISIBILITY_TIMEOUT_FACTOR } from './drain-queues.js';
 import { DrainSchedule } from './drain-schedule.js';
+import { decideDrainerConcurrency } from './drainer-concurrency.js';
 import { DrainerFunction } from './drainer-function.js';
+import { defaultQueueAgeThreshold, FleetAlarms } from './fleet-alarms.js';
 import { LambdaDefaults } from './lambda-defaults.js';
 import { DrainInsightRules, type DrainInsightRule } from './insight-rules.js';
 import { LedgerTable } from './ledger-table.js';
@@ -56,6 +58,7 @@ export { BUNDLED_CONFIG_NAME } from './mailbox-config.js';
 export { DEFAULT_MESSAGE_PREFIX } from './message-storage.js';
 export { DEFAULT_MAX_RECEIVE_COUNT } from './drain-queues.js';
 export { DEFAULT_DRAINER_MAX_CONCURRENCY, DEFAULT_LEDGER_RETENTION_DAYS, DEFAULT_MAX_CONTINUATIONS } from './drainer-function.js';
+export { neededConcurrency, type DrainerSizing } from './drainer-concurrency.js';
 export { MAX_TICK_MINUTES, defaultTickMinutes } from './tick-minutes.js';
 
 export class PopDrain extends Construct {
@@ -63,6 +66,8 @@ export class PopDrain extends Construct {
   public readonly mailboxes: readonly ConfiguredMailbox[];
   /** How often the scheduler runs. */
   public readonly tickMinutes: number;
+  /** The `maximumConcurrency` of each drainer's SQS event source (drainerSizing, or explicit). */
+  public readonly drainerMaxConcurrency: number;
   /** Where raw messages are stored, under `messagePrefix`. */
   public readonly bucket: s3.IBucket;
   /** The key stored messages are encrypted with, when SSE-KMS is used. */
@@ -109,6 +114,9 @@ export class PopDrain extends Construct {
       throw new ConfigError(`${props.configPath}: invalid mailbox configuration for the deployment:\n  ${checked.problems.join('\n  ')}`, [...checked.problems]);
     }
     this.tickMinutes = this.resolveTickMinutes(props.tickMinutes, mailboxes);
+    const concurrency = decideDrainerConcurrency({ explicit: props.drainerMaxConcurrency, sizing: props.drainerSizing, tickMinutes: this.tickMinutes });
+    if (concurrency.error !== undefined) throw new Error(concurrency.error);
+    this.drainerMaxConcurrency = concurrency.maxConcurrency;
 
     // ---- storage, state and events -----------------------------------------------------------
     const storage = new MessageStorage(this, props);
@@ -158,7 +166,7 @@ export class PopDrain extends Construct {
       ephemeralMib: checked.ephemeralMib,
       memorySize: props.drainerMemorySize,
       reservedConcurrentExecutions: props.reservedConcurrentExecutions,
-      maxConcurrency: props.drainerMaxConcurrency,
+      maxConcurrency: this.drainerMaxConcurrency,
       deadlineMargin: props.drainerDeadlineMargin,
       ledgerRetentionDays: props.ledgerRetentionDays,
       maxContinuations: props.maxContinuations,
@@ -205,7 +213,13 @@ export class PopDrain extends Construct {
       scheduleDeadLetterQueue: this.scheduleDeadLetterQueue,
       tickMinutes: this.tickMinutes,
       alarmTopic: props.alarmTopic,
-    }).alarms;
+    }).alarms.concat(
+      new FleetAlarms(this, {
+        queues: [['Drain', this.queue] as const, ...(this.vpcQueue === undefined ? [] : [['VpcDrain', this.vpcQueue] as const])],
+        queueAgeThreshold: props.queueAgeAlarmThreshold ?? defaultQueueAgeThreshold(this.tickMinutes),
+        alarmTopic: props.alarmTopic,
+      }).alarms,
+    );
     this.dashboard = new DrainDashboard(this, {
       scheduler: this.schedulerFunction,
       drainers,
