@@ -21,7 +21,7 @@ import { DRAINER_ENTRY, type LambdaDefaults } from './lambda-defaults.js';
 import type { MessageStorage } from './message-storage.js';
 import { wildcardResourceFinding } from './nag-finding.js';
 import { DEFAULT_DRAINER_MAX_CONCURRENCY } from './drainer-concurrency.js';
-import { grantSecrets, MAX_SECRET_STATEMENTS } from './secret-grants.js';
+import { grantSecretPrefix, grantSecrets, MAX_SECRET_STATEMENTS } from './secret-grants.js';
 
 export { DEFAULT_DRAINER_MAX_CONCURRENCY } from './drainer-concurrency.js';
 export const DEFAULT_LEDGER_RETENTION_DAYS = 30;
@@ -75,6 +75,11 @@ export interface DrainerFunctionProps {
   readonly requestMarkerTtl: Duration;
   /** Publish the opt-in per-mailbox metric series. @default false */
   readonly perMailboxMetrics?: boolean;
+  /**
+   * Grant secrets by this name prefix (mailboxes in the registry) instead of one ARN per
+   * secret of `mailboxes`. @default - one ARN per secret
+   */
+  readonly secretNamePrefix?: string;
 }
 
 export class DrainerFunction {
@@ -204,7 +209,16 @@ export class DrainerFunction {
   }
 
   /** GetSecretValue on its mailboxes' secrets, PutSecretValue on the rotating ones. */
-  private grantMailboxSecrets(role: iam.Role, { mailboxes, vpc }: DrainerFunctionProps): void {
+  private grantMailboxSecrets(role: iam.Role, { mailboxes, vpc, secretNamePrefix }: DrainerFunctionProps): void {
+    if (secretNamePrefix !== undefined) {
+      const resource = grantSecretPrefix(role, secretNamePrefix);
+      Validations.of(role).acknowledge({
+        id: wildcardResourceFinding(role, resource),
+        reason:
+          'Mailboxes live in the registry and are added without a redeploy, so their secrets are granted by a naming convention: reads of the secrets under the prefix, and writes only of those tagged popdrain:rotating=true (rotated refresh tokens). One ARN per secret would grow the policy with the fleet past what IAM allows.',
+      });
+      return;
+    }
     const secretIds = [...new Set(mailboxes.flatMap((m) => (m.secret.type === 'secrets-manager' ? [m.secret.secretId] : [])))].sort();
     const rotating = [
       ...new Set(mailboxes.flatMap((m) => (m.secret.type === 'secrets-manager' && m.rotatingRefreshToken ? [m.secret.secretId] : []))),

@@ -61,6 +61,24 @@ export interface PopDrainProps {
    */
   readonly configDelivery?: ConfigDelivery;
 
+  /**
+   * Where the scheduler and the drainers find the mailboxes. `'file'`: the mailbox file of
+   * `configPath`, changed by a redeploy. `'registry'`: entries under their own partition of the
+   * ledger table, added, changed, paused and removed without a redeploy (`popdrain fleet`, or a
+   * DynamoDB write validated by lib/drain/registry-mailbox.ts); the scheduler seeds the registry
+   * from `configPath` once per file content, and secrets are granted by `secretNamePrefix`.
+   * @default 'file'
+   */
+  readonly mailboxSource?: 'file' | 'registry';
+
+  /**
+   * With `mailboxSource: 'registry'`: the drainers may read every secret whose name starts
+   * with this prefix, and write (rotated refresh tokens) those of them tagged
+   * `popdrain:rotating=true`. Every mailbox of `configPath` must name a secret under it.
+   * @default 'popdrain/'
+   */
+  readonly secretNamePrefix?: string;
+
   // ---------------------------------------------------------------------------------------
   // Storage
 

@@ -61,9 +61,14 @@ export { DEFAULT_DRAINER_MAX_CONCURRENCY, DEFAULT_LEDGER_RETENTION_DAYS, DEFAULT
 export { neededConcurrency, type DrainerSizing } from './drainer-concurrency.js';
 export { MAX_TICK_MINUTES, defaultTickMinutes } from './tick-minutes.js';
 
+/** The secret name prefix the drainers may read with mailboxes in the registry. */
+export const DEFAULT_SECRET_NAME_PREFIX = 'popdrain/';
+
 export class PopDrain extends Construct {
   /** The validated mailboxes of `configPath`. */
   public readonly mailboxes: readonly ConfiguredMailbox[];
+  /** Where the functions find the mailboxes: the file, or the registry in the ledger table. */
+  public readonly mailboxSource: 'file' | 'registry';
   /** How often the scheduler runs. */
   public readonly tickMinutes: number;
   /** The `maximumConcurrency` of each drainer's SQS event source (drainerSizing, or explicit). */
@@ -106,9 +111,12 @@ export class PopDrain extends Construct {
     // ---- the mailbox file, checked against this deployment -----------------------------------
     const mailboxes = loadMailboxFile(props.configPath);
     this.mailboxes = mailboxes;
+    this.mailboxSource = props.mailboxSource ?? 'file';
+    const secretNamePrefix = this.mailboxSource === 'registry' ? (props.secretNamePrefix ?? DEFAULT_SECRET_NAME_PREFIX) : undefined;
     const checked = checkForDeployment(mailboxes, {
       hasVpc: props.vpc !== undefined,
       ephemeralStorageMib: props.ephemeralStorageSize?.toMebibytes(),
+      ...(secretNamePrefix === undefined ? {} : { secretNamePrefix }),
     });
     if (checked.problems.length > 0) {
       throw new ConfigError(`${props.configPath}: invalid mailbox configuration for the deployment:\n  ${checked.problems.join('\n  ')}`, [...checked.problems]);
@@ -139,7 +147,9 @@ export class PopDrain extends Construct {
     this.queue = queues.queue;
     this.deadLetterQueue = queues.deadLetterQueue;
     const vpcMailboxes = mailboxes.filter((m) => m.placement === 'vpc');
-    const vpcQueues = vpcMailboxes.length > 0 ? new DrainQueues(this, { name: 'VpcDrain', ...queueProps }) : undefined;
+    // With the registry, a VPC mailbox may be added later: the VPC drainer exists whenever a VPC is given.
+    const wantsVpcDrainer = vpcMailboxes.length > 0 || (this.mailboxSource === 'registry' && props.vpc !== undefined);
+    const vpcQueues = wantsVpcDrainer ? new DrainQueues(this, { name: 'VpcDrain', ...queueProps }) : undefined;
     if (vpcQueues !== undefined) {
       this.vpcQueue = vpcQueues.queue;
       this.vpcDeadLetterQueue = vpcQueues.deadLetterQueue;
@@ -154,6 +164,7 @@ export class PopDrain extends Construct {
       vpcQueue: this.vpcQueue,
       tickMinutes: this.tickMinutes,
       requestMarkerTtl,
+      registry: this.mailboxSource === 'registry',
       memorySize: props.schedulerMemorySize,
       timeout: props.schedulerTimeout,
     }).function;
@@ -172,6 +183,7 @@ export class PopDrain extends Construct {
       maxContinuations: props.maxContinuations,
       requestMarkerTtl,
       perMailboxMetrics: props.perMailboxMetrics,
+      ...(secretNamePrefix === undefined ? {} : { secretNamePrefix }),
     };
     this.drainerFunction = new DrainerFunction({
       ...drainer,

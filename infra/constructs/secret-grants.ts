@@ -52,3 +52,30 @@ export function grantSecrets(role: iam.Role, sid: string, action: string, secret
   });
   return chunks.length;
 }
+
+/** The tag that marks a secret whose refresh token rotates: the drainer may write it (ABAC). */
+export const ROTATING_SECRET_TAG = 'popdrain:rotating';
+
+/** Every secret whose name starts with `prefix`, as one ARN pattern (any region-specific suffix). */
+export function secretPrefixArn(prefix: string): string {
+  return Fn.sub(`arn:\${AWS::Partition}:secretsmanager:\${AWS::Region}:\${AWS::AccountId}:secret:${prefix}*`);
+}
+
+/**
+ * Grants by naming convention, for mailboxes in the registry: read every secret under `prefix`,
+ * and write (rotate a refresh token) only those of them tagged `popdrain:rotating=true`. Two
+ * statements whatever the number of mailboxes, so the policy never grows with the fleet.
+ */
+export function grantSecretPrefix(role: iam.Role, prefix: string): string {
+  const resource = secretPrefixArn(prefix);
+  role.addToPrincipalPolicy(new iam.PolicyStatement({ sid: 'ReadMailboxSecrets', actions: ['secretsmanager:GetSecretValue'], resources: [resource] }));
+  role.addToPrincipalPolicy(
+    new iam.PolicyStatement({
+      sid: 'SaveRotatedRefreshTokens',
+      actions: ['secretsmanager:PutSecretValue'],
+      resources: [resource],
+      conditions: { StringEquals: { [`secretsmanager:ResourceTag/${ROTATING_SECRET_TAG}`]: 'true' } },
+    }),
+  );
+  return resource;
+}

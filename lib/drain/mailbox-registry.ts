@@ -6,6 +6,12 @@
  */
 import type { RegistryMailbox } from './registry-mailbox.js';
 
+/**
+ * The partition the registry takes in a key-value table shared with the ledger (the DynamoDB
+ * adapter's `pk`). Mailbox ids start with a letter or digit, so it is never a mailbox's.
+ */
+export const REGISTRY_PARTITION = '#registry';
+
 /** What a listing of the registry found. */
 export interface RegistryListing {
   readonly entries: readonly RegistryMailbox[];
@@ -26,6 +32,12 @@ export interface MailboxRegistry {
   put(raw: unknown, options?: { paused?: boolean; ifAbsent?: boolean }): Promise<boolean>;
   /** Pauses or resumes an entry; false when there is none. */
   setPaused(mailboxId: string, paused: boolean): Promise<boolean>;
+  /**
+   * Seeds the registry from a mailbox file, once per file content (`digest`): the first caller
+   * for a digest writes every entry that is absent (never overwriting an operator's change) and
+   * returns how many it wrote and which entries it refused; later callers return undefined.
+   */
+  seedOnce(digest: string, entries: readonly unknown[]): Promise<{ written: number; problems: string[] } | undefined>;
   /** Removes the entry only: the ledger, the state and the stored messages stay. False when there was none. */
   remove(mailboxId: string): Promise<boolean>;
 }

@@ -66,3 +66,20 @@ export function parseRegistryMailbox(raw: unknown, paused = false): RegistryMail
     throw new ConfigError(`invalid registry entry:\n  ${(problems.length > 0 ? problems : [error.message]).join('\n  ')}`, problems);
   }
 }
+
+/**
+ * The entries a mailbox file seeds the registry with: each mailbox with the file's `defaults`
+ * applied (as parseMailboxFile applies them: field by field, `tlsOptions` merged), so an entry
+ * stands alone. Not validated here: `put` validates each.
+ */
+export function registryEntriesOfFile(raw: unknown): Record<string, unknown>[] {
+  const file = (typeof raw === 'object' && raw !== null ? raw : {}) as { defaults?: Record<string, unknown>; mailboxes?: unknown };
+  const defaults = file.defaults ?? {};
+  const mailboxes = Array.isArray(file.mailboxes) ? (file.mailboxes as Array<Record<string, unknown>>) : [];
+  return mailboxes.map((m) => {
+    const merged: Record<string, unknown> = { ...defaults, ...m };
+    const tls = { ...(defaults['tlsOptions'] as object | undefined), ...(m['tlsOptions'] as object | undefined) };
+    if (Object.keys(tls).length > 0) merged['tlsOptions'] = tls;
+    return merged;
+  });
+}

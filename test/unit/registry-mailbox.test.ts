@@ -5,7 +5,8 @@
  */
 import { describe, expect, it } from 'vitest';
 import { ConfigError } from '../../lib/drain/config.js';
-import { localOnlyProblems, parseRegistryMailbox } from '../../lib/drain/registry-mailbox.js';
+import { localOnlyProblems, parseRegistryMailbox, registryEntriesOfFile } from '../../lib/drain/registry-mailbox.js';
+import { parseMailboxFile } from '../../lib/drain/config.js';
 
 const entry = (extra: Record<string, unknown> = {}, auth: Record<string, unknown> = { secret: 'popdrain/alpha' }) => ({
   id: 'alpha',
@@ -62,5 +63,20 @@ describe('parseRegistryMailbox', () => {
     expect(localOnlyProblems({ auth: { secret: 'x', passwordFile: 'f' }, tlsOptions: { caFile: 'c' } })).toHaveLength(2);
     expect(localOnlyProblems({ caFile: 'top-level is not tlsOptions.caFile' })).toEqual([]);
     expect(localOnlyProblems(null)).toEqual([]);
+  });
+});
+
+describe('registryEntriesOfFile', () => {
+  it('applies the file defaults to each entry, as the file schema does, so each entry stands alone', () => {
+    const file = {
+      version: 1,
+      defaults: { port: 1995, tls: 'implicit', tlsOptions: { caPem: 'CA', servername: 'localhost' }, schedule: { everyMinutes: 10 } },
+      mailboxes: [entry(), entry({ id: 'beta', tlsOptions: { minVersion: 'TLSv1.3' }, schedule: { everyMinutes: 30 } })],
+    };
+    const entries = registryEntriesOfFile(file);
+    const fromRegistry = entries.map((e) => parseRegistryMailbox(e).mailbox);
+    expect(fromRegistry).toEqual(parseMailboxFile(file));
+    expect(entries[1]).toMatchObject({ port: 1995, tlsOptions: { caPem: 'CA', servername: 'localhost', minVersion: 'TLSv1.3' }, schedule: { everyMinutes: 30 } });
+    expect(registryEntriesOfFile({})).toEqual([]);
   });
 });

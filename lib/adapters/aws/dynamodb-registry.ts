@@ -16,12 +16,14 @@ import {
 } from '@aws-sdk/client-dynamodb';
 import { ConfigError } from '../../drain/config.js';
 import { describeError } from '../../drain/errors.js';
-import type { MailboxRegistry, RegistryListing } from '../../drain/mailbox-registry.js';
+import { REGISTRY_PARTITION, type MailboxRegistry, type RegistryListing } from '../../drain/mailbox-registry.js';
 import { parseRegistryMailbox, type RegistryMailbox } from '../../drain/registry-mailbox.js';
 import { isConditionFailed, ledgerFailure } from './dynamodb-conditions.js';
 import { num, type Item } from './dynamodb-items.js';
 
-export const REGISTRY_PARTITION = '#registry';
+export { REGISTRY_PARTITION } from '../../drain/mailbox-registry.js';
+/** Sort keys of the registry's own bookkeeping (seed markers) start with this; mailbox ids cannot. */
+export const REGISTRY_META_PREFIX = '#';
 
 function registryKey(mailboxId: string): Item {
   return { pk: { S: REGISTRY_PARTITION }, sk: { S: mailboxId } };
@@ -69,6 +71,7 @@ export class DynamoDbMailboxRegistry implements MailboxRegistry {
         throw ledgerFailure(this.tableName, 'listing the mailbox registry', error, 'ledger');
       }
       for (const item of page.Items ?? []) {
+        if (item['sk']?.S?.startsWith(REGISTRY_META_PREFIX) === true) continue;
         try {
           entries.push(fromItem(item));
         } catch (error) {
@@ -114,6 +117,34 @@ export class DynamoDbMailboxRegistry implements MailboxRegistry {
       if (options.ifAbsent === true && isConditionFailed(error)) return false;
       throw ledgerFailure(this.tableName, `writing registry entry ${mailbox.id}`, error, 'ledger');
     }
+  }
+
+  async seedOnce(digest: string, entries: readonly unknown[]): Promise<{ written: number; problems: string[] } | undefined> {
+    // The marker is written after the entries, so a seeder that dies half-way leaves the seed to
+    // the next one; two at once both write with ifAbsent, which is harmless.
+    const marker = registryKey(`${REGISTRY_META_PREFIX}seed#${digest}`);
+    try {
+      const { Item } = await this.client.send(new GetItemCommand({ TableName: this.tableName, Key: marker, ConsistentRead: true }));
+      if (Item !== undefined) return undefined;
+    } catch (error) {
+      throw ledgerFailure(this.tableName, 'reading the registry seed marker', error, 'ledger');
+    }
+    let written = 0;
+    const problems: string[] = [];
+    for (const entry of entries) {
+      try {
+        if (await this.put(entry, { ifAbsent: true })) written++;
+      } catch (error) {
+        if (!(error instanceof ConfigError)) throw error;
+        problems.push(...(error.problems.length > 0 ? error.problems : [error.message]));
+      }
+    }
+    try {
+      await this.client.send(new PutItemCommand({ TableName: this.tableName, Item: { ...marker, seededAt: num(this.now()), entries: num(entries.length) } }));
+    } catch (error) {
+      throw ledgerFailure(this.tableName, 'marking the registry seed', error, 'ledger');
+    }
+    return { written, problems };
   }
 
   async setPaused(mailboxId: string, paused: boolean): Promise<boolean> {
