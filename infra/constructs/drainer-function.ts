@@ -21,7 +21,7 @@ import { DRAINER_ENTRY, type LambdaDefaults } from './lambda-defaults.js';
 import type { MessageStorage } from './message-storage.js';
 import { wildcardResourceFinding } from './nag-finding.js';
 import { DEFAULT_DRAINER_MAX_CONCURRENCY } from './drainer-concurrency.js';
-import { grantSecretPrefix, grantSecrets, MAX_SECRET_STATEMENTS } from './secret-grants.js';
+import { grantSecretPrefix, grantSecrets, MAX_SECRET_STATEMENTS, ROTATION_ACTIONS } from './secret-grants.js';
 
 export { DEFAULT_DRAINER_MAX_CONCURRENCY } from './drainer-concurrency.js';
 export const DEFAULT_LEDGER_RETENTION_DAYS = 30;
@@ -208,7 +208,7 @@ export class DrainerFunction {
     }
   }
 
-  /** GetSecretValue on its mailboxes' secrets, PutSecretValue on the rotating ones. */
+  /** GetSecretValue on its mailboxes' secrets; PutSecretValue and UpdateSecretVersionStage on the rotating ones. */
   private grantMailboxSecrets(role: iam.Role, { mailboxes, vpc, secretNamePrefix }: DrainerFunctionProps): void {
     if (secretNamePrefix !== undefined) {
       const resource = grantSecretPrefix(role, secretNamePrefix);
@@ -225,7 +225,7 @@ export class DrainerFunction {
     ].sort();
     const statements =
       grantSecrets(role, 'ReadMailboxSecrets', 'secretsmanager:GetSecretValue', secretIds) +
-      grantSecrets(role, 'SaveRotatedRefreshTokens', 'secretsmanager:PutSecretValue', rotating);
+      grantSecrets(role, 'SaveRotatedRefreshTokens', ROTATION_ACTIONS, rotating);
     if (statements > MAX_SECRET_STATEMENTS) {
       throw new Error(
         `PopDrain: the ${vpc === undefined ? '' : 'VPC '}drainer would need ${statements} IAM statements for ${secretIds.length} secrets (${rotating.length} rotating), more than the 20 managed policies IAM attaches to a role at most: let mailboxes share secrets (one Microsoft 365 client-credentials secret serves every mailbox of a tenant) or split the mailboxes over several PopDrain stacks`,

@@ -329,14 +329,14 @@ describe('default deployment (bundled)', () => {
     });
   });
 
-  it('drainer role: exactly the contract, secrets by name with the suffix wildcard, PutSecretValue only on rotating ones', () => {
+  it('drainer role: exactly the contract, secrets by name with the suffix wildcard, PutSecretValue and UpdateSecretVersionStage only on rotating ones', () => {
     const fn = s.popDrain.drainerFunction;
     const queueArn = s.cfn(s.popDrain.queue.queueArn);
     expect(roleStatements(s, fn.role)).toEqual([
       allow('EnqueueContinuations', ['sqs:SendMessage'], [queueArn]),
       allow('PublishEvents', ['events:PutEvents'], [s.cfn(s.popDrain.eventBus.eventBusArn)]),
       allow('ReadMailboxSecrets', ['secretsmanager:GetSecretValue'], [ROTATING_ARN, secretNameArn('popdrain/alpha'), secretNameArn('popdrain/shared')]),
-      allow('SaveRotatedRefreshTokens', ['secretsmanager:PutSecretValue'], [ROTATING_ARN, secretNameArn('popdrain/alpha')]),
+      allow('SaveRotatedRefreshTokens', ['secretsmanager:PutSecretValue', 'secretsmanager:UpdateSecretVersionStage'], [ROTATING_ARN, secretNameArn('popdrain/alpha')]),
       allow('StoreMessages', ['s3:PutObject', 's3:GetObject', 's3:AbortMultipartUpload'], [
         { 'Fn::Join': ['', [s.cfn(s.popDrain.bucket.bucketArn), '/messages/*']] },
       ]),

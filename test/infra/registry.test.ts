@@ -74,7 +74,7 @@ describe("mailboxSource: 'registry'", () => {
       expect.objectContaining({ Sid: 'ReadMailboxSecrets', Action: 'secretsmanager:GetSecretValue', Resource: prefixArn }),
       expect.objectContaining({
         Sid: 'SaveRotatedRefreshTokens',
-        Action: 'secretsmanager:PutSecretValue',
+        Action: ['secretsmanager:PutSecretValue', 'secretsmanager:UpdateSecretVersionStage'],
         Resource: prefixArn,
         Condition: { StringEquals: { 'secretsmanager:ResourceTag/popdrain:rotating': 'true' } },
       }),
