@@ -148,6 +148,8 @@ export async function runFleet(positionals: string[], o: FleetOptions, io: Fleet
         const entry = await known(id);
         if (entry.paused) throw new UsageError(`mailbox "${id}" is paused (fleet resume ${id} first)`);
         if (d.queueUrl === undefined) throw new UsageError('fleet drain-now needs the queue: --stack-outputs FILE or --queue-url URL');
+        // The stack outputs name the VPC queue's ARN only; the default drainer cannot reach a VPC-only server.
+        if (entry.mailbox.placement === 'vpc') throw new UsageError(`mailbox "${id}" is drained in the VPC: its next due tick enqueues it (fleet drain-now sends to the default queue only)`);
         const now = io.now();
         const token = `manual:${new Date(now).toISOString()}:${randomUUID().slice(0, 8)}`;
         if (!(await ledger.claimRequestMarker(id, { token, expiresAt: now + DEFAULT_MANUAL_MARKER_TTL_SECONDS * 1000 }, now))) {

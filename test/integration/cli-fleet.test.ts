@@ -121,6 +121,8 @@ describe('popdrain fleet', () => {
   });
 
   it('drain-now claims the request marker, clears the backoff and sends one request; a second is refused while it waits', async () => {
+    await fleet('add', file('vpc.json', entry('inside', { placement: 'vpc' })));
+    await expect(fleet('drain-now', 'inside')).rejects.toThrow(/drained in the VPC/);
     await ledger.updateMailboxState('alpha', { nextAttemptAt: NOW + 3_600_000 });
     expect((await fleet('drain-now', 'alpha')).code).toBe(EXIT.OK);
     const second = await fleet('drain-now', 'alpha');
