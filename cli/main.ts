@@ -17,6 +17,8 @@ Usage:
   popdrain drain --config FILE [--parallel N] [options]
   popdrain check pop3s://USER@HOST[:PORT]            TLS, capabilities, login methods, message count; downloads nothing
   popdrain status [--out DIR] [--id ID] [--accept-uidl-reset]   (--out: as for drain)
+  popdrain fleet list|failures|add FILE|update FILE|pause ID|resume ID|remove ID|drain-now ID|accept-uidl-reset ID|redrive-dlq
+      (--stack-outputs FILE [--stack NAME] | --table T [--queue-url U] [--dlq-url U]) [--json]   an AWS deployment's registry
   popdrain --help | --version
 
 The user part of the URL is percent-decoded (pop3s://jane%40example.com@mail.example.com).
@@ -186,6 +188,10 @@ async function main(argv: string[]): Promise<ExitCode> {
       const { values, positionals } = parse(rest, statusOptions);
       const { runStatus } = await import('./status-command.js');
       return runStatus(positionals, values);
+    }
+    case 'fleet': {
+      const { values, positionals } = parse(rest, { 'stack-outputs': { type: 'string' }, stack: { type: 'string' }, table: { type: 'string' }, 'queue-url': { type: 'string' }, 'dlq-url': { type: 'string' }, 'aws-region': { type: 'string' }, 'aws-endpoint': { type: 'string' }, json: { type: 'boolean' } });
+      return (await import('./fleet-command.js')).runFleet(positionals, values);
     }
     default:
       throw new UsageError(`unknown command "${command}" (drain, check or status; see popdrain --help)`);

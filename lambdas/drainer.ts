@@ -11,6 +11,7 @@
  *
  * Nothing here does network I/O at import: the mailbox file is read on the first invocation.
  */
+import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { EventBridgeClient } from '@aws-sdk/client-eventbridge';
 import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { ChangeMessageVisibilityCommand, SendMessageCommand, SQSClient } from '@aws-sdk/client-sqs';
@@ -28,7 +29,7 @@ import { redriveDelaySeconds } from './failure-backoff.js';
 import { MailboxStanding } from './mailbox-standing.js';
 import { recordReportMetrics, runOutcome } from './report-metrics.js';
 import { decideRunVerdict } from './run-verdict.js';
-import { clientConfig, createLedger, createLogger, createMetrics, drainLogger, lazyMailboxes, readEnvironment } from './runtime.js';
+import { clientConfig, createLedger, createLogger, createMailboxSource, createMetrics, drainLogger, readEnvironment } from './runtime.js';
 import { DEFAULT_REQUEST_MARKER_TTL_SECONDS, deduplicationId, parseDrainRequest, type DrainRequest } from './schedule.js';
 
 /** Continuations one scheduler request may lead to before the chain is ended (runaway guard). */
@@ -52,7 +53,8 @@ const logger = createLogger();
 const metrics = createMetrics();
 const s3 = createS3Client();
 const sqs = new SQSClient(clientConfig());
-const mailboxDirectory = lazyMailboxes(env, () => s3);
+const dynamo = new DynamoDBClient(clientConfig());
+const mailboxSource = createMailboxSource(env, () => s3, { client: dynamo, logger: drainLogger(logger), seed: false });
 const ports: DrainPorts = {
   store: new S3MessageStore({
     client: s3,
@@ -61,7 +63,7 @@ const ports: DrainPorts = {
     logger: drainLogger(logger),
     ...(env.POPDRAIN_KMS_KEY_ID === undefined ? {} : { kmsKeyId: env.POPDRAIN_KMS_KEY_ID }),
   }),
-  ledger: createLedger(env.POPDRAIN_LEDGER_TABLE),
+  ledger: createLedger(env.POPDRAIN_LEDGER_TABLE, dynamo),
   events: new EventBridgeSink({ client: new EventBridgeClient(clientConfig()), eventBusName: env.POPDRAIN_EVENT_BUS }),
   // With the logger: a rotated refresh token that could not be saved is a warning, not silence.
   credentials: new SecretsManagerCredentials({ client: new SecretsManagerClient(clientConfig()), logger: drainLogger(logger) }),
@@ -74,13 +76,15 @@ class RetryableRunError extends Error {
 }
 
 async function drainOne(record: SQSRecord, request: DrainRequest, context: Context): Promise<void> {
-  const mailbox = (await mailboxDirectory()).byId.get(request.mailboxId);
-  if (mailbox === undefined) {
-    // The configuration changed since the message was sent: nothing to retry.
-    logger.warn('mailbox not in the configuration; dropping the request', { mailboxId: request.mailboxId });
+  const found = await mailboxSource.lookup(request.mailboxId);
+  if (!('mailbox' in found)) {
+    // Removed, paused or invalid since the message was sent: nothing to retry (a paused mailbox's
+    // chain ends here, after the run that was going when it was paused).
+    logger.warn(`mailbox ${found.missing}; dropping the request`, { mailboxId: request.mailboxId, ...(found.problem === undefined ? {} : { problem: found.problem }) });
     await standing.releaseMarker(request.mailboxId, request.marker);
     return;
   }
+  const mailbox = found.mailbox;
   logger.appendKeys({ mailboxId: mailbox.id });
   const now = Date.now();
   const remaining = context.getRemainingTimeInMillis();

@@ -12,8 +12,10 @@ import { GetObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import * as z from 'zod';
 import { withHttpTimeouts } from '../lib/adapters/aws/http-timeouts.js';
 import { DynamoDbLedger } from '../lib/adapters/aws/dynamodb-ledger.js';
+import { DynamoDbMailboxRegistry } from '../lib/adapters/aws/dynamodb-registry.js';
 import { parseMailboxFile, type ConfiguredMailbox } from '../lib/drain/config.js';
 import type { DrainLogger } from '../lib/drain/ports.js';
+import { DEFAULT_REGISTRY_CACHE_SECONDS, fileMailboxSource, registryMailboxSource, type MailboxSource } from './mailbox-source.js';
 
 export const SERVICE = 'popdrain';
 
@@ -24,6 +26,9 @@ const common = z.object({
     .regex(/^s3:\/\/[^/]+\/.+$/, 'must look like s3://bucket/key')
     .optional(),
   POPDRAIN_LEDGER_TABLE: z.string().min(1),
+  // Where the mailboxes live: the file above, or the registry in the ledger table (seeded from the file).
+  POPDRAIN_MAILBOX_SOURCE: z.enum(['file', 'registry']).default('file'),
+  POPDRAIN_REGISTRY_CACHE_SECONDS: z.coerce.number().int().min(0).default(DEFAULT_REGISTRY_CACHE_SECONDS),
 });
 
 export class EnvironmentError extends Error {
@@ -54,10 +59,11 @@ export interface MailboxDirectory {
   byId: Map<string, ConfiguredMailbox>;
 }
 
-export async function loadMailboxes(
+/** The mailbox file as parsed JSON, from the bundle or from S3 (not validated). */
+export async function readMailboxFileJson(
   env: { POPDRAIN_CONFIG_PATH?: string | undefined; POPDRAIN_CONFIG_S3_URI?: string | undefined },
   s3: () => S3Client,
-): Promise<MailboxDirectory> {
+): Promise<unknown> {
   let text: string;
   if (env.POPDRAIN_CONFIG_S3_URI !== undefined) {
     const m = /^s3:\/\/([^/]+)\/(.+)$/.exec(env.POPDRAIN_CONFIG_S3_URI)!;
@@ -68,8 +74,34 @@ export async function loadMailboxes(
     const root = process.env.LAMBDA_TASK_ROOT ?? process.cwd();
     text = readFileSync(isAbsolute(path) ? path : join(root, path), 'utf8');
   }
-  const all = parseMailboxFile(JSON.parse(text));
+  return JSON.parse(text) as unknown;
+}
+
+export async function loadMailboxes(
+  env: { POPDRAIN_CONFIG_PATH?: string | undefined; POPDRAIN_CONFIG_S3_URI?: string | undefined },
+  s3: () => S3Client,
+): Promise<MailboxDirectory> {
+  const all = parseMailboxFile(await readMailboxFileJson(env, s3));
   return { all, byId: new Map(all.map((m) => [m.id, m])) };
+}
+
+/**
+ * The mailbox source of the environment: the file (lazily read, cached for the environment's
+ * life) or the registry (cached for POPDRAIN_REGISTRY_CACHE_SECONDS; `seed`: the scheduler
+ * seeds it from the file).
+ */
+export function createMailboxSource(
+  env: ReturnType<typeof readEnvironment>,
+  s3: () => S3Client,
+  options: { client: DynamoDBClient; logger: DrainLogger; seed: boolean },
+): MailboxSource {
+  if (env.POPDRAIN_MAILBOX_SOURCE === 'file') return fileMailboxSource(lazyMailboxes(env, s3));
+  return registryMailboxSource({
+    registry: new DynamoDbMailboxRegistry(options.client, env.POPDRAIN_LEDGER_TABLE),
+    cacheMs: env.POPDRAIN_REGISTRY_CACHE_SECONDS * 1000,
+    logger: options.logger,
+    ...(options.seed ? { seedFile: () => readMailboxFileJson(env, s3) } : {}),
+  });
 }
 
 /**

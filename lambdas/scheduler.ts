@@ -9,9 +9,11 @@
  * in batches (BatchGetItem; states eventually consistent), and counts the mailboxes not drained
  * successfully for `staleAfterIntervals` of their schedule.
  *
- * Nothing here does network I/O at import: the mailbox file is read on the first invocation.
+ * Nothing here does network I/O at import: the mailbox file (or the registry, which it seeds
+ * from the file once per file content) is read on the first invocation (mailbox-source.ts).
  */
 import { MetricUnit } from '@aws-lambda-powertools/metrics';
+import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { SendMessageBatchCommand, SQSClient, type SendMessageBatchRequestEntry } from '@aws-sdk/client-sqs';
 import type { Context, ScheduledEvent } from 'aws-lambda';
 import * as z from 'zod';
@@ -20,7 +22,7 @@ import type { MailboxState } from '../lib/drain/ports.js';
 import { createS3Client } from '../lib/adapters/aws/http-timeouts.js';
 import { mapBounded } from '../lib/adapters/aws/map-bounded.js';
 import { decideEnqueue, type SkipReason } from './enqueue-decision.js';
-import { clientConfig, createLedger, createLogger, createMetrics, lazyMailboxes, readEnvironment } from './runtime.js';
+import { clientConfig, createLedger, createLogger, createMailboxSource, createMetrics, drainLogger, readEnvironment } from './runtime.js';
 import { DEFAULT_REQUEST_MARKER_TTL_SECONDS, deduplicationId, isDue, tickStart, type DrainRequest } from './schedule.js';
 
 export { isUidlResetBlocked } from './enqueue-decision.js';
@@ -39,8 +41,9 @@ const env = readEnvironment({
 const logger = createLogger();
 const metrics = createMetrics();
 const sqs = new SQSClient(clientConfig());
-const ledger = createLedger(env.POPDRAIN_LEDGER_TABLE);
-const mailboxDirectory = lazyMailboxes(env, () => createS3Client());
+const dynamo = new DynamoDBClient(clientConfig());
+const ledger = createLedger(env.POPDRAIN_LEDGER_TABLE, dynamo);
+const mailboxSource = createMailboxSource(env, () => createS3Client(), { client: dynamo, logger: drainLogger(logger), seed: true });
 
 export interface TickResult {
   tick: string;
@@ -54,6 +57,8 @@ export interface TickResult {
   backingOff: number;
   tripped: number;
   stale: number;
+  /** Paused in the registry: not scheduled. */
+  paused: number;
 }
 
 /** True when the mailbox has not had a successful run for `intervals` of its schedule. */
@@ -75,7 +80,8 @@ export async function handler(event: Pick<ScheduledEvent, 'time'>, context?: Con
   const tickMinutes = env.POPDRAIN_TICK_MINUTES;
   const tick = tickStart(new Date(event.time ?? now), tickMinutes);
   const tickIso = tick.toISOString();
-  const all = (await mailboxDirectory()).all;
+  // Paused mailboxes are not scheduled (nor counted stale); a running chain of theirs ends at its next continuation.
+  const { mailboxes: all, paused } = await mailboxSource.list();
   const stateById = await ledger.mailboxStates(all.map((m) => m.id));
   const staleMailboxes = all.filter((m) => isStale(m, stateById.get(m.id), now, env.POPDRAIN_STALE_AFTER_INTERVALS));
   const stale = staleMailboxes.length;
@@ -153,6 +159,7 @@ export async function handler(event: Pick<ScheduledEvent, 'time'>, context?: Con
   metrics.addMetric('BackingOffMailboxes', MetricUnit.Count, count('backing-off'));
   metrics.addMetric('StaleMailboxes', MetricUnit.Count, stale);
   metrics.addMetric('UidlResetTripped', MetricUnit.Count, tripped.length);
+  if (env.POPDRAIN_MAILBOX_SOURCE === 'registry') metrics.addMetric('PausedMailboxes', MetricUnit.Count, paused.length);
   metrics.publishStoredMetrics();
   const result: TickResult = {
     tick: tickIso,
@@ -163,6 +170,7 @@ export async function handler(event: Pick<ScheduledEvent, 'time'>, context?: Con
     backingOff: count('backing-off'),
     tripped: tripped.length,
     stale,
+    paused: paused.length,
   };
   logger.info('tick', { ...result });
   if (sendFailures > 0) throw new Error(`${sendFailures} mailbox(es) could not be enqueued for tick ${tickIso}`);

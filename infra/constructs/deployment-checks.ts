@@ -23,6 +23,13 @@ export interface DeploymentFacts {
   readonly ephemeralStorageMib?: number;
   /** Whether the `vpc` prop is given (a VPC drainer can exist). */
   readonly hasVpc: boolean;
+  /** Secrets are granted by this name prefix (mailboxes in the registry): every secret must be under it. */
+  readonly secretNamePrefix?: string;
+}
+
+/** The name part of a secret given by name or ARN (an ARN's name keeps its random suffix). */
+function secretName(secretId: string): string {
+  return secretId.startsWith('arn:') ? secretId.slice(secretId.indexOf(':secret:') + ':secret:'.length) : secretId;
 }
 
 export interface DeploymentVerdict {
@@ -54,12 +61,19 @@ function secretProblem(index: number, m: ConfiguredMailbox): string | undefined 
 /** Checks every mailbox against the deployment and sizes the drainer's /tmp. */
 export function checkForDeployment(mailboxes: readonly ConfiguredMailbox[], facts: DeploymentFacts): DeploymentVerdict {
   const problems: string[] = [];
+  if (facts.secretNamePrefix !== undefined && !/^[A-Za-z0-9/_+=.@-]{1,400}$/.test(facts.secretNamePrefix)) {
+    problems.push(`secretNamePrefix: "${facts.secretNamePrefix}" must be 1-400 characters of a secret name (A-Z a-z 0-9 / _ + = . @ -), no wildcard`);
+  }
   const explicitMib = facts.ephemeralStorageMib;
   let ephemeralMib = explicitMib ?? DEFAULT_EPHEMERAL_MIB;
   mailboxes.forEach((m, index) => {
     const secret = secretProblem(index, m);
     if (secret !== undefined) problems.push(secret);
     if (m.mda !== undefined) problems.push(`${where(index, m)}: mda: a deployment stores in S3 and never runs a command from its configuration`);
+    const prefix = facts.secretNamePrefix;
+    if (secret === undefined && prefix !== undefined && m.secret.type === 'secrets-manager' && !secretName(m.secret.secretId).startsWith(prefix)) {
+      problems.push(`${where(index, m)}: auth.secret: "${m.secret.secretId}" is not under the secret name prefix "${prefix}" that the drainers may read (see docs/deploy.md, moving secret names)`);
+    }
     if (m.placement === 'vpc' && !facts.hasVpc) {
       problems.push(`${where(index, m)}: placement: "vpc" needs the vpc prop of PopDrain (the drainer that runs in the VPC)`);
     }

@@ -20,9 +20,10 @@ import type { ConfiguredMailbox } from '../../lib/drain/config.js';
 import { DRAINER_ENTRY, type LambdaDefaults } from './lambda-defaults.js';
 import type { MessageStorage } from './message-storage.js';
 import { wildcardResourceFinding } from './nag-finding.js';
-import { grantSecrets, MAX_SECRET_STATEMENTS } from './secret-grants.js';
+import { DEFAULT_DRAINER_MAX_CONCURRENCY } from './drainer-concurrency.js';
+import { grantSecretPrefix, grantSecrets, MAX_SECRET_STATEMENTS, ROTATION_ACTIONS } from './secret-grants.js';
 
-export const DEFAULT_DRAINER_MAX_CONCURRENCY = 10;
+export { DEFAULT_DRAINER_MAX_CONCURRENCY } from './drainer-concurrency.js';
 export const DEFAULT_LEDGER_RETENTION_DAYS = 30;
 export const DEFAULT_MAX_CONTINUATIONS = 200;
 /** AWS::Lambda::Function RecursiveLoop: the value that lets the drainer's own SQS loop run. */
@@ -74,6 +75,11 @@ export interface DrainerFunctionProps {
   readonly requestMarkerTtl: Duration;
   /** Publish the opt-in per-mailbox metric series. @default false */
   readonly perMailboxMetrics?: boolean;
+  /**
+   * Grant secrets by this name prefix (mailboxes in the registry) instead of one ARN per
+   * secret of `mailboxes`. @default - one ARN per secret
+   */
+  readonly secretNamePrefix?: string;
 }
 
 export class DrainerFunction {
@@ -202,15 +208,24 @@ export class DrainerFunction {
     }
   }
 
-  /** GetSecretValue on its mailboxes' secrets, PutSecretValue on the rotating ones. */
-  private grantMailboxSecrets(role: iam.Role, { mailboxes, vpc }: DrainerFunctionProps): void {
+  /** GetSecretValue on its mailboxes' secrets; PutSecretValue and UpdateSecretVersionStage on the rotating ones. */
+  private grantMailboxSecrets(role: iam.Role, { mailboxes, vpc, secretNamePrefix }: DrainerFunctionProps): void {
+    if (secretNamePrefix !== undefined) {
+      const resource = grantSecretPrefix(role, secretNamePrefix);
+      Validations.of(role).acknowledge({
+        id: wildcardResourceFinding(role, resource),
+        reason:
+          'Mailboxes live in the registry and are added without a redeploy, so their secrets are granted by a naming convention: reads of the secrets under the prefix, and writes only of those tagged popdrain:rotating=true (rotated refresh tokens). One ARN per secret would grow the policy with the fleet past what IAM allows.',
+      });
+      return;
+    }
     const secretIds = [...new Set(mailboxes.flatMap((m) => (m.secret.type === 'secrets-manager' ? [m.secret.secretId] : [])))].sort();
     const rotating = [
       ...new Set(mailboxes.flatMap((m) => (m.secret.type === 'secrets-manager' && m.rotatingRefreshToken ? [m.secret.secretId] : []))),
     ].sort();
     const statements =
       grantSecrets(role, 'ReadMailboxSecrets', 'secretsmanager:GetSecretValue', secretIds) +
-      grantSecrets(role, 'SaveRotatedRefreshTokens', 'secretsmanager:PutSecretValue', rotating);
+      grantSecrets(role, 'SaveRotatedRefreshTokens', ROTATION_ACTIONS, rotating);
     if (statements > MAX_SECRET_STATEMENTS) {
       throw new Error(
         `PopDrain: the ${vpc === undefined ? '' : 'VPC '}drainer would need ${statements} IAM statements for ${secretIds.length} secrets (${rotating.length} rotating), more than the 20 managed policies IAM attaches to a role at most: let mailboxes share secrets (one Microsoft 365 client-credentials secret serves every mailbox of a tenant) or split the mailboxes over several PopDrain stacks`,

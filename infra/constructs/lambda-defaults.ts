@@ -53,6 +53,8 @@ export interface LambdaDefaultsProps {
   readonly removalPolicy?: RemovalPolicy;
   /** Active X-Ray tracing of every function. @default true */
   readonly tracing?: boolean;
+  /** Where the functions find the mailboxes (`POPDRAIN_MAILBOX_SOURCE`). @default 'file' */
+  readonly mailboxSource?: 'file' | 'registry';
 }
 
 export class LambdaDefaults {
@@ -66,6 +68,7 @@ export class LambdaDefaults {
     const logLevel: PopDrainLogLevel = this.props.logLevel ?? 'INFO';
     return {
       ...this.props.config.environment(),
+      ...(this.props.mailboxSource === 'registry' ? { POPDRAIN_MAILBOX_SOURCE: 'registry' } : {}),
       POPDRAIN_LEDGER_TABLE: this.props.table.tableName,
       POWERTOOLS_SERVICE_NAME: SERVICE_NAME,
       POWERTOOLS_METRICS_NAMESPACE: METRIC_NAMESPACE,

@@ -11,6 +11,7 @@ import type { Runtime } from 'aws-cdk-lib/aws-lambda';
 import type { RetentionDays } from 'aws-cdk-lib/aws-logs';
 import type { IBucket } from 'aws-cdk-lib/aws-s3';
 import type { ITopic } from 'aws-cdk-lib/aws-sns';
+import type { DrainerSizing } from './drainer-concurrency.js';
 
 /** How the mailbox file reaches the Lambdas. */
 export type ConfigDelivery =
@@ -59,6 +60,24 @@ export interface PopDrainProps {
    * @default 'bundle'
    */
   readonly configDelivery?: ConfigDelivery;
+
+  /**
+   * Where the scheduler and the drainers find the mailboxes. `'file'`: the mailbox file of
+   * `configPath`, changed by a redeploy. `'registry'`: entries under their own partition of the
+   * ledger table, added, changed, paused and removed without a redeploy (`popdrain fleet`, or a
+   * DynamoDB write validated by lib/drain/registry-mailbox.ts); the scheduler seeds the registry
+   * from `configPath` once per file content, and secrets are granted by `secretNamePrefix`.
+   * @default 'file'
+   */
+  readonly mailboxSource?: 'file' | 'registry';
+
+  /**
+   * With `mailboxSource: 'registry'`: the drainers may read every secret whose name starts
+   * with this prefix, and write (rotated refresh tokens) those of them tagged
+   * `popdrain:rotating=true`. Every mailbox of `configPath` must name a secret under it.
+   * @default 'popdrain/'
+   */
+  readonly secretNamePrefix?: string;
 
   // ---------------------------------------------------------------------------------------
   // Storage
@@ -224,10 +243,28 @@ export interface PopDrainProps {
 
   /**
    * The most drainer invocations the SQS event source runs at once (2-1000), per drainer:
-   * the number of mailboxes drained in parallel.
-   * @default 10
+   * the number of mailboxes drained in parallel. With `drainerSizing` it must be at least what
+   * the sizing needs (synth stops otherwise).
+   * @default - what `drainerSizing` needs, else 10
    */
   readonly drainerMaxConcurrency?: number;
+
+  /**
+   * The fleet a drainer serves, from which its concurrency is computed (drainer-concurrency.ts):
+   * `ceil(expectedMailboxes x typicalRunSeconds / (intervalMinutes x 60) x headroom)`, at least
+   * 2; synth stops when that exceeds 1,000 (one event source's maximum) or an explicit
+   * `drainerMaxConcurrency` below it. Example: 1,000 mailboxes, 10 s runs, every 5 minutes,
+   * headroom 2: 67.
+   * @default - no sizing: `drainerMaxConcurrency`, or 10
+   */
+  readonly drainerSizing?: DrainerSizing;
+
+  /**
+   * The `<name>QueueOldestRequestAge` alarms fire when a drain request has waited longer than
+   * this (the drainers do not keep up).
+   * @default - two ticks, at least 30 minutes
+   */
+  readonly queueAgeAlarmThreshold?: Duration;
 
   /**
    * Continuations one scheduled request may lead to before the drainer ends the chain and

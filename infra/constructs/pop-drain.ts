@@ -39,7 +39,9 @@ import { DrainDashboard } from './drain-dashboard.js';
 import { DrainEvents } from './drain-events.js';
 import { DrainQueues, VISIBILITY_TIMEOUT_FACTOR } from './drain-queues.js';
 import { DrainSchedule } from './drain-schedule.js';
+import { decideDrainerConcurrency } from './drainer-concurrency.js';
 import { DrainerFunction } from './drainer-function.js';
+import { defaultQueueAgeThreshold, FleetAlarms } from './fleet-alarms.js';
 import { LambdaDefaults } from './lambda-defaults.js';
 import { DrainInsightRules, type DrainInsightRule } from './insight-rules.js';
 import { LedgerTable } from './ledger-table.js';
@@ -56,13 +58,21 @@ export { BUNDLED_CONFIG_NAME } from './mailbox-config.js';
 export { DEFAULT_MESSAGE_PREFIX } from './message-storage.js';
 export { DEFAULT_MAX_RECEIVE_COUNT } from './drain-queues.js';
 export { DEFAULT_DRAINER_MAX_CONCURRENCY, DEFAULT_LEDGER_RETENTION_DAYS, DEFAULT_MAX_CONTINUATIONS } from './drainer-function.js';
+export { neededConcurrency, type DrainerSizing } from './drainer-concurrency.js';
 export { MAX_TICK_MINUTES, defaultTickMinutes } from './tick-minutes.js';
+
+/** The secret name prefix the drainers may read with mailboxes in the registry. */
+export const DEFAULT_SECRET_NAME_PREFIX = 'popdrain/';
 
 export class PopDrain extends Construct {
   /** The validated mailboxes of `configPath`. */
   public readonly mailboxes: readonly ConfiguredMailbox[];
+  /** Where the functions find the mailboxes: the file, or the registry in the ledger table. */
+  public readonly mailboxSource: 'file' | 'registry';
   /** How often the scheduler runs. */
   public readonly tickMinutes: number;
+  /** The `maximumConcurrency` of each drainer's SQS event source (drainerSizing, or explicit). */
+  public readonly drainerMaxConcurrency: number;
   /** Where raw messages are stored, under `messagePrefix`. */
   public readonly bucket: s3.IBucket;
   /** The key stored messages are encrypted with, when SSE-KMS is used. */
@@ -101,14 +111,20 @@ export class PopDrain extends Construct {
     // ---- the mailbox file, checked against this deployment -----------------------------------
     const mailboxes = loadMailboxFile(props.configPath);
     this.mailboxes = mailboxes;
+    this.mailboxSource = props.mailboxSource ?? 'file';
+    const secretNamePrefix = this.mailboxSource === 'registry' ? (props.secretNamePrefix ?? DEFAULT_SECRET_NAME_PREFIX) : undefined;
     const checked = checkForDeployment(mailboxes, {
       hasVpc: props.vpc !== undefined,
       ephemeralStorageMib: props.ephemeralStorageSize?.toMebibytes(),
+      ...(secretNamePrefix === undefined ? {} : { secretNamePrefix }),
     });
     if (checked.problems.length > 0) {
       throw new ConfigError(`${props.configPath}: invalid mailbox configuration for the deployment:\n  ${checked.problems.join('\n  ')}`, [...checked.problems]);
     }
     this.tickMinutes = this.resolveTickMinutes(props.tickMinutes, mailboxes);
+    const concurrency = decideDrainerConcurrency({ explicit: props.drainerMaxConcurrency, sizing: props.drainerSizing, tickMinutes: this.tickMinutes });
+    if (concurrency.error !== undefined) throw new Error(concurrency.error);
+    this.drainerMaxConcurrency = concurrency.maxConcurrency;
 
     // ---- storage, state and events -----------------------------------------------------------
     const storage = new MessageStorage(this, props);
@@ -131,7 +147,9 @@ export class PopDrain extends Construct {
     this.queue = queues.queue;
     this.deadLetterQueue = queues.deadLetterQueue;
     const vpcMailboxes = mailboxes.filter((m) => m.placement === 'vpc');
-    const vpcQueues = vpcMailboxes.length > 0 ? new DrainQueues(this, { name: 'VpcDrain', ...queueProps }) : undefined;
+    // With the registry, a VPC mailbox may be added later: the VPC drainer exists whenever a VPC is given.
+    const wantsVpcDrainer = vpcMailboxes.length > 0 || (this.mailboxSource === 'registry' && props.vpc !== undefined);
+    const vpcQueues = wantsVpcDrainer ? new DrainQueues(this, { name: 'VpcDrain', ...queueProps }) : undefined;
     if (vpcQueues !== undefined) {
       this.vpcQueue = vpcQueues.queue;
       this.vpcDeadLetterQueue = vpcQueues.deadLetterQueue;
@@ -146,6 +164,7 @@ export class PopDrain extends Construct {
       vpcQueue: this.vpcQueue,
       tickMinutes: this.tickMinutes,
       requestMarkerTtl,
+      registry: this.mailboxSource === 'registry',
       memorySize: props.schedulerMemorySize,
       timeout: props.schedulerTimeout,
     }).function;
@@ -158,12 +177,13 @@ export class PopDrain extends Construct {
       ephemeralMib: checked.ephemeralMib,
       memorySize: props.drainerMemorySize,
       reservedConcurrentExecutions: props.reservedConcurrentExecutions,
-      maxConcurrency: props.drainerMaxConcurrency,
+      maxConcurrency: this.drainerMaxConcurrency,
       deadlineMargin: props.drainerDeadlineMargin,
       ledgerRetentionDays: props.ledgerRetentionDays,
       maxContinuations: props.maxContinuations,
       requestMarkerTtl,
       perMailboxMetrics: props.perMailboxMetrics,
+      ...(secretNamePrefix === undefined ? {} : { secretNamePrefix }),
     };
     this.drainerFunction = new DrainerFunction({
       ...drainer,
@@ -205,7 +225,13 @@ export class PopDrain extends Construct {
       scheduleDeadLetterQueue: this.scheduleDeadLetterQueue,
       tickMinutes: this.tickMinutes,
       alarmTopic: props.alarmTopic,
-    }).alarms;
+    }).alarms.concat(
+      new FleetAlarms(this, {
+        queues: [['Drain', this.queue] as const, ...(this.vpcQueue === undefined ? [] : [['VpcDrain', this.vpcQueue] as const])],
+        queueAgeThreshold: props.queueAgeAlarmThreshold ?? defaultQueueAgeThreshold(this.tickMinutes),
+        alarmTopic: props.alarmTopic,
+      }).alarms,
+    );
     this.dashboard = new DrainDashboard(this, {
       scheduler: this.schedulerFunction,
       drainers,

@@ -6,6 +6,7 @@
  * log group keep their logical IDs (`<PopDrain>/Scheduler`, `SchedulerRole`, `SchedulerLogs`).
  */
 import { Duration, Validations } from 'aws-cdk-lib';
+import { REGISTRY_PARTITION } from '../../lib/drain/mailbox-registry.js';
 import type * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import type { NodejsFunction } from 'aws-cdk-lib/aws-lambda-nodejs';
@@ -24,6 +25,8 @@ export interface SchedulerFunctionProps {
   readonly tickMinutes: number;
   /** How long a request marker holds a mailbox (`POPDRAIN_REQUEST_MARKER_TTL_SECONDS`). */
   readonly requestMarkerTtl: Duration;
+  /** Read (and seed) the mailbox registry: Query, GetItem, PutItem, UpdateItem on its partition only. @default false */
+  readonly registry?: boolean;
   /** @default 512 */
   readonly memorySize?: number;
   /** @default Duration.minutes(2) */
@@ -53,6 +56,16 @@ export class SchedulerFunction {
         conditions: { 'ForAllValues:StringEquals': { 'dynamodb:Attributes': ['pk', 'sk', 'requestMarker'] } },
       }),
     );
+    if (props.registry === true) {
+      role.addToPrincipalPolicy(
+        new iam.PolicyStatement({
+          sid: 'ReadAndSeedRegistry',
+          actions: ['dynamodb:Query', 'dynamodb:GetItem', 'dynamodb:PutItem', 'dynamodb:UpdateItem'],
+          resources: [props.table.tableArn],
+          conditions: { 'ForAllValues:StringEquals': { 'dynamodb:LeadingKeys': [REGISTRY_PARTITION] } },
+        }),
+      );
+    }
     this.function = defaults.nodejsFunction('Scheduler', SCHEDULER_ENTRY, role, logGroup, {
       description: 'popdrain scheduler: one SQS message per due mailbox',
       memorySize: props.memorySize ?? 512,

@@ -44,11 +44,45 @@ export function packBySize<T>(items: readonly T[], sizeOf: (item: T) => number, 
  * overflow managed policies, so statements that each fit one are what lets a long list of
  * secrets be packed at all. Returns the number of statements.
  */
-export function grantSecrets(role: iam.Role, sid: string, action: string, secretIds: readonly string[]): number {
+export function grantSecrets(role: iam.Role, sid: string, action: string | readonly string[], secretIds: readonly string[]): number {
   const stack = Stack.of(role);
   const chunks = packBySize(secretIds.map(secretArn), (arn) => JSON.stringify(stack.resolve(arn)).length + 1, SECRET_STATEMENT_CHARS);
   chunks.forEach((resources, index) => {
-    role.addToPrincipalPolicy(new iam.PolicyStatement({ sid: index === 0 ? sid : `${sid}${index + 1}`, actions: [action], resources }));
+    role.addToPrincipalPolicy(new iam.PolicyStatement({ sid: index === 0 ? sid : `${sid}${index + 1}`, actions: typeof action === 'string' ? [action] : [...action], resources }));
   });
   return chunks.length;
+}
+
+/**
+ * What the drainer does to a secret whose refresh token rotates: a new version that is not yet
+ * current, then AWSCURRENT moved to it only from the version it read (a compare-and-swap, see
+ * lib/adapters/aws/secret-version-cas.ts).
+ */
+export const ROTATION_ACTIONS = ['secretsmanager:PutSecretValue', 'secretsmanager:UpdateSecretVersionStage'] as const;
+
+/** The tag that marks a secret whose refresh token rotates: the drainer may write it (ABAC). */
+export const ROTATING_SECRET_TAG = 'popdrain:rotating';
+
+/** Every secret whose name starts with `prefix`, as one ARN pattern (any region-specific suffix). */
+export function secretPrefixArn(prefix: string): string {
+  return Fn.sub(`arn:\${AWS::Partition}:secretsmanager:\${AWS::Region}:\${AWS::AccountId}:secret:${prefix}*`);
+}
+
+/**
+ * Grants by naming convention, for mailboxes in the registry: read every secret under `prefix`,
+ * and write (rotate a refresh token) only those of them tagged `popdrain:rotating=true`. Two
+ * statements whatever the number of mailboxes, so the policy never grows with the fleet.
+ */
+export function grantSecretPrefix(role: iam.Role, prefix: string): string {
+  const resource = secretPrefixArn(prefix);
+  role.addToPrincipalPolicy(new iam.PolicyStatement({ sid: 'ReadMailboxSecrets', actions: ['secretsmanager:GetSecretValue'], resources: [resource] }));
+  role.addToPrincipalPolicy(
+    new iam.PolicyStatement({
+      sid: 'SaveRotatedRefreshTokens',
+      actions: [...ROTATION_ACTIONS],
+      resources: [resource],
+      conditions: { StringEquals: { [`secretsmanager:ResourceTag/${ROTATING_SECRET_TAG}`]: 'true' } },
+    }),
+  );
+  return resource;
 }

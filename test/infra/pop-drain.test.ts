@@ -329,14 +329,14 @@ describe('default deployment (bundled)', () => {
     });
   });
 
-  it('drainer role: exactly the contract, secrets by name with the suffix wildcard, PutSecretValue only on rotating ones', () => {
+  it('drainer role: exactly the contract, secrets by name with the suffix wildcard, PutSecretValue and UpdateSecretVersionStage only on rotating ones', () => {
     const fn = s.popDrain.drainerFunction;
     const queueArn = s.cfn(s.popDrain.queue.queueArn);
     expect(roleStatements(s, fn.role)).toEqual([
       allow('EnqueueContinuations', ['sqs:SendMessage'], [queueArn]),
       allow('PublishEvents', ['events:PutEvents'], [s.cfn(s.popDrain.eventBus.eventBusArn)]),
       allow('ReadMailboxSecrets', ['secretsmanager:GetSecretValue'], [ROTATING_ARN, secretNameArn('popdrain/alpha'), secretNameArn('popdrain/shared')]),
-      allow('SaveRotatedRefreshTokens', ['secretsmanager:PutSecretValue'], [ROTATING_ARN, secretNameArn('popdrain/alpha')]),
+      allow('SaveRotatedRefreshTokens', ['secretsmanager:PutSecretValue', 'secretsmanager:UpdateSecretVersionStage'], [ROTATING_ARN, secretNameArn('popdrain/alpha')]),
       allow('StoreMessages', ['s3:PutObject', 's3:GetObject', 's3:AbortMultipartUpload'], [
         { 'Fn::Join': ['', [s.cfn(s.popDrain.bucket.bucketArn), '/messages/*']] },
       ]),
@@ -361,7 +361,7 @@ describe('default deployment (bundled)', () => {
   });
 
   it('alarms: DLQ not empty, drainer and scheduler errors, stale mailboxes, auth failures, to the topic', () => {
-    s.template.resourceCountIs('AWS::CloudWatch::Alarm', 12);
+    s.template.resourceCountIs('AWS::CloudWatch::Alarm', 13);
     const actions = { AlarmActions: [s.cfn(topic.topicArn)], OKActions: [s.cfn(topic.topicArn)] };
     const over0 = { Threshold: 0, ComparisonOperator: 'GreaterThanThreshold', EvaluationPeriods: 1, ...actions };
     s.template.hasResourceProperties('AWS::CloudWatch::Alarm', {
@@ -397,7 +397,8 @@ describe('default deployment (bundled)', () => {
       Statistic: 'Sum',
       TreatMissingData: 'notBreaching',
     });
-    expect(s.popDrain.alarms).toHaveLength(12);
+    // 12 of drain-alarms.ts and the queue-age alarm of fleet-alarms.ts.
+    expect(s.popDrain.alarms).toHaveLength(13);
   });
 
   it('dashboard: aggregate metrics, failures by code and per-mailbox top lists from Contributor Insights rules', () => {
@@ -444,19 +445,19 @@ describe('nothing grows per mailbox', () => {
   });
   const other = (counts: Record<string, number>) => Object.fromEntries(Object.entries(counts).filter(([type]) => type !== 'AWS::IAM::ManagedPolicy'));
 
-  it('3 and 300 mailboxes sharing secrets synthesize exactly the same resources (15 alarms)', () => {
+  it('3 and 300 mailboxes sharing secrets synthesize exactly the same resources (17 alarms: 15 of drain-alarms.ts, a queue-age alarm per queue)', () => {
     const small = synth({ configPath: writeMailboxFile(fleet(3, (i) => `popdrain/tenant-${i % 3}`)) }, { extra: withVpc });
     const large = synth({ configPath: writeMailboxFile(fleet(300, (i) => `popdrain/tenant-${i % 3}`)) }, { extra: withVpc });
     expect(resourceCounts(large.template)).toEqual(resourceCounts(small.template));
-    small.template.resourceCountIs('AWS::CloudWatch::Alarm', 15);
-    large.template.resourceCountIs('AWS::CloudWatch::Alarm', 15);
+    small.template.resourceCountIs('AWS::CloudWatch::Alarm', 17);
+    large.template.resourceCountIs('AWS::CloudWatch::Alarm', 17);
   });
 
   it('300 mailboxes with a secret each: the same resources except IAM overflow policies for the secret ARNs', () => {
     const small = synth({ configPath: writeMailboxFile(fleet(3, (i) => `popdrain/mailbox-${i}`)) }, { extra: withVpc });
     const large = synth({ configPath: writeMailboxFile(fleet(300, (i) => `popdrain/mailbox-${i}`)) }, { extra: withVpc });
     expect(other(resourceCounts(large.template))).toEqual(other(resourceCounts(small.template)));
-    large.template.resourceCountIs('AWS::CloudWatch::Alarm', 15);
+    large.template.resourceCountIs('AWS::CloudWatch::Alarm', 17);
     // Still one ARN per secret, 150 per drainer, split over statements CDK can pack.
     for (const fn of [large.popDrain.drainerFunction, large.popDrain.vpcDrainerFunction]) {
       const reads = roleStatements(large, fn?.role).filter((st) => st.Sid?.startsWith('ReadMailboxSecrets'));
@@ -651,7 +652,7 @@ describe('VPC placement', () => {
     expect(vpcDrainer).toBeDefined();
     s.template.resourceCountIs('AWS::Lambda::Function', 3);
     s.template.resourceCountIs('AWS::SQS::Queue', 5);
-    s.template.resourceCountIs('AWS::CloudWatch::Alarm', 15);
+    s.template.resourceCountIs('AWS::CloudWatch::Alarm', 17);
     s.template.hasResourceProperties('AWS::SQS::Queue', {
       FifoQueue: true,
       RedrivePolicy: { deadLetterTargetArn: s.cfn(s.popDrain.vpcDeadLetterQueue!.queueArn), maxReceiveCount: 5 },

@@ -1,9 +1,18 @@
 /**
  * A loopback endpoint speaking the AWS JSON 1.1 protocol, for the two services that have no
  * local stand-in: EventBridge (`AWSEvents.PutEvents`) and Secrets Manager
- * (`secretsmanager.GetSecretValue`, `secretsmanager.PutSecretValue`). Real SDK clients talk to
- * it (their serialization, signing, error parsing and retries are all exercised); it records
- * every request and lets a test script faults.
+ * (`secretsmanager.GetSecretValue`, `secretsmanager.PutSecretValue`,
+ * `secretsmanager.UpdateSecretVersionStage`). Real SDK clients talk to it (their serialization,
+ * signing, error parsing and retries are all exercised); it records every request and lets a
+ * test script faults.
+ *
+ * Secrets have versions with staging labels, as Secrets Manager documents them: a label is on at
+ * most one version; GetSecretValue reads AWSCURRENT (or the VersionStage/VersionId asked for);
+ * PutSecretValue without VersionStages moves AWSCURRENT to the new version (and AWSPREVIOUS to
+ * the old), with VersionStages attaches only those; a ClientRequestToken is the new version's id
+ * (the same token and value again is a no-op, a different value fails); UpdateSecretVersionStage
+ * moves a label only when RemoveFromVersionId names the version that holds it, and fails
+ * otherwise (the compare-and-swap popdrain's refresh-token rotation relies on).
  *
  * It enforces PutEvents' request limits as the service does (at most 10 entries, at most
  * 256 KiB of entry bytes), so a sink that batches wrongly fails here too.
@@ -15,6 +24,9 @@ import type { AddressInfo } from 'node:net';
 export const PUT_EVENTS = 'AWSEvents.PutEvents';
 export const GET_SECRET_VALUE = 'secretsmanager.GetSecretValue';
 export const PUT_SECRET_VALUE = 'secretsmanager.PutSecretValue';
+export const UPDATE_SECRET_VERSION_STAGE = 'secretsmanager.UpdateSecretVersionStage';
+const CURRENT = 'AWSCURRENT';
+const PREVIOUS = 'AWSPREVIOUS';
 
 const MAX_ENTRIES = 10;
 const MAX_REQUEST_ENTRY_BYTES = 256 * 1024;
@@ -67,6 +79,7 @@ interface SecretVersion {
   versionId: string;
   secretString: string;
   createdDate: number;
+  stages: Set<string>;
 }
 
 interface StoredSecret {
@@ -96,6 +109,8 @@ export interface AwsJsonEndpoint {
   secretString(name: string): string | undefined;
   /** How many versions a secret has. */
   secretVersions(name: string): number;
+  /** The staging labels of each version, oldest first. */
+  secretStages(name: string): Array<{ versionId: string; stages: string[] }>;
   close(): Promise<void>;
 }
 
@@ -144,6 +159,16 @@ export async function startAwsJsonEndpoint(): Promise<AwsJsonEndpoint> {
     return undefined;
   };
 
+  const holder = (secret: StoredSecret, stage: string): SecretVersion | undefined => secret.versions.find((v) => v.stages.has(stage));
+  /** Attach `stage` to `version`, taking it from whichever version holds it (AWSCURRENT leaves AWSPREVIOUS behind). */
+  const attach = (secret: StoredSecret, version: SecretVersion, stage: string): void => {
+    const from = holder(secret, stage);
+    if (from === version) return;
+    from?.stages.delete(stage);
+    version.stages.add(stage);
+    if (stage === CURRENT && from !== undefined) attach(secret, from, PREVIOUS);
+  };
+
   const takeFault = (target: string): Fault | undefined => {
     const i = faults.findIndex((f) => f.remaining > 0 && (f.target === undefined || f.target === target));
     if (i < 0) return undefined;
@@ -188,18 +213,20 @@ export async function startAwsJsonEndpoint(): Promise<AwsJsonEndpoint> {
 
   const getSecretValue = (res: ServerResponse, body: Record<string, unknown>): void => {
     const secret = findSecret(body.SecretId);
-    const current = secret?.versions.at(-1);
-    if (secret === undefined || current === undefined) {
+    const stage = typeof body.VersionStage === 'string' ? body.VersionStage : CURRENT;
+    const version =
+      secret === undefined ? undefined : typeof body.VersionId === 'string' ? secret.versions.find((v) => v.versionId === body.VersionId) : holder(secret, stage);
+    if (secret === undefined || version === undefined) {
       sendError(res, 400, 'ResourceNotFoundException', "Secrets Manager can't find the specified secret.");
       return;
     }
     send(res, 200, {
       ARN: secret.arn,
       Name: secret.name,
-      VersionId: current.versionId,
-      SecretString: current.secretString,
-      VersionStages: ['AWSCURRENT'],
-      CreatedDate: current.createdDate,
+      VersionId: version.versionId,
+      SecretString: version.secretString,
+      VersionStages: [...version.stages],
+      CreatedDate: version.createdDate,
     });
   };
 
@@ -216,13 +243,45 @@ export async function startAwsJsonEndpoint(): Promise<AwsJsonEndpoint> {
     // Secrets Manager uses the idempotency token as the new version's id.
     const versionId = typeof body.ClientRequestToken === 'string' ? body.ClientRequestToken : randomUUID();
     const existing = secret.versions.find((v) => v.versionId === versionId);
-    if (existing === undefined) {
-      secret.versions.push({ versionId, secretString: body.SecretString, createdDate: Date.now() / 1000 });
-    } else if (existing.secretString !== body.SecretString) {
-      sendError(res, 400, 'ResourceExistsException', 'A version with this ClientRequestToken already exists with different data.');
+    if (existing !== undefined) {
+      if (existing.secretString !== body.SecretString) {
+        sendError(res, 400, 'ResourceExistsException', 'A version with this ClientRequestToken already exists with different data.');
+        return;
+      }
+      send(res, 200, { ARN: secret.arn, Name: secret.name, VersionId: versionId, VersionStages: [...existing.stages] });
       return;
     }
-    send(res, 200, { ARN: secret.arn, Name: secret.name, VersionId: versionId, VersionStages: ['AWSCURRENT'] });
+    const version: SecretVersion = { versionId, secretString: body.SecretString, createdDate: Date.now() / 1000, stages: new Set() };
+    secret.versions.push(version);
+    const stages = Array.isArray(body.VersionStages) ? (body.VersionStages as unknown[]).filter((x): x is string => typeof x === 'string') : [CURRENT];
+    for (const stage of stages) attach(secret, version, stage);
+    send(res, 200, { ARN: secret.arn, Name: secret.name, VersionId: versionId, VersionStages: [...version.stages] });
+  };
+
+  const updateSecretVersionStage = (res: ServerResponse, body: Record<string, unknown>): void => {
+    const secret = findSecret(body.SecretId);
+    if (secret === undefined) {
+      sendError(res, 400, 'ResourceNotFoundException', "Secrets Manager can't find the specified secret.");
+      return;
+    }
+    const stage = body.VersionStage;
+    if (typeof stage !== 'string') {
+      sendError(res, 400, 'InvalidParameterException', 'VersionStage is required.');
+      return;
+    }
+    const to = typeof body.MoveToVersionId === 'string' ? secret.versions.find((v) => v.versionId === body.MoveToVersionId) : undefined;
+    if (body.MoveToVersionId !== undefined && to === undefined) {
+      sendError(res, 400, 'ResourceNotFoundException', "Secrets Manager can't find the specified secret version.");
+      return;
+    }
+    const from = holder(secret, stage);
+    if (from !== undefined && from !== to && from.versionId !== body.RemoveFromVersionId) {
+      sendError(res, 400, 'InvalidParameterException', `The staging label ${stage} is attached to a version other than RemoveFromVersionId.`);
+      return;
+    }
+    if (to === undefined) from?.stages.delete(stage);
+    else attach(secret, to, stage);
+    send(res, 200, { ARN: secret.arn, Name: secret.name });
   };
 
   const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
@@ -270,6 +329,9 @@ export async function startAwsJsonEndpoint(): Promise<AwsJsonEndpoint> {
       case PUT_SECRET_VALUE:
         putSecretValue(res, body);
         return;
+      case UPDATE_SECRET_VERSION_STAGE:
+        updateSecretVersionStage(res, body);
+        return;
       default:
         sendError(res, 400, 'UnknownOperationException', `Unknown operation ${target}`);
     }
@@ -304,16 +366,22 @@ export async function startAwsJsonEndpoint(): Promise<AwsJsonEndpoint> {
     },
     putSecret: (name, secretString) => {
       const existing = secrets.get(name);
-      const version = { versionId: randomUUID(), secretString, createdDate: Date.now() / 1000 };
+      const version: SecretVersion = { versionId: randomUUID(), secretString, createdDate: Date.now() / 1000, stages: new Set() };
       if (existing === undefined) {
         const arn = `arn:aws:secretsmanager:${REGION}:${ACCOUNT}:secret:${name}-${randomUUID().slice(0, 6)}`;
+        version.stages.add(CURRENT);
         secrets.set(name, { name, arn, versions: [version] });
       } else {
         existing.versions.push(version);
+        attach(existing, version, CURRENT);
       }
     },
-    secretString: (name) => secrets.get(name)?.versions.at(-1)?.secretString,
+    secretString: (name) => {
+      const secret = secrets.get(name);
+      return secret === undefined ? undefined : holder(secret, CURRENT)?.secretString;
+    },
     secretVersions: (name) => secrets.get(name)?.versions.length ?? 0,
+    secretStages: (name) => (secrets.get(name)?.versions ?? []).map((v) => ({ versionId: v.versionId, stages: [...v.stages].sort() })),
     close: () =>
       new Promise<void>((resolve) => {
         server.closeAllConnections();

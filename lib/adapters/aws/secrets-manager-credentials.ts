@@ -8,6 +8,7 @@
  * No error message, error field or log record holds a secret's content: validation errors
  * name the secret and the field, SDK failures are described by name and the service's message.
  */
+import { randomUUID } from 'node:crypto';
 import {
   GetSecretValueCommand,
   PutSecretValueCommand,
@@ -19,7 +20,9 @@ import { silentLogger, type CredentialsProvider, type DrainLogger } from '../../
 import type { Pop3Credentials } from '../../pop3/index.js';
 import { AccessTokenCache } from '../oauth2/access-token-cache.js';
 import { clientCredentialsGrant, microsoftTokenEndpoint, refreshTokenGrant, type TokenResult } from '../oauth2/token-client.js';
+import { redeemOnce } from './refresh-token-redemption.js';
 import { describeSdkError, isRetryableSdkError, sdkErrorName } from './sdk-error.js';
+import { SecretVersionCas } from './secret-version-cas.js';
 
 /** How long a secret read from Secrets Manager is used before it is read again. */
 export const DEFAULT_SECRET_CACHE_TTL_MS = 5 * 60_000;
@@ -57,6 +60,8 @@ export interface SecretsManagerCredentialsOptions {
   tokenTimeoutMs?: number;
   /** Warnings (a rotated refresh token that could not be saved). @default silence */
   logger?: DrainLogger;
+  /** Waits between polls of another run's claim on a refresh token. @default setTimeout */
+  sleep?: (ms: number) => Promise<void>;
 }
 
 interface CachedSecret {
@@ -194,6 +199,10 @@ export class SecretsManagerCredentials implements CredentialsProvider {
    */
   private readonly generations = new Map<string, number>();
   private readonly tokens: AccessTokenCache;
+  private readonly cas: SecretVersionCas;
+  private readonly sleep: ((ms: number) => Promise<void>) | undefined;
+  /** This process, in the claims it writes. */
+  private readonly processId = randomUUID();
 
   constructor(options: SecretsManagerCredentialsOptions) {
     this.client = options.client;
@@ -203,6 +212,8 @@ export class SecretsManagerCredentials implements CredentialsProvider {
     this.tokenTimeoutMs = options.tokenTimeoutMs;
     this.logger = options.logger ?? silentLogger;
     this.tokens = new AccessTokenCache(this.now);
+    this.cas = new SecretVersionCas(this.client);
+    this.sleep = options.sleep;
   }
 
   /**
@@ -224,7 +235,9 @@ export class SecretsManagerCredentials implements CredentialsProvider {
     const user = secret.doc.user ?? mailbox.user;
     if (secret.doc.kind === 'password') return { user, password: secret.doc.password };
 
+    const rotating = (mailbox as { rotatingRefreshToken?: unknown }).rotatingRefreshToken === true;
     const accessToken = await this.tokens.get(secretId, force, async () => {
+      if (rotating && secret.doc.kind === 'oauth2-refresh-token') return this.redeemSerialized(secretId, mailbox.id);
       // The cached document may have changed (a rotation) since `secret` above: take the latest.
       const latest = this.secrets.get(secretId) ?? secret;
       return this.issueToken(secretId, latest, mailbox.id);
@@ -232,7 +245,34 @@ export class SecretsManagerCredentials implements CredentialsProvider {
     return { user, accessToken };
   }
 
-  private async issueToken(secretId: string, secret: CachedSecret, mailboxId: string): Promise<TokenResult> {
+  /**
+   * A rotating refresh token (`rotatingRefreshToken: true`): redeemed under a claim in the secret
+   * (refresh-token-redemption.ts), so no other execution environment, and no other mailbox
+   * sharing the secret, redeems the same token or overwrites a newer one.
+   */
+  private async redeemSerialized(secretId: string, mailboxId: string): Promise<TokenResult> {
+    const redemption = await redeemOnce({
+      cas: this.cas,
+      secretId,
+      owner: `${this.processId}:${mailboxId}`,
+      now: this.now,
+      ...(this.sleep === undefined ? {} : { sleep: this.sleep }),
+      redeem: async (raw) => {
+        const { doc } = parseSecretDocument(secretId, JSON.stringify(raw));
+        return this.issueToken(secretId, { doc, raw, fetchedAt: this.now(), unsaved: false }, mailboxId, false);
+      },
+    });
+    const { doc, raw } = parseSecretDocument(secretId, JSON.stringify(redemption.raw));
+    this.secrets.set(secretId, { doc, raw, fetchedAt: this.now(), unsaved: false });
+    this.generations.set(secretId, this.generation(secretId) + 1);
+    if (redemption.result.refreshToken !== undefined) {
+      if (redemption.saved) this.logger.info('saved a rotated OAuth2 refresh token', { mailboxId, secretId });
+      else this.logger.warn('could not save a rotated OAuth2 refresh token: the claim on the secret expired before the save', { mailboxId, secretId });
+    }
+    return redemption.result;
+  }
+
+  private async issueToken(secretId: string, secret: CachedSecret, mailboxId: string, writeBack = true): Promise<TokenResult> {
     const doc = secret.doc;
     const options = { fetch: this.fetch, now: this.now, timeoutMs: this.tokenTimeoutMs };
     if (doc.kind === 'oauth2-client-credentials') {
@@ -252,7 +292,7 @@ export class SecretsManagerCredentials implements CredentialsProvider {
       },
       options,
     );
-    if (result.refreshToken !== undefined) await this.rotate(secretId, secret, result.refreshToken, mailboxId);
+    if (writeBack && result.refreshToken !== undefined) await this.rotate(secretId, secret, result.refreshToken, mailboxId);
     return result;
   }
 
