@@ -16,6 +16,7 @@ import { SecretsManagerCredentials } from '../lib/adapters/aws/secrets-manager-c
 import { DrainError } from '../lib/drain/errors.js';
 import type { CredentialsProvider, DrainLogger, EventSink, MessageStore, UidlLedger } from '../lib/drain/ports.js';
 import { UsageError } from './exit-codes.js';
+import { withoutUndefined } from '../lib/drain/without-undefined.js';
 
 export interface AwsOptions {
   region?: string;
@@ -57,8 +58,7 @@ function adapter<T>(flags: string, build: () => T): T {
 export function createAwsAdapters(o: AwsOptions): AwsAdapters {
   const timeouts = o.timeouts ?? AWS_HTTP_TIMEOUTS;
   const base = {
-    ...(o.region === undefined ? {} : { region: o.region }),
-    ...(o.endpoint === undefined ? {} : { endpoint: o.endpoint }),
+    ...withoutUndefined({ region: o.region, endpoint: o.endpoint }),
   };
   const common = withHttpTimeouts(base, timeouts);
   const logger = o.logger === undefined ? {} : { logger: o.logger };
@@ -82,8 +82,7 @@ export function createAwsAdapters(o: AwsOptions): AwsAdapters {
         new S3MessageStore({
           client,
           bucket,
-          ...(o.prefix === undefined ? {} : { prefix: o.prefix }),
-          ...(o.kmsKeyId === undefined ? {} : { kmsKeyId: o.kmsKeyId }),
+          ...withoutUndefined({ prefix: o.prefix, kmsKeyId: o.kmsKeyId }),
           ...logger,
         }),
     );

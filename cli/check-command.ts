@@ -10,6 +10,7 @@ import { stderrLogger } from './stderr-logger.js';
 import { parseMailboxUrl } from './mailbox-url.js';
 import { formatBytes } from './progress.js';
 import { pop3ExitCode } from './pop3-exit.js';
+import { withoutUndefined } from '../lib/drain/without-undefined.js';
 
 export interface CheckOptions extends ConnectionOptions {
   json?: boolean;
@@ -92,7 +93,7 @@ export async function runCheck(positionals: string[], o: CheckOptions): Promise<
     if (code === undefined) throw error;
     const hint = isPop3Error(error) ? error.hint : undefined;
     const peer = isPop3Error(error) ? error.peerCertificate : undefined;
-    result.error = { code: (error as { code?: string }).code, message: (error as Error).message, ...(hint === undefined ? {} : { hint }) };
+    result.error = { code: (error as { code?: string }).code, message: (error as Error).message, ...withoutUndefined({ hint }) };
     if (peer !== undefined) {
       // The certificate the server presented, verified or not: what a person decides on.
       result.presentedCertificate = peer;

@@ -14,6 +14,7 @@ import { UsageError } from './exit-codes.js';
 import { defaultMailboxId } from './mailbox-identity.js';
 import type { MailboxUrl } from './mailbox-url.js';
 import { promptHidden } from './prompt.js';
+import { withoutUndefined } from '../lib/drain/without-undefined.js';
 
 export const PASSWORD_ENV = 'POPDRAIN_PASSWORD';
 
@@ -72,11 +73,8 @@ function secretFor(o: ConnectionOptions, env: NodeJS.ProcessEnv): SecretSource |
       oauth2: {
         tokenEndpoint: o['oauth2-token-endpoint'],
         clientId: o['oauth2-client-id'],
-        ...(o['oauth2-client-secret-env'] === undefined ? {} : { clientSecretEnv: o['oauth2-client-secret-env'] }),
-        ...(o['oauth2-client-secret-file'] === undefined ? {} : { clientSecretFile: o['oauth2-client-secret-file'] }),
-        ...(o['oauth2-refresh-token-env'] === undefined ? {} : { refreshTokenEnv: o['oauth2-refresh-token-env'] }),
-        ...(o['oauth2-refresh-token-file'] === undefined ? {} : { refreshTokenFile: o['oauth2-refresh-token-file'] }),
-        ...(o['oauth2-scope'] === undefined ? {} : { scope: o['oauth2-scope'] }),
+        ...withoutUndefined({ clientSecretEnv: o['oauth2-client-secret-env'], clientSecretFile: o['oauth2-client-secret-file'], refreshTokenEnv: o['oauth2-refresh-token-env'], refreshTokenFile: o['oauth2-refresh-token-file'] }),
+        ...withoutUndefined({ scope: o['oauth2-scope'] }),
       },
     };
   }
@@ -100,8 +98,7 @@ function tlsOptionsFrom(caPem: string | undefined, o: ConnectionOptions): Pick<M
   if (caPem === undefined && o.servername === undefined && fingerprints.length === 0) return {};
   return {
     tlsOptions: {
-      ...(caPem === undefined ? {} : { caPem }),
-      ...(o.servername === undefined ? {} : { servername: o.servername }),
+      ...withoutUndefined({ caPem, servername: o.servername }),
       ...(fingerprints.length === 0 ? {} : { fingerprints }),
     },
   };
@@ -159,5 +156,5 @@ export async function resolveMailbox(
   }
   const mailbox: MailboxConfig = { ...base, secret };
   // The logger hears of rotated refresh tokens: one from a variable must be saved by hand.
-  return { mailbox, credentials: new LocalCredentials({ env, ...(options.logger === undefined ? {} : { logger: options.logger }) }), warnings };
+  return { mailbox, credentials: new LocalCredentials({ env, ...withoutUndefined({ logger: options.logger }) }), warnings };
 }

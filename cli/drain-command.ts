@@ -21,6 +21,7 @@ import { stderrLogger } from './stderr-logger.js';
 import { parseMailboxUrl } from './mailbox-url.js';
 import { createProgress, formatBytes } from './progress.js';
 import { stateFolder } from './state-folder.js';
+import { withoutUndefined } from '../lib/drain/without-undefined.js';
 
 export interface DrainCommandOptions extends ConnectionOptions {
   out?: string;
@@ -192,19 +193,15 @@ export async function runDrain(positionals: string[], o: DrainCommandOptions): P
   if (wantsAws) {
     const { createAwsAdapters } = await import('./aws.js');
     aws = createAwsAdapters({
-      ...(o['aws-region'] === undefined ? {} : { region: o['aws-region'] }),
-      ...(o['aws-endpoint'] === undefined ? {} : { endpoint: o['aws-endpoint'] }),
-      ...(o['s3-bucket'] === undefined ? {} : { bucket: o['s3-bucket'] }),
-      ...(o['s3-prefix'] === undefined ? {} : { prefix: o['s3-prefix'] }),
-      ...(o['kms-key-id'] === undefined ? {} : { kmsKeyId: o['kms-key-id'] }),
-      ...(o['ledger-table'] === undefined ? {} : { table: o['ledger-table'] }),
-      ...(o['event-bus'] === undefined ? {} : { eventBus: o['event-bus'] }),
+      ...withoutUndefined({ region: o['aws-region'], endpoint: o['aws-endpoint'], bucket: o['s3-bucket'], prefix: o['s3-prefix'] }),
+      ...withoutUndefined({ kmsKeyId: o['kms-key-id'], table: o['ledger-table'], eventBus: o['event-bus'] }),
       secretsManager: o['secrets-manager'] === true,
       logger,
     });
   }
   const adjust = (m: MailboxConfig): MailboxConfig => ({
     ...m,
+    // Only what the command line sets overrides the mailbox's own settings.
     ...(policy === undefined ? {} : { deletePolicy: policy }),
     ...(maxSize === undefined ? {} : { maxMessageBytes: maxSize }),
     ...(o['no-uidl-reset-guard'] === true ? { uidlResetGuard: { ...m.uidlResetGuard, enabled: false } } : {}),
@@ -239,7 +236,7 @@ export async function runDrain(positionals: string[], o: DrainCommandOptions): P
     const resolved = await resolveMailbox(url, o, { interactive: process.stdin.isTTY === true, requireCredentials: true, logger });
     for (const w of resolved.warnings) process.stderr.write(`popdrain: ${w}\n`);
     const defaultId = o.id === undefined ? { user: resolved.mailbox.user, host: url.host, port: url.port } : undefined;
-    jobs.push({ mailbox: adjust(resolved.mailbox), credentials: resolved.credentials!, mda, ...(defaultId === undefined ? {} : { defaultId }) });
+    jobs.push({ mailbox: adjust(resolved.mailbox), credentials: resolved.credentials!, mda, ...withoutUndefined({ defaultId }) });
   }
 
   const folder = stateFolder(o.out === undefined ? undefined : outDir(o.out));
@@ -323,7 +320,7 @@ export async function runDrain(positionals: string[], o: DrainCommandOptions): P
               : { storeConcurrency: aws.storeConcurrency }),
           hardSignal: hard.signal,
           dryRun: o['dry-run'] === true,
-          ...(checkListing === undefined ? {} : { checkListing }),
+          ...withoutUndefined({ checkListing }),
           onProgress: (p) => progress.update(p),
           ...(o.trace === true ? { trace: traceWriter(job.mailbox.id) } : {}),
         });

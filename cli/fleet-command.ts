@@ -19,6 +19,7 @@ import { registryEntriesOfFile } from '../lib/drain/registry-mailbox.js';
 import { deduplicationId, type DrainRequest } from '../lambdas/schedule.js';
 import { EXIT, UsageError, type ExitCode } from './exit-codes.js';
 import { resolveDeployment, stackOutputs, type FleetDeployment } from './fleet-deployment.js';
+import { withoutUndefined } from '../lib/drain/without-undefined.js';
 
 /** How long a drain-now request holds the mailbox: the deployment's default visibility timeout (6 x 15 min). */
 export const DEFAULT_MANUAL_MARKER_TTL_SECONDS = 5400;
@@ -80,8 +81,7 @@ export async function runFleet(positionals: string[], o: FleetOptions, io: Fleet
   if (sub === undefined) throw new UsageError('fleet needs a subcommand: list, add, update, pause, resume, remove, drain-now, accept-uidl-reset, failures, redrive-dlq');
   const d = deploymentOf(o);
   const config = withHttpTimeouts({
-    ...(o['aws-region'] === undefined ? {} : { region: o['aws-region'] }),
-    ...(o['aws-endpoint'] === undefined ? {} : { endpoint: o['aws-endpoint'] }),
+    ...withoutUndefined({ region: o['aws-region'], endpoint: o['aws-endpoint'] }),
   });
   const dynamo = new DynamoDBClient(config);
   const sqs = new SQSClient(config);

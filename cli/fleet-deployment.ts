@@ -6,6 +6,7 @@
  * file, so it is unit-tested without AWS.
  */
 import { UsageError } from './exit-codes.js';
+import { withoutUndefined } from '../lib/drain/without-undefined.js';
 
 export interface FleetDeployment {
   /** The ledger table (which holds the registry). */
@@ -61,5 +62,5 @@ export function resolveDeployment(flags: DeploymentFlags, outputs: Record<string
   if (table === undefined) throw new UsageError('fleet: name the deployment with --stack-outputs FILE or --table TABLE (and --queue-url, --dlq-url)');
   const queueUrl = flags['queue-url'] ?? outputs.QueueUrl;
   const deadLetterQueueUrl = flags['dlq-url'] ?? outputs.DeadLetterQueueUrl;
-  return { table, ...(queueUrl === undefined ? {} : { queueUrl }), ...(deadLetterQueueUrl === undefined ? {} : { deadLetterQueueUrl }) };
+  return { table, ...withoutUndefined({ queueUrl, deadLetterQueueUrl }) };
 }

@@ -14,6 +14,7 @@ import { AwsSolutionsChecks } from 'cdk-nag';
 import type { Construct } from 'constructs';
 import { PopDrain } from './constructs/pop-drain.js';
 import type { PopDrainProps } from './constructs/pop-drain-props.js';
+import { withoutUndefined } from '../lib/drain/without-undefined.js';
 
 export interface PopDrainStackProps extends StackProps {
   /** The construct's props (configPath at least). */
@@ -99,7 +100,7 @@ export function createPopDrainApp(options: PopDrainAppOptions = {}): { app: App;
   const stack = new PopDrainStack(app, 'PopDrainStack', {
     description: 'popdrain: POP3 mailboxes drained to S3, DynamoDB and EventBridge',
     popDrain: { configPath: options.configPath ?? context('configPath') ?? EXAMPLE_CONFIG_PATH },
-    ...(alarmEmail === undefined ? {} : { alarmEmail }),
+    ...withoutUndefined({ alarmEmail }),
   });
   Validations.of(app).addPlugins(new AwsSolutionsChecks(app));
   return { app, stack };

@@ -31,6 +31,7 @@ import { recordReportMetrics, runOutcome } from './report-metrics.js';
 import { decideRunVerdict } from './run-verdict.js';
 import { clientConfig, createLedger, createLogger, createMailboxSource, createMetrics, drainLogger, readEnvironment } from './runtime.js';
 import { DEFAULT_REQUEST_MARKER_TTL_SECONDS, deduplicationId, parseDrainRequest, type DrainRequest } from './schedule.js';
+import { withoutUndefined } from '../lib/drain/without-undefined.js';
 
 /** Continuations one scheduler request may lead to before the chain is ended (runaway guard). */
 export const DEFAULT_MAX_CONTINUATIONS = 200;
@@ -61,7 +62,7 @@ const ports: DrainPorts = {
     bucket: env.POPDRAIN_BUCKET,
     prefix: env.POPDRAIN_PREFIX,
     logger: drainLogger(logger),
-    ...(env.POPDRAIN_KMS_KEY_ID === undefined ? {} : { kmsKeyId: env.POPDRAIN_KMS_KEY_ID }),
+    ...withoutUndefined({ kmsKeyId: env.POPDRAIN_KMS_KEY_ID }),
   }),
   ledger: createLedger(env.POPDRAIN_LEDGER_TABLE, dynamo),
   events: new EventBridgeSink({ client: new EventBridgeClient(clientConfig()), eventBusName: env.POPDRAIN_EVENT_BUS }),
@@ -80,7 +81,7 @@ async function drainOne(record: SQSRecord, request: DrainRequest, context: Conte
   if (!('mailbox' in found)) {
     // Removed, paused or invalid since the message was sent: nothing to retry (a paused mailbox's
     // chain ends here, after the run that was going when it was paused).
-    logger.warn(`mailbox ${found.missing}; dropping the request`, { mailboxId: request.mailboxId, ...(found.problem === undefined ? {} : { problem: found.problem }) });
+    logger.warn(`mailbox ${found.missing}; dropping the request`, { mailboxId: request.mailboxId, ...withoutUndefined({ problem: found.problem }) });
     await standing.releaseMarker(request.mailboxId, request.marker);
     return;
   }
@@ -117,7 +118,7 @@ async function drainOne(record: SQSRecord, request: DrainRequest, context: Conte
         mailboxId: mailbox.id,
         tick: report.finishedAt,
         continuationOf: report.runId,
-        ...(request.marker === undefined ? {} : { marker: request.marker }),
+        ...withoutUndefined({ marker: request.marker }),
         depth: verdict.depth,
       };
       await sqs.send(

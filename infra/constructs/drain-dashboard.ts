@@ -15,6 +15,7 @@ import type * as sqs from 'aws-cdk-lib/aws-sqs';
 import type { Construct } from 'constructs';
 import { InsightRuleWidget, type DrainInsightRule } from './insight-rules.js';
 import { METRIC_NAMESPACE, popdrainMetric, SERVICE_NAME } from './metrics.js';
+import { withoutUndefined } from '../../lib/drain/without-undefined.js';
 
 export interface DrainDashboardProps {
   readonly scheduler: lambda.IFunction;
@@ -75,7 +76,7 @@ export class DrainDashboard {
     const { drainers, queues } = props;
     const functions = [props.scheduler, ...drainers];
     const dashboard = new cloudwatch.Dashboard(scope, 'Dashboard', {
-      ...(props.dashboardName === undefined ? {} : { dashboardName: props.dashboardName }),
+      ...withoutUndefined({ dashboardName: props.dashboardName }),
       defaultInterval: Duration.days(1),
     });
     dashboard.addWidgets(

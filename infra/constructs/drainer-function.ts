@@ -22,6 +22,7 @@ import type { MessageStorage } from './message-storage.js';
 import { wildcardResourceFinding } from './nag-finding.js';
 import { DEFAULT_DRAINER_MAX_CONCURRENCY } from './drainer-concurrency.js';
 import { grantSecretPrefix, grantSecrets, MAX_SECRET_STATEMENTS, ROTATION_ACTIONS } from './secret-grants.js';
+import { withoutUndefined } from '../../lib/drain/without-undefined.js';
 
 export { DEFAULT_DRAINER_MAX_CONCURRENCY } from './drainer-concurrency.js';
 export const DEFAULT_LEDGER_RETENTION_DAYS = 30;
@@ -141,13 +142,12 @@ export class DrainerFunction {
       memorySize: props.memorySize ?? 1024,
       timeout: props.timeout,
       ephemeralStorageSize: Size.mebibytes(props.ephemeralMib),
-      ...(props.reservedConcurrentExecutions === undefined ? {} : { reservedConcurrentExecutions: props.reservedConcurrentExecutions }),
+      ...withoutUndefined({ reservedConcurrentExecutions: props.reservedConcurrentExecutions }),
       ...(vpc === undefined
         ? {}
         : {
             vpc,
-            ...(props.vpcSubnets === undefined ? {} : { vpcSubnets: props.vpcSubnets }),
-            ...(props.securityGroups === undefined ? {} : { securityGroups: props.securityGroups }),
+            ...withoutUndefined({ vpcSubnets: props.vpcSubnets, securityGroups: props.securityGroups }),
           }),
       environment: {
         ...defaults.environment(),

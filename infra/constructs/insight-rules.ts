@@ -11,6 +11,7 @@
 import { Aws, Names, Stack } from 'aws-cdk-lib';
 import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import type { Construct } from 'constructs';
+import { withoutUndefined } from '../../lib/drain/without-undefined.js';
 
 /** The message of the drainer's one line per run (lambdas/drainer.ts). */
 export const RUN_LOG_MESSAGE = 'drain report';
@@ -31,7 +32,7 @@ function logRule(logGroupNames: readonly string[], keys: string[], filters: obje
     Schema: { Name: 'CloudWatchLogRule', Version: 1 },
     LogGroupNames: [...logGroupNames],
     LogFormat: 'JSON',
-    Contribution: { Keys: keys, ...(valueOf === undefined ? {} : { ValueOf: valueOf }), Filters: filters },
+    Contribution: { Keys: keys, ...withoutUndefined({ ValueOf: valueOf }), Filters: filters },
     AggregateOn: valueOf === undefined ? 'Count' : 'Sum',
   };
 }

@@ -51,6 +51,7 @@ import { MessageStorage } from './message-storage.js';
 import type { PopDrainProps } from './pop-drain-props.js';
 import { SchedulerFunction } from './scheduler-function.js';
 import { decideTickMinutes } from './tick-minutes.js';
+import { withoutUndefined } from '../../lib/drain/without-undefined.js';
 
 export { METRIC_NAMESPACE, SERVICE_NAME } from './metrics.js';
 export { EVENT_SOURCE, DEFAULT_ARCHIVE_RETENTION_DAYS } from './drain-events.js';
@@ -116,7 +117,7 @@ export class PopDrain extends Construct {
     const checked = checkForDeployment(mailboxes, {
       hasVpc: props.vpc !== undefined,
       ephemeralStorageMib: props.ephemeralStorageSize?.toMebibytes(),
-      ...(secretNamePrefix === undefined ? {} : { secretNamePrefix }),
+      ...withoutUndefined({ secretNamePrefix }),
     });
     if (checked.problems.length > 0) {
       throw new ConfigError(`${props.configPath}: invalid mailbox configuration for the deployment:\n  ${checked.problems.join('\n  ')}`, [...checked.problems]);
@@ -183,7 +184,7 @@ export class PopDrain extends Construct {
       maxContinuations: props.maxContinuations,
       requestMarkerTtl,
       perMailboxMetrics: props.perMailboxMetrics,
-      ...(secretNamePrefix === undefined ? {} : { secretNamePrefix }),
+      ...withoutUndefined({ secretNamePrefix }),
     };
     this.drainerFunction = new DrainerFunction({
       ...drainer,

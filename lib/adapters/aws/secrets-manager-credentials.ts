@@ -23,6 +23,7 @@ import { clientCredentialsGrant, microsoftTokenEndpoint, refreshTokenGrant, type
 import { redeemOnce } from './refresh-token-redemption.js';
 import { describeSdkError, isRetryableSdkError, sdkErrorName } from './sdk-error.js';
 import { SecretVersionCas } from './secret-version-cas.js';
+import { withoutUndefined } from '../../drain/without-undefined.js';
 
 /** How long a secret read from Secrets Manager is used before it is read again. */
 export const DEFAULT_SECRET_CACHE_TTL_MS = 5 * 60_000;
@@ -256,7 +257,7 @@ export class SecretsManagerCredentials implements CredentialsProvider {
       secretId,
       owner: `${this.processId}:${mailboxId}`,
       now: this.now,
-      ...(this.sleep === undefined ? {} : { sleep: this.sleep }),
+      ...withoutUndefined({ sleep: this.sleep }),
       redeem: async (raw) => {
         const { doc } = parseSecretDocument(secretId, JSON.stringify(raw));
         return this.issueToken(secretId, { doc, raw, fetchedAt: this.now(), unsaved: false }, mailboxId, false);
