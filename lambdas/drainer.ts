@@ -148,8 +148,13 @@ async function drainOne(record: SQSRecord, request: DrainRequest, context: Conte
       });
       return;
     case 'retry-later':
+      // Busy or in use: the next tick tries again. A login delay (CAPA LOGIN-DELAY) is honoured:
+      // the scheduler does not enqueue the mailbox before it has passed.
+      if (verdict.afterSeconds !== undefined) await standing.notBefore(mailbox.id, ended + verdict.afterSeconds * 1000);
+      await standing.releaseMarker(mailbox.id, request.marker);
+      return;
     case 'needs-operator':
-      // Busy, login delay, or the UIDL-reset guard (the scheduler waits for an operator).
+      // The UIDL-reset guard: the scheduler waits for an operator.
       await standing.releaseMarker(mailbox.id, request.marker);
       return;
     case 'back-off': {

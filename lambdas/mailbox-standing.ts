@@ -54,6 +54,11 @@ export class MailboxStanding {
     return { nextAttemptAt, streak };
   }
 
+  /** The server asked for a delay between logins: no attempt before `at` (not a failure: no streak). */
+  async notBefore(mailboxId: string, at: number): Promise<void> {
+    await this.ledger.updateMailboxState(mailboxId, { nextAttemptAt: at });
+  }
+
   async chainCapped(mailboxId: string, now: number): Promise<void> {
     await this.ledger.updateMailboxState(mailboxId, { chainCappedAt: now });
   }

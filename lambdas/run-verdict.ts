@@ -15,8 +15,11 @@ export type RunVerdict =
   | { kind: 'done' }
   /** Normal end with more remaining, but the chain reached its depth cap: done, the cap recorded. */
   | { kind: 'chain-capped'; depth: number }
-  /** Busy, in use, login delay, or another run took over: done; the next tick tries again. */
-  | { kind: 'retry-later' }
+  /**
+   * Busy, in use, login delay, or another run took over: done; the next tick tries again, or not
+   * before `afterSeconds` when the server asked for a delay between logins (LOGIN-DELAY).
+   */
+  | { kind: 'retry-later'; afterSeconds?: number }
   /** The UIDL-reset guard stopped the run: done; the scheduler waits for an operator. */
   | { kind: 'needs-operator' }
   /** A failure retrying soon cannot fix: done, and the mailbox backs off (nextAttemptAt). */
@@ -25,7 +28,7 @@ export type RunVerdict =
   | { kind: 'redrive' };
 
 export interface RunFacts {
-  report: Pick<DrainReport, 'stopReason' | 'moreRemaining' | 'retryLater' | 'error'>;
+  report: Pick<DrainReport, 'stopReason' | 'moreRemaining' | 'retryLater' | 'error' | 'retryAfterSeconds'>;
   /** Continuations before this run (0 for the scheduler's request). */
   depth: number;
   /** Continuations a chain may have at most. */
@@ -34,7 +37,10 @@ export interface RunFacts {
 
 export function decideRunVerdict({ report, depth, maxDepth }: RunFacts): RunVerdict {
   const stop = report.stopReason;
-  if (report.retryLater || RETRY_LATER_STOPS.has(stop) || stop === 'lease-lost') return { kind: 'retry-later' };
+  if (report.retryLater || RETRY_LATER_STOPS.has(stop) || stop === 'lease-lost') {
+    const after = report.retryAfterSeconds;
+    return after !== undefined && after > 0 ? { kind: 'retry-later', afterSeconds: after } : { kind: 'retry-later' };
+  }
   if (NORMAL_STOPS.has(stop)) {
     if (!report.moreRemaining || stop === 'cancelled' || stop === 'dry-run') return { kind: 'done' };
     return depth + 1 > maxDepth ? { kind: 'chain-capped', depth } : { kind: 'continue', depth: depth + 1 };

@@ -29,6 +29,10 @@ describe('decideRunVerdict', () => {
     }
     expect(decideRunVerdict(facts('lease-lost', failure('LEASE_HELD', false)))).toEqual({ kind: 'retry-later' });
   });
+  it('honours a login delay the server asked for: retry later, not before it has passed', () => {
+    expect(decideRunVerdict(facts('login-delay', { retryLater: true, retryAfterSeconds: 900 }))).toEqual({ kind: 'retry-later', afterSeconds: 900 });
+    expect(decideRunVerdict(facts('login-delay', { retryLater: true, retryAfterSeconds: 0 }))).toEqual({ kind: 'retry-later' });
+  });
   it('leaves a suspected UIDL reset to an operator', () => {
     expect(decideRunVerdict(facts('uidl-reset-suspected', { moreRemaining: true }))).toEqual({ kind: 'needs-operator' });
   });
