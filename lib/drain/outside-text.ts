@@ -16,17 +16,30 @@ export function safeFailure(failure: DrainFailure, secrets: readonly string[]): 
   return message === failure.message ? failure : { ...failure, message };
 }
 
-function safeValue(value: unknown, secrets: readonly string[]): unknown {
-  return typeof value === 'string' ? safeText(value, secrets) : value;
+/**
+ * The fields with each string made safe when it is read, once: a logger that drops a level
+ * (the CLI's debug and info, Powertools below its level) never pays for scrubbing, and every
+ * value a logger does read (Object.entries, JSON.stringify, a spread) is safe text.
+ */
+function safeFields(fields: LogFields, secrets: readonly string[]): LogFields {
+  const out: LogFields = {};
+  for (const [k, v] of Object.entries(fields)) {
+    if (typeof v !== 'string') {
+      out[k] = v;
+      continue;
+    }
+    let safe: string | undefined;
+    Object.defineProperty(out, k, { enumerable: true, configurable: true, get: () => (safe ??= safeText(v, secrets)) });
+  }
+  return out;
 }
 
 /** A logger whose messages and string fields are safe text; `secrets` is read at each call. */
 export function safeLogger(base: DrainLogger, secrets: readonly string[]): DrainLogger {
   const clean = (fields?: LogFields): LogFields | undefined => {
     if (fields === undefined) return undefined;
-    const out: LogFields = {};
-    for (const [k, v] of Object.entries(fields)) out[k] = safeValue(v, secrets);
-    return out;
+    // A snapshot: the fields are scrubbed of the secrets in use when they were logged.
+    return safeFields(fields, [...secrets]);
   };
   return {
     debug: (m, f) => base.debug(safeText(m, secrets), clean(f)),

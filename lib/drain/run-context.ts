@@ -87,7 +87,9 @@ export interface RunContext {
 
 /** The ports' logger (or silence), every record naming the mailbox. */
 export function mailboxLogger(base: DrainLogger, mailboxId: string): DrainLogger {
-  const withMailbox = (fields?: LogFields): LogFields => ({ mailboxId, ...fields });
+  // Descriptors, not a spread: a field made safe lazily (outside-text.ts) stays lazy.
+  const withMailbox = (fields?: LogFields): LogFields =>
+    fields === undefined ? { mailboxId } : Object.defineProperties<LogFields>({ mailboxId }, Object.getOwnPropertyDescriptors(fields));
   return {
     debug: (m, f) => base.debug(m, withMailbox(f)),
     info: (m, f) => base.info(m, withMailbox(f)),

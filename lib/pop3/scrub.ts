@@ -40,7 +40,38 @@ export function secretForms(secret: string): string[] {
   return [...forms];
 }
 
-function decodedHolds(run: string, secrets: readonly string[]): boolean {
+/** A secret set made ready once: its literal forms (longest first) and its stripped forms. */
+interface CompiledSecrets {
+  readonly source: readonly string[];
+  readonly usable: readonly string[];
+  readonly forms: readonly string[];
+  /** stripped(secret) where it is long enough to look for, else undefined. */
+  readonly strippedUsable: readonly (string | undefined)[];
+}
+
+/** The last secret set compiled: a run scrubs many texts with the same secrets. */
+let lastCompiled: CompiledSecrets | undefined;
+
+function sameSecrets(a: readonly string[], b: readonly string[]): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
+function compileSecrets(secrets: readonly string[]): CompiledSecrets {
+  if (lastCompiled !== undefined && sameSecrets(lastCompiled.source, secrets)) return lastCompiled;
+  const usable = secrets.filter((s) => s.length >= MIN_SECRET_CHARS);
+  // Longest first: one form may hold a shorter one.
+  const forms = [...new Set(usable.flatMap(secretForms))].sort((a, b) => b.length - a.length);
+  const strippedUsable = usable.map((s) => {
+    const bare = stripped(s);
+    return bare.length >= MIN_STRIPPED_CHARS ? bare : undefined;
+  });
+  lastCompiled = { source: [...secrets], usable, forms, strippedUsable };
+  return lastCompiled;
+}
+
+function decodedHolds(run: string, compiled: CompiledSecrets): boolean {
   let decoded: string;
   try {
     decoded = Buffer.from(run.replace(/-/g, '+').replace(/_/g, '/'), 'base64').toString('latin1');
@@ -48,21 +79,27 @@ function decodedHolds(run: string, secrets: readonly string[]): boolean {
     return false;
   }
   const utf8 = Buffer.from(decoded, 'latin1').toString('utf8');
-  return secrets.some((s) => decoded.includes(s) || utf8.includes(s) || (stripped(s).length >= MIN_STRIPPED_CHARS && stripped(utf8).includes(stripped(s))));
+  let strippedUtf8: string | undefined;
+  return compiled.usable.some((s, i) => {
+    if (decoded.includes(s) || utf8.includes(s)) return true;
+    const bare = compiled.strippedUsable[i];
+    if (bare === undefined) return false;
+    strippedUtf8 ??= stripped(utf8);
+    return strippedUtf8.includes(bare);
+  });
 }
 
 /** `text` with every form of every secret replaced by `[redacted]`. */
 export function scrubSecrets(text: string, secrets: readonly string[]): string {
-  const usable = secrets.filter((s) => s.length >= MIN_SECRET_CHARS);
-  if (usable.length === 0 || text.length === 0) return text;
+  if (text.length === 0 || secrets.length === 0) return text;
+  const compiled = compileSecrets(secrets);
+  if (compiled.usable.length === 0) return text;
   let out = text;
-  // Longest first: one form may hold a shorter one.
-  const forms = [...new Set(usable.flatMap(secretForms))].sort((a, b) => b.length - a.length);
-  for (const form of forms) out = out.split(form).join(REDACTED);
+  for (const form of compiled.forms) if (out.includes(form)) out = out.split(form).join(REDACTED);
   // A base64 run may hold a secret at any offset (a SASL payload): decode each at its 4 alignments.
   out = out.replace(BASE64_RUN, (run) => {
     for (let shift = 0; shift < 4 && shift < run.length; shift++) {
-      if (decodedHolds(run.slice(shift), usable)) return REDACTED;
+      if (decodedHolds(run.slice(shift), compiled)) return REDACTED;
     }
     return run;
   });

@@ -8,7 +8,9 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { refreshTokenGrant } from '../../lib/adapters/oauth2/token-client.js';
 import { drainMailbox } from '../../lib/drain/drain-mailbox.js';
 import { DEFAULT_UIDL_RESET_GUARD, type MailboxConfig } from '../../lib/drain/mailbox.js';
+import { safeLogger } from '../../lib/drain/outside-text.js';
 import type { LogFields } from '../../lib/drain/ports.js';
+import { mailboxLogger } from '../../lib/drain/run-context.js';
 import { inertText, scrubSecrets } from '../../lib/pop3/index.js';
 import { startPop3Server, type Pop3ServerOptions, type Pop3TestServer } from '../../lib/testing/pop3-server/index.js';
 import { memoryPorts } from '../support/memory-ports.js';
@@ -126,6 +128,25 @@ describe('no secret leaves through text from outside', () => {
 
   it('scrubSecrets leaves text without secrets as it is', () => {
     expect(scrubSecrets('-ERR [AUTH] invalid user name or password', [PASSWORD])).toBe('-ERR [AUTH] invalid user name or password');
+  });
+
+  it('safeLogger: every string field a logger reads is scrubbed (entries, JSON, spread), other values pass as they are', () => {
+    const seen: LogFields[] = [];
+    const keep = (_m: string, f?: LogFields): void => void (f !== undefined && seen.push(f));
+    const base = { debug: keep, info: keep, warn: keep, error: keep };
+    // As drainMailbox composes them: the mailbox id is added between the safe logger and the base.
+    for (const log of [safeLogger(base, [PASSWORD]), safeLogger(mailboxLogger(base, 'mbx-alice'), [PASSWORD])]) {
+      for (const [i, form] of forms(PASSWORD).entries()) log.debug('x', { n: i, quoted: `-ERR bad ${form} here`, plain: 'uidl-1' });
+    }
+    expect(seen).toHaveLength(2 * forms(PASSWORD).length);
+    expect(seen.slice(forms(PASSWORD).length).map((f) => Object.keys(f))).toEqual(forms(PASSWORD).map(() => ['mailboxId', 'n', 'quoted', 'plain']));
+    for (const f of seen) {
+      const shown = [JSON.stringify(f), Object.entries(f).join(' '), String({ ...f }.quoted), String(f.quoted)];
+      for (const text of shown) for (const form of forms(PASSWORD)) expect(text).not.toContain(form);
+      expect(f.quoted).toContain('[redacted]');
+      expect(f.plain).toBe('uidl-1');
+      expect(typeof f.n).toBe('number');
+    }
   });
 });
 
