@@ -562,22 +562,18 @@ describe('popdrain drain', () => {
       let killedWhileDraining = 0;
       let completed = 0;
       let next = 600;
-      // Kill moments are drawn up to this past a floor; a run that finishes first shortens it.
+      // Kill moments are drawn up to this; a run that finishes first shortens it.
       let maxDelayMs = 1500;
-      // A kill that lands before anything was stored (the process still starting, connecting or
-      // listing: slow on a busy machine) raises the floor, so later kills land while draining.
-      let floorMs = 40;
       for (let iteration = 0; kills < 12 && iteration < 40; iteration++) {
         const started = Date.now();
         const storedBefore = (await storedFiles(out, u.id)).size;
         const { child, result } = startCli(args, { env: { POPDRAIN_PASSWORD: u.password } });
-        const timer = setTimeout(() => child.kill('SIGKILL'), floorMs + Math.floor(Math.random() * maxDelayMs));
+        const timer = setTimeout(() => child.kill('SIGKILL'), 40 + Math.floor(Math.random() * maxDelayMs));
         const r = await result;
         clearTimeout(timer);
         if (r.signal === 'SIGKILL') {
           kills += 1;
           if ((await storedFiles(out, u.id)).size > storedBefore) killedWhileDraining += 1;
-          else floorMs = Math.min(floorMs + 300, 6_000);
         } else {
           expect(r.code, r.stderr).toBe(0);
           completed += 1;
