@@ -4,7 +4,7 @@ import { refuseCommandsFromUnsafeConfig } from './config-safety.js';
 import { MDA_STORE_CONCURRENCY, mdaArgv } from './mda-option.js';
 import { MdaStore } from '../lib/adapters/local/mda-store.js';
 import { resolve } from 'node:path';
-import { createLocalAdapters, type LocalAdapters } from '../lib/adapters/local/index.js';
+import { LocalStateFolders } from './local-state-folders.js';
 import { LocalCredentials } from '../lib/adapters/local/local-credentials.js';
 import { MaildirStore } from '../lib/adapters/local/maildir-store.js';
 import { drainMailbox, type DrainBudget } from '../lib/drain/drain-mailbox.js';
@@ -158,6 +158,10 @@ interface Job {
   defaultId?: { user: string; host: string; port: number };
   /** Deliver to this MDA instead of the run's store. */
   mda?: string[] | undefined;
+  /** From the config file (one machine only): this mailbox's state folder, Maildir, time budget. */
+  out?: string;
+  maildir?: string;
+  maxTimeMs?: number;
 }
 
 export async function runDrain(positionals: string[], o: DrainCommandOptions): Promise<ExitCode> {
@@ -225,7 +229,13 @@ export async function runDrain(positionals: string[], o: DrainCommandOptions): P
       if (usesSm && aws.credentials === undefined) {
         throw new UsageError(`mailbox "${m.id}" keeps its secret in Secrets Manager: add --secrets-manager (with AWS credentials)`);
       }
-      jobs.push({ mailbox: adjust(m), credentials: usesSm ? aws.credentials! : local, mda: mda ?? m.mda });
+      // The command line's destination and budget override the file's.
+      const own = withoutUndefined({
+        out: o.out === undefined ? m.out : undefined,
+        maildir: o.maildir === undefined && mda === undefined && o['s3-bucket'] === undefined ? m.maildir : undefined,
+        maxTimeMs: maxTimeMs === undefined ? m.maxTimeMs : undefined,
+      });
+      jobs.push({ mailbox: adjust(m), credentials: usesSm ? aws.credentials! : local, mda: mda ?? m.mda, ...own });
     }
   } else {
     if (o['secrets-manager'] === true) throw new UsageError('--secrets-manager goes with --config (its mailboxes name their secrets)');
@@ -242,10 +252,14 @@ export async function runDrain(positionals: string[], o: DrainCommandOptions): P
   const folder = stateFolder(o.out === undefined ? undefined : outDir(o.out));
   if (folder.notice !== undefined && !quiet) process.stderr.write(`popdrain: ${folder.notice}\n`);
   const out = folder.dir;
-  let local: LocalAdapters | undefined;
-  const needLocal = aws.store === undefined || aws.ledger === undefined || aws.events === undefined;
-  if (needLocal) local = createLocalAdapters({ out, logger });
-  const store = aws.store ?? (o.maildir !== undefined ? new MaildirStore({ dir: resolve(o.maildir) }) : local!.store);
+  // Opened on first use: a folder no mailbox uses is not created.
+  const folders = new LocalStateFolders(out, logger);
+  const storeFor = (job: Job) =>
+    job.mda !== undefined
+      ? new MdaStore({ argv: job.mda })
+      : job.maildir !== undefined
+        ? new MaildirStore({ dir: resolve(job.maildir) })
+        : (aws.store ?? (o.maildir !== undefined ? new MaildirStore({ dir: resolve(o.maildir) }) : folders.get(job.out).store));
   const where =
     o['s3-bucket'] !== undefined ? `s3://${o['s3-bucket']}/${o['s3-prefix'] ?? 'messages/'}` : o.maildir !== undefined ? resolve(o.maildir) : out;
 
@@ -254,10 +268,10 @@ export async function runDrain(positionals: string[], o: DrainCommandOptions): P
   const only = jobs[0];
   let checkListing: ((uidls: readonly string[]) => Promise<void>) | undefined;
   if (only?.defaultId !== undefined) {
-    const settled = await settleDefaultId(only.mailbox.id, only.defaultId, aws.ledger ?? local!.ledger);
+    const settled = await settleDefaultId(only.mailbox.id, only.defaultId, aws.ledger ?? folders.get().ledger);
     if (settled.notice !== undefined && !quiet) process.stderr.write(`popdrain: ${settled.notice}\n`);
     only.mailbox = { ...only.mailbox, id: settled.id };
-    if (aws.ledger === undefined && o['new-mailbox'] !== true) checkListing = sameMailboxCheck(settled.id, local!.ledger, out);
+    if (aws.ledger === undefined && o['new-mailbox'] !== true) checkListing = sameMailboxCheck(settled.id, folders.get().ledger, out);
   }
 
   // Signals: the first stops requesting messages and ends the session within 2 s (QUIT if it
@@ -300,19 +314,25 @@ export async function runDrain(positionals: string[], o: DrainCommandOptions): P
       while (next < jobs.length && !graceful.signal.aborted) {
         const job = jobs[next++]!;
         const ports: DrainPorts = {
-          store: job.mda === undefined ? store : new MdaStore({ argv: job.mda }),
-          ledger: aws.ledger ?? local!.ledger,
-          events: aws.events ?? local!.events,
+          store: storeFor(job),
+          ledger: aws.ledger ?? folders.get(job.out).ledger,
+          events: aws.events ?? folders.get(job.out).events,
           credentials: job.credentials,
           logger,
         };
         const showProgress = !quiet && jobs.length === 1;
         const progress = createProgress(job.mailbox.id, process.stderr, showProgress);
-        const jobBudget: DrainBudget = { ...budget, ...(maxTimeMs === undefined ? {} : { deadline: started + maxTimeMs }) };
+        const jobBudget: DrainBudget = {
+          ...budget,
+          ...(maxTimeMs === undefined ? {} : { deadline: started + maxTimeMs }),
+          ...(job.maxTimeMs === undefined ? {} : { deadline: Date.now() + job.maxTimeMs }),
+        };
         const report = await drainMailbox(job.mailbox, ports, jobBudget, {
           signal: graceful.signal,
           ...(job.mda !== undefined
             ? { storeConcurrency: MDA_STORE_CONCURRENCY }
+            : job.maildir !== undefined
+            ? { storeConcurrency: MAILDIR_STORE_CONCURRENCY }
             : aws.store === undefined
             ? { storeConcurrency: o.maildir === undefined ? FILE_STORE_CONCURRENCY : MAILDIR_STORE_CONCURRENCY }
             : aws.storeConcurrency === undefined
@@ -326,14 +346,15 @@ export async function runDrain(positionals: string[], o: DrainCommandOptions): P
         });
         progress.done();
         reports.push(report);
-        if (o.json !== true && !quiet) process.stdout.write(`${summarize(report, job.mda === undefined ? where : `the MDA (${job.mda[0]})`)}\n`);
+        const shown = job.mda !== undefined ? `the MDA (${job.mda[0]})` : job.maildir !== undefined ? resolve(job.maildir) : job.out !== undefined ? folders.dirFor(job.out) : where;
+        if (o.json !== true && !quiet) process.stdout.write(`${summarize(report, shown)}\n`);
       }
     };
     await Promise.all(Array.from({ length: Math.min(parallel, jobs.length) }, worker));
   } finally {
     // The handlers stay until the process exits: see onSignal.
     runsOver = true;
-    await local?.close();
+    await folders.close();
   }
   if (o.json === true) {
     process.stdout.write(`${JSON.stringify(jobs.length === 1 && o.config === undefined ? reports[0] : reports, null, 2)}\n`);

@@ -4,7 +4,7 @@
  * IAM grant), VPC mailboxes need the VPC drainer, and the drainer's /tmp must hold the largest
  * message. A pure decision: the facts in, the problems and the /tmp size out.
  */
-import type { ConfiguredMailbox } from '../../lib/drain/config.js';
+import { localOnlySettings, type ConfiguredMailbox } from '../../lib/drain/config.js';
 
 /** The drainer's /tmp when no mailbox needs more: spooled messages over 1 MiB live there. */
 export const DEFAULT_EPHEMERAL_MIB = 2048;
@@ -69,7 +69,9 @@ export function checkForDeployment(mailboxes: readonly ConfiguredMailbox[], fact
   mailboxes.forEach((m, index) => {
     const secret = secretProblem(index, m);
     if (secret !== undefined) problems.push(secret);
-    if (m.mda !== undefined) problems.push(`${where(index, m)}: mda: a deployment stores in S3 and never runs a command from its configuration`);
+    for (const field of localOnlySettings(m)) {
+      problems.push(`${where(index, m)}: ${field}: ${field === 'mda' ? 'a deployment stores in S3 and never runs a command from its configuration' : 'one machine only (popdrain drain/poll --config); a deployment stores in S3 and bounds runs by its Lambda timeout'}`);
+    }
     const prefix = facts.secretNamePrefix;
     if (secret === undefined && prefix !== undefined && m.secret.type === 'secrets-manager' && !secretName(m.secret.secretId).startsWith(prefix)) {
       problems.push(`${where(index, m)}: auth.secret: "${m.secret.secretId}" is not under the secret name prefix "${prefix}" that the drainers may read (see docs/deploy.md, moving secret names)`);

@@ -10,7 +10,7 @@ import { mailboxIdProblem } from './keys.js';
 import { DEFAULT_UIDL_RESET_GUARD, type DeletePolicy, type MailboxConfig, type SecretSource } from './mailbox.js';
 import { parseFingerprint } from '../pop3/index.js';
 import { commandArgv, shellWordsProblem } from './shell-words.js';
-import { parseSize } from './units.js';
+import { parseDuration, parseSize } from './units.js';
 import { withoutUndefined } from './without-undefined.js';
 
 export { parseDuration, parseSize } from './units.js';
@@ -22,6 +22,15 @@ const size = z.union([z.number(), z.string()]).transform((v, ctx) => {
     return z.NEVER;
   }
   return n;
+});
+
+const duration = z.union([z.number(), z.string()]).transform((v, ctx) => {
+  const ms = parseDuration(v);
+  if (ms === undefined || ms <= 0) {
+    ctx.addIssue({ code: 'custom', message: `"${String(v)}" is not a duration (e.g. "90s", "10m", "1h")` });
+    return z.NEVER;
+  }
+  return ms;
 });
 
 const envName = z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'must be an environment variable name');
@@ -130,6 +139,8 @@ const limits = z
     maxMessageSize: size.optional(),
     maxMessagesPerRun: z.number().int().positive().optional(),
     maxBytesPerRun: size.optional(),
+    /** One machine only: the run's time budget from connecting on (as --max-time; a number is seconds). */
+    maxTimePerRun: duration.optional(),
   })
   .strict();
 
@@ -161,6 +172,10 @@ const settings = {
   mda: z.string().min(1).optional(),
   /** Run mda through `sh -c`. */
   mdaShell: z.boolean().optional(),
+  /** One machine only: the state folder (ledger, events, .eml files) of this mailbox (as --out). */
+  out: z.string().min(1).optional(),
+  /** One machine only: deliver into this Maildir; the ledger and events stay in `out` (as --maildir). */
+  maildir: z.string().min(1).optional(),
 };
 
 const mailboxSchema = z
@@ -195,6 +210,26 @@ export interface ConfiguredMailbox extends MailboxConfig {
   caFile?: string;
   /** One machine only: the argv of a mail delivery agent that stores each message (`mda`). */
   mda?: string[];
+  /** One machine only: the state folder (`out`), as written in the file. */
+  out?: string;
+  /** One machine only: the Maildir to deliver into (`maildir`), as written in the file. */
+  maildir?: string;
+  /** One machine only: the run's time budget (`limits.maxTimePerRun`). */
+  maxTimeMs?: number;
+}
+
+/**
+ * The settings of a parsed mailbox that only one machine can carry out, by their names in the
+ * file: a deployment stores in its bucket, keeps state in its table, and runs no command.
+ * (Logins other than `auth.secret` are refused by the deployment's own check.)
+ */
+export function localOnlySettings(m: ConfiguredMailbox): string[] {
+  return [
+    ...(m.mda === undefined ? [] : ['mda']),
+    ...(m.out === undefined ? [] : ['out']),
+    ...(m.maildir === undefined ? [] : ['maildir']),
+    ...(m.maxTimeMs === undefined ? [] : ['limits.maxTimePerRun']),
+  ];
 }
 
 export const DEFAULT_EVERY_MINUTES = 5;
@@ -288,6 +323,10 @@ export function parseMailboxFile(raw: unknown, options: { readFile?: (path: stri
     if (l?.maxMessageSize !== undefined) mailbox.maxMessageBytes = l.maxMessageSize;
     if (l?.maxMessagesPerRun !== undefined) mailbox.maxMessagesPerRun = l.maxMessagesPerRun;
     if (l?.maxBytesPerRun !== undefined) mailbox.maxBytesPerRun = l.maxBytesPerRun;
+    if (l?.maxTimePerRun !== undefined) mailbox.maxTimeMs = l.maxTimePerRun;
+    if (d.out !== undefined) mailbox.out = d.out;
+    if (d.maildir !== undefined) mailbox.maildir = d.maildir;
+    if (d.maildir !== undefined && d.mda !== undefined) problems.push(`mailbox ${index + 1} "${m.id}": maildir: choose maildir or mda, not both`);
     if (d.pipelineWindow !== undefined) mailbox.pipelineWindow = d.pipelineWindow;
     if (d.mda !== undefined) {
       const problem = d.mdaShell === true ? undefined : shellWordsProblem(d.mda);

@@ -4,8 +4,9 @@
  * write the registry must not be able to make a drainer read a file, an environment variable, or
  * run a command, so an entry may take its login from AWS Secrets Manager only (`auth.secret`) and
  * name no file. Refused: `auth.passwordEnv`, `auth.passwordFile`, `auth.oauth2` (environment
- * variables and files), `tlsOptions.caFile` (give `caPem`), and anything the schema does not
- * know (a password command, an MDA: config.ts's schema is strict). A pure decision.
+ * variables and files), `tlsOptions.caFile` (give `caPem`), the commands (a password command,
+ * an MDA), the local destinations and budget (`out`, `maildir`, `limits.maxTimePerRun`), and
+ * anything the schema does not know (config.ts's schema is strict). A pure decision.
  */
 import { ConfigError, parseMailboxFile, type ConfiguredMailbox } from './config.js';
 
@@ -22,6 +23,9 @@ export const LOCAL_ONLY_FIELDS: ReadonlyArray<readonly [path: readonly string[],
   [['passwordEval'], 'a registry entry runs no command'],
   [['mda'], 'a registry entry runs no command: messages go to the deployment\'s bucket'],
   [['deliver'], 'a registry entry runs no command: messages go to the deployment\'s bucket'],
+  [['out'], 'messages and state go to the deployment\'s bucket and table'],
+  [['maildir'], 'messages go to the deployment\'s bucket'],
+  [['limits', 'maxTimePerRun'], 'a drainer\'s run is bounded by its Lambda timeout'],
 ];
 
 /** A validated registry entry: the mailbox, and whether an operator paused it. */
