@@ -15,6 +15,8 @@ Usage:
   popdrain drain pop3s://USER@HOST[:PORT] [options]   implicit TLS (port 995)
   popdrain drain pop3://USER@HOST[:PORT] [options]    STLS required (port 110)
   popdrain drain --config FILE [--parallel N] [options]
+  popdrain poll --config FILE [--log-file PATH] [--parallel N] [options]   keep running: each mailbox on its schedule
+  popdrain drain URL --every DURATION [options]      keep running: one mailbox every DURATION (at least 1m)
   popdrain check pop3s://USER@HOST[:PORT]            TLS, capabilities, login methods, message count; downloads nothing
   popdrain status [--out DIR] [--id ID] [--accept-uidl-reset]   (--out: as for drain)
   popdrain fleet list|failures|add FILE|update FILE|pause ID|resume ID|remove ID|drain-now ID|accept-uidl-reset ID|redrive-dlq
@@ -72,6 +74,14 @@ Output:
   -v, --trace                     the protocol exchange on stderr (passwords and tokens redacted)
   --json                          the final report as JSON on stdout
   --quiet                         no progress, no summary
+
+Poll (popdrain poll --config FILE, popdrain drain URL --every DURATION):
+  each mailbox on its schedule (schedule.everyMinutes, default 5), jittered by up to 10 % per mailbox; failures
+  that retrying cannot fix soon back off 15 min, 30 min ... 6 h; busy and login delays retry later
+  --every DURATION                run every DURATION (at least 1m); with --config, instead of each schedule
+  --log-file PATH                 one line per run, appended (reopened on SIGHUP; default stderr)
+  --parallel N                    mailboxes running at once (default 1)
+  SIGHUP reads the config again (a bad one is reported, the old kept); SIGINT/SIGTERM stop: exit 0 (twice: 130)
 
 SIGINT/SIGTERM: no new messages; the session ends within 2 s (QUIT if it can be answered in time, else the
   connection is closed: what did not arrive stays on the server); exit 130. A second signal stops at once.
@@ -133,6 +143,13 @@ const drainOptions = {
   'secrets-manager': { type: 'boolean' },
 } as const satisfies ParseArgsConfig['options'];
 
+/** `poll`, and `drain --every`: the loop's own options (see cli/poll-command.ts). */
+const pollOptions = {
+  ...drainOptions,
+  every: { type: 'string' },
+  'log-file': { type: 'string' },
+} as const satisfies ParseArgsConfig['options'];
+
 const statusOptions = {
   out: { type: 'string' },
   id: { type: 'string' },
@@ -175,9 +192,14 @@ async function main(argv: string[]): Promise<ExitCode> {
   }
   switch (command) {
     case 'drain': {
-      const { values, positionals } = parse(rest, drainOptions);
+      const { values, positionals } = parse(rest, pollOptions);
+      if (values.every !== undefined || values['log-file'] !== undefined) return (await import('./poll-command.js')).runPoll(positionals, values);
       const { runDrain } = await import('./drain-command.js');
       return runDrain(positionals, values);
+    }
+    case 'poll': {
+      const { values, positionals } = parse(rest, pollOptions);
+      return (await import('./poll-command.js')).runPoll(positionals, values);
     }
     case 'check': {
       const { values, positionals } = parse(rest, connectionOptions);
@@ -194,7 +216,7 @@ async function main(argv: string[]): Promise<ExitCode> {
       return (await import('./fleet-command.js')).runFleet(positionals, values);
     }
     default:
-      throw new UsageError(`unknown command "${command}" (drain, check or status; see popdrain --help)`);
+      throw new UsageError(`unknown command "${command}" (drain, poll, check, status or fleet; see popdrain --help)`);
   }
 }
 
