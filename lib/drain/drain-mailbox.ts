@@ -192,6 +192,10 @@ class DrainRun {
       now: ctx.clock.now(),
     });
     ctx.counters.alreadyKnown = plan.alreadyKnown;
+    ctx.counters.importedLeft = plan.imported.length;
+    if (plan.imported.length > 0 && ctx.mailbox.deletePolicy.mode !== 'keep') {
+      ctx.log.info('messages known only from an imported seen-list are left on the server (never deleted unseen)', { imported: plan.imported.length });
+    }
     for (const m of listing.messages) if (known.has(m.uidl)) ctx.counters.knownAfterRun.add(m.uidl);
     ctx.counters.toFetch = plan.fetch.length;
     ctx.counters.toFetchBytes = plan.toFetchBytes;

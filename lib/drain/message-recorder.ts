@@ -283,6 +283,13 @@ export class MessageRecorder {
   private announceThen(entry: LedgerEntry, again: boolean, then: (announced: boolean) => void): void {
     const { ctx } = this;
     const uidl = entry.uidl;
+    const event = entry.event;
+    if (event === undefined) {
+      // An imported entry has no event: nothing of it was stored, so nothing is announced.
+      ctx.failures.push({ uidl, code: 'INTERNAL_ERROR', phase: 'publish', message: 'no event to announce (an imported entry)', retryable: false });
+      then(false);
+      return;
+    }
     ctx.counters.pendingUidls.add(uidl);
     const notPublished = (reason: string | undefined): void => {
       ctx.failures.push({
@@ -294,7 +301,7 @@ export class MessageRecorder {
       });
       then(false);
     };
-    this.publishes.push(entry.event, {
+    this.publishes.push(event, {
       resolve: (result) => {
         if (!result.ok) {
           notPublished(result.reason);

@@ -101,6 +101,12 @@ export interface DrainReport {
   pendingAnnouncements: number;
   /** Messages still to fetch when the run stopped. */
   remaining: number;
+  /**
+   * Listed messages known only from a seen-list `popdrain import` recorded: left on the server,
+   * never fetched and never deleted (no copy was stored by popdrain; `--refetch` fetches them).
+   * Present when there are any.
+   */
+  importedLeft?: number;
   /** Whether the server offered UIDL (otherwise header digests stood in for UIDLs). */
   uidlSupported: boolean;
   failures: DrainFailure[];

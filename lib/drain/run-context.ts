@@ -34,6 +34,8 @@ export interface RunCounters {
   serverDeletesRetrieved: boolean;
   /** Messages still to fetch when the run stopped. */
   remaining: number;
+  /** Listed messages known only from an imported seen-list: left on the server. */
+  importedLeft: number;
   /** Store or ledger failures in a row (reset by a successful ledger write). */
   consecutiveBackendFailures: number;
   /** UIDLs on the server the ledger knows at the end of the run (the UIDL-reset guard's figure). */
@@ -60,6 +62,7 @@ export function newCounters(): RunCounters {
     unconfirmedDeletes: 0,
     serverDeletesRetrieved: false,
     remaining: 0,
+    importedLeft: 0,
     consecutiveBackendFailures: 0,
     knownAfterRun: new Set(),
     pendingUidls: new Set(),
