@@ -105,6 +105,7 @@ export function summarize(report: DrainReport, where: string): string {
       lines.push(`  ${report.unconfirmedDeletes} deletions not confirmed (the server closed the connection without answering QUIT): the next run records which the server applied`);
     }
     lines.push(`  announced ${report.announced} events${report.reannounced > 0 ? ` (${report.reannounced} from an earlier run)` : ''}; pending ${report.pendingAnnouncements}`);
+    if (report.importedLeft !== undefined) lines.push(`  left ${report.importedLeft} on the server: known only from an imported seen-list (never deleted; --refetch fetches them)`);
   }
   if (report.plan !== undefined) lines.push('  dry run: nothing was fetched, stored, announced or deleted');
   else if (report.moreRemaining) lines.push(`  ${report.remaining} messages remain: run again to continue`);

@@ -36,6 +36,8 @@ export interface SeenAccount {
 }
 
 export interface SeenListSelection {
+  /** The file names the account (its list may still be empty). */
+  found: boolean;
   /** The account's UIDLs, each once, in the file's order. */
   uidls: string[];
   /** Accounts in the file other than the one wanted, each `user@host` once. */
@@ -73,7 +75,7 @@ const sameHost = (a: string, b: string): boolean => a.toLowerCase() === b.toLowe
 class Selector {
   private readonly seen = new Set<string>();
   private readonly others = new Set<string>();
-  readonly result: SeenListSelection = { uidls: [], otherAccounts: [], otherUidls: 0, invalid: 0, problems: [] };
+  readonly result: SeenListSelection = { found: false, uidls: [], otherAccounts: [], otherUidls: 0, invalid: 0, problems: [] };
 
   addOther(account: string, uidls: number): void {
     if (!this.others.has(account)) {
@@ -122,7 +124,8 @@ export function parseMpopUidls(text: string, account: SeenAccount): SeenListSele
     const user = head[3]!;
     if (count > all.length - i) throw new SeenListFormatError('mpop', number, `the list announces ${count} UIDs but the file ends after ${all.length - i} more lines`);
     const mine = user === account.user && sameHost(host, account.host);
-    if (!mine) select.addOther(`${user}@${host}`, count);
+    if (mine) select.result.found = true;
+    else select.addOther(`${user}@${host}`, count);
     for (let k = 0; k < count; k++) {
       const uidLine = all[i]!;
       const at = i + 1;
@@ -154,7 +157,10 @@ export function parseFetchmailIds(text: string, account: SeenAccount): SeenListS
     }
     const user = userHost.slice(0, at);
     const host = userHost.slice(at + 1);
-    if (user.toLowerCase() === account.user.toLowerCase() && sameHost(host, account.host)) select.addMine(uidl, number);
+    if (user.toLowerCase() === account.user.toLowerCase() && sameHost(host, account.host)) {
+      select.result.found = true;
+      select.addMine(uidl, number);
+    }
     else counts.set(userHost, (counts.get(userHost) ?? 0) + 1);
   }
   for (const [other, n] of counts) select.addOther(other, n);

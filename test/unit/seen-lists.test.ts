@@ -26,7 +26,7 @@ const FETCHMAIL_REAL =
 describe('parseMpopUidls', () => {
   it('reads the file mpop wrote', () => {
     const r = parseMpopUidls(MPOP_REAL, JANE);
-    expect(r).toEqual({ uidls: ['000000016b159c33', '000000026b159c33', '000000036b159c33'], otherAccounts: [], otherUidls: 0, invalid: 0, problems: [] });
+    expect(r).toEqual({ found: true, uidls: ['000000016b159c33', '000000026b159c33', '000000036b159c33'], otherAccounts: [], otherUidls: 0, invalid: 0, problems: [] });
   });
 
   it('selects one account of several (host without case, user exactly) and counts the others', () => {
@@ -38,6 +38,10 @@ describe('parseMpopUidls', () => {
     expect(parseMpopUidls(text, { user: 'jane@example.org', host: '127.0.0.1'.toUpperCase() }).uidls).toEqual(['j1', 'j2', 'j3']);
   });
 
+  it('an empty list of the account is found, with nothing to import', () => {
+    expect(parseMpopUidls(' 0 127.0.0.1 jane@example.org\n', JANE)).toMatchObject({ found: true, uidls: [] });
+  });
+
   it('a user with blanks is the rest of the header line; CRLF line ends are read', () => {
     const r = parseMpopUidls(' 1 mail.example.org Jane Doe\r\nu-1\r\n', { user: 'Jane Doe', host: 'mail.example.org' });
     expect(r.uidls).toEqual(['u-1']);
@@ -46,6 +50,7 @@ describe('parseMpopUidls', () => {
   it('the wrong host imports nothing and names the account found', () => {
     const r = parseMpopUidls(MPOP_REAL, { user: 'jane@example.org', host: 'pop.example.org' });
     expect(r.uidls).toEqual([]);
+    expect(r.found).toBe(false);
     expect(r.otherAccounts).toEqual(['jane@example.org@127.0.0.1']);
     expect(r.otherUidls).toBe(3);
   });
@@ -79,7 +84,7 @@ describe('parseMpopUidls', () => {
 describe('parseFetchmailIds', () => {
   it('reads the file fetchmail wrote', () => {
     const r = parseFetchmailIds(FETCHMAIL_REAL, JANE);
-    expect(r).toEqual({ uidls: ['000000016b159c69', '000000026b159c69', '000000036b159c69'], otherAccounts: [], otherUidls: 0, invalid: 0, problems: [] });
+    expect(r).toEqual({ found: true, uidls: ['000000016b159c69', '000000026b159c69', '000000036b159c69'], otherAccounts: [], otherUidls: 0, invalid: 0, problems: [] });
   });
 
   it('splits user and host at the last @ of the first field; user and host without case; duplicates once', () => {
