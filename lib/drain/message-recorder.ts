@@ -14,6 +14,7 @@ import { failureOf } from './failures.js';
 import { skippedEventId, storedEventId } from './keys.js';
 import { deleteAllowed, sameMessageUnseen, type ServerMessage } from './plan.js';
 import type { LedgerEntry, PublishOutcome, RecordOutcome, StoredObject } from './ports.js';
+import { newRefetchSummary, refetchVerdict, type RefetchStoreOutcome } from './refetch.js';
 import { noteBackendFailure, type RunContext } from './run-context.js';
 import { wellFormed, wellFormedText } from './well-formed.js';
 
@@ -201,6 +202,45 @@ export class MessageRecorder {
           done();
         }
       },
+    });
+  }
+
+  /**
+   * A stored message retrieved again (--refetch): compared with what the ledger recorded and
+   * what the store holds (refetch.ts), announced again under the entry's event id, and DELEd per
+   * policy only when its bytes are those stored. Nothing is recorded anew. Never throws.
+   */
+  recordRefetched(
+    entry: LedgerEntry,
+    message: ServerMessage,
+    received: { sha256: string; size: number },
+    store: RefetchStoreOutcome,
+    done: MessageDone,
+  ): void {
+    const { ctx } = this;
+    const summary = (ctx.counters.refetch ??= newRefetchSummary());
+    const verdict = refetchVerdict(entry, received, store);
+    summary.refetched += 1;
+    if (verdict.kind === 'same') summary.same += 1;
+    else if (verdict.kind === 'restored') {
+      summary.restored += 1;
+      ctx.log.info('refetched: the stored copy was missing and is written again', { uidl: entry.uidl, sha256: received.sha256 });
+    } else {
+      summary.differences.push(verdict.difference);
+      const d = verdict.difference;
+      ctx.log.warn('refetched message differs from the stored copy; the stored copy is kept', {
+        uidl: d.uidl,
+        storedSha256: d.storedSha256,
+        storedSize: d.storedSize,
+        receivedSha256: d.receivedSha256,
+        receivedSize: d.receivedSize,
+        storedCopy: d.storedCopy,
+      });
+    }
+    ctx.counters.knownAfterRun.add(entry.uidl);
+    this.announceThen(entry, false, (announced) => {
+      if (announced && verdict.kind !== 'differs' && deleteAllowed(entry, ctx.mailbox.deletePolicy, ctx.clock.now())) this.deletions.request(message);
+      done();
     });
   }
 

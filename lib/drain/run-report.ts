@@ -68,6 +68,7 @@ export function buildReport(end: RunEnd): DrainReport {
     pendingAnnouncements: c.pendingUidls.size,
     remaining: c.remaining,
     importedLeft: c.importedLeft > 0 ? c.importedLeft : undefined,
+    refetch: c.refetch,
     uidlSupported: c.uidlSupported,
     failures: end.failures,
     error: end.runError,

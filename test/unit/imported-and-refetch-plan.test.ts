@@ -8,6 +8,7 @@ import { FileLedger } from '../../lib/adapters/local/file-ledger.js';
 import type { DeletePolicy } from '../../lib/drain/mailbox.js';
 import { DAY_MS, deleteAllowed, planRun, sameMessageUnseen, type ServerMessage } from '../../lib/drain/plan.js';
 import type { LedgerEntry, LedgerStatus } from '../../lib/drain/ports.js';
+import { refetchVerdict } from '../../lib/drain/refetch.js';
 import { storedEntry } from '../../testkit/fixtures/ledger-fixtures.js';
 
 const NOW = Date.parse('2026-03-01T12:00:00Z');
@@ -17,9 +18,9 @@ const KEEP: DeletePolicy = { mode: 'keep' };
 const msg = (number: number, uidl: string, size = 100): ServerMessage => ({ number, uidl, size });
 
 function entry(uidl: string, status: LedgerStatus, extra: Partial<LedgerEntry> = {}): LedgerEntry {
-  const base: LedgerEntry = { mailboxId: 'mb', uidl, status, size: 100, firstSeenAt: NOW - 10 * DAY_MS, ...extra };
-  if (status === 'imported') return { ...base, size: 0 };
-  return { ...base, key: `k/${uidl}`, sha256: 'a'.repeat(64), event: { id: `e-${uidl}`, detailType: 'Email Stored', time: '', detail: {} as never } };
+  const base: LedgerEntry = { mailboxId: 'mb', uidl, status, size: 100, firstSeenAt: NOW - 10 * DAY_MS };
+  if (status === 'imported') return { ...base, size: 0, ...extra };
+  return { ...base, key: `k/${uidl}`, sha256: 'a'.repeat(64), event: { id: `e-${uidl}`, detailType: 'Email Stored', time: '', detail: {} as never }, ...extra };
 }
 
 const known = (...entries: LedgerEntry[]): Map<string, LedgerEntry> => new Map(entries.map((e) => [e.uidl, e]));
@@ -137,5 +138,33 @@ describe('the local ledger and imported entries', () => {
     expect(e.status).toBe('stored');
     expect(e.event?.id).toBe(storedEntry('mb', 'u1').event.id);
     await again.close();
+  });
+});
+
+describe('refetchVerdict: what a stored message retrieved again shows', () => {
+  const stored = entry('u', 'announced', { sha256: 'b'.repeat(64), size: 100 });
+  const same = { sha256: 'b'.repeat(64), size: 100 };
+  const other = { sha256: 'c'.repeat(64), size: 101 };
+
+  it('the same bytes, held by the store: same; written to a store that had lost them: restored', () => {
+    expect(refetchVerdict(stored, same, { kind: 'existed' })).toEqual({ kind: 'same' });
+    expect(refetchVerdict(stored, same, { kind: 'written' })).toEqual({ kind: 'restored' });
+  });
+
+  it('the stored copy changed (the store kept other bytes): a difference naming both hashes', () => {
+    expect(refetchVerdict(stored, same, { kind: 'conflict', message: 'holds sha256 d…' })).toEqual({
+      kind: 'differs',
+      difference: { uidl: 'u', storedSha256: 'b'.repeat(64), storedSize: 100, receivedSha256: 'b'.repeat(64), receivedSize: 100, storedCopy: 'differs', storeSays: 'holds sha256 d…' },
+    });
+  });
+
+  it('the server serves other bytes: a difference whatever the store says', () => {
+    for (const store of [{ kind: 'existed' }, { kind: 'written' }, { kind: 'conflict', message: 'm' }] as const) {
+      const verdict = refetchVerdict(stored, other, store);
+      expect(verdict.kind).toBe('differs');
+      if (verdict.kind === 'differs') expect(verdict.difference).toMatchObject({ storedSha256: 'b'.repeat(64), receivedSha256: 'c'.repeat(64), receivedSize: 101 });
+    }
+    // Same hash, other size (a ledger that disagrees with itself): not the same either.
+    expect(refetchVerdict(stored, { sha256: 'b'.repeat(64), size: 99 }, { kind: 'existed' }).kind).toBe('differs');
   });
 });
