@@ -36,6 +36,7 @@ export interface DrainCommandOptions extends ConnectionOptions {
   'max-bytes'?: string;
   'max-time'?: string;
   'dry-run'?: boolean;
+  refetch?: boolean;
   config?: string;
   parallel?: string;
   json?: boolean;
@@ -105,6 +106,14 @@ export function summarize(report: DrainReport, where: string): string {
       lines.push(`  ${report.unconfirmedDeletes} deletions not confirmed (the server closed the connection without answering QUIT): the next run records which the server applied`);
     }
     lines.push(`  announced ${report.announced} events${report.reannounced > 0 ? ` (${report.reannounced} from an earlier run)` : ''}; pending ${report.pendingAnnouncements}`);
+    if (report.refetch !== undefined) {
+      const r = report.refetch;
+      lines.push(`  refetched ${r.refetched} already stored: ${r.same} the same${r.restored > 0 ? `, ${r.restored} written again (the stored copy was missing)` : ''}, ${r.differences.length} differ (stored copies kept)`);
+      for (const d of r.differences.slice(0, 10)) {
+        lines.push(`    differs ${d.uidl}: stored sha256 ${d.storedSha256 ?? '?'} (${d.storedSize} bytes), received ${d.receivedSha256} (${d.receivedSize} bytes); the stored copy ${d.storedCopy === 'differs' ? 'holds other bytes' : d.storedCopy === 'written' ? 'was missing' : 'has the received bytes'}`);
+      }
+    }
+    if (report.importedLeft !== undefined) lines.push(`  left ${report.importedLeft} on the server: known only from an imported seen-list (never deleted; --refetch fetches them)`);
   }
   if (report.plan !== undefined) lines.push('  dry run: nothing was fetched, stored, announced or deleted');
   else if (report.moreRemaining) lines.push(`  ${report.remaining} messages remain: run again to continue`);
@@ -171,6 +180,7 @@ export async function runDrain(positionals: string[], o: DrainCommandOptions): P
   }
   if (o.maildir !== undefined && o['s3-bucket'] !== undefined) throw new UsageError('choose --maildir or --s3-bucket, not both');
   const mda = mdaArgv(o);
+  if (o.refetch === true && mda !== undefined) throw new UsageError('--refetch cannot go with --mda: an MDA cannot tell whether it holds a message, so it would get every message again');
   const policy = deletePolicyFrom(o);
   const maxSize = size(o['max-size'], '--max-size');
   const budget: DrainBudget = {};
@@ -229,6 +239,7 @@ export async function runDrain(positionals: string[], o: DrainCommandOptions): P
       if (usesSm && aws.credentials === undefined) {
         throw new UsageError(`mailbox "${m.id}" keeps its secret in Secrets Manager: add --secrets-manager (with AWS credentials)`);
       }
+      if (o.refetch === true && m.mda !== undefined) throw new UsageError(`--refetch cannot go with mailbox "${m.id}", which delivers to an MDA (it would get every message again)`);
       // The command line's destination and budget override the file's.
       const own = withoutUndefined({
         out: o.out === undefined ? m.out : undefined,
@@ -340,6 +351,7 @@ export async function runDrain(positionals: string[], o: DrainCommandOptions): P
               : { storeConcurrency: aws.storeConcurrency }),
           hardSignal: hard.signal,
           dryRun: o['dry-run'] === true,
+          refetch: o.refetch === true,
           ...withoutUndefined({ checkListing }),
           onProgress: (p) => progress.update(p),
           ...(o.trace === true ? { trace: traceWriter(job.mailbox.id) } : {}),

@@ -19,6 +19,9 @@ Usage:
   popdrain drain URL --every DURATION [options]      keep running: one mailbox every DURATION (at least 1m)
   popdrain check pop3s://USER@HOST[:PORT]            TLS, capabilities, login methods, message count; downloads nothing
   popdrain status [--out DIR] [--id ID] [--accept-uidl-reset]   (--out: as for drain)
+  popdrain import pop3s://USER@HOST (--fetchmail-ids FILE | --mpop-uidls FILE) [--seen-account USER@HOST]
+      [--id ID] [--out DIR] [--dry-run] [--json]   record the UIDLs fetchmail or mpop already fetched (kept on
+      the server): drain then fetches only what is new, and never deletes those (--refetch fetches them)
   popdrain fleet list|failures|add FILE|update FILE|pause ID|resume ID|remove ID|drain-now ID|accept-uidl-reset ID|redrive-dlq
       (--stack-outputs FILE [--stack NAME] | --table T [--queue-url U] [--dlq-url U]) [--json]   an AWS deployment's registry
   popdrain --help | --version
@@ -68,6 +71,9 @@ What to do:
   --max-size SIZE                 skip larger messages (an "Email Skipped" event), e.g. 25MB
   --max-messages N  --max-bytes SIZE  --max-time DURATION (e.g. 10m)   the run's budget
   --dry-run                       list what would be fetched, skipped and deleted
+  --refetch                       retrieve the messages already stored again: each is compared with the stored copy
+                                  (differences reported; nothing stored is replaced) and announced again under its
+                                  event id; messages known from an imported seen-list are fetched as new
   --no-uidl-reset-guard           do not stop when a drained mailbox suddenly shows only unknown UIDLs
 
 Output:
@@ -128,6 +134,7 @@ const drainOptions = {
   'max-bytes': { type: 'string' },
   'max-time': { type: 'string' },
   'dry-run': { type: 'boolean' },
+  refetch: { type: 'boolean' },
   config: { type: 'string' },
   parallel: { type: 'string' },
   quiet: { type: 'boolean', short: 'q' },
@@ -155,6 +162,19 @@ const statusOptions = {
   id: { type: 'string' },
   json: { type: 'boolean' },
   'accept-uidl-reset': { type: 'boolean' },
+} as const satisfies ParseArgsConfig['options'];
+
+const importOptions = {
+  'fetchmail-ids': { type: 'string' },
+  'mpop-uidls': { type: 'string' },
+  'seen-account': { type: 'string' },
+  user: { type: 'string' },
+  id: { type: 'string' },
+  out: { type: 'string' },
+  'insecure-plaintext': { type: 'boolean' },
+  'dry-run': { type: 'boolean' },
+  json: { type: 'boolean' },
+  quiet: { type: 'boolean', short: 'q' },
 } as const satisfies ParseArgsConfig['options'];
 
 function version(): string {
@@ -210,6 +230,10 @@ async function main(argv: string[]): Promise<ExitCode> {
       const { values, positionals } = parse(rest, statusOptions);
       const { runStatus } = await import('./status-command.js');
       return runStatus(positionals, values);
+    }
+    case 'import': {
+      const { values, positionals } = parse(rest, importOptions);
+      return (await import('./import-command.js')).runImport(positionals, values);
     }
     case 'fleet': {
       const { values, positionals } = parse(rest, { 'stack-outputs': { type: 'string' }, stack: { type: 'string' }, table: { type: 'string' }, 'queue-url': { type: 'string' }, 'dlq-url': { type: 'string' }, 'aws-region': { type: 'string' }, 'aws-endpoint': { type: 'string' }, json: { type: 'boolean' } });

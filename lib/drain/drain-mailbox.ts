@@ -29,6 +29,7 @@ import { MessageRecorder } from './message-recorder.js';
 import { safeFailure, safeLogger } from './outside-text.js';
 import { hardDeadlineOf, ledgerLost, planRun, runLimits, uidlResetVerdict, type ServerMessage } from './plan.js';
 import { silentLogger, systemClock, type DrainPorts, type MailboxState } from './ports.js';
+import { newRefetchSummary } from './refetch.js';
 import { NORMAL_STOPS, RETRY_LATER_STOPS, type DrainReport, type PlannedMessage, type StopReason } from './report.js';
 import { buildReport, mailboxDrainedEvent, stateUpdateAfterRun, type RunEnd } from './run-report.js';
 import { mailboxLogger, newCounters, reportProgress, type RunContext } from './run-context.js';
@@ -190,8 +191,14 @@ class DrainRun {
       policy: ctx.mailbox.deletePolicy,
       maxMessageBytes: ctx.mailbox.maxMessageBytes,
       now: ctx.clock.now(),
+      refetch: ctx.options.refetch === true,
     });
+    if (ctx.options.refetch === true && !dryRun) ctx.counters.refetch = newRefetchSummary();
     ctx.counters.alreadyKnown = plan.alreadyKnown;
+    ctx.counters.importedLeft = plan.imported.length;
+    if (plan.imported.length > 0 && ctx.mailbox.deletePolicy.mode !== 'keep') {
+      ctx.log.info('messages known only from an imported seen-list are left on the server (never deleted unseen)', { imported: plan.imported.length });
+    }
     for (const m of listing.messages) if (known.has(m.uidl)) ctx.counters.knownAfterRun.add(m.uidl);
     ctx.counters.toFetch = plan.fetch.length;
     ctx.counters.toFetchBytes = plan.toFetchBytes;
@@ -217,7 +224,8 @@ class DrainRun {
     for (const m of plan.deleteKnown) this.deletions.request(m);
     try {
       await verifyKnown(ctx, ctx.client!, this.deletions, plan.verify);
-      const pipeline = new MessagePipeline(ctx, ctx.client!, this.recorder, runLimits(this.budget, ctx.mailbox), this.hardDeadline);
+      const refetching = new Map(plan.refetch.map((r) => [r.message.uidl, r.entry]));
+      const pipeline = new MessagePipeline(ctx, ctx.client!, this.recorder, runLimits(this.budget, ctx.mailbox), this.hardDeadline, refetching);
       this.pipeline = pipeline;
       this.stopReason = (await pipeline.run(plan.fetch)) ?? 'complete';
     } finally {

@@ -43,6 +43,14 @@ export interface DrainOptions {
   retentionDays?: number;
   /** List what would be fetched, skipped and deleted; change nothing. */
   dryRun?: boolean;
+  /**
+   * Retrieve the messages the ledger holds as stored again (within the budget): each is written
+   * to the store as a new one would be, which keeps what it holds (so the store must refuse to
+   * overwrite: an MDA cannot, and would get them all again), compared with the ledger's sha256,
+   * reported in `report.refetch`, and announced again under its event's id. Messages known only
+   * from an imported seen-list are fetched as new.
+   */
+  refetch?: boolean;
   /** Protocol trace (secrets redacted by the client). */
   trace?: (event: Pop3TraceEvent) => void;
   onProgress?: (progress: DrainProgress) => void;

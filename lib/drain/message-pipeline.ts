@@ -11,6 +11,7 @@ import type { Readable } from 'node:stream';
 import { isPop3Error, type Pop3Client } from '../pop3/index.js';
 import { Semaphore } from './batcher.js';
 import type { MessageMetadata } from './events.js';
+import { isDrainError } from './errors.js';
 import { StopRun } from './failures.js';
 import { InFlight } from './in-flight.js';
 import { messageDigest, messageKeyForDigest } from './keys.js';
@@ -18,7 +19,7 @@ import { LEDGER_BATCH_ITEMS, type MessageDone, type MessageRecorder } from './me
 import { OverCapError, pumpMessage } from './message-pump.js';
 import { createMetadataExtractor, readMetadata } from './metadata.js';
 import { admitRequest, backendDownStop, endOfSessionVerdict, stopBeforeNext, type RunLimits, type ServerMessage } from './plan.js';
-import type { MessageWriter, StoredObject } from './ports.js';
+import type { LedgerEntry, MessageWriter, StoredObject } from './ports.js';
 import type { StopReason } from './report.js';
 import { noteBackendFailure, reportProgress, type RunContext } from './run-context.js';
 import { sha256Hex } from './sha256.js';
@@ -75,6 +76,8 @@ export class MessagePipeline {
     private readonly limits: RunLimits,
     /** The hard bound on the session (run clock), for the verdict at a stop with RETRs in flight. */
     private readonly hardDeadline?: number,
+    /** With --refetch: the ledger entries of the stored messages among those fetched, by UIDL. */
+    private readonly refetching?: ReadonlyMap<string, LedgerEntry>,
   ) {}
 
   /** Set while RETRs are being received (the retrieve loop runs). */
@@ -358,22 +361,39 @@ export class MessagePipeline {
   }
 
   private async commit(target: Target, writer: MessageWriter, measured: Measured, storeDone: () => void): Promise<void> {
-    let stored;
+    let stored: StoredObject;
     try {
       stored = await writer.commit({ sha256: measured.sha256, size: measured.size, metadata: this.objectMetadata(target) });
     } catch (error) {
       await writer.abort();
       storeDone();
-      noteBackendFailure(this.ctx, error, 'store', target.message.uidl);
+      await new Promise<void>((resolve, reject) => this.storeFailed(target, measured, error, (defect) => (defect === undefined ? resolve() : reject(defect.error))));
       return;
     }
     // Durable in the store: the slot goes to the next message while this one is recorded.
     storeDone();
-    await new Promise<void>((resolve, reject) =>
-      this.recorder.recordStored({ message: target.message, key: target.key, stored, ...measured }, (defect) =>
-        defect === undefined ? resolve() : reject(defect.error),
-      ),
-    );
+    await new Promise<void>((resolve, reject) => this.handOn(target, stored, measured, (defect) => (defect === undefined ? resolve() : reject(defect.error))));
+  }
+
+  /** A message durable in the store goes to the recorder: recorded as new, or compared as a refetch. */
+  private handOn(target: Target, stored: StoredObject, measured: Measured, done: MessageDone): void {
+    const entry = this.refetching?.get(target.message.uidl);
+    if (entry === undefined) this.recorder.recordStored({ message: target.message, key: target.key, stored, ...measured }, done);
+    else this.recorder.recordRefetched(entry, target.message, measured, { kind: stored.existed ? 'existed' : 'written' }, done);
+  }
+
+  /**
+   * The store did not take a message: noted (it stays on the server), except a refetched one
+   * whose stored copy holds other bytes (STORE_CONFLICT: kept), which is a difference to report.
+   */
+  private storeFailed(target: Target, measured: Measured, error: unknown, done: MessageDone): void {
+    const entry = this.refetching?.get(target.message.uidl);
+    if (entry !== undefined && measured.size > 0 && isDrainError(error) && error.code === 'STORE_CONFLICT') {
+      this.recorder.recordRefetched(entry, target.message, measured, { kind: 'conflict', message: error.message }, done);
+      return;
+    }
+    noteBackendFailure(this.ctx, error, 'store', target.message.uidl);
+    done();
   }
 
   /**
@@ -418,12 +438,11 @@ export class MessagePipeline {
         (stored) => {
           // Durable in the store: the slot goes to the next message while this one is recorded.
           storeDone();
-          this.recorder.recordStored({ message: target.message, key: target.key, stored, ...measured }, done);
+          this.handOn(target, stored, measured, done);
         },
         (error: unknown) => {
           storeDone();
-          noteBackendFailure(ctx, error, 'store', uidl);
-          done();
+          this.storeFailed(target, measured, error, done);
         },
       )
       .catch((error: unknown) => {

@@ -14,6 +14,7 @@ import { failureOf } from './failures.js';
 import { skippedEventId, storedEventId } from './keys.js';
 import { deleteAllowed, sameMessageUnseen, type ServerMessage } from './plan.js';
 import type { LedgerEntry, PublishOutcome, RecordOutcome, StoredObject } from './ports.js';
+import { newRefetchSummary, refetchVerdict, type RefetchStoreOutcome } from './refetch.js';
 import { noteBackendFailure, type RunContext } from './run-context.js';
 import { wellFormed, wellFormedText } from './well-formed.js';
 
@@ -205,6 +206,45 @@ export class MessageRecorder {
   }
 
   /**
+   * A stored message retrieved again (--refetch): compared with what the ledger recorded and
+   * what the store holds (refetch.ts), announced again under the entry's event id, and DELEd per
+   * policy only when its bytes are those stored. Nothing is recorded anew. Never throws.
+   */
+  recordRefetched(
+    entry: LedgerEntry,
+    message: ServerMessage,
+    received: { sha256: string; size: number },
+    store: RefetchStoreOutcome,
+    done: MessageDone,
+  ): void {
+    const { ctx } = this;
+    const summary = (ctx.counters.refetch ??= newRefetchSummary());
+    const verdict = refetchVerdict(entry, received, store);
+    summary.refetched += 1;
+    if (verdict.kind === 'same') summary.same += 1;
+    else if (verdict.kind === 'restored') {
+      summary.restored += 1;
+      ctx.log.info('refetched: the stored copy was missing and is written again', { uidl: entry.uidl, sha256: received.sha256 });
+    } else {
+      summary.differences.push(verdict.difference);
+      const d = verdict.difference;
+      ctx.log.warn('refetched message differs from the stored copy; the stored copy is kept', {
+        uidl: d.uidl,
+        storedSha256: d.storedSha256,
+        storedSize: d.storedSize,
+        receivedSha256: d.receivedSha256,
+        receivedSize: d.receivedSize,
+        storedCopy: d.storedCopy,
+      });
+    }
+    ctx.counters.knownAfterRun.add(entry.uidl);
+    this.announceThen(entry, false, (announced) => {
+      if (announced && verdict.kind !== 'differs' && deleteAllowed(entry, ctx.mailbox.deletePolicy, ctx.clock.now())) this.deletions.request(message);
+      done();
+    });
+  }
+
+  /**
    * A message not stored: over the size cap (as listed, or as received), or unreadable (the
    * server refused its RETR for good). Recorded and announced once as skipped, never deleted.
    */
@@ -283,6 +323,13 @@ export class MessageRecorder {
   private announceThen(entry: LedgerEntry, again: boolean, then: (announced: boolean) => void): void {
     const { ctx } = this;
     const uidl = entry.uidl;
+    const event = entry.event;
+    if (event === undefined) {
+      // An imported entry has no event: nothing of it was stored, so nothing is announced.
+      ctx.failures.push({ uidl, code: 'INTERNAL_ERROR', phase: 'publish', message: 'no event to announce (an imported entry)', retryable: false });
+      then(false);
+      return;
+    }
     ctx.counters.pendingUidls.add(uidl);
     const notPublished = (reason: string | undefined): void => {
       ctx.failures.push({
@@ -294,7 +341,7 @@ export class MessageRecorder {
       });
       then(false);
     };
-    this.publishes.push(entry.event, {
+    this.publishes.push(event, {
       resolve: (result) => {
         if (!result.ok) {
           notPublished(result.reason);

@@ -56,6 +56,11 @@ export interface PlanInput {
   /** Messages larger than this (LIST size) are skipped, not fetched. */
   maxMessageBytes: number | undefined;
   now: number;
+  /**
+   * `--refetch`: messages the ledger holds as stored are retrieved again and compared with the
+   * stored copy (`refetch`), and imported ones are fetched as new. Skipped ones stay skipped.
+   */
+  refetch?: boolean;
 }
 
 export interface RunPlan {
@@ -75,29 +80,50 @@ export interface RunPlan {
   verify: Array<{ message: ServerMessage; entry: LedgerEntry }>;
   /** Known messages the run leaves on the server (announced, kept by the policy). */
   keep: ServerMessage[];
+  /**
+   * Known only from an imported seen-list: left on the server, never fetched and never deleted
+   * (no copy of them was stored by popdrain). Under `refetch` they are in `fetch` instead.
+   */
+  imported: ServerMessage[];
+  /**
+   * Under `refetch`: stored messages retrieved again (they are in `fetch` too, in server order),
+   * compared with the stored copy and announced again under their event's id.
+   */
+  refetch: Array<{ message: ServerMessage; entry: LedgerEntry }>;
   /** How many listed messages the ledger knew before the run. */
   alreadyKnown: number;
   toFetchBytes: number;
 }
 
 export function planRun(input: PlanInput): RunPlan {
-  const plan: RunPlan = { fetch: [], skip: [], reannounce: [], deleteKnown: [], verify: [], keep: [], alreadyKnown: 0, toFetchBytes: 0 };
+  const plan: RunPlan = { fetch: [], skip: [], reannounce: [], deleteKnown: [], verify: [], keep: [], imported: [], refetch: [], alreadyKnown: 0, toFetchBytes: 0 };
   const cap = input.maxMessageBytes;
+  const fetch = (m: ServerMessage): void => {
+    plan.fetch.push(m);
+    plan.toFetchBytes += m.size;
+  };
   for (const m of input.messages) {
     const entry = input.known.get(m.uidl);
+    if (entry !== undefined && entry.status === 'imported' && input.refetch === true) {
+      // Never stored by popdrain: fetched as new (the size cap still applies).
+      if (cap !== undefined && m.size > cap) plan.skip.push(m);
+      else fetch(m);
+      continue;
+    }
     if (entry !== undefined) {
       plan.alreadyKnown += 1;
-      if (entry.status === 'stored' || (entry.status === 'skipped' && entry.announcedAt === undefined)) plan.reannounce.push(entry);
+      if (entry.status === 'imported') plan.imported.push(m);
+      else if (input.refetch === true && (entry.status === 'stored' || entry.status === 'announced') && !(cap !== undefined && m.size > cap)) {
+        plan.refetch.push({ message: m, entry });
+        fetch(m);
+      } else if (entry.status === 'stored' || (entry.status === 'skipped' && entry.announcedAt === undefined)) plan.reannounce.push(entry);
       else if (!deleteAllowed(entry, input.policy, input.now)) plan.keep.push(m);
       else if (sameMessageUnseen(m, entry)) plan.deleteKnown.push(m);
       else plan.verify.push({ message: m, entry });
       continue;
     }
     if (cap !== undefined && m.size > cap) plan.skip.push(m);
-    else {
-      plan.fetch.push(m);
-      plan.toFetchBytes += m.size;
-    }
+    else fetch(m);
   }
   return plan;
 }

@@ -86,7 +86,13 @@ export type LedgerStatus =
   /** Stored, recorded and announced: safe to delete from the server. */
   | 'announced'
   /** Not fetched (over the size cap), recorded so it is announced once, never deleted. */
-  | 'skipped';
+  | 'skipped'
+  /**
+   * Seen by another client (its seen-list imported with `popdrain import`): never fetched by
+   * popdrain, so no key, sha256 or event, and never deleted. Not fetched unless `--refetch`,
+   * which stores it as new (a 'stored' entry then replaces it).
+   */
+  | 'imported';
 
 export interface LedgerEntry {
   mailboxId: string;
@@ -95,7 +101,7 @@ export interface LedgerEntry {
   /** Store key (absent for skipped messages). */
   key?: string;
   sha256?: string;
-  /** Bytes stored, or for skipped messages the size the server reported. */
+  /** Bytes stored, or for skipped messages the size the server reported; 0 for imported ones (unknown). */
   size: number;
   /** Epoch ms the message was first recorded (keep-days counts from here). */
   firstSeenAt: number;
@@ -104,8 +110,11 @@ export interface LedgerEntry {
   deletedAt?: number;
   /** Epoch seconds after which the entry may expire (DynamoDB TTL); set once deleted. */
   expiresAt?: number;
-  /** The event that announces it (stable id), kept so a later run can announce it again. */
-  event: DrainEvent;
+  /**
+   * The event that announces it (stable id), kept so a later run can announce it again. Absent
+   * only on 'imported' entries (nothing of theirs was announced).
+   */
+  event?: DrainEvent;
 }
 
 export type RecordOutcome =
@@ -227,7 +236,12 @@ export interface UidlLedger {
 
   /** The entries of these UIDLs that exist (batched by the adapter). */
   lookup(mailboxId: string, uidls: readonly string[]): Promise<Map<string, LedgerEntry>>;
-  /** Record new entries (status 'stored' or 'skipped'), each with a conditional write. */
+  /**
+   * Record new entries (status 'stored' or 'skipped'), each with a conditional write. An
+   * existing 'imported' entry (a seen-list's, never stored) is replaced by the new one, not a
+   * conflict: `--refetch` fetches such messages as new. (Only the local ledger holds imported
+   * entries: `popdrain import` writes to it alone.)
+   */
   record(entries: readonly LedgerEntry[]): Promise<RecordOutcome[]>;
   /** Mark entries announced (their events were published). */
   markAnnounced(mailboxId: string, uidls: readonly string[], at: number): Promise<void>;

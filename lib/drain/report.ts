@@ -1,6 +1,7 @@
 /** What one drain run did and why it stopped. */
 import type { Pop3ErrorCode, Pop3Phase } from '../pop3/index.js';
 import type { DrainErrorCode, DrainPhase } from './errors.js';
+import type { RefetchSummary } from './refetch.js';
 
 /**
  * Why a run stopped. The first group is a normal end; `retryLater` marks the ones where the
@@ -101,6 +102,18 @@ export interface DrainReport {
   pendingAnnouncements: number;
   /** Messages still to fetch when the run stopped. */
   remaining: number;
+  /**
+   * Listed messages known only from a seen-list `popdrain import` recorded: left on the server,
+   * never fetched and never deleted (no copy was stored by popdrain; `--refetch` fetches them).
+   * Present when there are any.
+   */
+  importedLeft?: number;
+  /**
+   * With --refetch: how many stored messages were retrieved again, how many were the same bytes
+   * (or restored to a store that had lost its copy), and each difference. Nothing stored is
+   * replaced; each is announced again under its event's id.
+   */
+  refetch?: RefetchSummary;
   /** Whether the server offered UIDL (otherwise header digests stood in for UIDLs). */
   uidlSupported: boolean;
   failures: DrainFailure[];

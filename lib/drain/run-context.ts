@@ -9,6 +9,7 @@ import { failureOf } from './failures.js';
 import type { MailboxConfig } from './mailbox.js';
 import type { ServerMessage } from './plan.js';
 import type { Clock, DrainLogger, DrainPorts, LogFields } from './ports.js';
+import type { RefetchSummary } from './refetch.js';
 import type { DrainFailure } from './report.js';
 
 /** The run's figures, each counted in one place; the report is made from them. */
@@ -34,6 +35,10 @@ export interface RunCounters {
   serverDeletesRetrieved: boolean;
   /** Messages still to fetch when the run stopped. */
   remaining: number;
+  /** Listed messages known only from an imported seen-list: left on the server. */
+  importedLeft: number;
+  /** With --refetch: what the stored messages retrieved again showed. */
+  refetch: RefetchSummary | undefined;
   /** Store or ledger failures in a row (reset by a successful ledger write). */
   consecutiveBackendFailures: number;
   /** UIDLs on the server the ledger knows at the end of the run (the UIDL-reset guard's figure). */
@@ -60,6 +65,8 @@ export function newCounters(): RunCounters {
     unconfirmedDeletes: 0,
     serverDeletesRetrieved: false,
     remaining: 0,
+    importedLeft: 0,
+    refetch: undefined,
     consecutiveBackendFailures: 0,
     knownAfterRun: new Set(),
     pendingUidls: new Set(),

@@ -67,6 +67,8 @@ export function buildReport(end: RunEnd): DrainReport {
     retryAfterSeconds: end.retryAfterSeconds,
     pendingAnnouncements: c.pendingUidls.size,
     remaining: c.remaining,
+    importedLeft: c.importedLeft > 0 ? c.importedLeft : undefined,
+    refetch: c.refetch,
     uidlSupported: c.uidlSupported,
     failures: end.failures,
     error: end.runError,

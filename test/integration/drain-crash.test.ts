@@ -234,8 +234,8 @@ interface Family {
   leftovers(): Promise<string[]>;
 }
 
-function entryView(e: Pick<LedgerEntry, 'uidl' | 'status' | 'key' | 'sha256' | 'deletedAt'> & { event: { id: string } }): EntryView {
-  return { uidl: e.uidl, status: e.status, key: e.key, sha256: e.sha256, eventId: e.event.id, deletedAt: e.deletedAt };
+function entryView(e: Pick<LedgerEntry, 'uidl' | 'status' | 'key' | 'sha256' | 'deletedAt'> & { event?: { id: string } }): EntryView {
+  return { uidl: e.uidl, status: e.status, key: e.key, sha256: e.sha256, eventId: e.event?.id ?? '', deletedAt: e.deletedAt };
 }
 
 function addEvent(events: Map<string, EventView>, detail: Record<string, unknown>, keyOf: (storage: Record<string, unknown>) => string): void {

@@ -132,9 +132,9 @@ export class FileLedger implements UidlLedger, LogContext {
   }
 
   /** How many entries the mailbox has in each status, and how many are deleted from the server. */
-  async counts(mailboxId: string): Promise<{ stored: number; announced: number; skipped: number; deleted: number }> {
+  async counts(mailboxId: string): Promise<{ stored: number; announced: number; skipped: number; imported: number; deleted: number }> {
     const log = await this.log(mailboxId);
-    const counts = { stored: 0, announced: 0, skipped: 0, deleted: 0 };
+    const counts = { stored: 0, announced: 0, skipped: 0, imported: 0, deleted: 0 };
     for (const entry of log.model.entries.values()) {
       counts[entry.status] += 1;
       if (entry.deletedAt !== undefined) counts.deleted += 1;
@@ -193,7 +193,8 @@ export class FileLedger implements UidlLedger, LogContext {
         this.submit(mailboxId, (log) => {
           for (const { i, entry, line } of prepared) {
             const existing = log.model.entries.get(entry.uidl);
-            if (existing !== undefined) {
+            // An imported entry (a seen-list's) was never stored: the new entry replaces it.
+            if (existing !== undefined && existing.status !== 'imported') {
               outcomes[i] = { uidl: entry.uidl, ok: false, conflict: copyEntry(existing) };
             } else {
               log.append({ t: 'rec', e: entry }, line);
@@ -205,6 +206,26 @@ export class FileLedger implements UidlLedger, LogContext {
     }
     await (writes.length === 1 ? writes[0] : Promise.all(writes));
     return outcomes;
+  }
+
+  /**
+   * Record UIDLs another client has already fetched (`popdrain import`) as 'imported' entries,
+   * in one write: UIDLs the ledger already has an entry for are left as they are. Resolves how
+   * many were added and how many were known.
+   */
+  async recordImported(mailboxId: string, uidls: readonly string[], at: number): Promise<{ imported: number; known: number }> {
+    const counts = { imported: 0, known: 0 };
+    await this.submit(mailboxId, (log) => {
+      for (const uidl of new Set(uidls)) {
+        if (log.model.entries.has(uidl)) {
+          counts.known += 1;
+          continue;
+        }
+        log.append({ t: 'rec', e: { mailboxId, uidl, status: 'imported', size: 0, firstSeenAt: at } });
+        counts.imported += 1;
+      }
+    });
+    return counts;
   }
 
   async markAnnounced(mailboxId: string, uidls: readonly string[], at: number): Promise<void> {

@@ -66,6 +66,7 @@ export function encodeEntryLine(entryJson: string): Buffer {
  */
 export function entryJson(entry: LedgerEntry): string {
   const head = JSON.stringify(entryFields(entry));
+  if (entry.event === undefined) return head; // an imported entry
   const unparsed = unparsedEventText(entry);
   const event = unparsed === undefined ? eventJson(entry.event) : unparsed.toString('utf8');
   return `${head.slice(0, -1)}${head.length > 2 ? ',' : ''}"event":${event}}`;
@@ -186,7 +187,7 @@ export class LedgerModel {
     const out: string[] = [];
     for (const uidl of new Set(uidls)) {
       const entry = this.entries.get(uidl);
-      if (entry !== undefined && (entry.status === 'stored' || entry.announcedAt === undefined)) out.push(uidl);
+      if (entry !== undefined && entry.status !== 'imported' && (entry.status === 'stored' || entry.announcedAt === undefined)) out.push(uidl);
     }
     return out;
   }
