@@ -1,10 +1,11 @@
 /**
  * The POP3 client used directly (not through the drain) against hostile scripted servers on
- * loopback: an endless listing is refused as a listing over its bound.
+ * loopback: an endless listing is refused as a listing over its bound, and a server that quotes
+ * the password in a transaction command's -ERR does not get it out through the client's errors.
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import { Pop3Client, Pop3Error } from '../../lib/pop3/index.js';
-import { startPop3Server, type Pop3ServerHooks, type Pop3TestServer } from '../support/script-server.js';
+import { respondWith, startPop3Server, type Pop3ServerHooks, type Pop3TestServer } from '../support/script-server.js';
 
 const PASSWORD = 'Tr0ub4dor&3-horse';
 const servers: Pop3TestServer[] = [];
@@ -60,5 +61,49 @@ describe('an endless listing', () => {
     expect(error.message).toBe(`server sent a ${verb} listing larger than 65536 bytes (the bound on a whole listing): an endless or oversized listing`);
     expect(error.message).not.toMatch(/status line|line longer/);
     expect(client.isClosed).toBe(true);
+  });
+});
+
+describe('server text in transaction errors is scrubbed by the client itself', () => {
+  const b64 = Buffer.from(PASSWORD).toString('base64');
+  const echo = (verb: string): Pop3ServerHooks =>
+    respondWith(verb, `-ERR [SYS/PERM] you said ${PASSWORD} (${b64}) \x1b]0;owned\x07`);
+
+  it.each([
+    ['RETR', (c: Pop3Client) => c.retr(1)],
+    ['TOP', (c: Pop3Client) => c.top(1, 0)],
+    ['DELE', (c: Pop3Client) => c.dele(1)],
+    ['STAT', (c: Pop3Client) => c.stat()],
+    ['LIST', (c: Pop3Client) => c.list()],
+    ['UIDL', (c: Pop3Client) => c.uidl()],
+    ['NOOP', (c: Pop3Client) => c.noop()],
+    ['RSET', (c: Pop3Client) => c.rset()],
+  ])('a %s -ERR that quotes the password does not leak it through the error', async (verb, call) => {
+    const client = await session(echo(verb));
+    const error = await rejection(call(client));
+    expect(error.code).toBe('SYS_PERM');
+    const shown = JSON.stringify({ message: error.message, serverText: error.serverText, all: String(error) });
+    expect(shown).not.toContain(PASSWORD);
+    expect(shown).not.toContain(b64);
+    expect(shown).not.toContain('\x1b');
+    expect(error.serverText).toContain('[redacted]');
+    expect(error.responseCode).toBe('SYS/PERM');
+  });
+
+  it('a RETR -ERR in the middle of a pipelined retrieval comes out scrubbed too', async () => {
+    const client = await session(respondWith('RETR 2', `-ERR [SYS/PERM] bad file for ${PASSWORD}`));
+    const got: number[] = [];
+    const error = await rejection(
+      (async () => {
+        for await (const m of client.retrieve([1, 2].map((number) => ({ number })))) {
+          got.push(m.number);
+          m.stream.resume();
+          await new Promise((r) => m.stream.once('end', r));
+        }
+      })(),
+    );
+    expect(got).toEqual([1]);
+    expect(error.message).not.toContain(PASSWORD);
+    expect(error.serverText).toBe('[SYS/PERM] bad file for [redacted]');
   });
 });
