@@ -1,0 +1,73 @@
+/**
+ * The CLI as a subprocess (`node dist/cli/main.js`; run `node scripts/build.mjs` first) against
+ * the scriptable POP3 server on loopback: absurd numbers are usage errors (issue 10 item 8).
+ */
+import { spawn } from 'node:child_process';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { startPop3Server, type MailboxMessage, type Pop3ServerHooks, type Pop3TestServer } from '../support/script-server.js';
+
+const MAIN = resolve('dist/cli/main.js');
+const PASSWORD = 'secret-pass';
+const cleanup: Array<() => Promise<void>> = [];
+afterEach(async () => {
+  for (const c of cleanup.splice(0)) await c();
+});
+
+interface Result {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+function popdrain(args: string[], cwd: string): Promise<Result> {
+  return new Promise((done) => {
+    const env = { ...process.env, POPDRAIN_PASSWORD: PASSWORD, XDG_STATE_HOME: join(cwd, 'state') };
+    const child = spawn(process.execPath, [MAIN, ...args], { cwd, env, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    child.on('close', (code) => done({ code, stdout, stderr }));
+  });
+}
+
+async function tempDir(): Promise<string> {
+  const dir = await mkdtemp(join(tmpdir(), 'popdrain-cli-hostile-'));
+  cleanup.push(() => rm(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+async function server(messages: MailboxMessage[], hooks: Pop3ServerHooks | Pop3ServerHooks[] = []): Promise<Pop3TestServer> {
+  const s = await startPop3Server({ users: { alice: { password: PASSWORD } }, mailboxes: { alice: messages }, hooks });
+  cleanup.push(() => s.close());
+  return s;
+}
+
+const mail = (i: number): MailboxMessage => ({ bytes: Buffer.from(`Subject: m${i}\r\nMessage-ID: <m${i}@x>\r\n\r\nbody ${i}\r\n`), uid: `uid-${i}` });
+const count = (text: string, needle: string): number => text.split(needle).length - 1;
+
+describe('absurd numbers are usage errors', () => {
+  it.each([
+    ['--max-messages', '99999999999999999999', /--max-messages wants a whole number/],
+    ['--max-size', '99999999999999999999999TB', /--max-size wants a size/],
+    ['--max-bytes', '99999999999999999999999TB', /--max-bytes wants a size/],
+  ])('%s %s is refused with exit code 2 before connecting', async (flag, value, message) => {
+    const s = await server([mail(1)]);
+    const dir = await tempDir();
+    const result = await popdrain(['drain', `pop3://alice@${s.host}:${s.port}`, '--insecure-plaintext', '--out', join(dir, 'out'), flag, value], dir);
+    expect(result.code, result.stderr).toBe(2);
+    expect(result.stderr).toMatch(message);
+    expect(result.stderr).toContain(value);
+    expect(s.mailboxes.alice!.every((m) => m.deleted !== true)).toBe(true);
+  });
+
+  it('the largest safe whole number is still taken (the check is not a plain length limit)', async () => {
+    const s = await server([mail(1)]);
+    const dir = await tempDir();
+    const result = await popdrain(['drain', `pop3://alice@${s.host}:${s.port}`, '--insecure-plaintext', '--out', join(dir, 'out'), '--max-messages', String(Number.MAX_SAFE_INTEGER)], dir);
+    expect(result.code, result.stderr).toBe(0);
+  });
+});
