@@ -1,13 +1,14 @@
 /**
  * The CLI as a subprocess (`node dist/cli/main.js`; run `node scripts/build.mjs` first) against
- * the scriptable POP3 server on loopback: absurd numbers are usage errors (issue 10 item 8).
+ * the scriptable POP3 server on loopback: absurd numbers are usage errors, and each per-message
+ * failure is shown once (issue 10 item 8, issue 11 item 6).
  */
 import { spawn } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { startPop3Server, type MailboxMessage, type Pop3ServerHooks, type Pop3TestServer } from '../support/script-server.js';
+import { respondWith, startPop3Server, type MailboxMessage, type Pop3ServerHooks, type Pop3TestServer } from '../support/script-server.js';
 
 const MAIN = resolve('dist/cli/main.js');
 const PASSWORD = 'secret-pass';
@@ -69,5 +70,39 @@ describe('absurd numbers are usage errors', () => {
     const dir = await tempDir();
     const result = await popdrain(['drain', `pop3://alice@${s.host}:${s.port}`, '--insecure-plaintext', '--out', join(dir, 'out'), '--max-messages', String(Number.MAX_SAFE_INTEGER)], dir);
     expect(result.code, result.stderr).toBe(0);
+  });
+});
+
+describe('each failure once (issue 11 item 6)', () => {
+  const unreadable = [respondWith('RETR 2', '-ERR [SYS/PERM] corrupt file two'), respondWith('RETR 4', '-ERR [SYS/PERM] corrupt file four')];
+  const texts = ['corrupt file two', 'corrupt file four'];
+
+  it('two unreadable messages: each failure is shown once, in the summary, not again as a log line on stderr', async () => {
+    const s = await server([1, 2, 3, 4, 5].map(mail), unreadable);
+    const dir = await tempDir();
+    const result = await popdrain(['drain', `pop3://alice@${s.host}:${s.port}`, '--insecure-plaintext', '--out', join(dir, 'out')], dir);
+    expect(result.stdout).toMatch(/fetched 3\b/);
+    expect(result.stdout).toContain('failed uid-2: SYS_PERM');
+    expect(result.stdout).toContain('failed uid-4: SYS_PERM');
+    for (const text of texts) expect(count(result.stdout + result.stderr, text), `${text} in:\n${result.stderr}${result.stdout}`).toBe(1);
+    expect(count(result.stdout + result.stderr, 'uid-2')).toBe(1);
+  });
+
+  it('--json: the report holds each failure exactly once, and stderr does not repeat it', async () => {
+    const s = await server([1, 2, 3, 4, 5].map(mail), unreadable);
+    const dir = await tempDir();
+    const result = await popdrain(['drain', `pop3://alice@${s.host}:${s.port}`, '--insecure-plaintext', '--out', join(dir, 'out'), '--json'], dir);
+    const report = JSON.parse(result.stdout) as { fetched: number; failures: Array<{ uidl?: string; message: string }> };
+    expect(report.fetched).toBe(3);
+    expect(report.failures.map((f) => f.uidl)).toEqual(['uid-2', 'uid-4']);
+    for (const text of texts) expect(count(result.stdout + result.stderr, text), `${text} in:\n${result.stderr}`).toBe(1);
+  });
+
+  it('with --quiet alone (no summary), the failures stay on stderr, once each', async () => {
+    const s = await server([1, 2, 3, 4, 5].map(mail), unreadable);
+    const dir = await tempDir();
+    const result = await popdrain(['drain', `pop3://alice@${s.host}:${s.port}`, '--insecure-plaintext', '--out', join(dir, 'out'), '--quiet'], dir);
+    expect(result.stdout).toBe('');
+    for (const text of texts) expect(count(result.stderr, text), result.stderr).toBe(1);
   });
 });
