@@ -27,9 +27,10 @@ import { randomBytes } from 'node:crypto';
 import { link, readdir, readFile, rename, unlink, writeFile } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
-import { DrainError, describeError } from '../../drain/errors.js';
+import { DrainError } from '../../drain/errors.js';
 import type { Lease } from '../../drain/ports.js';
 import { errnoCode, FILE_MODE, isRetryableFsError, processExists, type DirectoryMaker } from './durable-fs.js';
+import { fsFailureText } from './fs-failure-text.js';
 
 const LOCK_FORMAT_VERSION = 1;
 /** Rounds of the look / link loop before a contended lease is reported as busy. */
@@ -54,7 +55,7 @@ interface CurrentLock {
 
 function leaseError(action: string, mailboxId: string, cause: unknown): DrainError {
   if (cause instanceof DrainError) return cause;
-  const reason = describeError(cause);
+  const reason = fsFailureText(cause);
   return new DrainError('LEDGER_FAILED', `cannot ${action} the lease of mailbox ${mailboxId}: ${reason}`, {
     phase: 'lease',
     retryable: isRetryableFsError(cause),

@@ -3,11 +3,12 @@
  * state of its torn tail and compaction, and its write queue (a batch of ops per fsync).
  */
 import type { FileHandle } from 'node:fs/promises';
-import { DrainError, describeError } from '../../drain/errors.js';
+import { DrainError } from '../../drain/errors.js';
 import type { DrainLogger } from '../../drain/ports.js';
 import { isRetryableFsError, type DirectoryMaker } from './durable-fs.js';
 import { GroupCommit } from './group-commit.js';
 import { encodeRecord, LedgerModel, type LedgerRecord } from './ledger-log.js';
+import { fsFailureText } from './fs-failure-text.js';
 
 /** One change to a mailbox's log, run in its batch: applies itself and emits its lines. */
 export type Op = (log: MailboxLog) => void;
@@ -57,7 +58,7 @@ export class MailboxLog {
 
 export function ledgerError(action: string, mailboxId: string, cause: unknown): DrainError {
   if (cause instanceof DrainError) return cause;
-  const reason = describeError(cause);
+  const reason = fsFailureText(cause);
   return new DrainError('LEDGER_FAILED', `cannot ${action} the ledger of mailbox ${mailboxId}: ${reason}`, {
     phase: 'ledger',
     retryable: isRetryableFsError(cause),
