@@ -212,7 +212,13 @@ export class FileLeases {
 
   private async writeTemp(mailboxId: string, lock: LockFile): Promise<string> {
     const temp = join(this.dir, `.${mailboxId}.lease.${process.pid}.${randomBytes(6).toString('hex')}.tmp`);
-    await writeFile(temp, `${JSON.stringify(lock)}\n`, { flag: 'wx', mode: FILE_MODE });
+    try {
+      await writeFile(temp, `${JSON.stringify(lock)}\n`, { flag: 'wx', mode: FILE_MODE });
+    } catch (error) {
+      // Created but not written (ENOSPC, EDQUOT): no stale temp file stays behind.
+      if (errnoCode(error) !== 'EEXIST') await unlink(temp).catch(() => undefined);
+      throw error;
+    }
     return temp;
   }
 
