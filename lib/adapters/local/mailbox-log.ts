@@ -25,6 +25,11 @@ export class MailboxLog {
   fileSize = 0;
   /** Bytes of the complete lines; a writer truncates the file to this before appending. */
   validBytes = 0;
+  /**
+   * Byte offset of garbage in the file (ledger-log.ts decodeLog): the log is unreadable, its
+   * model starts empty, and the next write sets the file aside instead of truncating it.
+   */
+  corruptAt: number | undefined;
   /** Entries past their expiry when the log was loaded (for the compaction estimate). */
   expiredAtLoad = 0;
   /** Lines of the batch being built. */
