@@ -1,10 +1,11 @@
 /**
  * The CLI as a subprocess (`node dist/cli/main.js`; run `node scripts/build.mjs` first) against
- * the scriptable POP3 server on loopback: absurd numbers are usage errors, and each per-message
- * failure is shown once (issue 10 item 8, issue 11 item 6).
+ * the scriptable POP3 server on loopback: absurd numbers are usage errors, each per-message
+ * failure is shown once, and a byte budget holds against a lying LIST (issue 10 items 3 and 8,
+ * issue 11 item 6).
  */
 import { spawn } from 'node:child_process';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -106,3 +107,31 @@ describe('each failure once (issue 11 item 6)', () => {
     for (const text of texts) expect(count(result.stderr, text), result.stderr).toBe(1);
   });
 });
+
+describe('--max-bytes without --max-size holds against the bytes received (issue 10 item 3)', () => {
+  it('a message listed at 1,000 bytes that sends 3 MB is cut off at the 1 MB budget: not stored, not deleted, reported with the bytes seen', async () => {
+    const liar: MailboxMessage = { bytes: Buffer.concat([Buffer.from('Subject: liar\r\n\r\n'), Buffer.alloc(3 * 1024 * 1024, 'x'), Buffer.from('\r\n')]), uid: 'liar' };
+    const s = await server([liar, mail(2)], respondWith('LIST', ['+OK', '1 1000', '2 60', '.']));
+    const dir = await tempDir();
+    const out = join(dir, 'out');
+    const result = await popdrain(['drain', `pop3://alice@${s.host}:${s.port}`, '--insecure-plaintext', '--out', out, '--delete', '--max-bytes', '1MB', '--json'], dir);
+    const report = JSON.parse(result.stdout) as { fetched: number; skipped: number; deleted: number; stopReason: string; failures: Array<{ uidl?: string; code: string; message: string }> };
+    expect(report).toMatchObject({ fetched: 0, skipped: 1, deleted: 0, stopReason: 'max-bytes' });
+    expect(report.failures).toHaveLength(1);
+    expect(report.failures[0]).toMatchObject({ uidl: 'liar', code: 'LIMIT_EXCEEDED' });
+    const seen = Number(/sent (\d+) or more/.exec(report.failures[0]!.message)?.[1]);
+    expect(seen).toBeGreaterThan(1_000_000);
+    expect(seen).toBeLessThan(2 * 1024 * 1024);
+    expect(report.failures[0]!.message).toContain("byte budget");
+    expect(result.code).toBe(7);
+    expect(s.mailboxes.alice!.every((m) => m.deleted !== true)).toBe(true);
+    // Not stored: no message file holds its bytes.
+    const stored = (await readdir(out, { recursive: true })).filter((n) => n.endsWith('.eml'));
+    expect(stored).toEqual([]);
+    const skipped = (await readFile(join(out, 'events.jsonl'), 'utf8')).trim().split('\n').map((l) => JSON.parse(l) as { 'detail-type': string; detail: { uidl: string; size: number } });
+    const event = skipped.find((e) => e['detail-type'] === 'Email Skipped');
+    expect(event?.detail).toMatchObject({ uidl: 'liar', reason: 'too-large' });
+    expect(event!.detail.size).toBe(seen);
+  });
+});
+
