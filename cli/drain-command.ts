@@ -18,6 +18,7 @@ import { resolveMailbox, type ConnectionOptions } from './connection.js';
 import { sameMailboxCheck, settleDefaultId } from './default-identity.js';
 import { EXIT, exitCodeFor, UsageError, worstExitCode, type ExitCode } from './exit-codes.js';
 import { stderrLogger } from './stderr-logger.js';
+import { shownInReport } from './shown-in-report.js';
 import { parseMailboxUrl } from './mailbox-url.js';
 import { createProgress, formatBytes } from './progress.js';
 import { stateFolder } from './state-folder.js';
@@ -195,10 +196,10 @@ export async function runDrain(positionals: string[], o: DrainCommandOptions): P
   }
   const parallel = positiveInt(o.parallel, '--parallel') ?? 1;
   const quiet = o.quiet === true;
-  // Why a run stopped is in its summary (or the --json report): printed once, there; with
-  // --quiet alone, nothing else shows it, so the engine's record of it stays.
+  // Why a run stopped and each message's failure are in its summary (or the --json report):
+  // printed once, there; with --quiet alone, nothing else shows them, so the engine's records stay.
   const summaryShowsStop = !quiet || o.json === true;
-  const logger = stderrLogger({ omit: (message) => summaryShowsStop && message === 'drain stopped' });
+  const logger = stderrLogger({ omit: (message) => summaryShowsStop && shownInReport(message) });
 
   // The jobs: one from the URL, or all from the config file.
   const jobs: Job[] = [];

@@ -7,7 +7,7 @@
 import { readFileSync } from 'node:fs';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { EXIT, UsageError, type ExitCode } from './exit-codes.js';
-import { describeError } from '../lib/drain/errors.js';
+import { DrainError, describeError } from '../lib/drain/errors.js';
 
 const USAGE = `popdrain — drain POP3 mailboxes: every message stored once, byte for byte, and announced as an event
 
@@ -255,6 +255,12 @@ main(process.argv.slice(2)).then(
       return;
     }
     const message = describeError(error);
+    if (error instanceof DrainError) {
+      // A store, ledger or lease failure outside a run (reading the ledger to settle the mailbox id): not ours.
+      process.stderr.write(`popdrain: error: ${error.code}: ${message}\n`);
+      process.exitCode = error.code === 'CONFIG_INVALID' ? EXIT.USAGE : EXIT.PARTIAL;
+      return;
+    }
     process.stderr.write(`popdrain: internal error: ${message}\n`);
     if (process.env.POPDRAIN_DEBUG === '1' && error instanceof Error) process.stderr.write(`${error.stack}\n`);
     process.exitCode = EXIT.INTERNAL;

@@ -5,7 +5,7 @@
 import type { DrainProgress } from '../lib/drain/drain-mailbox.js';
 
 export function formatBytes(n: number): string {
-  if (n < 1000) return `${n} B`;
+  if (n < 1000) return `${Math.round(n)} B`;
   const units = ['kB', 'MB', 'GB', 'TB'];
   let v = n;
   let u = -1;

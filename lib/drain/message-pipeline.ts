@@ -17,6 +17,7 @@ import { InFlight } from './in-flight.js';
 import { messageDigest, messageKeyForDigest } from './keys.js';
 import { LEDGER_BATCH_ITEMS, type MessageDone, type MessageRecorder } from './message-recorder.js';
 import { OverCapError, pumpMessage } from './message-pump.js';
+import { messageByteCap, type ByteCap } from './byte-cap.js';
 import { createMetadataExtractor, readMetadata } from './metadata.js';
 import { admitRequest, backendDownStop, endOfSessionVerdict, stopBeforeNext, type RunLimits, type ServerMessage } from './plan.js';
 import type { LedgerEntry, MessageWriter, StoredObject } from './ports.js';
@@ -296,16 +297,20 @@ export class MessagePipeline {
       );
   }
 
-  /** Sent more than the size cap although listed under it: not stored, not deleted, announced as skipped with the size seen. */
-  private skipOverCap(message: ServerMessage, seen: number): Promise<void> {
+  /**
+   * Sent more than the size cap although listed under it, or past the run's byte budget and
+   * its listed size (byte-cap.ts): not stored, not deleted, announced as skipped with the size seen.
+   */
+  private skipOverCap(message: ServerMessage, seen: number, cap: ByteCap = { bytes: this.ctx.mailbox.maxMessageBytes ?? 0, by: 'size-cap' }): Promise<void> {
+    const limit = cap.by === 'byte-budget' ? `past the run's byte budget (${this.limits.maxBytes} bytes, ${cap.bytes} of them left for it)` : `over the size cap of ${cap.bytes}`;
     this.ctx.failures.push({
       uidl: message.uidl,
       code: 'LIMIT_EXCEEDED',
       phase: 'fetch',
-      message: `listed at ${message.size} bytes but sent ${seen} or more, over the size cap of ${this.ctx.mailbox.maxMessageBytes}; not stored, left on the server`,
+      message: `listed at ${message.size} bytes but sent ${seen} or more, ${limit}; not stored, left on the server`,
       retryable: false,
     });
-    return this.recorder.recordSkipped(message, { reason: 'too-large', size: seen });
+    return this.recorder.recordSkipped(message, { reason: 'too-large', size: seen, limit: cap.bytes });
   }
 
   private targetOf(message: ServerMessage): Target {
@@ -335,9 +340,15 @@ export class MessagePipeline {
       return { task: Promise.resolve() };
     }
     const extractor = createMetadataExtractor();
+    const cap = messageByteCap({
+      maxMessageBytes: ctx.mailbox.maxMessageBytes,
+      maxBytes: this.limits.maxBytes,
+      received: ctx.counters.fetchedBytes + ctx.counters.overCapBytes,
+      listed: target.message.size,
+    });
     let pumped;
     try {
-      pumped = await pumpMessage(stream, writer.stream, extractor.stream, ctx.mailbox.maxMessageBytes ?? Infinity);
+      pumped = await pumpMessage(stream, writer.stream, extractor.stream, cap.bytes);
     } catch (error) {
       extractor.stream.destroy();
       await writer.abort();
@@ -347,7 +358,7 @@ export class MessagePipeline {
         ctx.counters.overCapBytes += error.seen;
         ctx.counters.overCapMessages += 1;
         storeDone();
-        return { task: this.skipOverCap(target.message, error.seen) };
+        return { task: this.skipOverCap(target.message, error.seen, cap) };
       }
       noteBackendFailure(ctx, error, 'store', uidl);
       return { task: Promise.resolve() };

@@ -36,7 +36,8 @@ export interface StoredMessage {
 }
 
 /** Why a message is skipped, and the size to report (as listed, or as received when larger). */
-export type SkipReason = { reason: 'too-large'; size: number } | { reason: 'unreadable'; size: number; error: string };
+/** `limit`: the cap the message ran past (default: the size cap). */
+export type SkipReason = { reason: 'too-large'; size: number; limit?: number } | { reason: 'unreadable'; size: number; error: string };
 
 /** Called once per message when its steps have ended; `defect` is a bug that ends the run. */
 export type MessageDone = (defect?: { error: unknown }) => void;
@@ -255,7 +256,7 @@ export class MessageRecorder {
     const head = { schemaVersion: EVENT_SCHEMA_VERSION, id, mailboxId: ctx.mailbox.id, uidl: message.uidl } as const;
     const detail: EmailSkippedDetail =
       why.reason === 'too-large'
-        ? { ...head, reason: 'too-large', size: why.size, limit: ctx.mailbox.maxMessageBytes ?? 0, seenAt: iso(now) }
+        ? { ...head, reason: 'too-large', size: why.size, limit: why.limit ?? ctx.mailbox.maxMessageBytes ?? 0, seenAt: iso(now) }
         : { ...head, reason: 'unreadable', size: why.size, error: wellFormedText(why.error), seenAt: iso(now) };
     const entry: LedgerEntry = {
       mailboxId: ctx.mailbox.id,

@@ -77,3 +77,14 @@ export const BODY_HIGH_WATER_MARK_BYTES = 256 * 1024;
 export function limitExceeded(what: string, limit: number, phase: Pop3Phase, command?: string): Pop3Error {
   return new Pop3Error('LIMIT_EXCEEDED', `server sent ${what} longer than ${limit} bytes`, { phase, command });
 }
+
+/**
+ * A collected listing (CAPA, LIST, UIDL) ran past MAX_LISTING_BYTES: an endless or absurd
+ * listing, not a long line.
+ */
+export function listingTooLarge(command: string, limit: number, phase: Pop3Phase): Pop3Error {
+  return new Pop3Error('LIMIT_EXCEEDED', `server sent a ${command} listing larger than ${limit} bytes (the bound on a whole listing): an endless or oversized listing`, {
+    phase,
+    command,
+  });
+}

@@ -3,8 +3,7 @@
  * limits on its total size and on each of its lines. Bytes in, a buffer out; no I/O.
  */
 import type { Pop3Phase } from './errors.js';
-import { LineTooLongError } from './framer.js';
-import { limitExceeded } from './limits.js';
+import { limitExceeded, listingTooLarge } from './limits.js';
 
 const LF = 0x0a;
 
@@ -31,7 +30,7 @@ export class ListingCollector {
   /** Unstuffed listing bytes as the framer passes them on; throws when a limit is exceeded. */
   push(data: Buffer): void {
     this.bytes += data.length;
-    if (this.bytes > this.limits.maxBytes) throw new LineTooLongError(this.limits.maxBytes);
+    if (this.bytes > this.limits.maxBytes) throw listingTooLarge(this.command, this.limits.maxBytes, this.phase);
     let from = 0;
     for (let lf = data.indexOf(LF); lf !== -1; lf = data.indexOf(LF, from)) {
       this.checkLine(this.lineBytes + lf - from);

@@ -246,43 +246,60 @@ export class Pop3Client {
   // ---------------------------------------------------------------------------------------
   // Transaction commands
 
-  async stat(): Promise<StatResult> {
-    const text = await this.transaction('STAT', () => commands.stat());
-    return this.parse(() => parseStat(text), 'STAT');
+  // Every error these throw has the server's text scrubbed of the session's secrets and its
+  // control bytes escaped (`scrubbed`): a server may quote what it was sent in any -ERR.
+
+  stat(): Promise<StatResult> {
+    return this.safely(async () => {
+      const text = await this.transaction('STAT', () => commands.stat());
+      return this.parse(() => parseStat(text), 'STAT');
+    });
   }
 
-  async list(): Promise<ListEntry[]> {
-    this.channel.assertState('transaction', 'LIST');
-    const data = await this.channel.listing(commands.list(), 'transaction', this.timeouts.listingMs);
-    return this.parse(() => parseListListing(data), 'LIST');
+  list(): Promise<ListEntry[]> {
+    return this.safely(async () => {
+      this.channel.assertState('transaction', 'LIST');
+      const data = await this.channel.listing(commands.list(), 'transaction', this.timeouts.listingMs);
+      return this.parse(() => parseListListing(data), 'LIST');
+    });
   }
 
-  async listOne(n: number): Promise<ListEntry> {
-    const text = await this.transaction('LIST', () => commands.listOne(n));
-    return this.parse(() => parseListLine(text), 'LIST');
+  listOne(n: number): Promise<ListEntry> {
+    return this.safely(async () => {
+      const text = await this.transaction('LIST', () => commands.listOne(n));
+      return this.parse(() => parseListLine(text), 'LIST');
+    });
   }
 
-  async uidl(): Promise<UidlEntry[]> {
-    this.channel.assertState('transaction', 'UIDL');
-    const data = await this.channel.listing(commands.uidl(), 'transaction', this.timeouts.listingMs);
-    return this.parse(() => parseUidlListing(data, MAX_UIDL_BYTES), 'UIDL');
+  uidl(): Promise<UidlEntry[]> {
+    return this.safely(async () => {
+      this.channel.assertState('transaction', 'UIDL');
+      const data = await this.channel.listing(commands.uidl(), 'transaction', this.timeouts.listingMs);
+      return this.parse(() => parseUidlListing(data, MAX_UIDL_BYTES), 'UIDL');
+    });
   }
 
-  async uidlOne(n: number): Promise<UidlEntry> {
-    const text = await this.transaction('UIDL', () => commands.uidlOne(n));
-    return this.parse(() => parseUidlLine(text, MAX_UIDL_BYTES), 'UIDL');
+  uidlOne(n: number): Promise<UidlEntry> {
+    return this.safely(async () => {
+      const text = await this.transaction('UIDL', () => commands.uidlOne(n));
+      return this.parse(() => parseUidlLine(text, MAX_UIDL_BYTES), 'UIDL');
+    });
   }
 
   /** RETR n: resolves when the server answered +OK; the body then streams. */
   retr(n: number): Promise<MessageStream> {
-    this.channel.assertState('transaction', 'RETR');
-    return this.channel.stream(commands.retr(n), n).promise;
+    return this.safely(() => {
+      this.channel.assertState('transaction', 'RETR');
+      return this.channel.stream(commands.retr(n), n).promise;
+    });
   }
 
   /** TOP n lines: the header block, a blank line and the first `lines` body lines. */
   top(n: number, lines: number): Promise<MessageStream> {
-    this.channel.assertState('transaction', 'TOP');
-    return this.channel.stream(commands.top(n, lines), n).promise;
+    return this.safely(() => {
+      this.channel.assertState('transaction', 'TOP');
+      return this.channel.stream(commands.top(n, lines), n).promise;
+    });
   }
 
   /**
@@ -308,25 +325,29 @@ export class Pop3Client {
         const head = ahead.shift();
         if (head === undefined) return;
         plan.taken(head.item);
-        yield await head.promise;
+        yield await this.safely(() => head.promise);
       }
     } finally {
       for (const rest of ahead) this.channel.cancelStream(rest.pending);
     }
   }
 
-  async dele(n: number): Promise<void> {
-    await this.transaction('DELE', () => commands.dele(n));
-    this.marked += 1;
+  dele(n: number): Promise<void> {
+    return this.safely(async () => {
+      await this.transaction('DELE', () => commands.dele(n));
+      this.marked += 1;
+    });
   }
 
-  async rset(): Promise<void> {
-    await this.transaction('RSET', () => commands.rset());
-    this.marked = 0;
+  rset(): Promise<void> {
+    return this.safely(async () => {
+      await this.transaction('RSET', () => commands.rset());
+      this.marked = 0;
+    });
   }
 
-  async noop(): Promise<void> {
-    await this.transaction('NOOP', () => commands.noop());
+  noop(): Promise<void> {
+    return this.safely(() => this.transaction('NOOP', () => commands.noop()).then(() => undefined));
   }
 
   /**
@@ -337,7 +358,11 @@ export class Pop3Client {
    * deletions marked it is (CONNECTION_CLOSED): RFC 1939 deletes only in the UPDATE state,
    * which the +OK to QUIT confirms, so whether they were applied is unknown.
    */
-  async quit(): Promise<void> {
+  quit(): Promise<void> {
+    return this.safely(() => this.quitSession());
+  }
+
+  private async quitSession(): Promise<void> {
     if (this.channel.state === 'closed') {
       throw this.channel.failure ?? new Pop3Error('INVALID_STATE', 'connection already closed', { phase: 'quit' });
     }
@@ -393,13 +418,26 @@ export class Pop3Client {
     const message = this.outsideText(error.message);
     const serverText = error.serverText === undefined ? undefined : this.outsideText(error.serverText);
     if (message === error.message && serverText === error.serverText) return error;
+    // The cause stays behind: it may hold the text unscrubbed.
     return new Pop3Error(error.code, message, {
       phase: error.phase,
       command: error.command,
       serverText,
       responseCode: error.responseCode,
       retryable: error.retryable,
+      retryAfterSeconds: error.retryAfterSeconds,
+      hint: error.hint,
+      peerCertificate: error.peerCertificate,
     });
+  }
+
+  /** `call`'s result; a Pop3Error it throws or rejects with comes out scrubbed. */
+  private async safely<T>(call: () => Promise<T>): Promise<T> {
+    try {
+      return await call();
+    } catch (error) {
+      throw error instanceof Pop3Error ? this.scrubbed(error) : error;
+    }
   }
 
   /** A command of the transaction state answered by one status line (checked before it is built). */

@@ -3,7 +3,7 @@
  * driven through drainMailbox over in-memory ports: nothing is deleted unless what is stored is
  * what it is, one bad message does not block a mailbox, caps count the bytes received.
  */
-import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -226,6 +226,17 @@ describe('a lost ledger is loud', () => {
   it.each([
     ['deleted', (path: string) => rm(path, { force: true })],
     ['emptied', (path: string) => writeFile(path, '')],
+    // Garbage, not a torn tail: random bytes (made of many lines), or one record corrupted in the middle.
+    ['filled with garbage', (path: string) => writeFile(path, Buffer.from(Array.from({ length: 4096 }, (_, i) => (i * 7919 + 13) % 256)))],
+    [
+      'corrupted in the middle',
+      async (path: string) => {
+        const data = await readFile(path);
+        const second = data.indexOf(0x0a) + 1;
+        data[second + 20] = data[second + 20]! ^ 0x01;
+        await writeFile(path, data);
+      },
+    ],
   ])('a local ledger %s while the store holds the mailbox: the run says so and announces nothing again', async (_name, lose) => {
     const dir = await mkdtemp(join(tmpdir(), 'popdrain-lost-ledger-'));
     try {

@@ -3,7 +3,7 @@
  * directory fsync, whole-buffer writes, and the mapping of errno codes to "may succeed later".
  */
 import { constants } from 'node:fs';
-import { mkdir, open, type FileHandle } from 'node:fs/promises';
+import { mkdir, open, stat, type FileHandle } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 
 /** Folders the local adapters create: owner only. */
@@ -55,7 +55,7 @@ export async function fsyncDirectory(dir: string): Promise<void> {
  */
 export async function makeDurableDirectory(path: string): Promise<void> {
   const dir = resolve(path);
-  const first = await mkdir(dir, { recursive: true, mode: DIR_MODE });
+  const first = await mkdir(dir, { recursive: true, mode: DIR_MODE }).catch((error: unknown) => realMkdirError(dir, error));
   if (first === undefined) return;
   // Folders created, outermost first: first ... dir. Each one's parent needs an fsync.
   const created: string[] = [];
@@ -64,6 +64,30 @@ export async function makeDurableDirectory(path: string): Promise<void> {
     if (d === first || dirname(d) === d) break;
   }
   for (const d of created) await fsyncDirectory(dirname(d));
+}
+
+/**
+ * A recursive mkdir reports ENOENT where a plain one would tell why (EROFS on a read-only file
+ * system, EACCES): the nearest existing ancestor's first missing child is made plainly, and
+ * that error is thrown instead (the original when the diagnosis finds nothing better).
+ */
+export async function realMkdirError(dir: string, error: unknown): Promise<never> {
+  if (errnoCode(error) !== 'ENOENT') throw error;
+  let child = dir;
+  for (let parent = dirname(child); parent !== child; child = parent, parent = dirname(parent)) {
+    const exists = await stat(parent).then(
+      (info) => info.isDirectory(),
+      () => false,
+    );
+    if (!exists) continue;
+    const real = await mkdir(child, { mode: DIR_MODE }).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    if (real !== undefined && errnoCode(real) !== 'EEXIST' && errnoCode(real) !== 'ENOENT') throw real;
+    break;
+  }
+  throw error;
 }
 
 /** Memoizes makeDurableDirectory per folder (a failure is not remembered). */

@@ -27,9 +27,10 @@ import { randomBytes } from 'node:crypto';
 import { link, readdir, readFile, rename, unlink, writeFile } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
-import { DrainError, describeError } from '../../drain/errors.js';
+import { DrainError } from '../../drain/errors.js';
 import type { Lease } from '../../drain/ports.js';
 import { errnoCode, FILE_MODE, isRetryableFsError, processExists, type DirectoryMaker } from './durable-fs.js';
+import { fsFailureText } from './fs-failure-text.js';
 
 const LOCK_FORMAT_VERSION = 1;
 /** Rounds of the look / link loop before a contended lease is reported as busy. */
@@ -54,7 +55,7 @@ interface CurrentLock {
 
 function leaseError(action: string, mailboxId: string, cause: unknown): DrainError {
   if (cause instanceof DrainError) return cause;
-  const reason = describeError(cause);
+  const reason = fsFailureText(cause);
   return new DrainError('LEDGER_FAILED', `cannot ${action} the lease of mailbox ${mailboxId}: ${reason}`, {
     phase: 'lease',
     retryable: isRetryableFsError(cause),
@@ -211,7 +212,13 @@ export class FileLeases {
 
   private async writeTemp(mailboxId: string, lock: LockFile): Promise<string> {
     const temp = join(this.dir, `.${mailboxId}.lease.${process.pid}.${randomBytes(6).toString('hex')}.tmp`);
-    await writeFile(temp, `${JSON.stringify(lock)}\n`, { flag: 'wx', mode: FILE_MODE });
+    try {
+      await writeFile(temp, `${JSON.stringify(lock)}\n`, { flag: 'wx', mode: FILE_MODE });
+    } catch (error) {
+      // Created but not written (ENOSPC, EDQUOT): no stale temp file stays behind.
+      if (errnoCode(error) !== 'EEXIST') await unlink(temp).catch(() => undefined);
+      throw error;
+    }
     return temp;
   }
 

@@ -4,14 +4,15 @@
  */
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { DrainError, describeError } from '../../drain/errors.js';
+import { DrainError } from '../../drain/errors.js';
 import type { MessageSummary } from '../../drain/ports.js';
 import { isRetryableFsError } from './durable-fs.js';
+import { fsFailureText } from './fs-failure-text.js';
 
 export function storeError(action: string, path: string, cause: unknown): DrainError {
   if (cause instanceof DrainError) return cause;
   // Node's messages name the code and the path: "ENOSPC: no space left on device, write".
-  const reason = describeError(cause);
+  const reason = fsFailureText(cause);
   return new DrainError('STORE_FAILED', `cannot ${action} ${path}: ${reason}`, {
     phase: 'store',
     retryable: isRetryableFsError(cause),

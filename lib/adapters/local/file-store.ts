@@ -222,7 +222,8 @@ export class FileMessageStore implements MessageStore {
   /** What the commit worker did, as the commit's outcome (an existing file is checked). */
   private heldCommitted(result: HeldCommitResult, finalPath: string, summary: MessageSummary): StoredObject | Promise<StoredObject> {
     if ('error' in result) {
-      const e = Object.assign(new Error(`${result.error.code ?? 'error'}: ${result.error.message}`), { code: result.error.code });
+      // The worker's message is Node's, which names the code already ("EROFS: read-only file system, ...").
+      const e = Object.assign(new Error(result.error.message), { code: result.error.code });
       throw storeError(result.error.op, result.error.path, e);
     }
     if (result.linked) return { ref: { type: 'file', path: finalPath }, existed: false };

@@ -22,7 +22,7 @@ import { envelopeJson, MAX_EVENT_ENTRY_BYTES, type DrainEvent, type EventEnvelop
 import { silentLogger, type DrainLogger, type EventSink, type PublishOutcome } from '../../drain/ports.js';
 import { CREATE_APPEND_FLAGS, errnoCode, FILE_MODE, OPEN_APPEND_FLAGS, fsyncDirectory, makeDurableDirectory, readAt, writeFully } from './durable-fs.js';
 import { GroupCommit } from './group-commit.js';
-import { describeError } from '../../drain/errors.js';
+import { fsFailureText } from './fs-failure-text.js';
 
 export interface JsonlEventSinkOptions {
   /** The file to append to; it and its folder (0700) are created when missing, the file 0600. */
@@ -74,7 +74,7 @@ export class JsonlEventSink implements EventSink {
       await this.commits.submit({ lines });
       outcome.published.push(...ids);
     } catch (error) {
-      const reason = `cannot append to ${this.path}: ${describeError(error)}`;
+      const reason = `cannot append to ${this.path}: ${fsFailureText(error)}`;
       for (const id of ids) outcome.failed.push({ id, reason });
     }
     return outcome;

@@ -104,6 +104,30 @@ export interface DecodedLog {
   validBytes: number;
   /** Invalid lines followed by valid ones (never written by a sole writer; skipped). */
   corruptLines: number;
+  /**
+   * Byte offset of the first invalid line that a crash cannot explain (undefined when none):
+   * one followed by valid lines, or a tail that is not a torn line (isTornTail). The log is
+   * then unreadable, not torn.
+   */
+  corruptAt: number | undefined;
+}
+
+/**
+ * What a crash can leave after the last complete line: one line at most (its newline, if any,
+ * last), either a prefix of a line as encodeLine makes them (8 lowercase hex digits, a space,
+ * `{`) or NUL bytes (blocks allocated but never written). More lines, or other bytes, are garbage.
+ */
+export function isTornTail(tail: Buffer): boolean {
+  const newline = tail.indexOf(NEWLINE);
+  if (newline !== -1 && newline !== tail.length - 1) return false;
+  const line = newline === -1 ? tail : tail.subarray(0, newline);
+  if (line.every((b) => b === 0)) return true;
+  for (let i = 0; i < Math.min(line.length, CRC_HEX_CHARS); i++) {
+    const b = line[i]!;
+    if (!((b >= 0x30 && b <= 0x39) || (b >= 0x61 && b <= 0x66))) return false;
+  }
+  if (line.length > CRC_HEX_CHARS && line[CRC_HEX_CHARS] !== SPACE) return false;
+  return line.length <= CRC_HEX_CHARS + 1 || line[CRC_HEX_CHARS + 1] === 0x7b; // {
 }
 
 /**
@@ -116,6 +140,8 @@ export function decodeLog(data: Buffer): DecodedLog {
   let validBytes = 0;
   let corruptLines = 0;
   let pendingCorrupt = 0;
+  let firstInvalid: number | undefined;
+  let corruptAt: number | undefined;
   let start = 0;
   while (start < data.length) {
     const end = data.indexOf(NEWLINE, start);
@@ -123,16 +149,20 @@ export function decodeLog(data: Buffer): DecodedLog {
     const record = end > start ? decodeLine(data.subarray(start, end)) : undefined;
     if (record === undefined) {
       if (end > start) pendingCorrupt++;
+      firstInvalid ??= start;
     } else {
       records.push(record);
       sizes.push(end + 1 - start);
       corruptLines += pendingCorrupt;
       pendingCorrupt = 0;
+      corruptAt ??= firstInvalid;
+      firstInvalid = undefined;
       validBytes = end + 1;
     }
     start = end + 1;
   }
-  return { records, sizes, validBytes, corruptLines };
+  if (corruptAt === undefined && validBytes < data.length && !isTornTail(data.subarray(validBytes))) corruptAt = validBytes;
+  return { records, sizes, validBytes, corruptLines, corruptAt };
 }
 
 /** A mailbox's ledger in memory: what replaying its log gives. */

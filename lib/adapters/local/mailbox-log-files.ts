@@ -4,7 +4,7 @@
  * the ops; append their lines; fsync). A failed batch leaves no line behind and the log is
  * dropped, so the next call reloads it.
  */
-import { open, stat, type FileHandle } from 'node:fs/promises';
+import { open, rename, stat, type FileHandle } from 'node:fs/promises';
 import { CREATE_APPEND_FLAGS, errnoCode, FILE_MODE, fsyncDirectory, OPEN_APPEND_FLAGS, readAt, writeFully } from './durable-fs.js';
 import { decodeLog, encodeRecord, isExpired, LEDGER_FORMAT_VERSION, LedgerModel } from './ledger-log.js';
 import { compactNow, needsCompaction, removeStaleCompactions } from './log-compaction.js';
@@ -24,6 +24,7 @@ export class MailboxLogFiles {
     log.ino = 0;
     log.fileSize = 0;
     log.validBytes = 0;
+    log.corruptAt = undefined;
     log.expiredAtLoad = 0;
     let handle: FileHandle;
     try {
@@ -36,12 +37,16 @@ export class MailboxLogFiles {
       const info = await handle.stat();
       const data = await readAt(handle, 0, info.size);
       const decoded = decodeLog(data);
-      decoded.records.forEach((record, i) => log.model.apply(record, decoded.sizes[i]!));
-      if (decoded.corruptLines > 0) {
-        this.ctx.logger.warn('ledger lines failed their checksum and were skipped', {
-          mailboxId: log.mailboxId,
-          lines: decoded.corruptLines,
-        });
+      if (decoded.corruptAt === undefined) {
+        decoded.records.forEach((record, i) => log.model.apply(record, decoded.sizes[i]!));
+      } else {
+        // Garbage, not a torn tail: nothing in the file is trusted (the model stays empty, so
+        // the run treats the ledger as lost), and nothing in it is truncated away.
+        log.corruptAt = decoded.corruptAt;
+        this.ctx.logger.error(
+          `the ledger ${log.path} is unreadable: the bytes at offset ${decoded.corruptAt} are not a ledger record and not a torn tail; it is set aside (${log.path}.corrupt-<time>) at the next write and the mailbox is drained as if its ledger were lost`,
+          { mailboxId: log.mailboxId, path: log.path, offset: decoded.corruptAt },
+        );
       }
       const now = this.ctx.now();
       for (const entry of log.model.entries.values()) if (isExpired(entry, now)) log.expiredAtLoad++;
@@ -133,6 +138,19 @@ export class MailboxLogFiles {
     if (current === undefined || current.ino !== log.ino || current.size !== log.fileSize) {
       this.ctx.logger.warn('ledger changed by another process; reloading it', { mailboxId: log.mailboxId });
       await this.load(log);
+      return this.prepareForAppend(log, attempt + 1);
+    }
+    if (log.corruptAt !== undefined) {
+      // Unreadable: kept for whoever wants to look, under another name; a new log starts.
+      const aside = `${log.path}.corrupt-${this.ctx.now()}`;
+      await rename(log.path, aside);
+      await fsyncDirectory(this.ctx.dir);
+      this.ctx.logger.warn('the unreadable ledger was set aside; a new one is started', { mailboxId: log.mailboxId, path: aside });
+      await log.handle.close().catch(() => undefined);
+      log.handle = undefined;
+      log.corruptAt = undefined;
+      log.fileSize = 0;
+      log.validBytes = 0;
       return this.prepareForAppend(log, attempt + 1);
     }
     if (log.fileSize > log.validBytes) {

@@ -3,11 +3,12 @@
  * state of its torn tail and compaction, and its write queue (a batch of ops per fsync).
  */
 import type { FileHandle } from 'node:fs/promises';
-import { DrainError, describeError } from '../../drain/errors.js';
+import { DrainError } from '../../drain/errors.js';
 import type { DrainLogger } from '../../drain/ports.js';
 import { isRetryableFsError, type DirectoryMaker } from './durable-fs.js';
 import { GroupCommit } from './group-commit.js';
 import { encodeRecord, LedgerModel, type LedgerRecord } from './ledger-log.js';
+import { fsFailureText } from './fs-failure-text.js';
 
 /** One change to a mailbox's log, run in its batch: applies itself and emits its lines. */
 export type Op = (log: MailboxLog) => void;
@@ -24,6 +25,11 @@ export class MailboxLog {
   fileSize = 0;
   /** Bytes of the complete lines; a writer truncates the file to this before appending. */
   validBytes = 0;
+  /**
+   * Byte offset of garbage in the file (ledger-log.ts decodeLog): the log is unreadable, its
+   * model starts empty, and the next write sets the file aside instead of truncating it.
+   */
+  corruptAt: number | undefined;
   /** Entries past their expiry when the log was loaded (for the compaction estimate). */
   expiredAtLoad = 0;
   /** Lines of the batch being built. */
@@ -57,7 +63,7 @@ export class MailboxLog {
 
 export function ledgerError(action: string, mailboxId: string, cause: unknown): DrainError {
   if (cause instanceof DrainError) return cause;
-  const reason = describeError(cause);
+  const reason = fsFailureText(cause);
   return new DrainError('LEDGER_FAILED', `cannot ${action} the ledger of mailbox ${mailboxId}: ${reason}`, {
     phase: 'ledger',
     retryable: isRetryableFsError(cause),

@@ -15,7 +15,8 @@ import { Transform, type TransformCallback } from 'node:stream';
 import { finished } from 'node:stream/promises';
 import { DrainError } from '../../drain/errors.js';
 import type { MessageStore, MessageSummary, MessageWriter, StoredObject, StoreRef } from '../../drain/ports.js';
-import { DIR_MODE, errnoCode, FILE_MODE, fsyncDirectory, isRetryableFsError } from './durable-fs.js';
+import { DIR_MODE, errnoCode, FILE_MODE, fsyncDirectory, isRetryableFsError, realMkdirError } from './durable-fs.js';
+import { fsFailureText } from './fs-failure-text.js';
 
 /** CRLF → LF as the bytes pass (a CR split from its LF across chunks included). */
 class CrlfToLf extends Transform {
@@ -74,7 +75,7 @@ export interface MaildirStoreOptions {
 }
 
 function storeError(error: unknown, what: string): DrainError {
-  return new DrainError('STORE_FAILED', `${what}: ${errnoCode(error) ?? (error as Error).message}`, {
+  return new DrainError('STORE_FAILED', `${what}: ${fsFailureText(error)}`, {
     phase: 'store',
     retryable: isRetryableFsError(error),
     cause: error,
@@ -103,7 +104,10 @@ export class MaildirStore implements MessageStore {
 
   private prepare(): Promise<void> {
     this.ready ??= (async () => {
-      for (const sub of ['tmp', 'new', 'cur']) await mkdir(join(this.dir, sub), { recursive: true, mode: DIR_MODE });
+      for (const sub of ['tmp', 'new', 'cur']) {
+        const dir = join(this.dir, sub);
+        await mkdir(dir, { recursive: true, mode: DIR_MODE }).catch((error: unknown) => realMkdirError(dir, error));
+      }
       // A reader moves delivered mail to cur/ as `<name>:2,<flags>`: remember what is there.
       this.seenInCur = new Map((await readdir(join(this.dir, 'cur'))).map((n) => [n.split(':')[0]!, n]));
     })().catch((error: unknown) => {
