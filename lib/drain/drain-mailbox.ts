@@ -155,7 +155,7 @@ class DrainRun {
     const byUidl = new Map(listing.messages.map((m) => [m.uidl, m]));
     this.phase = 'ledger';
     await this.deletions.settlePending(this.state, new Set(byUidl.keys()));
-    const known = await ctx.ports.ledger.lookup(ctx.mailbox.id, listing.messages.map((m) => m.uidl));
+    const known = await ctx.ports.ledger.lookup(ctx.mailbox.id, listing.messages.map((m) => m.uidl), { deletePolicy: ctx.mailbox.deletePolicy, now: ctx.clock.now() });
 
     if (!dryRun && known.size === 0 && this.state?.lastRun === undefined && listing.messages.length > 0 && ctx.ports.store.holdsMessages !== undefined) {
       const storeHolds = await ctx.ports.store.holdsMessages(ctx.mailbox.id);
