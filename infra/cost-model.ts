@@ -33,8 +33,16 @@ export const ASSUMPTIONS = {
   /** Ledger reads per run (lease, state) and per mailbox and tick by the scheduler (state, lease). */
   readUnitsPerRun: 2,
   schedulerReadUnitsPerMailboxTick: 2,
-  /** With `keep`, a run looks up every UIDL still on the server: one consistent read unit each. */
-  keepReadUnitsPerKeptMessage: 1,
+  /**
+   * With `keep`, a run reads the mailbox's done set (lib/adapters/aws/dynamodb-done-set.ts):
+   * 16 items, eventually consistent (half a unit per 4 KB of each), of 26 bytes per kept message
+   * (a 16-character UIDL), then one consistent read per UIDL the set does not answer yet: the
+   * new ones and those waiting for the next flush (at most 32, half that on average). A flush
+   * rewrites the shards its 32 entries fall in: one write unit per KB of each.
+   */
+  doneSetShards: 16,
+  doneSetBytesPerKeptMessage: 26,
+  doneSetFlushEntries: 32,
   /** Ledger item size, and how long the items of deleted messages live (ledgerRetentionDays). */
   ledgerItemKB: 2,
   ledgerRetentionDays: 30,
@@ -103,10 +111,29 @@ export function keptMessagesPerMailbox(month: number): number {
   return A.messagesPerMailboxPerDay * A.daysPerMonth * (month - 0.5);
 }
 
-/** Ledger read units a month: per run, the scheduler's, and with `keep` one per kept UIDL. */
+/** KB of one done-set shard of a `keep` mailbox during `month`. */
+function doneShardKB(month: number): number {
+  return (keptMessagesPerMailbox(month) * A.doneSetBytesPerKeptMessage) / A.doneSetShards / 1024;
+}
+
+/** Read units of one `keep` run's lookup: the done set, then the UIDLs it does not answer. */
+export function keepLookupReadUnits(month: number): number {
+  const doneSet = A.doneSetShards * 0.5 * Math.max(1, Math.ceil(doneShardKB(month) / 4));
+  const newPerRun = (A.messagesPerMailboxPerDay * A.intervalMinutes) / (24 * 60);
+  return doneSet + newPerRun + A.doneSetFlushEntries / 2;
+}
+
+/** Ledger read units a month: per run, the scheduler's, and with `keep` the done-set lookup. */
 export function ledgerReadUnits(policy: DeletePolicy, month: number): number {
   const base = RUNS * A.readUnitsPerRun + TICKS * A.mailboxes * A.schedulerReadUnitsPerMailboxTick;
-  return policy === 'keep' ? base + RUNS * keptMessagesPerMailbox(month) * A.keepReadUnitsPerKeptMessage : base;
+  return policy === 'keep' ? base + RUNS * keepLookupReadUnits(month) : base;
+}
+
+/** Done-set write units a month (`keep`): a flush per 32 kept messages, each touched shard rewritten. */
+export function doneSetWriteUnits(policy: DeletePolicy, month: number): number {
+  if (policy !== 'keep') return 0;
+  const shardsTouched = A.doneSetShards * (1 - (1 - 1 / A.doneSetShards) ** A.doneSetFlushEntries);
+  return (MESSAGES / A.doneSetFlushEntries) * shardsTouched * Math.max(1, Math.ceil(doneShardKB(month)));
 }
 
 function ledgerGB(policy: DeletePolicy, month: number): number {
@@ -142,12 +169,13 @@ export const COST_LINES: readonly CostLine[] = [
   },
   {
     item: 'DynamoDB writes',
-    basis: `${A.writeUnitsPerRun} per run + ${A.writeUnitsPerMessage} per message`,
-    cost: () => ((RUNS * A.writeUnitsPerRun + MESSAGES * A.writeUnitsPerMessage) / M) * P.dynamoPerMillionWriteUnits,
+    basis: `${A.writeUnitsPerRun} per run + ${A.writeUnitsPerMessage} per message; keep: done-set flushes`,
+    cost: (policy, month) =>
+      ((RUNS * A.writeUnitsPerRun + MESSAGES * A.writeUnitsPerMessage + doneSetWriteUnits(policy, month)) / M) * P.dynamoPerMillionWriteUnits,
   },
   {
     item: 'DynamoDB reads',
-    basis: `${A.readUnitsPerRun} per run + scheduler; keep: 1 per kept UIDL per run`,
+    basis: `${A.readUnitsPerRun} per run + scheduler; keep: ${A.doneSetShards} done-set items + unanswered UIDLs per run`,
     cost: (policy, month) => (ledgerReadUnits(policy, month) / M) * P.dynamoPerMillionReadUnits,
   },
   {
