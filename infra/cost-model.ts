@@ -58,6 +58,14 @@ export const ASSUMPTIONS = {
   /** Aggregate custom metrics: 8 per run, 4 more from the scheduler, ~10 error codes seen. */
   aggregateMetrics: 22,
   perMailboxMetricNames: 4,
+  /**
+   * With `customerManagedKey`: who asks KMS for data keys, each about once per 5-minute cache
+   * period (SQS data-key reuse, DynamoDB's and CloudWatch Logs' caches): ~40 drainer and
+   * scheduler execution environments warm at a time, the SQS pollers, the table, the log groups;
+   * plus S3 (Bucket Key: one request per bucket key period) and the archive.
+   */
+  kmsCachingCallers: 60,
+  kmsServicesPerCaller: 3,
 } as const;
 
 /** List prices, us-east-1, USD. */
@@ -86,6 +94,7 @@ export const PRICES = {
   secretMonth: 0.4,
   secretsPer10000Calls: 0.05,
   kmsKeyMonth: 1.0,
+  kmsPer10000Requests: 0.03,
 } as const;
 
 export type DeletePolicy = 'delete' | 'keep';
@@ -247,6 +256,11 @@ export const OPTIONAL_LINES: readonly CostLine[] = [
     item: 'Opt-in per-mailbox metrics (perMailboxMetrics)',
     basis: `${A.perMailboxMetricNames} × ${A.mailboxes} custom metrics`,
     cost: () => A.perMailboxMetricNames * A.mailboxes * P.customMetricMonth,
+  },
+  {
+    item: 'KMS: `customerManagedKey: true` (table, queues, logs, archive, bucket)',
+    basis: `1 key + ${A.kmsCachingCallers} callers × ${A.kmsServicesPerCaller} services × a request per 5 min`,
+    cost: () => P.kmsKeyMonth + ((A.kmsCachingCallers * A.kmsServicesPerCaller * 12 * 24 * A.daysPerMonth) / 10_000) * P.kmsPer10000Requests,
   },
   {
     item: 'KMS: `kms: true` (bucket key, S3 Bucket Key)',
