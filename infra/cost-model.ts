@@ -33,8 +33,16 @@ export const ASSUMPTIONS = {
   /** Ledger reads per run (lease, state) and per mailbox and tick by the scheduler (state, lease). */
   readUnitsPerRun: 2,
   schedulerReadUnitsPerMailboxTick: 2,
-  /** With `keep`, a run looks up every UIDL still on the server: one consistent read unit each. */
-  keepReadUnitsPerKeptMessage: 1,
+  /**
+   * With `keep`, a run reads the mailbox's done set (lib/adapters/aws/dynamodb-done-set.ts):
+   * 16 items, eventually consistent (half a unit per 4 KB of each), of 26 bytes per kept message
+   * (a 16-character UIDL), then one consistent read per UIDL the set does not answer yet: the
+   * new ones and those waiting for the next flush (at most 32, half that on average). A flush
+   * rewrites the shards its 32 entries fall in: one write unit per KB of each.
+   */
+  doneSetShards: 16,
+  doneSetBytesPerKeptMessage: 26,
+  doneSetFlushEntries: 32,
   /** Ledger item size, and how long the items of deleted messages live (ledgerRetentionDays). */
   ledgerItemKB: 2,
   ledgerRetentionDays: 30,
@@ -50,6 +58,14 @@ export const ASSUMPTIONS = {
   /** Aggregate custom metrics: 8 per run, 4 more from the scheduler, ~10 error codes seen. */
   aggregateMetrics: 22,
   perMailboxMetricNames: 4,
+  /**
+   * With `customerManagedKey`: who asks KMS for data keys, each about once per 5-minute cache
+   * period (SQS data-key reuse, DynamoDB's and CloudWatch Logs' caches): ~40 drainer and
+   * scheduler execution environments warm at a time, the SQS pollers, the table, the log groups;
+   * plus S3 (Bucket Key: one request per bucket key period) and the archive.
+   */
+  kmsCachingCallers: 60,
+  kmsServicesPerCaller: 3,
 } as const;
 
 /** List prices, us-east-1, USD. */
@@ -78,6 +94,7 @@ export const PRICES = {
   secretMonth: 0.4,
   secretsPer10000Calls: 0.05,
   kmsKeyMonth: 1.0,
+  kmsPer10000Requests: 0.03,
 } as const;
 
 export type DeletePolicy = 'delete' | 'keep';
@@ -103,10 +120,29 @@ export function keptMessagesPerMailbox(month: number): number {
   return A.messagesPerMailboxPerDay * A.daysPerMonth * (month - 0.5);
 }
 
-/** Ledger read units a month: per run, the scheduler's, and with `keep` one per kept UIDL. */
+/** KB of one done-set shard of a `keep` mailbox during `month`. */
+function doneShardKB(month: number): number {
+  return (keptMessagesPerMailbox(month) * A.doneSetBytesPerKeptMessage) / A.doneSetShards / 1024;
+}
+
+/** Read units of one `keep` run's lookup: the done set, then the UIDLs it does not answer. */
+export function keepLookupReadUnits(month: number): number {
+  const doneSet = A.doneSetShards * 0.5 * Math.max(1, Math.ceil(doneShardKB(month) / 4));
+  const newPerRun = (A.messagesPerMailboxPerDay * A.intervalMinutes) / (24 * 60);
+  return doneSet + newPerRun + A.doneSetFlushEntries / 2;
+}
+
+/** Ledger read units a month: per run, the scheduler's, and with `keep` the done-set lookup. */
 export function ledgerReadUnits(policy: DeletePolicy, month: number): number {
   const base = RUNS * A.readUnitsPerRun + TICKS * A.mailboxes * A.schedulerReadUnitsPerMailboxTick;
-  return policy === 'keep' ? base + RUNS * keptMessagesPerMailbox(month) * A.keepReadUnitsPerKeptMessage : base;
+  return policy === 'keep' ? base + RUNS * keepLookupReadUnits(month) : base;
+}
+
+/** Done-set write units a month (`keep`): a flush per 32 kept messages, each touched shard rewritten. */
+export function doneSetWriteUnits(policy: DeletePolicy, month: number): number {
+  if (policy !== 'keep') return 0;
+  const shardsTouched = A.doneSetShards * (1 - (1 - 1 / A.doneSetShards) ** A.doneSetFlushEntries);
+  return (MESSAGES / A.doneSetFlushEntries) * shardsTouched * Math.max(1, Math.ceil(doneShardKB(month)));
 }
 
 function ledgerGB(policy: DeletePolicy, month: number): number {
@@ -142,12 +178,13 @@ export const COST_LINES: readonly CostLine[] = [
   },
   {
     item: 'DynamoDB writes',
-    basis: `${A.writeUnitsPerRun} per run + ${A.writeUnitsPerMessage} per message`,
-    cost: () => ((RUNS * A.writeUnitsPerRun + MESSAGES * A.writeUnitsPerMessage) / M) * P.dynamoPerMillionWriteUnits,
+    basis: `${A.writeUnitsPerRun} per run + ${A.writeUnitsPerMessage} per message; keep: done-set flushes`,
+    cost: (policy, month) =>
+      ((RUNS * A.writeUnitsPerRun + MESSAGES * A.writeUnitsPerMessage + doneSetWriteUnits(policy, month)) / M) * P.dynamoPerMillionWriteUnits,
   },
   {
     item: 'DynamoDB reads',
-    basis: `${A.readUnitsPerRun} per run + scheduler; keep: 1 per kept UIDL per run`,
+    basis: `${A.readUnitsPerRun} per run + scheduler; keep: ${A.doneSetShards} done-set items + unanswered UIDLs per run`,
     cost: (policy, month) => (ledgerReadUnits(policy, month) / M) * P.dynamoPerMillionReadUnits,
   },
   {
@@ -219,6 +256,11 @@ export const OPTIONAL_LINES: readonly CostLine[] = [
     item: 'Opt-in per-mailbox metrics (perMailboxMetrics)',
     basis: `${A.perMailboxMetricNames} × ${A.mailboxes} custom metrics`,
     cost: () => A.perMailboxMetricNames * A.mailboxes * P.customMetricMonth,
+  },
+  {
+    item: 'KMS: `customerManagedKey: true` (table, queues, logs, archive, bucket)',
+    basis: `1 key + ${A.kmsCachingCallers} callers × ${A.kmsServicesPerCaller} services × a request per 5 min`,
+    cost: () => P.kmsKeyMonth + ((A.kmsCachingCallers * A.kmsServicesPerCaller * 12 * 24 * A.daysPerMonth) / 10_000) * P.kmsPer10000Requests,
   },
   {
     item: 'KMS: `kms: true` (bucket key, S3 Bucket Key)',

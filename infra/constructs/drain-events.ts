@@ -10,6 +10,7 @@
  */
 import { Duration, RemovalPolicy } from 'aws-cdk-lib';
 import * as events from 'aws-cdk-lib/aws-events';
+import type * as kms from 'aws-cdk-lib/aws-kms';
 import type { Construct } from 'constructs';
 
 /** The `source` of every event popdrain publishes (lib/drain/events.ts). */
@@ -23,6 +24,8 @@ export interface DrainEventsProps {
   readonly eventBus?: events.IEventBus;
   /** How long the new bus's archive keeps events. @default Duration.days(365) */
   readonly archiveRetention?: Duration;
+  /** Encrypt the archive with this customer-managed key. @default - an AWS-owned key */
+  readonly encryptionKey?: kms.IKey;
   /** Of the archive. @default RemovalPolicy.RETAIN */
   readonly removalPolicy?: RemovalPolicy;
 }
@@ -44,6 +47,7 @@ export class DrainEvents {
       description: 'popdrain Email Stored and Email Skipped events, for replay',
       eventPattern: { source: [EVENT_SOURCE], detailType: [...ARCHIVED_DETAIL_TYPES] },
       retention: props.archiveRetention ?? Duration.days(DEFAULT_ARCHIVE_RETENTION_DAYS),
+      ...(props.encryptionKey === undefined ? {} : { kmsKey: props.encryptionKey }),
     });
     this.archive.applyRemovalPolicy(props.removalPolicy ?? RemovalPolicy.RETAIN);
   }

@@ -7,6 +7,7 @@
  */
 import { Duration, Validations } from 'aws-cdk-lib';
 import * as sqs from 'aws-cdk-lib/aws-sqs';
+import type * as kms from 'aws-cdk-lib/aws-kms';
 import type { Construct } from 'constructs';
 
 export const DEFAULT_MAX_RECEIVE_COUNT = 5;
@@ -20,6 +21,8 @@ export interface DrainQueuesProps {
   readonly drainerTimeout: Duration;
   /** Receives of one drain request before it moves to the dead-letter queue (1-1000). @default 5 */
   readonly maxReceiveCount?: number;
+  /** Encrypt both queues with this customer-managed key. @default - SQS-managed encryption */
+  readonly encryptionKey?: kms.IKey;
 }
 
 export class DrainQueues {
@@ -31,9 +34,13 @@ export class DrainQueues {
     if (!Number.isInteger(maxReceiveCount) || maxReceiveCount < 1 || maxReceiveCount > 1000) {
       throw new Error(`PopDrain: maxReceiveCount must be a whole number from 1 to 1000, not ${maxReceiveCount}`);
     }
+    const encryption =
+      props.encryptionKey === undefined
+        ? { encryption: sqs.QueueEncryption.SQS_MANAGED }
+        : { encryption: sqs.QueueEncryption.KMS, encryptionMasterKey: props.encryptionKey };
     this.deadLetterQueue = new sqs.Queue(scope, `${props.name}DeadLetterQueue`, {
       fifo: true,
-      encryption: sqs.QueueEncryption.SQS_MANAGED,
+      ...encryption,
       enforceSSL: true,
       retentionPeriod: Duration.days(14),
     });
@@ -49,7 +56,7 @@ export class DrainQueues {
       contentBasedDeduplication: false,
       deduplicationScope: sqs.DeduplicationScope.MESSAGE_GROUP,
       fifoThroughputLimit: sqs.FifoThroughputLimit.PER_MESSAGE_GROUP_ID,
-      encryption: sqs.QueueEncryption.SQS_MANAGED,
+      ...encryption,
       enforceSSL: true,
       visibilityTimeout: Duration.seconds(props.drainerTimeout.toSeconds() * VISIBILITY_TIMEOUT_FACTOR),
       retentionPeriod: Duration.days(4),

@@ -10,6 +10,7 @@ import { fileURLToPath } from 'node:url';
 import { RemovalPolicy, Validations } from 'aws-cdk-lib';
 import type * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
 import * as iam from 'aws-cdk-lib/aws-iam';
+import type * as kms from 'aws-cdk-lib/aws-kms';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
 import { NodejsFunction, OutputFormat } from 'aws-cdk-lib/aws-lambda-nodejs';
 import * as logs from 'aws-cdk-lib/aws-logs';
@@ -43,6 +44,8 @@ export interface LambdaDefaultsProps {
   readonly config: MailboxConfigDelivery;
   /** The ledger table (its name is in every function's environment). */
   readonly table: dynamodb.ITable;
+  /** The customer-managed key of the queues, log groups and bucket (`customerManagedKey`). */
+  readonly dataKey?: kms.IKey;
   /** A Node.js runtime. @default Runtime.NODEJS_24_X */
   readonly runtime?: lambda.Runtime;
   /** @default RetentionDays.THREE_MONTHS */
@@ -79,6 +82,7 @@ export class LambdaDefaults {
   logGroup(id: string): logs.LogGroup {
     return new logs.LogGroup(this.scope, `${id}Logs`, {
       retention: this.props.logRetention ?? logs.RetentionDays.THREE_MONTHS,
+      ...(this.props.dataKey === undefined ? {} : { encryptionKey: this.props.dataKey }),
       removalPolicy: this.props.removalPolicy ?? RemovalPolicy.RETAIN,
     });
   }
@@ -104,6 +108,16 @@ export class LambdaDefaults {
           sid: 'UseLedgerKey',
           actions: ['kms:Decrypt', 'kms:DescribeKey', 'kms:Encrypt', 'kms:GenerateDataKey'],
           resources: [tableKey.keyArn],
+        }),
+      );
+    }
+    const dataKey = this.props.dataKey;
+    if (dataKey !== undefined && dataKey !== tableKey) {
+      role.addToPrincipalPolicy(
+        new iam.PolicyStatement({
+          sid: 'UseDataKey',
+          actions: ['kms:Decrypt', 'kms:Encrypt', 'kms:GenerateDataKey'],
+          resources: [dataKey.keyArn],
         }),
       );
     }

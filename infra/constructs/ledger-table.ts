@@ -7,6 +7,7 @@
  */
 import { RemovalPolicy } from 'aws-cdk-lib';
 import * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
+import type * as kms from 'aws-cdk-lib/aws-kms';
 import type { Construct } from 'constructs';
 
 export interface LedgerTableProps {
@@ -15,6 +16,8 @@ export interface LedgerTableProps {
    * @default - a new table: on-demand, point-in-time recovery, TTL `expiresAt`, deletion protection
    */
   readonly table?: dynamodb.ITable;
+  /** Encrypt the new table with this customer-managed key. @default - a DynamoDB-owned key */
+  readonly encryptionKey?: kms.IKey;
   /** @default RemovalPolicy.RETAIN */
   readonly removalPolicy?: RemovalPolicy;
 }
@@ -31,6 +34,7 @@ export class LedgerTable {
         billingMode: dynamodb.BillingMode.PAY_PER_REQUEST,
         pointInTimeRecoverySpecification: { pointInTimeRecoveryEnabled: true },
         timeToLiveAttribute: 'expiresAt',
+        ...(props.encryptionKey === undefined ? {} : { encryption: dynamodb.TableEncryption.CUSTOMER_MANAGED, encryptionKey: props.encryptionKey }),
         removalPolicy: props.removalPolicy ?? RemovalPolicy.RETAIN,
         // A table the stack may destroy must be deletable; otherwise guard it against deletion.
         deletionProtection: props.removalPolicy !== RemovalPolicy.DESTROY,

@@ -104,6 +104,17 @@ export interface PopDrainProps {
   readonly kms?: boolean;
 
   /**
+   * One customer-managed KMS key for everything popdrain keeps at rest: the ledger table, the
+   * queues and their dead-letter queues (also the schedule's), the functions' log groups, the
+   * event archive and the new bucket (unless `encryptionKey` names the bucket's). `true` creates
+   * one (rotation on, retained with the data, a key policy for CloudWatch Logs of this account
+   * and region and for dead letters of this account's EventBridge rules); a given key's policy must allow the same.
+   * The functions' roles may use it. KMS requests are then billed (docs/deploy.md §9).
+   * @default - the services' own keys (DynamoDB-owned, SQS-managed, CloudWatch Logs', EventBridge's, SSE-S3 or `kms`)
+   */
+  readonly customerManagedKey?: IKey | true;
+
+  /**
    * The key prefix of stored messages (`<prefix><mailbox id>/<digest>.eml`). The drainer may
    * write and read only under it.
    * @default 'messages/'

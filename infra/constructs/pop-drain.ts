@@ -38,6 +38,7 @@ import { DrainAlarms } from './drain-alarms.js';
 import { DrainDashboard } from './drain-dashboard.js';
 import { DrainEvents } from './drain-events.js';
 import { DrainQueues, VISIBILITY_TIMEOUT_FACTOR } from './drain-queues.js';
+import { DataKey } from './data-key.js';
 import { DrainSchedule } from './drain-schedule.js';
 import { decideDrainerConcurrency } from './drainer-concurrency.js';
 import { DrainerFunction } from './drainer-function.js';
@@ -78,6 +79,8 @@ export class PopDrain extends Construct {
   public readonly bucket: s3.IBucket;
   /** The key stored messages are encrypted with, when SSE-KMS is used. */
   public readonly encryptionKey?: kms.IKey;
+  /** The customer-managed key of `customerManagedKey` (table, queues, log groups, archive, bucket). */
+  public readonly customerManagedKey?: kms.IKey;
   public readonly messagePrefix: string;
   /** The UIDL ledger and the mailbox leases. */
   public readonly table: dynamodb.ITable;
@@ -128,12 +131,15 @@ export class PopDrain extends Construct {
     this.drainerMaxConcurrency = concurrency.maxConcurrency;
 
     // ---- storage, state and events -----------------------------------------------------------
-    const storage = new MessageStorage(this, props);
+    const dataKey = new DataKey(this, props);
+    dataKey.allowEventBridgeRules();
+    this.customerManagedKey = dataKey.key;
+    const storage = new MessageStorage(this, { ...props, ...withoutUndefined({ encryptionKey: props.encryptionKey ?? (props.bucket === undefined ? dataKey.key : undefined) }) });
     this.bucket = storage.bucket;
     this.encryptionKey = storage.encryptionKey;
     this.messagePrefix = storage.messagePrefix;
-    this.table = new LedgerTable(this, props).table;
-    const drainEvents = new DrainEvents(this, props);
+    this.table = new LedgerTable(this, { ...props, encryptionKey: dataKey.key }).table;
+    const drainEvents = new DrainEvents(this, { ...props, encryptionKey: dataKey.key });
     this.eventBus = drainEvents.eventBus;
     this.archive = drainEvents.archive;
     const config = new MailboxConfigDelivery(this, { ...props, mailboxes });
@@ -141,7 +147,7 @@ export class PopDrain extends Construct {
 
     // ---- queues: one pair per placement ------------------------------------------------------
     const drainerTimeout = props.drainerTimeout ?? Duration.minutes(15);
-    const queueProps = { drainerTimeout, maxReceiveCount: props.maxReceiveCount };
+    const queueProps = { drainerTimeout, maxReceiveCount: props.maxReceiveCount, encryptionKey: dataKey.key };
     const queues = new DrainQueues(this, { name: 'Drain', ...queueProps });
     // A request marker holds its mailbox for one visibility timeout (a lost message frees it then).
     const requestMarkerTtl = Duration.seconds(drainerTimeout.toSeconds() * VISIBILITY_TIMEOUT_FACTOR);
@@ -157,7 +163,7 @@ export class PopDrain extends Construct {
     }
 
     // ---- functions ---------------------------------------------------------------------------
-    const defaults = new LambdaDefaults(this, { ...props, config, table: this.table });
+    const defaults = new LambdaDefaults(this, { ...props, config, table: this.table, dataKey: dataKey.key });
     this.schedulerFunction = new SchedulerFunction({
       defaults,
       table: this.table,
@@ -204,7 +210,7 @@ export class PopDrain extends Construct {
       }).function;
     }
 
-    const schedule = new DrainSchedule(this, { scheduler: this.schedulerFunction, tickMinutes: this.tickMinutes });
+    const schedule = new DrainSchedule(this, { scheduler: this.schedulerFunction, tickMinutes: this.tickMinutes, encryptionKey: dataKey.key });
     this.scheduleRule = schedule.rule;
     this.scheduleDeadLetterQueue = schedule.deadLetterQueue;
 

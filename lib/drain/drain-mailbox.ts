@@ -156,7 +156,10 @@ class DrainRun {
     const byUidl = new Map(listing.messages.map((m) => [m.uidl, m]));
     this.phase = 'ledger';
     await this.deletions.settlePending(this.state, new Set(byUidl.keys()));
-    const known = await ctx.ports.ledger.lookup(ctx.mailbox.id, listing.messages.map((m) => m.uidl));
+    // A refetch compares with each entry's sha256 and announces under its event id: whole entries.
+    const summaryAllowed = ctx.options.refetch !== true;
+    const lookupOptions = summaryAllowed ? { deletePolicy: ctx.mailbox.deletePolicy, now: ctx.clock.now() } : undefined;
+    const known = await ctx.ports.ledger.lookup(ctx.mailbox.id, listing.messages.map((m) => m.uidl), lookupOptions);
 
     if (!dryRun && known.size === 0 && this.state?.lastRun === undefined && listing.messages.length > 0 && ctx.ports.store.holdsMessages !== undefined) {
       const storeHolds = await ctx.ports.store.holdsMessages(ctx.mailbox.id);

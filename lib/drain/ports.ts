@@ -7,7 +7,7 @@
 import type { Writable } from 'node:stream';
 import type { Pop3Credentials } from '../pop3/index.js';
 import type { DrainEvent } from './events.js';
-import type { MailboxConfig } from './mailbox.js';
+import type { DeletePolicy, MailboxConfig } from './mailbox.js';
 import type { StopReason } from './report.js';
 
 // -------------------------------------------------------------------------------------------
@@ -210,6 +210,13 @@ export interface MailboxStateUpdate {
   requestMarker?: RequestMarker | null;
 }
 
+/** What a run's lookup tells the ledger so it may answer kept messages from a summary. */
+export interface LookupOptions {
+  deletePolicy: DeletePolicy;
+  /** Epoch ms. */
+  now: number;
+}
+
 export interface UidlLedger {
   /**
    * Take the mailbox's lease (a conditional write with an expiry) unless another owner holds
@@ -234,8 +241,12 @@ export interface UidlLedger {
   /** Remove the request marker if it is still `token`'s (a newer one is left alone). */
   releaseRequestMarker(mailboxId: string, token: string): Promise<void>;
 
-  /** The entries of these UIDLs that exist (batched by the adapter). */
-  lookup(mailboxId: string, uidls: readonly string[]): Promise<Map<string, LedgerEntry>>;
+  /**
+   * The entries of these UIDLs that exist (batched by the adapter). With `options` (and `uidls`
+   * the server's whole listing), an adapter may answer the entries the policy keeps from a
+   * summary: those have no key, sha256 or event (reading `event` throws).
+   */
+  lookup(mailboxId: string, uidls: readonly string[], options?: LookupOptions): Promise<Map<string, LedgerEntry>>;
   /**
    * Record new entries (status 'stored' or 'skipped'), each with a conditional write. An
    * existing 'imported' entry (a seen-list's, never stored) is replaced by the new one, not a

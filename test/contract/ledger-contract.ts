@@ -11,6 +11,9 @@
  * - new entries are 'stored' or 'skipped'; an entry without a UIDL, or recorded as 'announced',
  *   is refused (LEDGER_FAILED, not retryable) before any of the call's entries is written.
  * - lookup returns exactly the entries that exist, as recorded; unknown UIDLs are absent.
+ *   Given the run's policy, an entry the policy keeps may come from a summary (uidl, status,
+ *   size, firstSeenAt and an announcedAt as recorded); every other entry (not announced yet,
+ *   deleted, or one the policy lets go now) comes whole, run after run.
  * - markAnnounced: stored becomes announced, skipped stays skipped, both keep the first
  *   announcedAt; markDeleted keeps the first deletedAt and takes the latest expiresAt; marks
  *   of UIDLs that were never recorded are ignored (no half entries).
@@ -27,6 +30,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { DrainEvent } from '../../lib/drain/events.js';
 import { skippedEventId } from '../../lib/drain/keys.js';
+import type { DeletePolicy } from '../../lib/drain/mailbox.js';
+import { deleteAllowed } from '../../lib/drain/plan.js';
 import type { LedgerEntry, RunSummary, UidlLedger } from '../../lib/drain/ports.js';
 import { drainErrorOf } from '../support/drain-error.js';
 import { storedEntry } from '../../testkit/fixtures/ledger-fixtures.js';
@@ -37,6 +42,7 @@ export const LEDGER_CASES = [
   'record-order',
   'record-refuses',
   'lookup',
+  'lookup-with-policy',
   'mark-announced',
   'mark-deleted',
   'pending',
@@ -158,6 +164,43 @@ export function describeLedgerContract(name: string, harness: LedgerHarness): vo
       expect(found.get('big')).toEqual(skippedEntry(mbx, 'big'));
       expect((await harness.open().lookup(mbx, [])).size).toBe(0);
       expect((await harness.open().lookup(newMailbox(), ['k1'])).size).toBe(0);
+    });
+
+    check('lookup-with-policy', 'kept entries may come from a summary; the others come whole, run after run', async () => {
+      const mbx = newMailbox();
+      const kept = Array.from({ length: 120 }, (_, i) => `u${i}`);
+      const ledger = harness.open();
+      await ledger.record([...kept, 'fresh', 'gone'].map((u): LedgerEntry => storedEntry(mbx, u)).concat(skippedEntry(mbx, 'big')));
+      await ledger.markAnnounced(mbx, [...kept, 'gone', 'big'], T0);
+      await ledger.markDeleted(mbx, ['gone'], T0 + 1, 2_000_000_000);
+      const recorded = await ledger.lookup(mbx, [...kept, 'fresh', 'gone', 'big']);
+      const asked = [...kept, 'fresh', 'gone', 'big', 'unknown'];
+      const same = (found: Map<string, LedgerEntry>, policy: DeletePolicy, now: number): void => {
+        expect([...found.keys()].sort()).toEqual([...recorded.keys()].sort());
+        for (const [uidl, entry] of found) {
+          const full = recorded.get(uidl)!;
+          const whole = full.status === 'stored' || full.deletedAt !== undefined || deleteAllowed(full, policy, now);
+          if (whole) expect(entry, uidl).toEqual(full);
+          else expect({ ...entry, announcedAt: entry.announcedAt !== undefined }).toMatchObject({ uidl, status: full.status, size: full.size, firstSeenAt: full.firstSeenAt, announcedAt: true });
+        }
+      };
+      const policies: Array<[DeletePolicy, number]> = [
+        [{ mode: 'keep' }, T0],
+        [{ mode: 'keep-days', days: 200 }, T0],
+        [{ mode: 'keep-days', days: 200 }, Date.UTC(2025, 6, 25)],
+        [{ mode: 'delete' }, T0],
+        [{ mode: 'keep' }, T0 + 1],
+      ];
+      for (const [policy, now] of policies) {
+        for (let run = 0; run < 2; run++) same(await harness.open().lookup(mbx, asked, { deletePolicy: policy, now }), policy, now);
+      }
+      await ledger.record([storedEntry(mbx, 'new')]);
+      await ledger.markAnnounced(mbx, ['new'], T0 + 2);
+      const later = await harness.open().lookup(mbx, [...asked, 'new'], { deletePolicy: { mode: 'keep' }, now: T0 + 3 });
+      expect(later.get('new')).toEqual({ ...storedEntry(mbx, 'new'), status: 'announced', announcedAt: T0 + 2 });
+      expect(later.size).toBe(recorded.size + 1);
+      const fewer = await harness.open().lookup(mbx, kept.slice(10), { deletePolicy: { mode: 'keep' }, now: T0 + 4 });
+      expect([...fewer.keys()].sort()).toEqual(kept.slice(10).sort());
     });
 
     check('mark-announced', 'stored becomes announced, skipped stays skipped, the first time stays, unknown UIDLs are ignored', async () => {

@@ -15,6 +15,8 @@
  *             after the server did), event (S: the DrainEvent as JSON)
  *   lease     owner (S), leaseExpiresAt (N, ms), acquiredAt (N, ms),
  *             expiresAt (N, s: the lease's end, so a stale lease of a removed mailbox goes away)
+ *   done#NN   the done set (NN = 00..15): v (N), n (N), d (B: packed UIDL, size, firstSeenAt,
+ *             skipped) of the messages a run leaves alone; see dynamodb-done-set.ts
  *   state     one attribute per MailboxState field: lastRun (M), lastSuccessAt (N),
  *             backlogSince (N), uidlResetTrippedAt (N), acceptUidlReset (BOOL)
  *
@@ -32,9 +34,12 @@
  * BatchGetItem (100 keys a request, in parallel; its cost grows with the number of UIDLs asked
  * for, found or not); from the threshold on it Queries the mailbox's partition (1 MB pages in
  * sequence; its cost grows with the partition's size, and a mailbox's first run, with an empty
- * partition, costs next to nothing).
+ * partition, costs next to nothing). Asked with the run's policy (`LookupOptions`) for at least
+ * DONE_SET_MIN_UIDLS UIDLs, it first reads the done set (one BatchGetItem of 16 items) and reads
+ * items only for the UIDLs the set does not answer (new ones, and those the policy may delete):
+ * a `keep` run's reads no longer grow by one item per kept message.
  *
- * The parts: dynamodb-items.ts (keys and the item codec), dynamodb-leases.ts (the lease item),
+ * The parts: dynamodb-done-set.ts and done-set-codec.ts (the done set), dynamodb-items.ts (keys and the item codec), dynamodb-leases.ts (the lease item),
  * dynamodb-entry-writer.ts (record and marks of one entry), dynamodb-reader.ts (GetItem,
  * BatchGetItem, Query), dynamodb-conditions.ts (argument checks, lost conditions, errors).
  *
@@ -46,6 +51,7 @@ import { DrainError, type DrainPhase } from '../../drain/errors.js';
 import type {
   Lease,
   LedgerEntry,
+  LookupOptions,
   MailboxState,
   MailboxStateUpdate,
   RecordOutcome,
@@ -63,6 +69,8 @@ import {
   toAttribute,
   type Item,
 } from './dynamodb-items.js';
+import { DynamoDbDoneSet } from './dynamodb-done-set.js';
+import { DONE_SET_MIN_UIDLS, doneFromEntry, hitAnswers, keptEntry, shouldFlush, summarizable } from './done-set-codec.js';
 import { DynamoDbEntryWriter } from './dynamodb-entry-writer.js';
 import { DynamoDbLeases } from './dynamodb-leases.js';
 import { DynamoDbReader } from './dynamodb-reader.js';
@@ -91,6 +99,11 @@ export interface DynamoDbLedgerOptions {
   concurrency?: number;
   /** From this many UIDLs on, lookup Queries the mailbox's partition. @default 10_000 */
   lookupQueryThreshold?: number;
+  /**
+   * Whether `lookup` with options reads the done set (summary items) first. false reads every
+   * UIDL's item, as before the done set (the ledger-read bench compares both). @default true
+   */
+  doneSet?: boolean;
   /** Waits between attempts at UnprocessedKeys (tests shorten it). @default setTimeout */
   sleep?: (ms: number) => Promise<void>;
 }
@@ -106,6 +119,7 @@ export class DynamoDbLedger implements UidlLedger {
   private readonly leases: DynamoDbLeases;
   private readonly writer: DynamoDbEntryWriter;
   private readonly markers: DynamoDbRequestMarkers;
+  private readonly doneSet: DynamoDbDoneSet | undefined;
 
   constructor(options: DynamoDbLedgerOptions) {
     this.client = options.client;
@@ -117,6 +131,7 @@ export class DynamoDbLedger implements UidlLedger {
     this.leases = new DynamoDbLeases(this.client, this.tableName, this.reader);
     this.writer = new DynamoDbEntryWriter(this.client, this.tableName, this.reader);
     this.markers = new DynamoDbRequestMarkers(this.client, this.tableName);
+    this.doneSet = options.doneSet === false ? undefined : new DynamoDbDoneSet(this.client, this.tableName, this.reader);
     const problem =
       this.tableName === ''
         ? 'tableName must not be empty'
@@ -224,8 +239,32 @@ export class DynamoDbLedger implements UidlLedger {
   // -----------------------------------------------------------------------------------------
   // Messages
 
-  async lookup(mailboxId: string, uidls: readonly string[]): Promise<Map<string, LedgerEntry>> {
+  /**
+   * With `options` (the run's policy and clock, and the server's whole listing as `uidls`), the
+   * done set answers for the messages the policy keeps, and only the others are read one by one
+   * (see dynamodb-done-set.ts); without, or below DONE_SET_MIN_UIDLS, every UIDL's item is read.
+   */
+  async lookup(mailboxId: string, uidls: readonly string[], options?: LookupOptions): Promise<Map<string, LedgerEntry>> {
     const wanted = [...new Set(uidls)];
+    if (options === undefined || this.doneSet === undefined || wanted.length < DONE_SET_MIN_UIDLS) return this.lookupItems(mailboxId, wanted);
+    const shards = await this.doneSet.read(mailboxId);
+    const summarized = new Map(shards.flatMap((shard) => shard.entries.map((e) => [e.uidl, e] as const)));
+    const found = new Map<string, LedgerEntry>();
+    const toRead: string[] = [];
+    for (const uidl of wanted) {
+      const hit = summarized.get(uidl);
+      if (hit !== undefined && hitAnswers(hit, options.deletePolicy, options.now)) found.set(uidl, keptEntry(mailboxId, hit));
+      else toRead.push(uidl);
+    }
+    const read = await this.lookupItems(mailboxId, toRead);
+    const missing = [...read.values()].filter((e) => !summarized.has(e.uidl) && summarizable(e, options.deletePolicy, options.now));
+    if (shouldFlush(missing.length, summarized.size)) await this.doneSet.add(mailboxId, shards, missing.map(doneFromEntry), new Set(wanted));
+    for (const [uidl, entry] of read) found.set(uidl, entry);
+    return found;
+  }
+
+  /** Every UIDL's own item: BatchGetItem, or from lookupQueryThreshold UIDLs a Query. */
+  private async lookupItems(mailboxId: string, wanted: readonly string[]): Promise<Map<string, LedgerEntry>> {
     const found = new Map<string, LedgerEntry>();
     if (wanted.length === 0) return found;
     if (wanted.length >= this.lookupQueryThreshold) {
