@@ -129,6 +129,40 @@ function objectEnd(data: Buffer, start: number, limit: number): number {
   return -1;
 }
 
+/** Bytes of a log line before its body: the checksum as 8 hex digits and a space (ledger-log.ts). */
+const LINE_HEAD_BYTES = 9;
+
+/**
+ * The entry as the ledger keeps it once `line` (its `rec` line: ledger-log.ts, encodeEntryLine
+ * of entryJson, event last) is written: its fields, and its event as a view of the line's bytes,
+ * parsed the first time it is read, as a replayed entry's. A ledger of a long run then holds
+ * about a line's bytes per entry instead of the event's objects (which the collector traced on
+ * every full collection, and which made the heap grow to several times their size). An entry of
+ * another shape (a field that is not a scalar, a line not ending in its event) is copied as is.
+ */
+export function entryKeptWith(entry: LedgerEntry, line: Buffer): LedgerEntry {
+  const n = line.length;
+  const at = line.indexOf(EVENT_KEY, LINE_HEAD_BYTES + REC_PREFIX_BYTES.length);
+  const eventStart = at + EVENT_KEY.length;
+  const eventEnd = n - 3; // the event's `}`, then the entry's and the record's, then the newline
+  if (at === -1 || line[eventStart] !== OPEN_BRACE || line[eventEnd - 1] !== CLOSE_BRACE || line[eventEnd] !== CLOSE_BRACE || line[n - 2] !== CLOSE_BRACE) {
+    return { ...entry };
+  }
+  const kept: Record<string, unknown> = {};
+  for (const key in entry) {
+    if (key === 'event') {
+      Object.defineProperty(kept, 'event', EVENT_ACCESSOR);
+      continue;
+    }
+    const value = (entry as unknown as Record<string, unknown>)[key];
+    // The first `,"event":` of the line is the entry's own key only if no field holds an object.
+    if (typeof value === 'object' && value !== null) return { ...entry };
+    kept[key] = value;
+  }
+  Object.defineProperty(kept, LAZY, { value: { text: line.subarray(eventStart, eventEnd), value: undefined }, enumerable: false, configurable: true });
+  return kept as unknown as LedgerEntry;
+}
+
 /** A shallow copy of the entry (as `{ ...entry }`, keys in the same order), without parsing a lazy event. */
 export function copyEntry(entry: LedgerEntry): LedgerEntry {
   const lazy = lazyOf(entry);
