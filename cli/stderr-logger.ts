@@ -1,4 +1,4 @@
-import type { DrainLogger } from '../lib/drain/ports.js';
+import { ignoreLogRecord, type DrainLogger } from '../lib/drain/ports.js';
 
 /**
  * A logger for the engine and the credentials: warnings and errors on stderr (one line each),
@@ -17,8 +17,8 @@ export function stderrLogger(options: { omit?: (message: string) => boolean } = 
     process.stderr.write(`popdrain: ${level}: ${id}${message}${extra ? ` (${extra})` : ''}\n`);
   };
   return {
-    debug: () => {},
-    info: () => {},
+    debug: ignoreLogRecord,
+    info: ignoreLogRecord,
     warn: (m, f) => print('warning', m, f),
     error: (m, f) => print('error', m, f),
   };

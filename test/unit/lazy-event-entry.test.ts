@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { copyEntry, decodeEntryBody, entryJsonInOrder, unparsedEventText } from '../../lib/adapters/local/lazy-event-entry.js';
+import { copyEntry, decodeEntryBody, entryJsonInOrder, entryKeptWith, unparsedEventText } from '../../lib/adapters/local/lazy-event-entry.js';
+import { encodeEntryLine, entryJson } from '../../lib/adapters/local/ledger-log.js';
 import type { LedgerEntry } from '../../lib/drain/ports.js';
 import { storedEntry } from '../../testkit/fixtures/ledger-fixtures.js';
 
@@ -39,6 +40,38 @@ describe('lazy ledger entries', () => {
     expect(entryJsonInOrder(decoded)).toBe(JSON.stringify(snapshotOrder));
     expect(unparsedEventText(decoded)).toBeDefined();
     expect(JSON.stringify(decoded)).toBe(JSON.stringify(snapshotOrder));
+  });
+
+  it('keeps a new entry with its event as a view of the line written (entryKeptWith), equal to the entry and to its replay', () => {
+    const entry = trickyEntry('u"5}');
+    const line = encodeEntryLine(entryJson(entry));
+    const kept = entryKeptWith(entry, line);
+    const text = unparsedEventText(kept)!;
+    expect(kept === entry).toBe(false);
+    expect(Object.keys(kept)).toEqual(Object.keys(entry));
+    expect(text.buffer === line.buffer).toBe(false); // a copy: the line's pool is not kept alive
+    expect(text.toString('utf8')).toBe(JSON.stringify(entry.event));
+    expect(entryJsonInOrder(kept)).toBe(JSON.stringify(entry));
+    const replayed = decodeEntryBody(line.subarray(9, line.length - 1))!;
+    expect(kept.event).toEqual(entry.event);
+    expect(kept).toEqual(replayed);
+    // Changing the kept entry (as marking it announced does) leaves the caller's alone.
+    kept.status = 'announced';
+    expect(entry.status).toBe('stored');
+  });
+
+  it('entryKeptWith copies an entry of another shape as it is', () => {
+    const entry = storedEntry(MAILBOX, 'u6');
+    const withObject = { ...entry, extra: { event: 1 } } as unknown as LedgerEntry;
+    const line = encodeEntryLine(entryJson(withObject));
+    const kept = entryKeptWith(withObject, line);
+    expect(unparsedEventText(kept)).toBeUndefined();
+    expect(kept).toEqual(withObject);
+    expect(kept.event).toBe(entry.event);
+    // A line that does not end in the event (not what entryJson writes) is not trusted either.
+    const other = entryKeptWith(entry, Buffer.from('00000000 {"t":"rec","e":{"uidl":"u6"}}\n'));
+    expect(unparsedEventText(other)).toBeUndefined();
+    expect(other.event).toBe(entry.event);
   });
 
   it('leaves lines of any other shape to the whole-line parse', () => {

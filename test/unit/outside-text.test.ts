@@ -9,7 +9,7 @@ import { refreshTokenGrant } from '../../lib/adapters/oauth2/token-client.js';
 import { drainMailbox } from '../../lib/drain/drain-mailbox.js';
 import { DEFAULT_UIDL_RESET_GUARD, type MailboxConfig } from '../../lib/drain/mailbox.js';
 import { safeLogger } from '../../lib/drain/outside-text.js';
-import type { LogFields } from '../../lib/drain/ports.js';
+import { ignoreLogRecord, type LogFields } from '../../lib/drain/ports.js';
 import { mailboxLogger } from '../../lib/drain/run-context.js';
 import { inertText, scrubSecrets } from '../../lib/pop3/index.js';
 import { startPop3Server, type Pop3ServerOptions, type Pop3TestServer } from '../../lib/testing/pop3-server/index.js';
@@ -128,6 +128,28 @@ describe('no secret leaves through text from outside', () => {
 
   it('scrubSecrets leaves text without secrets as it is', () => {
     expect(scrubSecrets('-ERR [AUTH] invalid user name or password', [PASSWORD])).toBe('-ERR [AUTH] invalid user name or password');
+  });
+
+  it('a level the base logger drops (ignoreLogRecord) stays dropped through mailboxLogger and safeLogger; the others are written', () => {
+    const seen: Array<[string, string, LogFields | undefined]> = [];
+    const base = {
+      debug: ignoreLogRecord,
+      info: (m: string, f?: LogFields) => void seen.push(['info', m, f]),
+      warn: ignoreLogRecord,
+      error: (m: string, f?: LogFields) => void seen.push(['error', m, f]),
+    };
+    const log = safeLogger(mailboxLogger(base, 'mbx-alice'), [PASSWORD]);
+    expect(log.debug).toBe(ignoreLogRecord);
+    expect(log.warn).toBe(ignoreLogRecord);
+    expect(log.info).not.toBe(ignoreLogRecord);
+    log.debug('dropped', { uidl: 'u1' });
+    log.info(`shown ${PASSWORD}`, { uidl: 'u2' });
+    log.warn('dropped', { uidl: 'u3' });
+    log.error('shown', { uidl: 'u4' });
+    expect(seen.map(([level, m, f]) => [level, m, { ...f }])).toEqual([
+      ['info', 'shown [redacted]', { mailboxId: 'mbx-alice', uidl: 'u2' }],
+      ['error', 'shown', { mailboxId: 'mbx-alice', uidl: 'u4' }],
+    ]);
   });
 
   it('safeLogger: every string field a logger reads is scrubbed (entries, JSON, spread), other values pass as they are', () => {

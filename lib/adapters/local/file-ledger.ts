@@ -42,7 +42,7 @@ import {
 } from '../../drain/ports.js';
 import { DirectoryMaker } from './durable-fs.js';
 import { FileLeases } from './file-lease.js';
-import { copyEntry } from './lazy-event-entry.js';
+import { copyEntry, entryKeptWith } from './lazy-event-entry.js';
 import { encodeEntryLine, entryJson, updatedState } from './ledger-log.js';
 import { COMPACT, ledgerError, MailboxLog, type LogContext, type Op } from './mailbox-log.js';
 import { MailboxLogFiles } from './mailbox-log-files.js';
@@ -183,11 +183,11 @@ export class FileLedger implements UidlLedger, LogContext {
     }
     const writes: Promise<void>[] = [];
     for (const [mailboxId, indexes] of byMailbox) {
-      // Serialize before the batch (off the flush); keep a copy of the caller's entry (its
-      // nested objects are shared: entries are values, nobody mutates them).
+      // Serialize before the batch (off the flush); the model keeps its own copy of the
+      // caller's entry, with the event as the line's bytes (lazy-event-entry.ts, entryKeptWith).
       const prepared = indexes.map((i) => {
-        const entry = { ...entries[i]! };
-        return { i, entry, line: encodeEntryLine(entryJson(entry)) };
+        const line = encodeEntryLine(entryJson(entries[i]!));
+        return { i, entry: entryKeptWith(entries[i]!, line), line };
       });
       writes.push(
         this.submit(mailboxId, (log) => {

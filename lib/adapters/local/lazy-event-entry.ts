@@ -129,6 +129,62 @@ function objectEnd(data: Buffer, start: number, limit: number): number {
   return -1;
 }
 
+/** Bytes of a log line before its body: the checksum as 8 hex digits and a space (ledger-log.ts). */
+const LINE_HEAD_BYTES = 9;
+
+/**
+ * Kept event texts are copied into slabs of their own: a view of the line itself would keep
+ * the line's whole allocation pool (8 KiB shared with every other small Buffer of the moment,
+ * such as the event file's lines) alive, which measured 3x the texts' bytes.
+ */
+const KEPT_SLAB_BYTES = 256 * 1024;
+let keptSlab: Buffer | undefined;
+let keptUsed = 0;
+
+function keptCopy(bytes: Buffer): Buffer {
+  if (bytes.length > KEPT_SLAB_BYTES / 8) return Buffer.copyBytesFrom(bytes);
+  if (keptSlab === undefined || keptUsed + bytes.length > keptSlab.length) {
+    keptSlab = Buffer.allocUnsafeSlow(KEPT_SLAB_BYTES);
+    keptUsed = 0;
+  }
+  const start = keptUsed;
+  keptUsed += bytes.copy(keptSlab, start);
+  return keptSlab.subarray(start, keptUsed);
+}
+
+/**
+ * The entry as the ledger keeps it once `line` (its `rec` line: ledger-log.ts, encodeEntryLine
+ * of entryJson, event last) is written: its fields, and its event as the line's bytes of it
+ * (copied into a slab of kept texts), parsed the first time it is read, as a replayed entry's.
+ * A ledger of a long run then holds about the event's JSON bytes per entry instead of its
+ * objects (which the collector traced on every full collection, and which made the heap grow
+ * to several times their size). An entry of
+ * another shape (a field that is not a scalar, a line not ending in its event) is copied as is.
+ */
+export function entryKeptWith(entry: LedgerEntry, line: Buffer): LedgerEntry {
+  const n = line.length;
+  const at = line.indexOf(EVENT_KEY, LINE_HEAD_BYTES + REC_PREFIX_BYTES.length);
+  const eventStart = at + EVENT_KEY.length;
+  const eventEnd = n - 3; // the event's `}`, then the entry's and the record's, then the newline
+  if (at === -1 || line[eventStart] !== OPEN_BRACE || line[eventEnd - 1] !== CLOSE_BRACE || line[eventEnd] !== CLOSE_BRACE || line[n - 2] !== CLOSE_BRACE) {
+    return { ...entry };
+  }
+  const kept: Record<string, unknown> = {};
+  for (const key in entry) {
+    if (key === 'event') {
+      Object.defineProperty(kept, 'event', EVENT_ACCESSOR);
+      continue;
+    }
+    const value = (entry as unknown as Record<string, unknown>)[key];
+    // The first `,"event":` of the line is the entry's own key only if no field holds an object.
+    if (typeof value === 'object' && value !== null) return { ...entry };
+    kept[key] = value;
+  }
+  const text = keptCopy(line.subarray(eventStart, eventEnd));
+  Object.defineProperty(kept, LAZY, { value: { text, value: undefined }, enumerable: false, configurable: true });
+  return kept as unknown as LedgerEntry;
+}
+
 /** A shallow copy of the entry (as `{ ...entry }`, keys in the same order), without parsing a lazy event. */
 export function copyEntry(entry: LedgerEntry): LedgerEntry {
   const lazy = lazyOf(entry);
