@@ -21,9 +21,10 @@ import { DeleteItemCommand, DynamoDBServiceException, PutItemCommand, QueryComma
 import { EventBridgeClient } from '@aws-sdk/client-eventbridge';
 import { ListObjectsV2Command, type S3Client } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { decodeShard, encodeShard, shardOf, type DoneEntry } from '../../lib/adapters/aws/done-set-codec.js';
-import { doneKey } from '../../lib/adapters/aws/dynamodb-done-set.js';
+import { decodeShard, encodedBytes, encodeShard, MAX_SHARD_PAYLOAD_BYTES, shardOf, type DoneEntry } from '../../lib/adapters/aws/done-set-codec.js';
+import { doneKey, DynamoDbDoneSet } from '../../lib/adapters/aws/dynamodb-done-set.js';
 import { DynamoDbLedger } from '../../lib/adapters/aws/dynamodb-ledger.js';
+import { DynamoDbReader } from '../../lib/adapters/aws/dynamodb-reader.js';
 import { EventBridgeSink } from '../../lib/adapters/aws/eventbridge-sink.js';
 import { DEFAULT_S3_PREFIX, S3MessageStore } from '../../lib/adapters/aws/s3-store.js';
 import { drainMailbox } from '../../lib/drain/drain-mailbox.js';
@@ -313,4 +314,45 @@ describe('the done set through the engine (Dovecot, s3rver, dynalite, recording 
     expect(set.size).toBe(new Set(probe.donePuts).size - 1);
     expect(probe.donePuts.filter((sk) => sk === failed)).toHaveLength(1);
   }, 120_000);
+
+  it('a full shard is not rewritten when nothing more fits in it (no write per run once a mailbox overflows)', async () => {
+    const mbx = 'mbx-full-shard';
+    const entry = (uidl: string): DoneEntry => ({ uidl, size: 4096, firstSeenAt: 1_700_000_000_000, skipped: false });
+    // UIDLs of shard 0 until the shard is full, then 40 more that cannot fit.
+    const full: DoneEntry[] = [];
+    const extra: DoneEntry[] = [];
+    let bytes = 0;
+    for (let n = 0; extra.length < 40; n++) {
+      const uidl = `full-${String(n).padStart(10, '0')}`;
+      if (shardOf(uidl) !== 0) continue;
+      const e = entry(uidl);
+      if (bytes + encodedBytes(e) <= MAX_SHARD_PAYLOAD_BYTES && extra.length === 0) {
+        full.push(e);
+        bytes += encodedBytes(e);
+      } else extra.push(e);
+    }
+    await admin.send(new PutItemCommand({ TableName: TABLE, Item: { ...doneKey(mbx, 0), v: { N: '7' }, n: { N: String(full.length) }, d: { B: encodeShard(full) } } }));
+    const client = dynamo.client();
+    const puts: string[] = [];
+    client.middlewareStack.add(
+      (next, context) => async (args) => {
+        if ((context as { commandName?: string }).commandName === 'PutItemCommand') puts.push((args.input as { Item?: { sk?: { S?: string } } }).Item?.sk?.S ?? '');
+        return next(args);
+      },
+      { step: 'initialize' },
+    );
+    const doneSet = new DynamoDbDoneSet(client, TABLE, new DynamoDbReader(client, TABLE, 4, async () => {}));
+    const listed = new Set([...full, ...extra].map((e) => e.uidl));
+    const shards = await doneSet.read(mbx);
+    expect(shards[0]!.entries).toHaveLength(full.length);
+    await doneSet.add(mbx, shards, extra, listed);
+    expect(puts).toEqual([]);
+    // One entry leaves the server: the shard is rewritten without it (and one more fits).
+    listed.delete(full[0]!.uidl);
+    await doneSet.add(mbx, await doneSet.read(mbx), extra, listed);
+    expect(puts).toEqual(['done#00']);
+    const after = (await doneItems(mbx)).get('done#00')!.map((e) => e.uidl);
+    expect(after).not.toContain(full[0]!.uidl);
+    expect(after).toHaveLength(full.length);
+  }, 60_000);
 });

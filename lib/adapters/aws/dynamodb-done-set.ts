@@ -105,6 +105,8 @@ export class DynamoDbDoneSet {
     let current = shard;
     for (let attempt = 1; attempt <= MAX_FLUSH_ATTEMPTS; attempt++) {
       const entries = nextShard(current.entries, additions, listed);
+      // A full shard that gains nothing (the additions do not fit) is not rewritten.
+      if (current.version > 0 && unchanged(current.entries, entries)) return undefined;
       try {
         await this.client.send(
           new PutItemCommand({
@@ -133,6 +135,11 @@ export class DynamoDbDoneSet {
     }
     return { code: 'ConditionalCheckFailedException', step: 'lost-race' };
   }
+}
+
+/** nextShard keeps the current entries first, in order: the same UIDLs in the same order are the same shard. */
+function unchanged(current: readonly DoneEntry[], next: readonly DoneEntry[]): boolean {
+  return current.length === next.length && next.every((e, i) => e.uidl === current[i]!.uidl);
 }
 
 /** The SDK error's name; for a DrainError from the reader (which wraps it), its cause's. */
