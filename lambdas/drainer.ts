@@ -64,7 +64,7 @@ const ports: DrainPorts = {
     logger: drainLogger(logger),
     ...withoutUndefined({ kmsKeyId: env.POPDRAIN_KMS_KEY_ID }),
   }),
-  ledger: createLedger(env.POPDRAIN_LEDGER_TABLE, dynamo),
+  ledger: createLedger(env.POPDRAIN_LEDGER_TABLE, dynamo, drainLogger(logger)),
   events: new EventBridgeSink({ client: new EventBridgeClient(clientConfig()), eventBusName: env.POPDRAIN_EVENT_BUS }),
   // With the logger: a rotated refresh token that could not be saved is a warning, not silence.
   credentials: new SecretsManagerCredentials({ client: new SecretsManagerClient(clientConfig()), logger: drainLogger(logger) }),

@@ -150,6 +150,7 @@ export function clientConfig<T extends object>(config: T = {} as T) {
   return withHttpTimeouts(config);
 }
 
-export function createLedger(tableName: string, client: DynamoDBClient = new DynamoDBClient(clientConfig())): DynamoDbLedger {
-  return new DynamoDbLedger({ client, tableName });
+/** `logger` hears of done-set writes that failed (best effort: the run goes on). */
+export function createLedger(tableName: string, client: DynamoDBClient = new DynamoDBClient(clientConfig()), logger?: DrainLogger): DynamoDbLedger {
+  return new DynamoDbLedger({ client, tableName, logger });
 }

@@ -11,13 +11,17 @@
  * means more per-message reads, never a wrong answer (entries leave the set only when they are
  * no longer listed on the server). Writes are a conditional put on the version read, so two
  * writers never lose each other's additions (the loser re-reads and merges); they are best
- * effort: a failed write leaves the set lagging and the run goes on. The per-message
- * conditional writes stay the exactly-once guarantee; the done set is only a read cache of them.
+ * effort: a failed write leaves the set lagging and the run goes on, with one warning per shard
+ * whose write failed (the mailbox id, the shard and the error's name: nothing else of the error).
+ * The per-message conditional writes stay the exactly-once guarantee; the done set is only a read
+ * cache of them.
  */
 import { PutItemCommand, type DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { isConditionFailed } from './dynamodb-conditions.js';
+import { silentLogger, type DrainLogger } from '../../drain/ports.js';
 import type { Item } from './dynamodb-items.js';
 import type { DynamoDbReader } from './dynamodb-reader.js';
+import { sdkErrorName } from './sdk-error.js';
 import { decodeShard, DONE_SHARD_COUNT, encodeShard, nextShard, shardOf, type DoneEntry } from './done-set-codec.js';
 
 export const DONE_SORT_KEY_PREFIX = 'done#';
@@ -51,6 +55,7 @@ export class DynamoDbDoneSet {
     private readonly client: DynamoDBClient,
     private readonly tableName: string,
     private readonly reader: DynamoDbReader,
+    private readonly logger: DrainLogger = silentLogger,
   ) {}
 
   /** All shards of the mailbox: one BatchGetItem, eventually consistent. */
@@ -63,7 +68,8 @@ export class DynamoDbDoneSet {
 
   /**
    * Add entries to their shards (dropping entries no longer in `listed`); one conditional put
-   * per touched shard, re-read and merged on a lost condition. Best effort: never throws.
+   * per touched shard, re-read and merged on a lost condition. Best effort: never throws; a
+   * shard left unwritten is one warning. Resolves to the number of shards written.
    */
   async add(mailboxId: string, shards: readonly DoneShard[], additions: readonly DoneEntry[], listed: ReadonlySet<string>): Promise<number> {
     const byShard = new Map<number, DoneEntry[]>();
@@ -78,9 +84,29 @@ export class DynamoDbDoneSet {
   }
 
   private async writeShard(mailboxId: string, shard: DoneShard, additions: readonly DoneEntry[], listed: ReadonlySet<string>): Promise<boolean> {
+    const failure = await this.tryWriteShard(mailboxId, shard, additions, listed);
+    if (failure === undefined) return true;
+    this.logger.warn('done-set write failed: the done set lags, later runs read these messages one by one', {
+      mailboxId,
+      shard: doneKey(mailboxId, shard.index)['sk']!.S,
+      code: failure.code,
+      step: failure.step,
+    });
+    return false;
+  }
+
+  /** undefined once written; otherwise the error's name and the step that failed. */
+  private async tryWriteShard(
+    mailboxId: string,
+    shard: DoneShard,
+    additions: readonly DoneEntry[],
+    listed: ReadonlySet<string>,
+  ): Promise<{ code: string; step: 'put' | 're-read' | 'lost-race' } | undefined> {
     let current = shard;
     for (let attempt = 1; attempt <= MAX_FLUSH_ATTEMPTS; attempt++) {
       const entries = nextShard(current.entries, additions, listed);
+      // A full shard that gains nothing (the additions do not fit) is not rewritten.
+      if (current.version > 0 && unchanged(current.entries, entries)) return undefined;
       try {
         await this.client.send(
           new PutItemCommand({
@@ -96,17 +122,28 @@ export class DynamoDbDoneSet {
             ExpressionAttributeValues: current.version === 0 ? undefined : { ':v': { N: String(current.version) } },
           }),
         );
-        return true;
+        return undefined;
       } catch (error) {
-        if (!isConditionFailed(error)) return false;
+        if (!isConditionFailed(error)) return { code: sdkErrorName(error), step: 'put' };
         try {
           const item = await this.reader.getItem(doneKey(mailboxId, current.index), `re-reading a done-set shard of mailbox ${mailboxId}`, 'ledger');
           current = shardFromItem(current.index, item);
-        } catch {
-          return false;
+        } catch (reread) {
+          return { code: codeOf(reread), step: 're-read' };
         }
       }
     }
-    return false;
+    return { code: 'ConditionalCheckFailedException', step: 'lost-race' };
   }
+}
+
+/** nextShard keeps the current entries first, in order: the same UIDLs in the same order are the same shard. */
+function unchanged(current: readonly DoneEntry[], next: readonly DoneEntry[]): boolean {
+  return current.length === next.length && next.every((e, i) => e.uidl === current[i]!.uidl);
+}
+
+/** The SDK error's name; for a DrainError from the reader (which wraps it), its cause's. */
+function codeOf(error: unknown): string {
+  const cause = error instanceof Error && error.cause !== undefined ? error.cause : error;
+  return sdkErrorName(cause);
 }

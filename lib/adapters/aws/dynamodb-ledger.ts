@@ -49,6 +49,7 @@
 import { UpdateItemCommand, type DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { DrainError, type DrainPhase } from '../../drain/errors.js';
 import type {
+  DrainLogger,
   Lease,
   LedgerEntry,
   LookupOptions,
@@ -104,6 +105,12 @@ export interface DynamoDbLedgerOptions {
    * UIDL's item, as before the done set (the ledger-read bench compares both). @default true
    */
   doneSet?: boolean;
+  /**
+   * Where a failed done-set write is reported (one warning per shard left unwritten: the
+   * mailbox id, the shard, the error's name); the write is best effort and the run goes on.
+   * @default silence
+   */
+  logger?: DrainLogger;
   /** Waits between attempts at UnprocessedKeys (tests shorten it). @default setTimeout */
   sleep?: (ms: number) => Promise<void>;
 }
@@ -131,7 +138,7 @@ export class DynamoDbLedger implements UidlLedger {
     this.leases = new DynamoDbLeases(this.client, this.tableName, this.reader);
     this.writer = new DynamoDbEntryWriter(this.client, this.tableName, this.reader);
     this.markers = new DynamoDbRequestMarkers(this.client, this.tableName);
-    this.doneSet = options.doneSet === false ? undefined : new DynamoDbDoneSet(this.client, this.tableName, this.reader);
+    this.doneSet = options.doneSet === false ? undefined : new DynamoDbDoneSet(this.client, this.tableName, this.reader, options.logger);
     const problem =
       this.tableName === ''
         ? 'tableName must not be empty'
