@@ -89,7 +89,7 @@ export function createAwsAdapters(o: AwsOptions): AwsAdapters {
     out.storeConcurrency = DEFAULT_S3_STORE_CONCURRENCY;
   }
   const table = o.table;
-  if (table !== undefined) out.ledger = adapter('--ledger-table', () => new DynamoDbLedger({ client: new DynamoDBClient(common), tableName: table }));
+  if (table !== undefined) out.ledger = adapter('--ledger-table', () => new DynamoDbLedger({ client: new DynamoDBClient(common), tableName: table, ...logger }));
   const eventBus = o.eventBus;
   if (eventBus !== undefined) {
     out.events = adapter('--event-bus', () => new EventBridgeSink({ client: new EventBridgeClient(common), eventBusName: eventBus }));
