@@ -20,8 +20,12 @@
  *
  * `transferSeconds`: from the start of fetching to the last message spooled into the store
  * (its bytes handed to the store's stream), read from the engine's progress callbacks.
+ * `requests` (AWS only): the HTTP requests the SDK clients sent, by service (`s3`, `dynamodb`,
+ * `events`), retries included, counted as they start (node:diagnostics_channel).
  */
+import { subscribe } from 'node:diagnostics_channel';
 import { readFileSync } from 'node:fs';
+import type { ClientRequest } from 'node:http';
 import { parseArgs } from 'node:util';
 import { createLocalAdapters } from '../lib/adapters/local/index.js';
 import { drainMailbox } from '../lib/drain/drain-mailbox.js';
@@ -78,10 +82,24 @@ const mailbox: MailboxConfig = {
 
 const credentials: CredentialsProvider = { get: async (m) => ({ user: m.user, password }) };
 
+/** HTTP requests started, by service, for the AWS endpoints given on the command line. */
+function countRequests(endpoints: Record<string, string>): Record<string, number> {
+  const byHost = new Map(Object.entries(endpoints).map(([service, url]) => [new URL(url).host, service]));
+  const counts: Record<string, number> = Object.fromEntries(Object.keys(endpoints).map((service) => [service, 0]));
+  subscribe('http.client.request.start', (message) => {
+    const host = (message as { request: ClientRequest }).request.getHeader('host');
+    const service = typeof host === 'string' ? byHost.get(host) : undefined;
+    if (service !== undefined) counts[service]! += 1;
+  });
+  return counts;
+}
+
 interface Built {
   ports: Omit<DrainPorts, 'credentials'>;
   /** Messages in flight to the store at once (the engine's storeConcurrency). */
   storeConcurrency: number;
+  /** AWS only: requests started so far, by service. */
+  requests?: Record<string, number>;
   close(): Promise<void>;
 }
 
@@ -133,7 +151,9 @@ async function awsPorts(): Promise<Built> {
   });
   const dynamodb = new DynamoDBClient(withHttpTimeouts({ region, endpoint: required('dynamodb-endpoint'), credentials: awsCredentials }));
   const eventbridge = new EventBridgeClient(withHttpTimeouts({ region, endpoint: required('events-endpoint'), credentials: awsCredentials }));
+  const requests = countRequests({ s3: required('s3-endpoint'), dynamodb: required('dynamodb-endpoint'), events: required('events-endpoint') });
   return {
+    requests,
     ports: {
       store: new S3MessageStore({
         client: s3,
@@ -182,6 +202,7 @@ process.stdout.write(
     ok: report.ok,
     durationMs: report.durationMs,
     ...(transferSeconds === undefined ? {} : { transferSeconds }),
+    ...(built.requests === undefined ? {} : { requests: built.requests }),
   })}\n`,
 );
 if (!report.ok || report.stopReason !== 'complete') {

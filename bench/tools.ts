@@ -5,9 +5,9 @@ import { join } from 'node:path';
 import type { Workload } from './workloads.js';
 
 /**
- * The loopback AWS stand-ins the orchestrator starts once (s3rver in a child process, dynalite
- * and the recording EventBridge endpoint in the orchestrator) and keeps across runs. Never in
- * the measured process.
+ * The loopback AWS stand-ins the orchestrator starts once (s3rver in a child process; dynalite,
+ * the recording EventBridge endpoint and the S3 latency endpoint in another, see
+ * bench/aws-services.ts) and keeps across runs. Never in the measured process.
  */
 export interface BenchAwsServices {
   region: string;
@@ -27,11 +27,13 @@ export interface BenchAwsServices {
   /** Its bucket. */
   latencyBucket: string;
   /** Objects under `messages/<mailboxId>/` on the latency endpoint. */
-  countLatencyObjects(mailboxId: string): number;
+  countLatencyObjects(mailboxId: string): Promise<number>;
   /** Forgets them (the endpoint keeps objects in memory). */
-  forgetLatencyObjects(mailboxId: string): void;
+  forgetLatencyObjects(mailboxId: string): Promise<void>;
   /** `Email Stored` events the endpoint accepted for a mailbox. */
-  countStoredEvents(mailboxId: string): number;
+  countStoredEvents(mailboxId: string): Promise<number>;
+  /** CPU seconds (user + system) the process of dynalite and the endpoints has used so far. */
+  standinsCpuSeconds(): Promise<number>;
 }
 
 /** Where a storing run writes: a folder under /dev/shm, or under the disk's temp dir. */
@@ -250,7 +252,20 @@ function drainResult(stdout: string): ToolResult {
     messages: Number(r.messages),
     ...(typeof r.transferSeconds === 'number' ? { transferSeconds: r.transferSeconds } : {}),
     announced: r.announced,
+    ...(r.requests === undefined ? {} : { requests: r.requests }),
   };
+}
+
+/**
+ * An AWS row's run, told on stderr beside the orchestrator's line: HTTP requests per message by
+ * service (the worker counts them), and the CPU the stand-ins' process used during the run.
+ */
+function logAwsRun(tool: string, result: ToolResult, standinsCpuSeconds: number): void {
+  const requests = (result.requests ?? {}) as Record<string, number>;
+  const perMessage = Object.entries(requests)
+    .map(([service, n]) => `${service} ${(n / Math.max(1, result.messages)).toFixed(2)}`)
+    .join(', ');
+  process.stderr.write(`    ${tool}: requests per message: ${perMessage}; stand-ins' CPU ${standinsCpuSeconds.toFixed(2)} s\n`);
 }
 
 /**
@@ -296,14 +311,17 @@ const popdrainDrainS3: BenchTool = {
     const aws = ctx.aws;
     if (aws === undefined) throw new Error('popdrain-drain-s3 needs the AWS stand-ins');
     const mailboxId = `bench-${ctx.workload.id}-${ctx.run}-${randomUUID().slice(0, 8)}`;
+    const cpuBefore = await aws.standinsCpuSeconds();
     return {
       command: process.execPath,
       args: [...drainWorkerArgs(ctx, mailboxId), ...awsWorkerArgs(aws, aws.s3Endpoint, aws.bucket, runDir)],
       env: awsWorkerEnv(ctx, aws),
       parse: async (stdout) => {
         const result = drainResult(stdout);
+        result.standinsCpuSeconds = (await aws.standinsCpuSeconds()) - cpuBefore;
+        logAwsRun('popdrain-drain-s3', result, result.standinsCpuSeconds as number);
         const objects = await aws.countObjects(mailboxId);
-        const events = aws.countStoredEvents(mailboxId);
+        const events = await aws.countStoredEvents(mailboxId);
         if (objects !== result.messages || events !== result.messages) {
           throw new Error(`popdrain-drain-s3 reported ${result.messages} messages but stored ${objects} objects and announced ${events}`);
         }
@@ -383,6 +401,7 @@ export async function emlCount(dir: string): Promise<number> {
  * The whole drain into the AWS adapters with S3 at real latency: S3MessageStore on the
  * in-memory endpoint that answers every request after 20 ms (testkit/aws/s3-latency-endpoint.ts),
  * the ledger on dynalite and the events on the recording endpoint, as `popdrain-drain-s3`.
+ * Each run also tells its requests per message and the stand-ins' CPU on stderr.
  * Rows (a)+5 ms and (b). Objects are checked, then forgotten to bound the endpoint's memory.
  */
 const popdrainDrainS3Latency: BenchTool = {
@@ -396,14 +415,17 @@ const popdrainDrainS3Latency: BenchTool = {
     const aws = ctx.aws;
     if (aws === undefined) throw new Error('popdrain-drain-s3-latency needs the AWS stand-ins');
     const mailboxId = `bench-lat-${ctx.workload.id}-${ctx.run}-${randomUUID().slice(0, 8)}`;
+    const cpuBefore = await aws.standinsCpuSeconds();
     return {
       command: process.execPath,
       args: [...drainWorkerArgs(ctx, mailboxId), ...awsWorkerArgs(aws, aws.s3LatencyEndpoint, aws.latencyBucket, runDir)],
       env: awsWorkerEnv(ctx, aws),
       parse: async (stdout) => {
         const result = drainResult(stdout);
-        const objects = aws.countLatencyObjects(mailboxId);
-        const events = aws.countStoredEvents(mailboxId);
+        result.standinsCpuSeconds = (await aws.standinsCpuSeconds()) - cpuBefore;
+        logAwsRun('popdrain-drain-s3-latency', result, result.standinsCpuSeconds as number);
+        const objects = await aws.countLatencyObjects(mailboxId);
+        const events = await aws.countStoredEvents(mailboxId);
         if (objects !== result.messages || events !== result.messages) {
           throw new Error(`popdrain-drain-s3-latency reported ${result.messages} messages but stored ${objects} objects and announced ${events}`);
         }

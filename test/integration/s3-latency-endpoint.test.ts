@@ -3,7 +3,7 @@
  * S3Client and lib-storage's Upload: byte-exact round trips (plain and aws-chunked bodies),
  * `If-None-Match: *` answered with 412, multipart uploads, listings, and the delay.
  */
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { Readable } from 'node:stream';
 import {
   DeleteObjectCommand,
@@ -110,6 +110,21 @@ describe('S3 endpoint at latency', () => {
     expect(endpoint.counts['aws-chunked']).toBe(before + 1);
     expect(endpoint.object(BUCKET, 'chunked/m.eml')!.body.equals(body)).toBe(true);
     expect((await getBytes(s3, 'chunked/m.eml')).equals(body)).toBe(true);
+  });
+
+  it('checks x-amz-checksum-sha256 against the body, as S3 does (400 BadDigest)', async () => {
+    const s3 = client();
+    const body = randomBytes(4096);
+    const digest = (b: Buffer): string => createHash('sha256').update(b).digest('base64');
+    await s3.send(new PutObjectCommand({ Bucket: BUCKET, Key: 'sum/right', Body: body, ChecksumSHA256: digest(body) }));
+    expect(await getBytes(s3, 'sum/right')).toEqual(body);
+    const other = Buffer.from(body);
+    other[0] = other[0]! ^ 1;
+    expect(await failure(s3.send(new PutObjectCommand({ Bucket: BUCKET, Key: 'sum/wrong', Body: body, ChecksumSHA256: digest(other) })))).toEqual({
+      name: 'BadDigest',
+      status: 400,
+    });
+    expect(endpoint.object(BUCKET, 'sum/wrong')).toBeUndefined();
   });
 
   it('answers If-None-Match: * with 412 PreconditionFailed when the key exists, keeping the first object', async () => {

@@ -111,6 +111,10 @@ export interface AwsJsonEndpoint {
   secretVersions(name: string): number;
   /** The staging labels of each version, oldest first. */
   secretStages(name: string): Array<{ versionId: string; stages: string[] }>;
+  /** Each answer waits this long after its request arrived (a region's round trip); may be changed. @default 0 */
+  delayMs: number;
+  /** The most requests it has held at once (received, not yet answered). */
+  readonly maxInFlight: number;
   close(): Promise<void>;
 }
 
@@ -146,7 +150,8 @@ function sendError(res: ServerResponse, status: number, type: string, message: s
   send(res, status, { __type: type, message });
 }
 
-export async function startAwsJsonEndpoint(): Promise<AwsJsonEndpoint> {
+export async function startAwsJsonEndpoint(options: { delayMs?: number } = {}): Promise<AwsJsonEndpoint> {
+  const timing = { delayMs: options.delayMs ?? 0, inFlight: 0, maxInFlight: 0 };
   const requests: RecordedRequest[] = [];
   const faults: Array<{ remaining: number; fault: Fault; target: string | undefined }> = [];
   let entryRule: EntryFaultRule | undefined;
@@ -338,10 +343,19 @@ export async function startAwsJsonEndpoint(): Promise<AwsJsonEndpoint> {
   };
 
   const server: Server = createServer((req, res) => {
-    handle(req, res).catch(() => {
-      if (!res.headersSent) sendError(res, 500, 'InternalFailure', 'Test endpoint failed.');
-      else res.destroy();
+    timing.inFlight += 1;
+    timing.maxInFlight = Math.max(timing.maxInFlight, timing.inFlight);
+    res.once('close', () => {
+      timing.inFlight -= 1;
     });
+    const run = (): void => {
+      handle(req, res).catch(() => {
+        if (!res.headersSent) sendError(res, 500, 'InternalFailure', 'Test endpoint failed.');
+        else res.destroy();
+      });
+    };
+    if (timing.delayMs > 0) setTimeout(run, timing.delayMs);
+    else run();
   });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
@@ -382,6 +396,15 @@ export async function startAwsJsonEndpoint(): Promise<AwsJsonEndpoint> {
     },
     secretVersions: (name) => secrets.get(name)?.versions.length ?? 0,
     secretStages: (name) => (secrets.get(name)?.versions ?? []).map((v) => ({ versionId: v.versionId, stages: [...v.stages].sort() })),
+    get delayMs() {
+      return timing.delayMs;
+    },
+    set delayMs(ms: number) {
+      timing.delayMs = ms;
+    },
+    get maxInFlight() {
+      return timing.maxInFlight;
+    },
     close: () =>
       new Promise<void>((resolve) => {
         server.closeAllConnections();

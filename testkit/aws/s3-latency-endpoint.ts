@@ -8,7 +8,8 @@
  * `marker`) and ListObjectsV2 (`continuation-token`, `start-after`), CreateMultipartUpload,
  * UploadPart, CompleteMultipartUpload, AbortMultipartUpload. PutObject and
  * CompleteMultipartUpload honour `If-None-Match: *` (412 PreconditionFailed when the key exists)
- * and CompleteMultipartUpload honours `x-amz-mp-object-size`. User metadata (`x-amz-meta-*`)
+ * and CompleteMultipartUpload honours `x-amz-mp-object-size`. PutObject and UploadPart check an
+ * `x-amz-checksum-sha256` header against the body (400 BadDigest otherwise), as S3 does. User metadata (`x-amz-meta-*`)
  * and Content-Type are kept and served back. Bodies sent with `aws-chunked` framing (the SDK's
  * default checksums on streamed bodies) are decoded, so the stored bytes are the object's bytes.
  * Not modelled: versioning, ranges, copies, delimiters, ACLs, signatures (any credentials pass).
@@ -191,6 +192,11 @@ export async function startS3LatencyEndpoint(options: S3LatencyEndpointOptions =
 
     const bucket = buckets.get(bucketId);
     if (bucket === undefined) return errorReply(404, 'NoSuchBucket', 'The specified bucket does not exist');
+    const claimed = req.headers['x-amz-checksum-sha256'];
+    if (method === 'PUT' && typeof claimed === 'string' && createHash('sha256').update(body).digest('base64') !== claimed) {
+      count('BadDigest');
+      return errorReply(400, 'BadDigest', 'The SHA256 you specified did not match the calculated checksum.');
+    }
     const existsGuard = (): Reply | undefined =>
       req.headers['if-none-match'] === '*' && bucket.has(key)
         ? errorReply(412, 'PreconditionFailed', 'At least one of the pre-conditions you specified did not hold')
