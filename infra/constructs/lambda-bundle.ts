@@ -34,12 +34,17 @@ export const LAMBDA_BUNDLE = {
  *   by lambdas/bundle-shims/, which decode with Node's built-in `TextDecoder`
  *   (test/unit/bundle-shims.test.ts holds them to the libraries' output);
  * - libmime's ES module build, by its CommonJS build, which mailsplit already `require`s: one
- *   copy of libmime (and its MIME type table) in the bundle instead of two.
+ *   copy of libmime (and its MIME type table) in the bundle instead of two;
+ * - the SDK's default credential chain (`@aws-sdk/credential-provider-node`), by its first
+ *   link, the environment (lambdas/bundle-shims/credential-provider-node.ts): where the Lambda
+ *   runtime puts the role's credentials; the other links and their STS/SSO clients (~95 KiB)
+ *   are never called there.
  */
 export function lambdaBundleAliases(projectRoot: string): Record<string, string> {
   return {
     'iconv-lite': join(projectRoot, 'lambdas', 'bundle-shims', 'iconv-lite.ts'),
     'encoding-japanese': join(projectRoot, 'lambdas', 'bundle-shims', 'encoding-japanese.ts'),
     libmime: join(projectRoot, 'node_modules', 'libmime', 'dist', 'cjs', 'libmime.js'),
+    '@aws-sdk/credential-provider-node': join(projectRoot, 'lambdas', 'bundle-shims', 'credential-provider-node.ts'),
   };
 }
