@@ -53,7 +53,9 @@ const env = readEnvironment({
 const logger = createLogger();
 const metrics = createMetrics();
 const s3 = createS3Client();
-const sqs = new SQSClient(clientConfig());
+// Built when a continuation or a retry delay is first sent: most runs send neither.
+let sqsClient: SQSClient | undefined;
+const sqs = (): SQSClient => (sqsClient ??= new SQSClient(clientConfig()));
 const dynamo = new DynamoDBClient(clientConfig());
 const mailboxSource = createMailboxSource(env, () => s3, { client: dynamo, logger: drainLogger(logger), seed: false });
 const ports: DrainPorts = {
@@ -121,7 +123,7 @@ async function drainOne(record: SQSRecord, request: DrainRequest, context: Conte
         ...withoutUndefined({ marker: request.marker }),
         depth: verdict.depth,
       };
-      await sqs.send(
+      await sqs().send(
         new SendMessageCommand({
           QueueUrl: env.POPDRAIN_QUEUE_URL,
           MessageGroupId: mailbox.id,
@@ -195,7 +197,7 @@ export async function handler(event: SQSEvent, context: Context): Promise<SQSBat
       logger.error('drain failed; will retry with backoff', { error: error instanceof Error ? error.message : String(error) });
       failures.push({ itemIdentifier: record.messageId });
       const receiveCount = Number(record.attributes.ApproximateReceiveCount ?? '1');
-      await sqs
+      await sqs()
         .send(
           new ChangeMessageVisibilityCommand({
             QueueUrl: queueUrlOf(record),
