@@ -3,8 +3,9 @@
  * run. "New" is this tree; "old" is commit 550a413, the baseline of issue 14 (or `--old-ref REF`), its
  * lambdas/ and lib/ extracted with `git archive` into a temp dir that uses this tree's
  * node_modules. Both are bundled with the construct's esbuild options
- * (infra/constructs/lambda-bundle.ts; the old one as it was: with a source map, without the
- * module aliases).
+ * (infra/constructs/lambda-bundle.ts; the old one as it was: one file with a source map,
+ * without the module aliases; the new one split, index.mjs and chunks/, its size given in all
+ * and as read at a cold start: index.mjs and the chunks it imports statically).
  *
  * Cold start = a fresh `node` process importing the bundle with a Lambda-like environment
  * (module scope parses the environment and builds the SDK clients; no network: loopback
@@ -20,7 +21,7 @@
  * Figures only: nothing here passes or fails.
  */
 import { execFileSync, spawnSync } from 'node:child_process';
-import { copyFileSync, mkdirSync, mkdtempSync, rmSync, statSync, symlinkSync } from 'node:fs';
+import { copyFileSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -54,23 +55,49 @@ function arg(name: string): string | undefined {
 const git = (...args: string[]): string => execFileSync('git', ['-C', root, ...args], { encoding: 'utf8' }).trim();
 
 async function bundle(sourceRoot: string, name: 'drainer' | 'scheduler', outDir: string, asNow: boolean): Promise<string> {
-  const outfile = join(outDir, name, 'index.mjs');
-  await build({
-    entryPoints: [join(sourceRoot, 'lambdas', `${name}.ts`)],
-    outfile,
+  const dir = join(outDir, name);
+  const common = {
     bundle: true,
-    platform: 'node',
+    platform: 'node' as const,
     target: 'node20',
     format: LAMBDA_BUNDLE.format,
     mainFields: [...LAMBDA_BUNDLE.mainFields],
     banner: { js: LAMBDA_BUNDLE.banner },
     minify: LAMBDA_BUNDLE.minify,
-    // the old bundle as it was: a source map, no aliases
-    ...(asNow ? { alias: lambdaBundleAliases(sourceRoot) } : { sourcemap: 'external' as const, sourcesContent: false }),
-    logLevel: 'error',
-  });
-  copyFileSync(join(root, 'config', 'mailboxes.json'), join(outDir, name, 'mailboxes.json'));
-  return outfile;
+    logLevel: 'error' as const,
+  };
+  if (asNow) {
+    // As the construct builds it (lambda-bundle.ts): split, index.mjs and chunks/.
+    await build({
+      ...common,
+      entryPoints: { index: join(sourceRoot, 'lambdas', `${name}.ts`) },
+      outdir: dir,
+      outExtension: { '.js': '.mjs' },
+      splitting: LAMBDA_BUNDLE.splitting,
+      chunkNames: LAMBDA_BUNDLE.chunkNames,
+      alias: lambdaBundleAliases(sourceRoot),
+    });
+  } else {
+    // The old bundle as it was: one file, a source map, no aliases.
+    await build({ ...common, entryPoints: [join(sourceRoot, 'lambdas', `${name}.ts`)], outfile: join(dir, 'index.mjs'), sourcemap: 'external', sourcesContent: false });
+  }
+  copyFileSync(join(root, 'config', 'mailboxes.json'), join(dir, 'mailboxes.json'));
+  return join(dir, 'index.mjs');
+}
+
+/** Bytes of a bundle's files: all of them, and those a cold start reads (index.mjs and the chunks it imports statically). */
+function bundleBytes(index: string): { total: number; atStart: number } {
+  const dir = dirname(index);
+  const files = [index, ...(statSafe(join(dir, 'chunks')) ? readdirSync(join(dir, 'chunks')).map((f) => join(dir, 'chunks', f)) : [])];
+  const total = files.reduce((sum, f) => sum + statSync(f).size, 0);
+  const read = new Set<string>();
+  const visit = (file: string): void => {
+    if (read.has(file)) return;
+    read.add(file);
+    for (const m of readFileSync(file, 'utf8').matchAll(/(?:from|import)\s*"(\.\/[^"]+\.mjs)"/g)) visit(join(dirname(file), m[1]!));
+  };
+  visit(index);
+  return { total, atStart: [...read].reduce((sum, f) => sum + statSync(f).size, 0) };
 }
 
 const ENV = {
@@ -127,12 +154,13 @@ async function main(): Promise<void> {
     execFileSync('sh', ['-c', `git -C '${root}' archive ${oldRef} lambdas lib | tar -x -C '${oldSrc}'`]);
     symlinkSync(join(root, 'node_modules'), join(oldSrc, 'node_modules'));
     console.log(`cold start of the Lambda bundles: old = ${oldRef.slice(0, 10)}, new = this tree; median of ${RUNS} fresh processes (node ${process.version})`);
-    console.log('bundle     measured            old KiB  new KiB   old ms  new ms  new/old   old CPU ms  new CPU ms  new/old');
+    console.log('bundle     measured            old KiB  new KiB (at start)   old ms  new ms  new/old   old CPU ms  new CPU ms  new/old');
     for (const name of ['drainer', 'scheduler'] as const) {
       const oldFile = await bundle(oldSrc, name, join(work, 'old'), false);
       const newFile = await bundle(root, name, join(work, 'new'), true);
       const firstCall = name === 'drainer' ? FIRST_DRAINER_CALL : '';
       const size = (f: string) => statSync(f).size / KIB;
+      const newBytes = bundleBytes(newFile);
       const runs = { old: [] as ColdStart[], new: [] as ColdStart[] };
       for (let i = 0; i < RUNS; i++) {
         runs.old.push(coldStart(oldFile, firstCall));
@@ -142,7 +170,7 @@ async function main(): Promise<void> {
       const [oc, nc] = [median(runs.old.map((r) => r.cpuMs)), median(runs.new.map((r) => r.cpuMs))];
       const what = name === 'drainer' ? 'import + 1st call' : 'import';
       console.log(
-        `${name.padEnd(10)} ${what.padEnd(18)} ${size(oldFile).toFixed(0).padStart(8)} ${size(newFile).toFixed(0).padStart(8)} ${o.toFixed(1).padStart(8)} ${n.toFixed(1).padStart(7)} ${(n / o).toFixed(2).padStart(8)} ${oc.toFixed(1).padStart(12)} ${nc.toFixed(1).padStart(11)} ${(nc / oc).toFixed(2).padStart(8)}`,
+        `${name.padEnd(10)} ${what.padEnd(18)} ${size(oldFile).toFixed(0).padStart(8)} ${(newBytes.total / KIB).toFixed(0).padStart(8)} ${`(${(newBytes.atStart / KIB).toFixed(0)})`.padStart(10)} ${o.toFixed(1).padStart(8)} ${n.toFixed(1).padStart(7)} ${(n / o).toFixed(2).padStart(8)} ${oc.toFixed(1).padStart(12)} ${nc.toFixed(1).padStart(11)} ${(nc / oc).toFixed(2).padStart(8)}`,
       );
       if (statSafe(`${oldFile}.map`)) console.log(`           old source map shipped: ${size(`${oldFile}.map`).toFixed(0)} KiB`);
     }

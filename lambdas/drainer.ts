@@ -14,7 +14,6 @@
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { EventBridgeClient } from '@aws-sdk/client-eventbridge';
 import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
-import { ChangeMessageVisibilityCommand, SendMessageCommand, SQSClient } from '@aws-sdk/client-sqs';
 import type { Context, SQSBatchResponse, SQSEvent, SQSRecord } from 'aws-lambda';
 import { EventBridgeSink } from '../lib/adapters/aws/eventbridge-sink.js';
 import { DEFAULT_S3_STORE_CONCURRENCY, S3MessageStore } from '../lib/adapters/aws/s3-store.js';
@@ -53,9 +52,20 @@ const env = readEnvironment({
 const logger = createLogger();
 const metrics = createMetrics();
 const s3 = createS3Client();
-// Built when a continuation or a retry delay is first sent: most runs send neither.
-let sqsClient: SQSClient | undefined;
-const sqs = (): SQSClient => (sqsClient ??= new SQSClient(clientConfig()));
+type SqsModule = typeof import('@aws-sdk/client-sqs');
+// Loaded and built when a continuation or a retry delay is first sent: most runs send neither
+// (the Lambda bundle keeps the SQS client in a chunk of its own, infra/constructs/lambda-bundle.ts).
+let sqsLoading: Promise<{ sqs: SqsModule; client: InstanceType<SqsModule['SQSClient']> }> | undefined;
+function sqs(): NonNullable<typeof sqsLoading> {
+  sqsLoading ??= import('@aws-sdk/client-sqs').then(
+    (module) => ({ sqs: module, client: new module.SQSClient(clientConfig()) }),
+    (error: unknown) => {
+      sqsLoading = undefined;
+      throw error;
+    },
+  );
+  return sqsLoading;
+}
 const dynamo = new DynamoDBClient(clientConfig());
 const mailboxSource = createMailboxSource(env, () => s3, { client: dynamo, logger: drainLogger(logger), seed: false });
 const ports: DrainPorts = {
@@ -123,8 +133,9 @@ async function drainOne(record: SQSRecord, request: DrainRequest, context: Conte
         ...withoutUndefined({ marker: request.marker }),
         depth: verdict.depth,
       };
-      await sqs().send(
-        new SendMessageCommand({
+      const queue = await sqs();
+      await queue.client.send(
+        new queue.sqs.SendMessageCommand({
           QueueUrl: env.POPDRAIN_QUEUE_URL,
           MessageGroupId: mailbox.id,
           MessageDeduplicationId: deduplicationId([mailbox.id, 'cont', report.runId]),
@@ -198,12 +209,14 @@ export async function handler(event: SQSEvent, context: Context): Promise<SQSBat
       failures.push({ itemIdentifier: record.messageId });
       const receiveCount = Number(record.attributes.ApproximateReceiveCount ?? '1');
       await sqs()
-        .send(
-          new ChangeMessageVisibilityCommand({
-            QueueUrl: queueUrlOf(record),
-            ReceiptHandle: record.receiptHandle,
-            VisibilityTimeout: redriveDelaySeconds(receiveCount),
-          }),
+        .then((queue) =>
+          queue.client.send(
+            new queue.sqs.ChangeMessageVisibilityCommand({
+              QueueUrl: queueUrlOf(record),
+              ReceiptHandle: record.receiptHandle,
+              VisibilityTimeout: redriveDelaySeconds(receiveCount),
+            }),
+          ),
         )
         .catch((e: unknown) => logger.warn('could not set the retry delay', { error: e instanceof Error ? e.message : String(e) }));
     } finally {

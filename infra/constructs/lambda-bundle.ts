@@ -25,7 +25,39 @@ export const LAMBDA_BUNDLE = {
    * phase and message, which is what the runbook reads.
    */
   sourceMap: false,
+  /**
+   * Split at dynamic imports: what a handler imports with `import()` (the mail libraries, which
+   * a run that stores nothing never loads; the SQS client, for continuations) goes into
+   * chunks/*.mjs beside index.mjs, which the runtime neither reads nor parses until it is used.
+   * One file would hold it all, and V8 would parse all of it on every cold start.
+   */
+  splitting: true,
+  chunkNames: 'chunks/[name]-[hash]',
 } as const;
+
+/**
+ * The esbuild command-line arguments of the Lambda build of `entry` into `outDir` (index.mjs
+ * and its chunks), for NodejsFunction's afterBundling hook: NodejsFunction builds one file
+ * (`--outfile`), which esbuild cannot split, so the hook builds again, split, over it.
+ */
+export function splitBundleArgs(entry: string, outDir: string, projectRoot: string, target: string): string[] {
+  return [
+    `index=${entry}`,
+    '--bundle',
+    '--platform=node',
+    `--target=${target}`,
+    `--format=${LAMBDA_BUNDLE.format}`,
+    '--splitting',
+    `--outdir=${outDir}`,
+    '--out-extension:.js=.mjs',
+    `--chunk-names=${LAMBDA_BUNDLE.chunkNames}`,
+    `--main-fields=${LAMBDA_BUNDLE.mainFields.join(',')}`,
+    `--banner:js=${LAMBDA_BUNDLE.banner}`,
+    ...(LAMBDA_BUNDLE.minify ? ['--minify'] : []),
+    '--log-level=warning',
+    ...Object.entries(lambdaBundleAliases(projectRoot)).map(([from, to]) => `--alias:${from}=${to}`),
+  ];
+}
 
 /**
  * Modules the Lambda bundles replace, as esbuild aliases (absolute paths under the project
