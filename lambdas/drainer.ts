@@ -14,9 +14,7 @@
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { EventBridgeClient } from '@aws-sdk/client-eventbridge';
 import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
-import { ChangeMessageVisibilityCommand, SendMessageCommand, SQSClient } from '@aws-sdk/client-sqs';
 import type { Context, SQSBatchResponse, SQSEvent, SQSRecord } from 'aws-lambda';
-import * as z from 'zod';
 import { EventBridgeSink } from '../lib/adapters/aws/eventbridge-sink.js';
 import { DEFAULT_S3_STORE_CONCURRENCY, S3MessageStore } from '../lib/adapters/aws/s3-store.js';
 import { SecretsManagerCredentials } from '../lib/adapters/aws/secrets-manager-credentials.js';
@@ -32,28 +30,42 @@ import { decideRunVerdict } from './run-verdict.js';
 import { clientConfig, createLedger, createLogger, createMailboxSource, createMetrics, drainLogger, readEnvironment } from './runtime.js';
 import { DEFAULT_REQUEST_MARKER_TTL_SECONDS, deduplicationId, parseDrainRequest, type DrainRequest } from './schedule.js';
 import { withoutUndefined } from '../lib/drain/without-undefined.js';
+import * as z from '../lib/drain/zod.js';
 
 /** Continuations one scheduler request may lead to before the chain is ended (runaway guard). */
 export const DEFAULT_MAX_CONTINUATIONS = 200;
 
 const env = readEnvironment({
-  POPDRAIN_BUCKET: z.string().min(1),
-  POPDRAIN_PREFIX: z.string().default('messages/'),
-  POPDRAIN_KMS_KEY_ID: z.string().min(1).optional(),
-  POPDRAIN_EVENT_BUS: z.string().min(1),
-  POPDRAIN_QUEUE_URL: z.string().url(),
-  POPDRAIN_DEADLINE_MARGIN_MS: z.coerce.number().int().min(1000).default(60_000),
-  POPDRAIN_RETENTION_DAYS: z.coerce.number().int().min(1).default(30),
-  POPDRAIN_MAX_CONTINUATIONS: z.coerce.number().int().min(0).default(DEFAULT_MAX_CONTINUATIONS),
-  POPDRAIN_REQUEST_MARKER_TTL_SECONDS: z.coerce.number().int().min(60).default(DEFAULT_REQUEST_MARKER_TTL_SECONDS),
+  POPDRAIN_BUCKET: z.string().check(z.minLength(1)),
+  POPDRAIN_PREFIX: z._default(z.string(), 'messages/'),
+  POPDRAIN_KMS_KEY_ID: z.optional(z.string().check(z.minLength(1))),
+  POPDRAIN_EVENT_BUS: z.string().check(z.minLength(1)),
+  POPDRAIN_QUEUE_URL: z.string().check(z.url()),
+  POPDRAIN_DEADLINE_MARGIN_MS: z._default(z.coerce.number().check(z.int(), z.minimum(1000)), 60_000),
+  POPDRAIN_RETENTION_DAYS: z._default(z.coerce.number().check(z.int(), z.minimum(1)), 30),
+  POPDRAIN_MAX_CONTINUATIONS: z._default(z.coerce.number().check(z.int(), z.minimum(0)), DEFAULT_MAX_CONTINUATIONS),
+  POPDRAIN_REQUEST_MARKER_TTL_SECONDS: z._default(z.coerce.number().check(z.int(), z.minimum(60)), DEFAULT_REQUEST_MARKER_TTL_SECONDS),
   // Opt-in per-mailbox metric series (4 custom metrics per mailbox, billed monthly).
-  POPDRAIN_PER_MAILBOX_METRICS: z.enum(['true', 'false']).default('false'),
+  POPDRAIN_PER_MAILBOX_METRICS: z._default(z.enum(['true', 'false']), 'false'),
 });
 
 const logger = createLogger();
 const metrics = createMetrics();
 const s3 = createS3Client();
-const sqs = new SQSClient(clientConfig());
+type SqsModule = typeof import('@aws-sdk/client-sqs');
+// Loaded and built when a continuation or a retry delay is first sent: most runs send neither
+// (the Lambda bundle keeps the SQS client in a chunk of its own, infra/constructs/lambda-bundle.ts).
+let sqsLoading: Promise<{ sqs: SqsModule; client: InstanceType<SqsModule['SQSClient']> }> | undefined;
+function sqs(): NonNullable<typeof sqsLoading> {
+  sqsLoading ??= import('@aws-sdk/client-sqs').then(
+    (module) => ({ sqs: module, client: new module.SQSClient(clientConfig()) }),
+    (error: unknown) => {
+      sqsLoading = undefined;
+      throw error;
+    },
+  );
+  return sqsLoading;
+}
 const dynamo = new DynamoDBClient(clientConfig());
 const mailboxSource = createMailboxSource(env, () => s3, { client: dynamo, logger: drainLogger(logger), seed: false });
 const ports: DrainPorts = {
@@ -121,8 +133,9 @@ async function drainOne(record: SQSRecord, request: DrainRequest, context: Conte
         ...withoutUndefined({ marker: request.marker }),
         depth: verdict.depth,
       };
-      await sqs.send(
-        new SendMessageCommand({
+      const queue = await sqs();
+      await queue.client.send(
+        new queue.sqs.SendMessageCommand({
           QueueUrl: env.POPDRAIN_QUEUE_URL,
           MessageGroupId: mailbox.id,
           MessageDeduplicationId: deduplicationId([mailbox.id, 'cont', report.runId]),
@@ -195,13 +208,15 @@ export async function handler(event: SQSEvent, context: Context): Promise<SQSBat
       logger.error('drain failed; will retry with backoff', { error: error instanceof Error ? error.message : String(error) });
       failures.push({ itemIdentifier: record.messageId });
       const receiveCount = Number(record.attributes.ApproximateReceiveCount ?? '1');
-      await sqs
-        .send(
-          new ChangeMessageVisibilityCommand({
-            QueueUrl: queueUrlOf(record),
-            ReceiptHandle: record.receiptHandle,
-            VisibilityTimeout: redriveDelaySeconds(receiveCount),
-          }),
+      await sqs()
+        .then((queue) =>
+          queue.client.send(
+            new queue.sqs.ChangeMessageVisibilityCommand({
+              QueueUrl: queueUrlOf(record),
+              ReceiptHandle: record.receiptHandle,
+              VisibilityTimeout: redriveDelaySeconds(receiveCount),
+            }),
+          ),
         )
         .catch((e: unknown) => logger.warn('could not set the retry delay', { error: e instanceof Error ? e.message : String(e) }));
     } finally {

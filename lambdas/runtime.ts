@@ -9,26 +9,23 @@ import { Logger } from '@aws-lambda-powertools/logger';
 import { Metrics } from '@aws-lambda-powertools/metrics';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { GetObjectCommand, S3Client } from '@aws-sdk/client-s3';
-import * as z from 'zod';
 import { withHttpTimeouts } from '../lib/adapters/aws/http-timeouts.js';
 import { DynamoDbLedger } from '../lib/adapters/aws/dynamodb-ledger.js';
 import { DynamoDbMailboxRegistry } from '../lib/adapters/aws/dynamodb-registry.js';
 import { parseMailboxFile, type ConfiguredMailbox } from '../lib/drain/config.js';
 import type { DrainLogger } from '../lib/drain/ports.js';
+import * as z from '../lib/drain/zod.js';
 import { DEFAULT_REGISTRY_CACHE_SECONDS, fileMailboxSource, registryMailboxSource, type MailboxSource } from './mailbox-source.js';
 
 export const SERVICE = 'popdrain';
 
 const common = z.object({
-  POPDRAIN_CONFIG_PATH: z.string().min(1).optional(),
-  POPDRAIN_CONFIG_S3_URI: z
-    .string()
-    .regex(/^s3:\/\/[^/]+\/.+$/, 'must look like s3://bucket/key')
-    .optional(),
-  POPDRAIN_LEDGER_TABLE: z.string().min(1),
+  POPDRAIN_CONFIG_PATH: z.optional(z.string().check(z.minLength(1))),
+  POPDRAIN_CONFIG_S3_URI: z.optional(z.string().check(z.regex(/^s3:\/\/[^/]+\/.+$/, 'must look like s3://bucket/key'))),
+  POPDRAIN_LEDGER_TABLE: z.string().check(z.minLength(1)),
   // Where the mailboxes live: the file above, or the registry in the ledger table (seeded from the file).
-  POPDRAIN_MAILBOX_SOURCE: z.enum(['file', 'registry']).default('file'),
-  POPDRAIN_REGISTRY_CACHE_SECONDS: z.coerce.number().int().min(0).default(DEFAULT_REGISTRY_CACHE_SECONDS),
+  POPDRAIN_MAILBOX_SOURCE: z._default(z.enum(['file', 'registry']), 'file'),
+  POPDRAIN_REGISTRY_CACHE_SECONDS: z._default(z.coerce.number().check(z.int(), z.minimum(0)), DEFAULT_REGISTRY_CACHE_SECONDS),
 });
 
 export class EnvironmentError extends Error {
@@ -36,9 +33,9 @@ export class EnvironmentError extends Error {
 }
 
 /** Parse the environment with a schema; a clear error names each missing or bad variable. */
-export function readEnvironment<T extends z.ZodRawShape>(shape: T, env: NodeJS.ProcessEnv = process.env) {
+export function readEnvironment<T extends z.core.$ZodShape>(shape: T, env: NodeJS.ProcessEnv = process.env) {
   const problems: string[] = [];
-  const parse = <S extends z.ZodType>(schema: S): z.infer<S> | undefined => {
+  const parse = <S extends z.ZodMiniType>(schema: S): z.infer<S> | undefined => {
     const result = schema.safeParse(env);
     if (result.success) return result.data;
     problems.push(...result.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`));

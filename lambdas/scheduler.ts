@@ -16,11 +16,11 @@ import { MetricUnit } from '@aws-lambda-powertools/metrics';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { SendMessageBatchCommand, SQSClient, type SendMessageBatchRequestEntry } from '@aws-sdk/client-sqs';
 import type { Context, ScheduledEvent } from 'aws-lambda';
-import * as z from 'zod';
 import type { ConfiguredMailbox } from '../lib/drain/config.js';
 import type { MailboxState } from '../lib/drain/ports.js';
 import { createS3Client } from '../lib/adapters/aws/http-timeouts.js';
 import { mapBounded } from '../lib/adapters/aws/map-bounded.js';
+import * as z from '../lib/drain/zod.js';
 import { decideEnqueue, type SkipReason } from './enqueue-decision.js';
 import { clientConfig, createLedger, createLogger, createMailboxSource, createMetrics, drainLogger, readEnvironment } from './runtime.js';
 import { DEFAULT_REQUEST_MARKER_TTL_SECONDS, deduplicationId, isDue, tickStart, type DrainRequest } from './schedule.js';
@@ -31,11 +31,11 @@ export { isUidlResetBlocked } from './enqueue-decision.js';
 const MARKER_CLAIM_CONCURRENCY = 16;
 
 const env = readEnvironment({
-  POPDRAIN_QUEUE_URL: z.string().url(),
-  POPDRAIN_VPC_QUEUE_URL: z.string().url().optional(),
-  POPDRAIN_TICK_MINUTES: z.coerce.number().int().min(1).max(1440).default(5),
-  POPDRAIN_STALE_AFTER_INTERVALS: z.coerce.number().int().min(1).default(3),
-  POPDRAIN_REQUEST_MARKER_TTL_SECONDS: z.coerce.number().int().min(60).default(DEFAULT_REQUEST_MARKER_TTL_SECONDS),
+  POPDRAIN_QUEUE_URL: z.string().check(z.url()),
+  POPDRAIN_VPC_QUEUE_URL: z.optional(z.string().check(z.url())),
+  POPDRAIN_TICK_MINUTES: z._default(z.coerce.number().check(z.int(), z.minimum(1), z.maximum(1440)), 5),
+  POPDRAIN_STALE_AFTER_INTERVALS: z._default(z.coerce.number().check(z.int(), z.minimum(1)), 3),
+  POPDRAIN_REQUEST_MARKER_TTL_SECONDS: z._default(z.coerce.number().check(z.int(), z.minimum(60)), DEFAULT_REQUEST_MARKER_TTL_SECONDS),
 });
 
 const logger = createLogger();

@@ -15,7 +15,7 @@ import * as lambda from 'aws-cdk-lib/aws-lambda';
 import { NodejsFunction, OutputFormat } from 'aws-cdk-lib/aws-lambda-nodejs';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import type { Construct } from 'constructs';
-import { LAMBDA_BUNDLE, lambdaBundleAliases } from './lambda-bundle.js';
+import { LAMBDA_BUNDLE, lambdaBundleAliases, splitBundleArgs } from './lambda-bundle.js';
 import { BUNDLED_CONFIG_NAME, type MailboxConfigDelivery } from './mailbox-config.js';
 import { METRIC_NAMESPACE, SERVICE_NAME } from './metrics.js';
 import type { PopDrainLogLevel } from './pop-drain-props.js';
@@ -28,6 +28,13 @@ const LOCK_FILE = join(PROJECT_ROOT, 'package-lock.json');
 
 function shellQuote(path: string): string {
   return process.platform === 'win32' ? `"${path}"` : `'${path.replace(/'/g, `'\\''`)}'`;
+}
+
+/** The split build of `entry` over NodejsFunction's one-file build (lambda-bundle.ts). */
+function splitBundleCommand(entry: string, outputDir: string, runtime: lambda.Runtime): string {
+  const target = `node${/(\d+)/.exec(runtime.name)?.[1] ?? '20'}`;
+  const esbuild = join(PROJECT_ROOT, 'node_modules', 'esbuild', 'bin', 'esbuild');
+  return [process.execPath, esbuild, ...splitBundleArgs(entry, outputDir, PROJECT_ROOT, target)].map(shellQuote).join(' ');
 }
 
 function copyCommand(from: string, to: string): string {
@@ -159,15 +166,14 @@ export class LambdaDefaults {
         esbuildArgs: Object.fromEntries(Object.entries(lambdaBundleAliases(PROJECT_ROOT)).map(([from, to]) => [`--alias:${from}`, to])),
         // Bundle the AWS SDK too: the exact versions package-lock.json pins and the tests ran.
         externalModules: [],
-        ...(config.asset === undefined
-          ? {
-              commandHooks: {
-                beforeBundling: () => [],
-                beforeInstall: () => [],
-                afterBundling: (_inputDir: string, outputDir: string) => [copyCommand(staged, join(outputDir, BUNDLED_CONFIG_NAME))],
-              },
-            }
-          : {}),
+        commandHooks: {
+          beforeBundling: () => [],
+          beforeInstall: () => [],
+          afterBundling: (_inputDir: string, outputDir: string) => [
+            splitBundleCommand(entry, outputDir, runtime),
+            ...(config.asset === undefined ? [copyCommand(staged, join(outputDir, BUNDLED_CONFIG_NAME))] : []),
+          ],
+        },
       },
     });
   }

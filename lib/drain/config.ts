@@ -3,7 +3,7 @@
  * and by the Lambdas) and for the command-line tool (`popdrain drain --config`). Errors name the
  * mailbox and the field, one per line.
  */
-import * as z from 'zod';
+import * as z from './zod.js';
 import { MAX_CA_FILE_BYTES, MAX_CONFIG_FILE_BYTES, readTextFileBounded } from './read-bounded.js';
 import { describeError } from './errors.js';
 import { mailboxIdProblem } from './keys.js';
@@ -15,25 +15,31 @@ import { withoutUndefined } from './without-undefined.js';
 
 export { parseDuration, parseSize } from './units.js';
 
-const size = z.union([z.number(), z.string()]).transform((v, ctx) => {
-  const n = parseSize(v);
-  if (n === undefined || n <= 0) {
-    ctx.addIssue({ code: 'custom', message: `"${String(v)}" is not a size (e.g. 26214400, "25MB", "1GiB")` });
-    return z.NEVER;
-  }
-  return n;
-});
+const size = z.pipe(
+  z.union([z.number(), z.string()]),
+  z.transform((v, payload) => {
+    const n = parseSize(v);
+    if (n === undefined || n <= 0) {
+      payload.issues.push({ code: 'custom', message: `"${String(v)}" is not a size (e.g. 26214400, "25MB", "1GiB")`, input: v });
+      return z.NEVER;
+    }
+    return n;
+  }),
+);
 
-const duration = z.union([z.number(), z.string()]).transform((v, ctx) => {
-  const ms = parseDuration(v);
-  if (ms === undefined || ms <= 0) {
-    ctx.addIssue({ code: 'custom', message: `"${String(v)}" is not a duration (e.g. "90s", "10m", "1h")` });
-    return z.NEVER;
-  }
-  return ms;
-});
+const duration = z.pipe(
+  z.union([z.number(), z.string()]),
+  z.transform((v, payload) => {
+    const ms = parseDuration(v);
+    if (ms === undefined || ms <= 0) {
+      payload.issues.push({ code: 'custom', message: `"${String(v)}" is not a duration (e.g. "90s", "10m", "1h")`, input: v });
+      return z.NEVER;
+    }
+    return ms;
+  }),
+);
 
-const envName = z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'must be an environment variable name');
+const envName = z.string().check(z.regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'must be an environment variable name'));
 const mechanism = z.enum([
   'auto',
   'USER',
@@ -47,158 +53,154 @@ const mechanism = z.enum([
   'OAUTHBEARER',
 ]);
 
+const nonEmpty = () => z.string().check(z.minLength(1));
+const wholeNumber = (...checks: Parameters<ReturnType<typeof z.number>['check']>) => z.number().check(z.int(), ...checks);
+
 const oauth2Local = z
-  .object({
-    accessTokenEnv: envName.optional(),
-    tokenEndpoint: z.url().optional(),
-    clientId: z.string().min(1).optional(),
-    clientIdEnv: envName.optional(),
-    clientSecretEnv: envName.optional(),
-    clientSecretFile: z.string().min(1).optional(),
-    refreshTokenEnv: envName.optional(),
-    refreshTokenFile: z.string().min(1).optional(),
-    scope: z.string().optional(),
-    grantType: z.enum(['refresh_token', 'client_credentials']).optional(),
+  .strictObject({
+    accessTokenEnv: z.optional(envName),
+    tokenEndpoint: z.optional(z.url()),
+    clientId: z.optional(nonEmpty()),
+    clientIdEnv: z.optional(envName),
+    clientSecretEnv: z.optional(envName),
+    clientSecretFile: z.optional(nonEmpty()),
+    refreshTokenEnv: z.optional(envName),
+    refreshTokenFile: z.optional(nonEmpty()),
+    scope: z.optional(z.string()),
+    grantType: z.optional(z.enum(['refresh_token', 'client_credentials'])),
   })
-  .strict()
-  .superRefine((o, ctx) => {
-    if (o.accessTokenEnv !== undefined) return;
-    if (o.tokenEndpoint === undefined) {
-      ctx.addIssue({ code: 'custom', message: 'needs accessTokenEnv, or tokenEndpoint with client credentials', path: ['tokenEndpoint'] });
-    }
-    if (o.clientId === undefined && o.clientIdEnv === undefined) {
-      ctx.addIssue({ code: 'custom', message: 'needs clientId or clientIdEnv', path: ['clientId'] });
-    }
-    const grant = o.grantType ?? (o.refreshTokenEnv !== undefined || o.refreshTokenFile !== undefined ? 'refresh_token' : 'client_credentials');
-    if (grant === 'refresh_token' && o.refreshTokenEnv === undefined && o.refreshTokenFile === undefined) {
-      ctx.addIssue({ code: 'custom', message: 'refresh_token grant needs refreshTokenEnv or refreshTokenFile', path: ['refreshTokenEnv'] });
-    }
-    if (grant === 'client_credentials' && o.clientSecretEnv === undefined && o.clientSecretFile === undefined) {
-      ctx.addIssue({ code: 'custom', message: 'client_credentials grant needs clientSecretEnv or clientSecretFile', path: ['clientSecretEnv'] });
-    }
-  });
+  .check(
+    z.superRefine((o, ctx) => {
+      if (o.accessTokenEnv !== undefined) return;
+      if (o.tokenEndpoint === undefined) {
+        ctx.addIssue({ code: 'custom', message: 'needs accessTokenEnv, or tokenEndpoint with client credentials', path: ['tokenEndpoint'] });
+      }
+      if (o.clientId === undefined && o.clientIdEnv === undefined) {
+        ctx.addIssue({ code: 'custom', message: 'needs clientId or clientIdEnv', path: ['clientId'] });
+      }
+      const grant = o.grantType ?? (o.refreshTokenEnv !== undefined || o.refreshTokenFile !== undefined ? 'refresh_token' : 'client_credentials');
+      if (grant === 'refresh_token' && o.refreshTokenEnv === undefined && o.refreshTokenFile === undefined) {
+        ctx.addIssue({ code: 'custom', message: 'refresh_token grant needs refreshTokenEnv or refreshTokenFile', path: ['refreshTokenEnv'] });
+      }
+      if (grant === 'client_credentials' && o.clientSecretEnv === undefined && o.clientSecretFile === undefined) {
+        ctx.addIssue({ code: 'custom', message: 'client_credentials grant needs clientSecretEnv or clientSecretFile', path: ['clientSecretEnv'] });
+      }
+    }),
+  );
 
 const auth = z
-  .object({
-    mechanism: mechanism.optional(),
+  .strictObject({
+    mechanism: z.optional(mechanism),
     /** Secrets Manager secret name or ARN (deployments). */
-    secret: z.string().min(1).optional(),
-    passwordEnv: envName.optional(),
-    passwordFile: z.string().min(1).optional(),
+    secret: z.optional(nonEmpty()),
+    passwordEnv: z.optional(envName),
+    passwordFile: z.optional(nonEmpty()),
     /** A command printing the password (one machine only), split into words without a shell. */
-    passwordCommand: z.string().min(1).optional(),
+    passwordCommand: z.optional(nonEmpty()),
     /** Run passwordCommand through `sh -c` (pipes, variables...). */
-    passwordCommandShell: z.boolean().optional(),
-    oauth2: oauth2Local.optional(),
+    passwordCommandShell: z.optional(z.boolean()),
+    oauth2: z.optional(oauth2Local),
     /**
      * The Secrets Manager secret holds an OAuth2 refresh token that the provider rotates:
      * popdrain writes the new one back, so the deployment may write this secret (and no other).
      */
-    rotatingRefreshToken: z.boolean().optional(),
+    rotatingRefreshToken: z.optional(z.boolean()),
   })
-  .strict()
-  .superRefine((a, ctx) => {
-    const sources = [a.secret, a.passwordEnv, a.passwordFile, a.passwordCommand, a.oauth2].filter((s) => s !== undefined);
-    if (sources.length !== 1) {
-      ctx.addIssue({
-        code: 'custom',
-        message: 'give exactly one of secret (Secrets Manager), passwordEnv, passwordFile, passwordCommand or oauth2',
-      });
-    }
-    if (a.passwordCommandShell !== undefined && a.passwordCommand === undefined) {
-      ctx.addIssue({ code: 'custom', message: 'passwordCommandShell goes with passwordCommand', path: ['passwordCommandShell'] });
-    }
-    if (a.passwordCommand !== undefined && a.passwordCommandShell !== true) {
-      const problem = shellWordsProblem(a.passwordCommand);
-      if (problem !== undefined) ctx.addIssue({ code: 'custom', message: problem, path: ['passwordCommand'] });
-    }
-    if (a.rotatingRefreshToken === true && a.secret === undefined) {
-      ctx.addIssue({ code: 'custom', message: 'rotatingRefreshToken applies to a Secrets Manager secret', path: ['rotatingRefreshToken'] });
-    }
-  });
+  .check(
+    z.superRefine((a, ctx) => {
+      const sources = [a.secret, a.passwordEnv, a.passwordFile, a.passwordCommand, a.oauth2].filter((s) => s !== undefined);
+      if (sources.length !== 1) {
+        ctx.addIssue({
+          code: 'custom',
+          message: 'give exactly one of secret (Secrets Manager), passwordEnv, passwordFile, passwordCommand or oauth2',
+        });
+      }
+      if (a.passwordCommandShell !== undefined && a.passwordCommand === undefined) {
+        ctx.addIssue({ code: 'custom', message: 'passwordCommandShell goes with passwordCommand', path: ['passwordCommandShell'] });
+      }
+      if (a.passwordCommand !== undefined && a.passwordCommandShell !== true) {
+        const problem = shellWordsProblem(a.passwordCommand);
+        if (problem !== undefined) ctx.addIssue({ code: 'custom', message: problem, path: ['passwordCommand'] });
+      }
+      if (a.rotatingRefreshToken === true && a.secret === undefined) {
+        ctx.addIssue({ code: 'custom', message: 'rotatingRefreshToken applies to a Secrets Manager secret', path: ['rotatingRefreshToken'] });
+      }
+    }),
+  );
 
-const deletePolicy = z.union([
-  z.literal('keep'),
-  z.literal('delete'),
-  z.object({ keepDays: z.number().int().min(1).max(3650) }).strict(),
-]);
+const deletePolicy = z.union([z.literal('keep'), z.literal('delete'), z.strictObject({ keepDays: wholeNumber(z.minimum(1), z.maximum(3650)) })]);
 
 const guard = z.union([
   z.boolean(),
-  z
-    .object({
-      enabled: z.boolean().optional(),
-      minKnown: z.number().int().min(1).optional(),
-      minRecognizedFraction: z.number().min(0).max(1).optional(),
-    })
-    .strict(),
+  z.strictObject({
+    enabled: z.optional(z.boolean()),
+    minKnown: z.optional(wholeNumber(z.minimum(1))),
+    minRecognizedFraction: z.optional(z.number().check(z.minimum(0), z.maximum(1))),
+  }),
 ]);
 
-const limits = z
-  .object({
-    maxMessageSize: size.optional(),
-    maxMessagesPerRun: z.number().int().positive().optional(),
-    maxBytesPerRun: size.optional(),
-    /** One machine only: the run's time budget from connecting on (as --max-time; a number is seconds). */
-    maxTimePerRun: duration.optional(),
-  })
-  .strict();
-
-const fingerprint = z.string().refine((f) => parseFingerprint(f) !== undefined, {
-  message: 'not a SHA-256 certificate fingerprint (64 hex digits, colons optional)',
+const limits = z.strictObject({
+  maxMessageSize: z.optional(size),
+  maxMessagesPerRun: z.optional(wholeNumber(z.positive())),
+  maxBytesPerRun: z.optional(size),
+  /** One machine only: the run's time budget from connecting on (as --max-time; a number is seconds). */
+  maxTimePerRun: z.optional(duration),
 });
 
+const fingerprint = z.string().check(
+  z.refine((f) => parseFingerprint(f) !== undefined, {
+    message: 'not a SHA-256 certificate fingerprint (64 hex digits, colons optional)',
+  }),
+);
+
 const settings = {
-  port: z.number().int().min(1).max(65535).optional(),
-  tls: z.enum(['implicit', 'starttls', 'insecure-plaintext']).optional(),
-  tlsOptions: z
-    .object({
-      caFile: z.string().min(1).optional(),
-      caPem: z.string().min(1).optional(),
-      servername: z.string().min(1).optional(),
-      minVersion: z.enum(['TLSv1.2', 'TLSv1.3']).optional(),
+  port: z.optional(wholeNumber(z.minimum(1), z.maximum(65535))),
+  tls: z.optional(z.enum(['implicit', 'starttls', 'insecure-plaintext'])),
+  tlsOptions: z.optional(
+    z.strictObject({
+      caFile: z.optional(nonEmpty()),
+      caPem: z.optional(nonEmpty()),
+      servername: z.optional(nonEmpty()),
+      minVersion: z.optional(z.enum(['TLSv1.2', 'TLSv1.3'])),
       /** SHA-256 pins of the server certificate (one, or several for a rotation). */
-      fingerprint: z.union([fingerprint, z.array(fingerprint).min(1)]).optional(),
-    })
-    .strict()
-    .optional(),
-  deletePolicy: deletePolicy.optional(),
-  schedule: z.object({ everyMinutes: z.number().int().min(1).max(1440) }).strict().optional(),
-  limits: limits.optional(),
-  uidlResetGuard: guard.optional(),
-  placement: z.enum(['default', 'vpc']).optional(),
-  pipelineWindow: z.number().int().min(1).max(1024).optional(),
+      fingerprint: z.optional(z.union([fingerprint, z.array(fingerprint).check(z.minLength(1))])),
+    }),
+  ),
+  deletePolicy: z.optional(deletePolicy),
+  schedule: z.optional(z.strictObject({ everyMinutes: wholeNumber(z.minimum(1), z.maximum(1440)) })),
+  limits: z.optional(limits),
+  uidlResetGuard: z.optional(guard),
+  placement: z.optional(z.enum(['default', 'vpc'])),
+  pipelineWindow: z.optional(wholeNumber(z.minimum(1), z.maximum(1024))),
   /** One machine only: deliver each message to this command's stdin (split like passwordCommand). */
-  mda: z.string().min(1).optional(),
+  mda: z.optional(nonEmpty()),
   /** Run mda through `sh -c`. */
-  mdaShell: z.boolean().optional(),
+  mdaShell: z.optional(z.boolean()),
   /** One machine only: the state folder (ledger, events, .eml files) of this mailbox (as --out). */
-  out: z.string().min(1).optional(),
+  out: z.optional(nonEmpty()),
   /** One machine only: deliver into this Maildir; the ledger and events stay in `out` (as --maildir). */
-  maildir: z.string().min(1).optional(),
+  maildir: z.optional(nonEmpty()),
 };
 
-const mailboxSchema = z
-  .object({
-    id: z.string().superRefine((id, ctx) => {
+const mailboxSchema = z.strictObject({
+  id: z.string().check(
+    z.superRefine((id, ctx) => {
       const problem = mailboxIdProblem(id);
       if (problem !== undefined) ctx.addIssue({ code: 'custom', message: problem });
     }),
-    host: z.string().min(1).regex(/^[A-Za-z0-9.:[\]-]+$/, 'must be a host name or IP address'),
-    user: z.string().min(1),
-    auth,
-    ...settings,
-  })
-  .strict();
+  ),
+  host: z.string().check(z.minLength(1), z.regex(/^[A-Za-z0-9.:[\]-]+$/, 'must be a host name or IP address')),
+  user: nonEmpty(),
+  auth,
+  ...settings,
+});
 
-const fileSchema = z
-  .object({
-    $schema: z.string().optional(),
-    version: z.literal(1).optional(),
-    defaults: z.object(settings).strict().optional(),
-    mailboxes: z.array(mailboxSchema).min(1, 'list at least one mailbox'),
-  })
-  .strict();
+const fileSchema = z.strictObject({
+  $schema: z.optional(z.string()),
+  version: z.optional(z.literal(1)),
+  defaults: z.optional(z.strictObject(settings)),
+  mailboxes: z.array(mailboxSchema).check(z.minLength(1, 'list at least one mailbox')),
+});
 
 /** A mailbox from the file: what the engine needs, plus the deployment's scheduling fields. */
 export interface ConfiguredMailbox extends MailboxConfig {
