@@ -46,8 +46,8 @@ const { values: args } = parseArgs({
     hours: { type: 'string', default: '24' },
     speed: { type: 'string' },
     'wall-minutes': { type: 'string', default: '15' },
-    drainers: { type: 'string', default: '3' },
-    'bulk-every': { type: 'string', default: '60' },
+    drainers: { type: 'string', default: '4' },
+    'bulk-every': { type: 'string', default: '240' },
     'big-messages': { type: 'string', default: '20000' },
     'big-per-run': { type: 'string', default: '1000' },
   },
@@ -63,8 +63,9 @@ const plan = planFleet({
   bigMessages: Number(args['big-messages']),
   bigPerRun: Number(args['big-per-run']),
 });
+// Progress goes to stderr in both modes (the JSON row is stdout's only line).
 const log = (text: string): void => {
-  if (!args.json) process.stderr.write(`${text}\n`);
+  process.stderr.write(`${text}\n`);
 };
 const here = fileURLToPath(new URL('.', import.meta.url));
 const ext = import.meta.url.endsWith('.ts') ? '.ts' : '.js';
@@ -77,6 +78,12 @@ const clock: ScaledClockSpec = { epochMs: SIM_EPOCH_MS, originMs: Number.MAX_SAF
 const world = await startFleetWorld();
 const instances: LambdaInstance[] = [];
 const holders: BusyHolder[] = [];
+// Interrupted: stop Dovecot (a daemon) and the child processes before exiting.
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  process.once(signal, () => {
+    void Promise.allSettled([...instances.map((i) => i.stop()), world.stop(), rm(dir, { recursive: true, force: true })]).finally(() => process.exit(130));
+  });
+}
 try {
   const initial = plan.filter((m) => m.role !== 'added');
   log(`creating ${plan.length} mailboxes (${plan.reduce((n, m) => n + m.initialMessages, 0)} messages)`);
@@ -212,7 +219,9 @@ try {
   const problems: string[] = [];
   for (const m of plan) {
     const files = await world.dovecot.listMaildir(m.user);
-    const held = await Promise.all(files.map(async (f) => sha256(servedForm(await readFile(f)))));
+    // One file at a time: 20,000 at once exhaust the open-file limit.
+    const held: string[] = [];
+    for (const f of files) held.push(sha256(servedForm(await readFile(f))));
     const keys = world.s3.keys(FLEET_BUCKET, `${FLEET_PREFIX}${m.id}/`);
     const stored = keys.map((k) => sha256(world.s3.object(FLEET_BUCKET, k)!.body));
     if (m.role === 'failing') {
