@@ -14,6 +14,8 @@ export interface ContinuousEventSource {
   /** Stops receiving, waits for running invocations. */
   stop(): Promise<void>;
   readonly invocations: number;
+  /** Deletes refused because the message's visibility had run out (it was delivered again). */
+  readonly expiredDeletes: number;
   /** The first error of the loop itself (not of an invocation), if any. */
   readonly error: unknown;
 }
@@ -34,6 +36,7 @@ export function startEventSource(options: {
   const running = new Set<Promise<void>>();
   let stopping = false;
   let invocations = 0;
+  let expiredDeletes = 0;
   let error: unknown;
   const groupOf = (m: Message): string => m.Attributes?.MessageGroupId ?? m.MessageId!;
 
@@ -46,7 +49,9 @@ export function startEventSource(options: {
     const task = (async () => {
       const invocation = await instance.invoke(sqsEvent([record]), { remainingMs: options.remainingMs });
       const failed = failedIds(invocation, [record]).has(record.messageId);
-      if (!failed) await sqs.send(new DeleteMessageCommand({ QueueUrl: queueUrl, ReceiptHandle: record.receiptHandle }));
+      // A message whose visibility ran out during the run was handed out again: its old receipt
+      // handle is refused, as on SQS, and the message comes back (Lambda's poller moves on too).
+      if (!failed) await sqs.send(new DeleteMessageCommand({ QueueUrl: queueUrl, ReceiptHandle: record.receiptHandle })).catch(() => (expiredDeletes += 1));
       options.onInvocation({ instance: instance.name, record, invocation, failed, startedAt, finishedAt: Date.now() });
     })()
       .catch((e: unknown) => {
@@ -98,6 +103,9 @@ export function startEventSource(options: {
     },
     get invocations() {
       return invocations;
+    },
+    get expiredDeletes() {
+      return expiredDeletes;
     },
     get error() {
       return error;

@@ -284,6 +284,7 @@ try {
     pausedStoredAfterPause,
     pausedUndrainedAtPause,
     drainerRuns: source.invocations,
+    expiredDeletes: source.expiredDeletes,
     drainerRunsByRole: Object.fromEntries(runsByRole),
     outcomes: Object.fromEntries([...outcomes].sort()),
     drainerInvocationErrors: drainerErrors,
