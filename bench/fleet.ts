@@ -182,7 +182,9 @@ try {
     }
     if (k <= lastMailTick && k % (60 / TICK_MINUTES) === 0) {
       // New mail every simulated hour for the active mailboxes, the paused one and a few bulk ones.
-      const targets = plan.filter((m) => m.role === 'active' || m.role === 'paused' || (m.role === 'bulk' && Number(m.user.slice(4)) % 50 === 0));
+      // Bulk ones only while a scheduled run of theirs is still to come before the end.
+      const bulkLast = ticks - Math.ceil(Number(args['bulk-every']) / TICK_MINUTES) - 1;
+      const targets = plan.filter((m) => m.role === 'active' || m.role === 'paused' || (m.role === 'bulk' && k <= bulkLast && Number(m.user.slice(4)) % 50 === 0));
       for (const m of targets) {
         const n = delivered.get(m.user)!;
         await world.dovecot.deliver(m.user, fleetMessage(m.user, n));
