@@ -2,41 +2,28 @@
 // the first line a real program prints; it runs without a shell unless asked; a failing command
 // is credentials-unavailable (exit 9) naming its exit code, never its output; a config file that
 // names a command is refused while others can change it.
-import { chmod, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { chmod, mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startDovecot, type Dovecot } from '../../testkit/pop3-servers/dovecot.js';
+import { describe, expect, it } from 'vitest';
 import { testMessage } from '../../testkit/fixtures/drain-fixtures.js';
-import { buildCli, cli, storedMessages } from '../support/real-server-cli.js';
+import { cli, storedMessages, useDovecotCli } from '../support/real-server-cli.js';
 
-let dovecot: Dovecot;
-let scratch: string;
-
-beforeAll(async () => {
-  await buildCli();
-  scratch = await mkdtemp(join(tmpdir(), 'popdrain-pwcmd-'));
-  dovecot = await startDovecot();
-}, 120_000);
-afterAll(async () => {
-  await dovecot?.stop();
-  if (scratch !== undefined) await rm(scratch, { recursive: true, force: true });
-});
+const world = useDovecotCli('popdrain-pwcmd-');
 
 let n = 0;
 async function user(): Promise<{ user: string; password: string; id: string; out: string }> {
   n += 1;
-  const u = { user: `pwc${n}`, password: `pw-cmd-${n}-Qz`, id: `pwc-${n}`, out: join(scratch, `out-${n}`) };
-  await dovecot.addUser(u.user, u.password);
-  await dovecot.deliverMany(u.user, [testMessage(1, 'pwc'), testMessage(2, 'pwc')]);
+  const u = { user: `pwc${n}`, password: `pw-cmd-${n}-Qz`, id: `pwc-${n}`, out: join(world.scratch, `out-${n}`) };
+  await world.dovecot.addUser(u.user, u.password);
+  await world.dovecot.deliverMany(u.user, [testMessage(1, 'pwc'), testMessage(2, 'pwc')]);
   return u;
 }
 
-const url = (u: string): string => `pop3s://${u}@${dovecot.host}:${dovecot.ports.pop3s}`;
-const tls = (): string[] => ['--ca', dovecot.pki.caCertPath, '--servername', 'localhost'];
+const url = (u: string): string => `pop3s://${u}@${world.dovecot.host}:${world.dovecot.ports.pop3s}`;
+const tls = (): string[] => ['--ca', world.dovecot.pki.caCertPath, '--servername', 'localhost'];
 /** A password file in a folder whose name holds a space, so the command line needs quoting. */
 async function passwordFile(password: string): Promise<string> {
-  const dir = join(scratch, `secret dir ${n}`);
+  const dir = join(world.scratch, `secret dir ${n}`);
   await mkdir(dir, { recursive: true });
   const path = join(dir, 'pw');
   await writeFile(path, `${password}\nsecond line\n`, { mode: 0o600 });
@@ -47,7 +34,7 @@ describe('--password-command', () => {
   it('takes the first line a program prints, its quoted argument passed as one word', async () => {
     const u = await user();
     const pw = await passwordFile(u.password);
-    const r = await cli(['drain', url(u.user), ...tls(), '--id', u.id, '--out', u.out, '--quiet', '--password-command', `cat '${pw}'`], {}, scratch);
+    const r = await cli(['drain', url(u.user), ...tls(), '--id', u.id, '--out', u.out, '--quiet', '--password-command', `cat '${pw}'`], {}, world.scratch);
     expect(r.code, r.stderr).toBe(0);
     expect(await storedMessages(u.out, u.id)).toHaveLength(2);
   });
@@ -56,19 +43,19 @@ describe('--password-command', () => {
     const u = await user();
     const pw = await passwordFile(u.password);
     const line = `cat '${pw}' | head -n 1`;
-    const refused = await cli(['drain', url(u.user), ...tls(), '--id', u.id, '--out', u.out, '--password-command', line], {}, scratch);
+    const refused = await cli(['drain', url(u.user), ...tls(), '--id', u.id, '--out', u.out, '--password-command', line], {}, world.scratch);
     expect(refused.code).toBe(2);
     expect(refused.stderr).toContain('needs a shell');
-    const r = await cli(['drain', url(u.user), ...tls(), '--id', u.id, '--out', u.out, '--quiet', '--password-command', line, '--password-command-shell'], {}, scratch);
+    const r = await cli(['drain', url(u.user), ...tls(), '--id', u.id, '--out', u.out, '--quiet', '--password-command', line, '--password-command-shell'], {}, world.scratch);
     expect(r.code, r.stderr).toBe(0);
     expect(await storedMessages(u.out, u.id)).toHaveLength(2);
   });
 
   it('a failing command: exit 9, its exit code named, nothing it printed', async () => {
     const u = await user();
-    const script = join(scratch, `fail-${n}.mjs`);
+    const script = join(world.scratch, `fail-${n}.mjs`);
     await writeFile(script, 'process.stdout.write("printed-secret-XYZ\\n"); process.exit(5);\n');
-    const r = await cli(['drain', url(u.user), ...tls(), '--id', u.id, '--out', u.out, '--password-command', `${process.execPath} ${script}`], {}, scratch);
+    const r = await cli(['drain', url(u.user), ...tls(), '--id', u.id, '--out', u.out, '--password-command', `${process.execPath} ${script}`], {}, world.scratch);
     expect(r.code).toBe(9);
     expect(r.stdout + r.stderr).toContain('exit code 5');
     expect(r.stdout + r.stderr).not.toContain('printed-secret-XYZ');
@@ -77,7 +64,7 @@ describe('--password-command', () => {
 
 describe('auth.passwordCommand in --config', () => {
   async function config(u: { user: string; id: string }, command: string, mode: number): Promise<string> {
-    const path = join(scratch, `mailboxes-${n}.json`);
+    const path = join(world.scratch, `mailboxes-${n}.json`);
     await writeFile(
       path,
       JSON.stringify({
@@ -85,11 +72,11 @@ describe('auth.passwordCommand in --config', () => {
         mailboxes: [
           {
             id: u.id,
-            host: dovecot.host,
-            port: dovecot.ports.pop3s,
+            host: world.dovecot.host,
+            port: world.dovecot.ports.pop3s,
             user: u.user,
             auth: { passwordCommand: command },
-            tlsOptions: { caFile: dovecot.pki.caCertPath, servername: 'localhost' },
+            tlsOptions: { caFile: world.dovecot.pki.caCertPath, servername: 'localhost' },
           },
         ],
       }),
@@ -103,13 +90,13 @@ describe('auth.passwordCommand in --config', () => {
     const pw = await passwordFile(u.password);
     for (const mode of [0o664, 0o646]) {
       const path = await config(u, `cat '${pw}'`, mode);
-      const refused = await cli(['drain', '--config', path, '--out', u.out], {}, scratch);
+      const refused = await cli(['drain', '--config', path, '--out', u.out], {}, world.scratch);
       expect(refused.code, `mode ${mode.toString(8)}`).toBe(2);
       expect(refused.stderr).toContain('chmod go-w');
       expect(await storedMessages(u.out, u.id).catch(() => [])).toEqual([]);
     }
     const path = await config(u, `cat '${pw}'`, 0o644);
-    const r = await cli(['drain', '--config', path, '--out', u.out, '--quiet'], {}, scratch);
+    const r = await cli(['drain', '--config', path, '--out', u.out, '--quiet'], {}, world.scratch);
     expect(r.code, r.stderr).toBe(0);
     expect(await storedMessages(u.out, u.id)).toHaveLength(2);
   });
@@ -117,7 +104,7 @@ describe('auth.passwordCommand in --config', () => {
   it('a command that needs a shell is a configuration error naming the field', async () => {
     const u = await user();
     const path = await config(u, 'pass show x | head -1', 0o600);
-    const r = await cli(['drain', '--config', path, '--out', u.out], {}, scratch);
+    const r = await cli(['drain', '--config', path, '--out', u.out], {}, world.scratch);
     expect(r.code).toBe(2);
     expect(r.stderr).toMatch(/passwordCommand.*needs a shell/);
   });

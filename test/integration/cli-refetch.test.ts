@@ -2,41 +2,28 @@
 // announced again under the same event ids (events.jsonl gains them), compared with the stored
 // copies (0 differences; then an edited stored file is reported and left as it is), within the
 // budget; a message known only from an imported seen-list is stored as new.
-import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { eventsOf, servedForm, sha256, testMessage } from '../../testkit/fixtures/drain-fixtures.js';
-import { startDovecot, type Dovecot } from '../../testkit/pop3-servers/dovecot.js';
-import { buildCli, cli } from '../support/real-server-cli.js';
+import { cli, useDovecotCli } from '../support/real-server-cli.js';
 
-let dovecot: Dovecot;
-let scratch: string;
-
-beforeAll(async () => {
-  await buildCli();
-  scratch = await mkdtemp(join(tmpdir(), 'popdrain-refetch-cli-'));
-  dovecot = await startDovecot();
-}, 120_000);
-afterAll(async () => {
-  await dovecot?.stop();
-  if (scratch !== undefined) await rm(scratch, { recursive: true, force: true });
-});
+const world = useDovecotCli('popdrain-refetch-cli-');
 
 let n = 0;
 async function mailbox(count: number): Promise<{ user: string; out: string; env: Record<string, string>; messages: Buffer[] }> {
   n += 1;
   const user = `refetch${n}`;
   const password = `pw-refetch-${n}-Xy`;
-  await dovecot.addUser(user, password);
+  await world.dovecot.addUser(user, password);
   const messages = Array.from({ length: count }, (_, i) => testMessage(i + 1, `refetch-${n}`, i === 1 ? 300_000 : undefined));
-  await dovecot.deliverMany(user, messages);
-  const out = join(scratch, `out-${n}`);
+  await world.dovecot.deliverMany(user, messages);
+  const out = join(world.scratch, `out-${n}`);
   await mkdir(out);
   return { user, out, env: { POPDRAIN_PASSWORD: password }, messages };
 }
-const url = (user: string): string => `pop3s://${user}@${dovecot.host}:${dovecot.ports.pop3s}`;
-const tls = (): string[] => ['--ca', dovecot.pki.caCertPath, '--servername', 'localhost'];
+const url = (user: string): string => `pop3s://${user}@${world.dovecot.host}:${world.dovecot.ports.pop3s}`;
+const tls = (): string[] => ['--ca', world.dovecot.pki.caCertPath, '--servername', 'localhost'];
 
 interface Stored {
   id: string;
@@ -56,12 +43,12 @@ async function storedEvents(out: string): Promise<Stored[]> {
 describe('drain --refetch', () => {
   it('announces every stored message again under its id, reports 0 differences, then the edited stored copy, never replacing it', async () => {
     const m = await mailbox(3);
-    const first = await cli(['drain', url(m.user), ...tls(), '--out', m.out, '--json'], m.env, scratch);
+    const first = await cli(['drain', url(m.user), ...tls(), '--out', m.out, '--json'], m.env, world.scratch);
     expect(first.code, first.stderr).toBe(0);
     const before = await storedEvents(m.out);
     expect(before).toHaveLength(3);
 
-    const again = await cli(['drain', url(m.user), ...tls(), '--out', m.out, '--refetch', '--json'], m.env, scratch);
+    const again = await cli(['drain', url(m.user), ...tls(), '--out', m.out, '--refetch', '--json'], m.env, world.scratch);
     expect(again.code, again.stderr).toBe(0);
     const report = JSON.parse(again.stdout);
     expect(report).toMatchObject({ fetched: 3, announced: 3, refetch: { refetched: 3, same: 3, restored: 0, differences: [] } });
@@ -75,7 +62,7 @@ describe('drain --refetch', () => {
     const victim = before[1]!;
     const edited = Buffer.from('Subject: edited by hand\r\n\r\nnot the message\r\n');
     await writeFile(victim.path, edited);
-    const third = await cli(['drain', url(m.user), ...tls(), '--out', m.out, '--refetch', '--delete', '--json'], m.env, scratch);
+    const third = await cli(['drain', url(m.user), ...tls(), '--out', m.out, '--refetch', '--delete', '--json'], m.env, world.scratch);
     expect(third.code, third.stderr).toBe(0);
     const diff = JSON.parse(third.stdout);
     expect(diff.refetch).toMatchObject({ refetched: 3, same: 2, differences: [{ uidl: victim.uidl, storedSha256: victim.sha256, receivedSha256: victim.sha256, storedCopy: 'differs' }] });
@@ -84,13 +71,13 @@ describe('drain --refetch', () => {
     expect(await readFile(victim.path)).toEqual(edited);
     // --delete: only the two whose bytes are those stored went; the differing one stays.
     expect(diff.deleted).toBe(2);
-    expect(await dovecot.listMaildir(m.user)).toHaveLength(1);
+    expect(await world.dovecot.listMaildir(m.user)).toHaveLength(1);
     // The other stored copies are the served bytes, untouched.
     for (const e of before.filter((x) => x !== victim)) expect(sha256(await readFile(e.path))).toBe(e.sha256);
     expect(before.map((e) => e.sha256).sort()).toEqual(m.messages.map((b) => sha256(servedForm(b))).sort());
 
     // The human summary names the difference.
-    const human = await cli(['drain', url(m.user), ...tls(), '--out', m.out, '--refetch'], m.env, scratch);
+    const human = await cli(['drain', url(m.user), ...tls(), '--out', m.out, '--refetch'], m.env, world.scratch);
     expect(human.code, human.stderr).toBe(0);
     expect(human.stdout).toMatch(/refetched 1 already stored: 0 the same, 1 differ \(stored copies kept\)/);
     expect(human.stdout).toContain(`differs ${victim.uidl}: stored sha256 ${victim.sha256}`);
@@ -98,20 +85,20 @@ describe('drain --refetch', () => {
 
   it('keeps to the budget, and stores a message known only from an imported seen-list as new', async () => {
     const m = await mailbox(4);
-    const dry = await cli(['drain', url(m.user), ...tls(), '--out', m.out, '--dry-run', '--json'], m.env, scratch);
+    const dry = await cli(['drain', url(m.user), ...tls(), '--out', m.out, '--dry-run', '--json'], m.env, world.scratch);
     const uidls = (JSON.parse(dry.stdout) as { plan: { fetch: Array<{ uidl: string }> } }).plan.fetch.map((f) => f.uidl);
-    const file = join(scratch, `fetchids-${n}`);
-    await writeFile(file, `${m.user}@${dovecot.host} ${uidls[3]}\n`);
-    const imported = await cli(['import', url(m.user), '--fetchmail-ids', file, '--out', m.out], {}, scratch);
+    const file = join(world.scratch, `fetchids-${n}`);
+    await writeFile(file, `${m.user}@${world.dovecot.host} ${uidls[3]}\n`);
+    const imported = await cli(['import', url(m.user), '--fetchmail-ids', file, '--out', m.out], {}, world.scratch);
     expect(imported.code, imported.stderr).toBe(0);
-    const first = await cli(['drain', url(m.user), ...tls(), '--out', m.out, '--json'], m.env, scratch);
+    const first = await cli(['drain', url(m.user), ...tls(), '--out', m.out, '--json'], m.env, world.scratch);
     expect(JSON.parse(first.stdout)).toMatchObject({ fetched: 3, importedLeft: 1 });
 
-    const budget = await cli(['drain', url(m.user), ...tls(), '--out', m.out, '--refetch', '--max-messages', '2', '--json'], m.env, scratch);
+    const budget = await cli(['drain', url(m.user), ...tls(), '--out', m.out, '--refetch', '--max-messages', '2', '--json'], m.env, world.scratch);
     expect(budget.code, budget.stderr).toBe(0);
     expect(JSON.parse(budget.stdout)).toMatchObject({ stopReason: 'max-messages', fetched: 2, moreRemaining: true, refetch: { refetched: 2, same: 2 } });
 
-    const all = await cli(['drain', url(m.user), ...tls(), '--out', m.out, '--refetch', '--json'], m.env, scratch);
+    const all = await cli(['drain', url(m.user), ...tls(), '--out', m.out, '--refetch', '--json'], m.env, world.scratch);
     expect(all.code, all.stderr).toBe(0);
     const report = JSON.parse(all.stdout);
     expect(report).toMatchObject({ fetched: 4, refetch: { refetched: 3, same: 3, differences: [] } });
@@ -120,13 +107,13 @@ describe('drain --refetch', () => {
     expect(events.filter((e) => e.uidl === uidls[3])).toHaveLength(1);
     expect(new Set(events.map((e) => e.uidl))).toEqual(new Set(uidls));
     // Stored now: a plain run knows all four and fetches nothing.
-    const plain = await cli(['drain', url(m.user), ...tls(), '--out', m.out, '--json'], m.env, scratch);
+    const plain = await cli(['drain', url(m.user), ...tls(), '--out', m.out, '--json'], m.env, world.scratch);
     expect(JSON.parse(plain.stdout)).toMatchObject({ fetched: 0, alreadyKnown: 4 });
     expect(JSON.parse(plain.stdout).importedLeft).toBeUndefined();
   });
 
   it('refuses --refetch with --mda', async () => {
-    const r = await cli(['drain', url('nobody'), '--refetch', '--mda', '/bin/cat'], { POPDRAIN_PASSWORD: 'x' }, scratch);
+    const r = await cli(['drain', url('nobody'), '--refetch', '--mda', '/bin/cat'], { POPDRAIN_PASSWORD: 'x' }, world.scratch);
     expect(r.code).toBe(2);
     expect(r.stderr).toMatch(/--refetch cannot go with --mda/);
   });

@@ -1,9 +1,12 @@
 // Running the built CLI (`node dist/cli/main.js`, made by scripts/build.mjs) against a real server
-// in the tests of test/integration/pop3-courier.test.ts and pop3-cyrus.test.ts.
+// in the tests of test/integration/pop3-courier.test.ts, pop3-cyrus.test.ts and the cli-*.test.ts.
 import { execFile, spawn } from 'node:child_process';
-import { readdir, readFile } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import { afterAll, beforeAll } from 'vitest';
+import { startDovecot, type Dovecot } from '../../testkit/pop3-servers/dovecot.js';
 
 const ROOT = join(import.meta.dirname, '../..');
 const MAIN = join(ROOT, 'dist/cli/main.js');
@@ -19,6 +22,42 @@ export interface CliResult {
 
 export async function buildCli(): Promise<void> {
   await promisify(execFile)(process.execPath, [join(ROOT, 'scripts/build.mjs')], { cwd: ROOT, timeout: BUILD_TIMEOUT_MS });
+}
+
+/** What a CLI test file runs against: the built CLI, its own Dovecot and a scratch folder. */
+export interface DovecotCliWorld {
+  readonly dovecot: Dovecot;
+  readonly scratch: string;
+}
+
+/**
+ * Build the CLI, start a Dovecot and make a scratch folder (named from `prefix`) before the file's
+ * tests; stop and remove them after. The fields are there once `beforeAll` has run.
+ */
+export function useDovecotCli(prefix: string): DovecotCliWorld {
+  let dovecot: Dovecot | undefined;
+  let scratch: string | undefined;
+  beforeAll(async () => {
+    await buildCli();
+    scratch = await mkdtemp(join(tmpdir(), prefix));
+    dovecot = await startDovecot();
+  }, 120_000);
+  afterAll(async () => {
+    await dovecot?.stop();
+    if (scratch !== undefined) await rm(scratch, { recursive: true, force: true });
+  });
+  const ready = <T>(value: T | undefined, what: string): T => {
+    if (value === undefined) throw new Error(`${what} is not set up yet (use it inside a test)`);
+    return value;
+  };
+  return {
+    get dovecot() {
+      return ready(dovecot, 'Dovecot');
+    },
+    get scratch() {
+      return ready(scratch, 'the scratch folder');
+    },
+  };
 }
 
 /** The CLI with a clean environment plus `env`, stdin not a terminal. */
