@@ -91,6 +91,9 @@ export function decodeEntryBody(body: Buffer, source?: LogEventSource, bodyOffse
   if (eventEnd === -1) return undefined;
   const head = scalarFields(body.toString('utf8', REC_PREFIX_BYTES.length, at) + '}');
   if (head === undefined) return undefined;
+  // Every entry of a log names the same mailbox: one string for all of them.
+  if (head.mailboxId === sharedMailboxId) head.mailboxId = sharedMailboxId;
+  else if (typeof head.mailboxId === 'string') sharedMailboxId = head.mailboxId;
   // Fields after the event (`,"announcedAt":...`), as a snapshot of a changed entry has them.
   let tail: Record<string, unknown> | undefined;
   if (eventEnd < n - 2) {
@@ -107,6 +110,9 @@ export function decodeEntryBody(body: Buffer, source?: LogEventSource, bodyOffse
   if (tail !== undefined) for (const key in tail) head[key] = tail[key];
   return head as unknown as LedgerEntry;
 }
+
+/** The mailbox id of the entry decoded last (decodeEntryBody). */
+let sharedMailboxId: unknown;
 
 /** An object of scalar fields (no `event`) parsed from `json`, or undefined. */
 function scalarFields(json: string): Record<string, unknown> | undefined {

@@ -84,10 +84,10 @@ export function encodeRecord(record: LedgerRecord): Buffer {
  */
 export function decodeLine(line: Buffer, source?: LogEventSource, lineOffset = 0): LedgerRecord | undefined {
   if (line.length < CRC_HEX_CHARS + 3 || line[CRC_HEX_CHARS] !== SPACE) return undefined;
-  const hex = line.toString('latin1', 0, CRC_HEX_CHARS);
-  if (!/^[0-9a-f]{8}$/.test(hex)) return undefined;
+  const checksum = lowerHexValue(line, CRC_HEX_CHARS);
+  if (checksum === -1) return undefined;
   const body = line.subarray(CRC_HEX_CHARS + 1);
-  if (crc32(body) !== parseInt(hex, 16)) return undefined;
+  if (crc32(body) !== checksum) return undefined;
   // Most lines are entries: their events are parsed when read (lazy-event-entry.ts).
   const entry = decodeEntryBody(body, source, lineOffset + CRC_HEX_CHARS + 1);
   if (entry !== undefined) return { t: 'rec', e: entry };
@@ -99,6 +99,18 @@ export function decodeLine(line: Buffer, source?: LogEventSource, lineOffset = 0
   }
   if (typeof value !== 'object' || value === null || typeof (value as { t?: unknown }).t !== 'string') return undefined;
   return value as LedgerRecord;
+}
+
+/** The value of the first `digits` bytes as lowercase hex (at most 13 digits), or -1 if any is not [0-9a-f]. */
+function lowerHexValue(data: Buffer, digits: number): number {
+  let value = 0;
+  for (let i = 0; i < digits; i++) {
+    const b = data[i]!;
+    const d = b >= 0x30 && b <= 0x39 ? b - 0x30 : b >= 0x61 && b <= 0x66 ? b - 0x57 : -1;
+    if (d === -1) return -1;
+    value = value * 16 + d;
+  }
+  return value;
 }
 
 export interface DecodedLog {
