@@ -28,6 +28,10 @@ export interface Identified {
  * deleted) and reported; the rest of the mailbox drains.
  */
 export function identifyListing(list: readonly ListEntry[], uidls: readonly UidlEntry[]): Identified {
+  // The usual listings, the same numbers in the same order, pair up without a map.
+  let same = list.length === uidls.length ? 0 : -1;
+  while (same >= 0 && same < list.length && list[same]!.number === uidls[same]!.number) same++;
+  if (same === list.length) return { messages: list.map((e, i) => ({ number: e.number, size: e.size, uidl: uidls[i]!.uid })), leftAlone: [] };
   const byNumber = new Map(uidls.map((u) => [u.number, u.uid]));
   const out: Identified = { messages: [], leftAlone: [] };
   for (const e of list) {
@@ -43,6 +47,10 @@ export function identifyListing(list: readonly ListEntry[], uidls: readonly Uidl
  * (which one did the ledger record?), so neither is fetched or deleted this run.
  */
 export function leaveSharedUidlsAlone(messages: readonly ServerMessage[]): Identified {
+  // Usually no UIDL is shared: a set tells, without counting.
+  const uidls = new Set<string>();
+  for (const m of messages) uidls.add(m.uidl);
+  if (uidls.size === messages.length) return { messages: messages.slice(), leftAlone: [] };
   const count = new Map<string, number>();
   for (const m of messages) count.set(m.uidl, (count.get(m.uidl) ?? 0) + 1);
   const out: Identified = { messages: [], leftAlone: [] };

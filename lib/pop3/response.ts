@@ -187,6 +187,10 @@ function shownText(line: string): string {
  * A listing that breaks this cannot be trusted to say which message a number means.
  */
 export function checkListingNumbers(entries: ReadonlyArray<{ number: number }>, what: string): void {
+  // The usual listing, 1..n in order, needs no set.
+  let inOrder = 0;
+  while (inOrder < entries.length && entries[inOrder]!.number === inOrder + 1) inOrder++;
+  if (inOrder === entries.length) return;
   const seen = new Set<number>();
   for (const e of entries) {
     if (e.number < 1) throw new MalformedResponseError(`${what} listed message number ${e.number} (numbers start at 1)`);
@@ -212,14 +216,71 @@ export function splitListing(data: Buffer): string[] {
 
 /** A whole LIST listing: its entries, numbers checked (checkListingNumbers). */
 export function parseListListing(data: Buffer): ListEntry[] {
-  const entries = splitListing(data).map(parseListLine);
+  const entries: ListEntry[] = [];
+  forEachListingLine(data, (start, end) => {
+    // `n size`, both plain digits: parsed from the bytes; any other line as parseListLine says.
+    const space = digitsEnd(data, start, end);
+    const sizeEnd = space < end && data[space] === SPACE_BYTE ? digitsEnd(data, space + 1, end) : -1;
+    if (space > start && sizeEnd === end && sizeEnd > space + 1) entries.push({ number: digitsValue(data, start, space), size: digitsValue(data, space + 1, end) });
+    else entries.push(parseListLine(data.toString('latin1', start, end)));
+  });
   checkListingNumbers(entries, 'LIST');
   return entries;
 }
 
 /** A whole UIDL listing: its entries, numbers checked (checkListingNumbers). */
 export function parseUidlListing(data: Buffer, maxUidBytes: number): UidlEntry[] {
-  const entries = splitListing(data).map((l) => parseUidlLine(l, maxUidBytes));
+  const entries: UidlEntry[] = [];
+  forEachListingLine(data, (start, end) => {
+    // `n uid` with a printable unique-id short enough: taken from the bytes; any other line as
+    // parseUidlLine says (which escapes, trims, refuses).
+    const space = digitsEnd(data, start, end);
+    if (space > start && space < end && data[space] === SPACE_BYTE && end - space - 1 <= maxUidBytes && printableEnd(data, space + 1, end) === end && end > space + 1) {
+      entries.push({ number: digitsValue(data, start, space), uid: data.toString('latin1', space + 1, end) });
+    } else {
+      entries.push(parseUidlLine(data.toString('latin1', start, end), maxUidBytes));
+    }
+  });
   checkListingNumbers(entries, 'UIDL');
   return entries;
+}
+
+const SPACE_BYTE = 0x20;
+const LF = 0x0a;
+const CR = 0x0d;
+/** As NUM allows: at most this many digits. */
+const MAX_NUMBER_DIGITS = 10;
+
+/** The lines of a listing as splitListing splits them (CRLF or LF, no final empty piece), as byte ranges. */
+function forEachListingLine(data: Buffer, line: (start: number, end: number) => void): void {
+  let start = 0;
+  while (start < data.length) {
+    const lf = data.indexOf(LF, start);
+    if (lf === -1) {
+      line(start, data.length);
+      return;
+    }
+    line(start, lf > start && data[lf - 1] === CR ? lf - 1 : lf);
+    start = lf + 1;
+  }
+}
+
+/** The end of the run of at most MAX_NUMBER_DIGITS digits at `start` (`start` if none; -1 if longer). */
+function digitsEnd(data: Buffer, start: number, end: number): number {
+  let i = start;
+  while (i < end && data[i]! >= 0x30 && data[i]! <= 0x39) i++;
+  return i - start > MAX_NUMBER_DIGITS ? -1 : i;
+}
+
+function digitsValue(data: Buffer, start: number, end: number): number {
+  let value = 0;
+  for (let i = start; i < end; i++) value = value * 10 + (data[i]! - 0x30);
+  return value;
+}
+
+/** The end of the run of bytes 0x21..0x7E at `start`. */
+function printableEnd(data: Buffer, start: number, end: number): number {
+  let i = start;
+  while (i < end && data[i]! >= 0x21 && data[i]! <= 0x7e) i++;
+  return i;
 }

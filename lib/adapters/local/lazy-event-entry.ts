@@ -15,6 +15,7 @@
  */
 import type { DrainEvent } from '../../drain/events.js';
 import type { LedgerEntry } from '../../drain/ports.js';
+import type { LogEventSource } from './log-event-source.js';
 
 /** The body of a `rec` line up to the entry's opening brace. */
 export const REC_PREFIX = '{"t":"rec","e":';
@@ -29,9 +30,18 @@ const BACKSLASH = 0x5c;
 const COMMA = 0x2c;
 
 interface LazyEvent {
-  /** The event's JSON text (a view of the log's bytes) until parsed. */
+  /** The event's JSON text (a view of the log's bytes, or a copy) until parsed. */
   text: Buffer | undefined;
   value: DrainEvent | undefined;
+  /** Or where the text is in the log file (replay from a file): read when needed. */
+  source?: LogEventSource;
+  at?: number;
+  length?: number;
+}
+
+/** The event's JSON text, read from the log file if the entry holds only its place. */
+function textOf(lazy: LazyEvent): Buffer {
+  return lazy.text ?? lazy.source!.read(lazy.at!, lazy.length!);
 }
 
 const LAZY = Symbol('popdrain.lazyEvent');
@@ -41,8 +51,9 @@ type LazyEntry = LedgerEntry & { [LAZY]?: LazyEvent };
 function readEvent(this: LazyEntry): DrainEvent {
   const lazy = this[LAZY]!;
   if (lazy.value === undefined) {
-    lazy.value = JSON.parse(lazy.text!.toString('utf8')) as DrainEvent;
+    lazy.value = JSON.parse(textOf(lazy).toString('utf8')) as DrainEvent;
     lazy.text = undefined;
+    lazy.source = undefined;
   }
   return lazy.value;
 }
@@ -63,8 +74,10 @@ function lazyOf(entry: LedgerEntry): LazyEvent | undefined {
  * The entry of a `rec` line's body (`{"t":"rec","e":{...}}`, checksum verified) with its event
  * left unparsed, or undefined when the line is not of the fast path's shape. The entry's keys
  * keep the line's order (fields, event, then any fields added after it, such as `announcedAt`).
+ * With a `source` (the log file the body was read from, at `bodyOffset`), the entry keeps the
+ * event's place in the file instead of a view of `body`.
  */
-export function decodeEntryBody(body: Buffer): LedgerEntry | undefined {
+export function decodeEntryBody(body: Buffer, source?: LogEventSource, bodyOffset = 0): LedgerEntry | undefined {
   const n = body.length;
   if (n < REC_PREFIX_BYTES.length + EVENT_KEY.length + 4) return undefined;
   if (body[n - 1] !== CLOSE_BRACE || body[n - 2] !== CLOSE_BRACE) return undefined;
@@ -78,6 +91,9 @@ export function decodeEntryBody(body: Buffer): LedgerEntry | undefined {
   if (eventEnd === -1) return undefined;
   const head = scalarFields(body.toString('utf8', REC_PREFIX_BYTES.length, at) + '}');
   if (head === undefined) return undefined;
+  // Every entry of a log names the same mailbox: one string for all of them.
+  if (head.mailboxId === sharedMailboxId) head.mailboxId = sharedMailboxId;
+  else if (typeof head.mailboxId === 'string') sharedMailboxId = head.mailboxId;
   // Fields after the event (`,"announcedAt":...`), as a snapshot of a changed entry has them.
   let tail: Record<string, unknown> | undefined;
   if (eventEnd < n - 2) {
@@ -85,11 +101,18 @@ export function decodeEntryBody(body: Buffer): LedgerEntry | undefined {
     tail = scalarFields(`{${body.toString('utf8', eventEnd + 1, n - 2)}}`);
     if (tail === undefined) return undefined;
   }
-  Object.defineProperty(head, LAZY, { value: { text: body.subarray(eventStart, eventEnd), value: undefined }, enumerable: false, configurable: true });
+  const lazy: LazyEvent =
+    source === undefined
+      ? { text: body.subarray(eventStart, eventEnd), value: undefined }
+      : { text: undefined, value: undefined, source, at: bodyOffset + eventStart, length: eventEnd - eventStart };
+  Object.defineProperty(head, LAZY, { value: lazy, enumerable: false, configurable: true });
   Object.defineProperty(head, 'event', EVENT_ACCESSOR);
   if (tail !== undefined) for (const key in tail) head[key] = tail[key];
   return head as unknown as LedgerEntry;
 }
+
+/** The mailbox id of the entry decoded last (decodeEntryBody). */
+let sharedMailboxId: unknown;
 
 /** An object of scalar fields (no `event`) parsed from `json`, or undefined. */
 function scalarFields(json: string): Record<string, unknown> | undefined {
@@ -205,9 +228,10 @@ export function entryFields(entry: LedgerEntry): Omit<LedgerEntry, 'event'> {
   return fields as Omit<LedgerEntry, 'event'>;
 }
 
-/** The event's JSON text if it has not been parsed yet (a view of the log's bytes). */
+/** The event's JSON text if it has not been parsed yet (read from the log file if need be). */
 export function unparsedEventText(entry: LedgerEntry): Buffer | undefined {
-  return lazyOf(entry)?.text;
+  const lazy = lazyOf(entry);
+  return lazy === undefined || lazy.value !== undefined ? undefined : textOf(lazy);
 }
 
 /**

@@ -17,6 +17,7 @@ import type { LedgerEntry, MailboxState, MailboxStateUpdate } from '../../drain/
 import { eventJson } from '../../drain/events.js';
 import { crc32 } from './crc32.js';
 import { decodeEntryBody, entryFields, REC_PREFIX, unparsedEventText } from './lazy-event-entry.js';
+import type { LogEventSource } from './log-event-source.js';
 
 export const LEDGER_FORMAT_VERSION = 1;
 
@@ -76,15 +77,19 @@ export function encodeRecord(record: LedgerRecord): Buffer {
   return encodeLine(JSON.stringify(record));
 }
 
-/** The record on one line (without its newline), or undefined when it fails its checksum. */
-export function decodeLine(line: Buffer): LedgerRecord | undefined {
+/**
+ * The record on one line (without its newline), or undefined when it fails its checksum. With a
+ * `source` (the log file the line was read from, at `lineOffset`), an entry's event is left in
+ * the file (lazy-event-entry.ts) instead of kept as a view of `line`.
+ */
+export function decodeLine(line: Buffer, source?: LogEventSource, lineOffset = 0): LedgerRecord | undefined {
   if (line.length < CRC_HEX_CHARS + 3 || line[CRC_HEX_CHARS] !== SPACE) return undefined;
-  const hex = line.toString('latin1', 0, CRC_HEX_CHARS);
-  if (!/^[0-9a-f]{8}$/.test(hex)) return undefined;
+  const checksum = lowerHexValue(line, CRC_HEX_CHARS);
+  if (checksum === -1) return undefined;
   const body = line.subarray(CRC_HEX_CHARS + 1);
-  if (crc32(body) !== parseInt(hex, 16)) return undefined;
+  if (crc32(body) !== checksum) return undefined;
   // Most lines are entries: their events are parsed when read (lazy-event-entry.ts).
-  const entry = decodeEntryBody(body);
+  const entry = decodeEntryBody(body, source, lineOffset + CRC_HEX_CHARS + 1);
   if (entry !== undefined) return { t: 'rec', e: entry };
   let value: unknown;
   try {
@@ -94,6 +99,18 @@ export function decodeLine(line: Buffer): LedgerRecord | undefined {
   }
   if (typeof value !== 'object' || value === null || typeof (value as { t?: unknown }).t !== 'string') return undefined;
   return value as LedgerRecord;
+}
+
+/** The value of the first `digits` bytes as lowercase hex (at most 13 digits), or -1 if any is not [0-9a-f]. */
+function lowerHexValue(data: Buffer, digits: number): number {
+  let value = 0;
+  for (let i = 0; i < digits; i++) {
+    const b = data[i]!;
+    const d = b >= 0x30 && b <= 0x39 ? b - 0x30 : b >= 0x61 && b <= 0x66 ? b - 0x57 : -1;
+    if (d === -1) return -1;
+    value = value * 16 + d;
+  }
+  return value;
 }
 
 export interface DecodedLog {
@@ -135,34 +152,53 @@ export function isTornTail(tail: Buffer): boolean {
  * crash, or bytes of an unfinished write) is a torn tail: `validBytes` stops before it.
  */
 export function decodeLog(data: Buffer): DecodedLog {
-  const records: LedgerRecord[] = [];
-  const sizes: number[] = [];
-  let validBytes = 0;
-  let corruptLines = 0;
-  let pendingCorrupt = 0;
-  let firstInvalid: number | undefined;
-  let corruptAt: number | undefined;
+  const scan = new LogScan();
   let start = 0;
   while (start < data.length) {
     const end = data.indexOf(NEWLINE, start);
     if (end === -1) break; // no newline: torn
-    const record = end > start ? decodeLine(data.subarray(start, end)) : undefined;
-    if (record === undefined) {
-      if (end > start) pendingCorrupt++;
-      firstInvalid ??= start;
-    } else {
-      records.push(record);
-      sizes.push(end + 1 - start);
-      corruptLines += pendingCorrupt;
-      pendingCorrupt = 0;
-      corruptAt ??= firstInvalid;
-      firstInvalid = undefined;
-      validBytes = end + 1;
-    }
+    scan.line(start, end, end > start ? decodeLine(data.subarray(start, end)) : undefined);
     start = end + 1;
   }
-  if (corruptAt === undefined && validBytes < data.length && !isTornTail(data.subarray(validBytes))) corruptAt = validBytes;
-  return { records, sizes, validBytes, corruptLines, corruptAt };
+  return scan.result(data.length, (from) => data.subarray(from));
+}
+
+/**
+ * The bookkeeping of decodeLog, line by line, for a caller that reads the log in pieces
+ * (log-reader.ts): each complete line's offsets and record (undefined: invalid or empty).
+ */
+export class LogScan {
+  private readonly records: LedgerRecord[] = [];
+  private readonly sizes: number[] = [];
+  /** Bytes up to and including the last valid line so far. */
+  validBytes = 0;
+  private corruptLines = 0;
+  private pendingCorrupt = 0;
+  private firstInvalid: number | undefined;
+  private corruptAt: number | undefined;
+
+  /** The line from `start` to its newline at `end`. */
+  line(start: number, end: number, record: LedgerRecord | undefined): void {
+    if (record === undefined) {
+      if (end > start) this.pendingCorrupt++;
+      this.firstInvalid ??= start;
+    } else {
+      this.records.push(record);
+      this.sizes.push(end + 1 - start);
+      this.corruptLines += this.pendingCorrupt;
+      this.pendingCorrupt = 0;
+      this.corruptAt ??= this.firstInvalid;
+      this.firstInvalid = undefined;
+      this.validBytes = end + 1;
+    }
+  }
+
+  /** The log of `size` bytes; `tail(from)` gives its bytes from `from` to the end. */
+  result(size: number, tail: (from: number) => Buffer): DecodedLog {
+    let corruptAt = this.corruptAt;
+    if (corruptAt === undefined && this.validBytes < size && !isTornTail(tail(this.validBytes))) corruptAt = this.validBytes;
+    return { records: this.records, sizes: this.sizes, validBytes: this.validBytes, corruptLines: this.corruptLines, corruptAt };
+  }
 }
 
 /** A mailbox's ledger in memory: what replaying its log gives. */

@@ -6,7 +6,9 @@
  */
 import { open, rename, stat, type FileHandle } from 'node:fs/promises';
 import { CREATE_APPEND_FLAGS, errnoCode, FILE_MODE, fsyncDirectory, OPEN_APPEND_FLAGS, readAt, writeFully } from './durable-fs.js';
-import { decodeLog, encodeRecord, isExpired, LEDGER_FORMAT_VERSION, LedgerModel } from './ledger-log.js';
+import { LogEventSource } from './log-event-source.js';
+import { readLog } from './log-reader.js';
+import { decodeLog, encodeRecord, isExpired, LEDGER_FORMAT_VERSION, LedgerModel, type DecodedLog } from './ledger-log.js';
 import { compactNow, needsCompaction, removeStaleCompactions } from './log-compaction.js';
 import { COMPACT, ledgerError, type LogContext, type MailboxLog, type Op } from './mailbox-log.js';
 
@@ -35,8 +37,7 @@ export class MailboxLogFiles {
     }
     try {
       const info = await handle.stat();
-      const data = await readAt(handle, 0, info.size);
-      const decoded = decodeLog(data);
+      const decoded = await this.decode(log, handle, info.ino, info.size);
       if (decoded.corruptAt === undefined) {
         decoded.records.forEach((record, i) => log.model.apply(record, decoded.sizes[i]!));
       } else {
@@ -52,12 +53,34 @@ export class MailboxLogFiles {
       for (const entry of log.model.entries.values()) if (isExpired(entry, now)) log.expiredAtLoad++;
       log.handle = handle;
       log.ino = info.ino;
-      log.fileSize = data.length;
+      log.fileSize = decoded.bytes;
       log.validBytes = decoded.validBytes;
     } catch (error) {
       await handle.close().catch(() => undefined);
       throw error;
     }
+  }
+
+  /**
+   * The log's records, read in pieces with the events left in the file (log-reader.ts), or, if
+   * the file cannot be opened a second time as the same inode (renamed over meanwhile), read
+   * whole with the events kept in memory.
+   */
+  private async decode(log: MailboxLog, handle: FileHandle, ino: number, size: number): Promise<DecodedLog & { bytes: number }> {
+    let source: LogEventSource | undefined;
+    try {
+      source = LogEventSource.open(log.path);
+      if (source.ino() !== ino) {
+        source.close();
+        source = undefined;
+      }
+    } catch {
+      source?.close();
+      source = undefined;
+    }
+    if (source !== undefined) return readLog(handle, size, source);
+    const data = await readAt(handle, 0, size);
+    return { ...decodeLog(data), bytes: data.length };
   }
 
   /** One batch: make the file writable, apply the ops, append their lines, fsync. */
