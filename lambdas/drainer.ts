@@ -7,7 +7,9 @@
  * (login refused, TLS, configuration, credentials) ends the message and backs the mailbox off
  * (`nextAttemptAt` in its state, failure-backoff.ts); an infrastructure error is a batch item
  * failure with a growing visibility timeout, and after maxReceiveCount lands in the DLQ. The
- * request marker the scheduler claimed is released when the chain of runs ends.
+ * request marker the scheduler claimed is released when the chain of runs ends, or before the
+ * run on the last allowed receive; a request whose mailbox a newer request holds is ended
+ * without a login (request-start.ts).
  *
  * Nothing here does network I/O at import: the mailbox file is read on the first invocation.
  */
@@ -26,11 +28,15 @@ import { MetricUnit } from '@aws-lambda-powertools/metrics';
 import { redriveDelaySeconds } from './failure-backoff.js';
 import { MailboxStanding } from './mailbox-standing.js';
 import { recordReportMetrics, runOutcome } from './report-metrics.js';
+import { decideRequestStart } from './request-start.js';
 import { decideRunVerdict } from './run-verdict.js';
 import { clientConfig, createLedger, createLogger, createMailboxSource, createMetrics, drainLogger, readEnvironment } from './runtime.js';
 import { DEFAULT_REQUEST_MARKER_TTL_SECONDS, deduplicationId, parseDrainRequest, type DrainRequest } from './schedule.js';
 import { withoutUndefined } from '../lib/drain/without-undefined.js';
 import * as z from '../lib/drain/zod.js';
+
+/** The drain queue's maxReceiveCount unless POPDRAIN_MAX_RECEIVE_COUNT says (infra/constructs/drain-queues.ts). */
+export const DEFAULT_MAX_RECEIVE_COUNT = 5;
 
 /** Continuations one scheduler request may lead to before the chain is ended (runaway guard). */
 export const DEFAULT_MAX_CONTINUATIONS = 200;
@@ -45,6 +51,8 @@ const env = readEnvironment({
   POPDRAIN_RETENTION_DAYS: z._default(z.coerce.number().check(z.int(), z.minimum(1)), 30),
   POPDRAIN_MAX_CONTINUATIONS: z._default(z.coerce.number().check(z.int(), z.minimum(0)), DEFAULT_MAX_CONTINUATIONS),
   POPDRAIN_REQUEST_MARKER_TTL_SECONDS: z._default(z.coerce.number().check(z.int(), z.minimum(60)), DEFAULT_REQUEST_MARKER_TTL_SECONDS),
+  // The drain queue's maxReceiveCount: on that receive the marker is released before the run.
+  POPDRAIN_MAX_RECEIVE_COUNT: z._default(z.coerce.number().check(z.int(), z.minimum(1)), DEFAULT_MAX_RECEIVE_COUNT),
   // Opt-in per-mailbox metric series (4 custom metrics per mailbox, billed monthly).
   POPDRAIN_PER_MAILBOX_METRICS: z._default(z.enum(['true', 'false']), 'false'),
 });
@@ -89,6 +97,21 @@ class RetryableRunError extends Error {
 }
 
 async function drainOne(record: SQSRecord, request: DrainRequest, context: Context): Promise<void> {
+  // Before any login: a request whose mailbox a newer request holds is a duplicate (stale).
+  const start = decideRequestStart({
+    requestToken: request.marker,
+    marker: request.marker === undefined ? undefined : (await ports.ledger.getMailboxState(request.mailboxId)).requestMarker,
+    now: Date.now(),
+    receiveCount: Number(record.attributes.ApproximateReceiveCount ?? '1'),
+    maxReceiveCount: env.POPDRAIN_MAX_RECEIVE_COUNT,
+  });
+  if (start.kind === 'stale') {
+    metrics.addMetric('StaleRequestsSkipped', MetricUnit.Count, 1);
+    logger.info('stale drain request: a newer request holds the mailbox; ended without a login', { mailboxId: request.mailboxId, marker: request.marker, holder: start.holder });
+    return;
+  }
+  // The last allowed receive: if this run fails into the DLQ, the mailbox stays schedulable.
+  if (start.releaseFirst) await standing.releaseMarker(request.mailboxId, request.marker);
   const found = await mailboxSource.lookup(request.mailboxId);
   if (!('mailbox' in found)) {
     // Removed, paused or invalid since the message was sent: nothing to retry (a paused mailbox's
@@ -182,7 +205,8 @@ async function drainOne(record: SQSRecord, request: DrainRequest, context: Conte
       return;
     }
     case 'redrive':
-      await standing.extendMarker(mailbox.id, request.marker, ended).catch(() => undefined);
+      // Not after a release on the last receive: the request is bound for the DLQ.
+      if (!start.releaseFirst) await standing.extendMarker(mailbox.id, request.marker, ended).catch(() => undefined);
       throw new RetryableRunError(`drain of ${mailbox.id} stopped: ${report.stopReason}${report.error ? ` (${report.error.message})` : ''}`);
   }
 }

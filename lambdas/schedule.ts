@@ -19,10 +19,18 @@ export function isDue(mailboxId: string, everyMinutes: number, tick: Date, tickM
 }
 
 /**
- * How long a request marker holds a mailbox unless moved on. The construct sets
- * POPDRAIN_REQUEST_MARKER_TTL_SECONDS to one visibility timeout of the queue.
+ * How long a request marker holds a mailbox once its request is in the queue: as long as the
+ * request can wait there (the queue's retention) plus one visibility timeout (a run of it), so
+ * the scheduler never enqueues a second request beside a waiting one. The construct sets
+ * POPDRAIN_REQUEST_MARKER_TTL_SECONDS from the queue; this default is 4 days + 90 minutes.
  */
-export const DEFAULT_REQUEST_MARKER_TTL_SECONDS = 90 * 60;
+export const DEFAULT_REQUEST_MARKER_TTL_SECONDS = 4 * 24 * 60 * 60 + 90 * 60;
+
+/**
+ * How long the scheduler's claim holds a mailbox before its request is sent (then it is
+ * extended to the marker TTL): covers a scheduler that stops between the claim and the send.
+ */
+export const DEFAULT_REQUEST_CLAIM_TTL_SECONDS = 15 * 60;
 
 /** The SQS message body for one drain. */
 export interface DrainRequest {

@@ -2,10 +2,12 @@
  * The scheduler: every tick, one SQS message per due mailbox (FIFO: the mailbox id is the
  * message group, mailbox id + tick the deduplication id, so a repeated tick enqueues nothing
  * twice). At most one request per mailbox is outstanding: before it enqueues, the scheduler
- * claims the mailbox's request marker (a conditional write with an expiry, released by the
- * drainer when the chain of runs ends). Mailboxes are skipped (enqueue-decision.ts) when a
- * request is waiting or running, the lease is held, a failure's backoff has not run out, or the
- * UIDL-reset guard tripped (an operator must look). It reads the mailboxes' states and leases
+ * claims the mailbox's request marker (a conditional write with a short expiry) and, once the
+ * request is sent, extends it to the queue's retention plus a visibility timeout, so a request
+ * still waiting is never duplicated; the drainer releases it when the chain of runs ends.
+ * Mailboxes are skipped (enqueue-decision.ts) when a request is waiting or running, the lease
+ * is held, a failure's backoff has not run out, or the UIDL-reset guard tripped (an operator
+ * must look). It reads the mailboxes' states and leases
  * in batches (BatchGetItem; states eventually consistent), and counts the mailboxes not drained
  * successfully for `staleAfterIntervals` of their schedule.
  *
@@ -23,7 +25,8 @@ import { mapBounded } from '../lib/adapters/aws/map-bounded.js';
 import * as z from '../lib/drain/zod.js';
 import { decideEnqueue, type SkipReason } from './enqueue-decision.js';
 import { clientConfig, createLedger, createLogger, createMailboxSource, createMetrics, drainLogger, readEnvironment } from './runtime.js';
-import { DEFAULT_REQUEST_MARKER_TTL_SECONDS, deduplicationId, isDue, tickStart, type DrainRequest } from './schedule.js';
+import { DynamoDbRequestMarkers } from '../lib/adapters/aws/dynamodb-request-marker.js';
+import { DEFAULT_REQUEST_CLAIM_TTL_SECONDS, DEFAULT_REQUEST_MARKER_TTL_SECONDS, deduplicationId, isDue, tickStart, type DrainRequest } from './schedule.js';
 
 export { isUidlResetBlocked } from './enqueue-decision.js';
 
@@ -36,6 +39,7 @@ const env = readEnvironment({
   POPDRAIN_TICK_MINUTES: z._default(z.coerce.number().check(z.int(), z.minimum(1), z.maximum(1440)), 5),
   POPDRAIN_STALE_AFTER_INTERVALS: z._default(z.coerce.number().check(z.int(), z.minimum(1)), 3),
   POPDRAIN_REQUEST_MARKER_TTL_SECONDS: z._default(z.coerce.number().check(z.int(), z.minimum(60)), DEFAULT_REQUEST_MARKER_TTL_SECONDS),
+  POPDRAIN_REQUEST_CLAIM_TTL_SECONDS: z._default(z.coerce.number().check(z.int(), z.minimum(60)), DEFAULT_REQUEST_CLAIM_TTL_SECONDS),
 });
 
 const logger = createLogger();
@@ -43,6 +47,7 @@ const metrics = createMetrics();
 const sqs = new SQSClient(clientConfig());
 const dynamo = new DynamoDBClient(clientConfig());
 const ledger = createLedger(env.POPDRAIN_LEDGER_TABLE, dynamo);
+const markers = new DynamoDbRequestMarkers(dynamo, env.POPDRAIN_LEDGER_TABLE);
 const mailboxSource = createMailboxSource(env, () => createS3Client(), { client: dynamo, logger: drainLogger(logger), seed: true });
 
 export interface TickResult {
@@ -108,8 +113,9 @@ export async function handler(event: Pick<ScheduledEvent, 'time'>, context?: Con
     if (decision.enqueue) candidates.push(m);
     else skipped.set(decision.reason, [...(skipped.get(decision.reason) ?? []), m]);
   }
-  // The claim decides: of two schedulers (or a scheduler and a stale read), one enqueues.
-  const marker = { token: tickIso, expiresAt: now + env.POPDRAIN_REQUEST_MARKER_TTL_SECONDS * 1000 };
+  // The claim decides: of two schedulers (or a scheduler and a stale read), one enqueues. It is
+  // short until the request is sent, then extended to as long as the request can wait.
+  const marker = { token: tickIso, expiresAt: now + env.POPDRAIN_REQUEST_CLAIM_TTL_SECONDS * 1000 };
   const claimed = await mapBounded(candidates, MARKER_CLAIM_CONCURRENCY, (m) => ledger.claimRequestMarker(m.id, marker, now));
   const toSend = candidates.filter((_, i) => claimed[i]);
   const lostClaims = candidates.filter((_, i) => !claimed[i]);
@@ -124,6 +130,7 @@ export async function handler(event: Pick<ScheduledEvent, 'time'>, context?: Con
   }
   let enqueued = 0;
   let sendFailures = 0;
+  const sent: string[] = [];
   for (const [queueUrl, list] of byQueue) {
     for (let i = 0; i < list.length; i += 10) {
       const entries: SendMessageBatchRequestEntry[] = list.slice(i, i + 10).map((m, j) => ({
@@ -136,6 +143,10 @@ export async function handler(event: Pick<ScheduledEvent, 'time'>, context?: Con
       try {
         const result = await sqs.send(new SendMessageBatchCommand({ QueueUrl: queueUrl, Entries: entries }));
         enqueued += result.Successful?.length ?? 0;
+        for (const s of result.Successful ?? []) {
+          const mailboxId = list[i + Number(s.Id)]?.id;
+          if (mailboxId !== undefined) sent.push(mailboxId);
+        }
         for (const f of result.Failed ?? []) {
           const mailboxId = list[i + Number(f.Id)]?.id;
           logger.error('could not enqueue a mailbox', { mailboxId, code: f.Code });
@@ -150,6 +161,18 @@ export async function handler(event: Pick<ScheduledEvent, 'time'>, context?: Con
       await Promise.all(failed.map((id) => ledger.releaseRequestMarker(id, tickIso).catch(() => undefined)));
     }
   }
+  // Sent: the marker now lives as long as the request can wait, so no later tick duplicates it.
+  // Only a marker still this tick's is extended (a fast drainer may have released it already).
+  const longExpiry = Date.now() + env.POPDRAIN_REQUEST_MARKER_TTL_SECONDS * 1000;
+  await mapBounded(sent, MARKER_CLAIM_CONCURRENCY, (id) =>
+    markers.extend(id, tickIso, longExpiry).catch((error: unknown) => {
+      logger.warn('could not extend a request marker; it expires early and the drainer ends a duplicate as stale', {
+        mailboxId: id,
+        error: error instanceof Error ? error.message : String(error),
+      });
+      return false;
+    }),
+  );
   for (const m of tripped) logger.warn('UIDL-reset guard tripped: not enqueued until an operator accepts it', { mailboxId: m.id });
 
   metrics.addMetric('MailboxesDue', MetricUnit.Count, due.length);

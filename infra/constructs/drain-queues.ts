@@ -11,6 +11,8 @@ import type * as kms from 'aws-cdk-lib/aws-kms';
 import type { Construct } from 'constructs';
 
 export const DEFAULT_MAX_RECEIVE_COUNT = 5;
+/** How long the drain queue keeps a request (a request marker lives this long plus a visibility timeout). */
+export const DRAIN_QUEUE_RETENTION = Duration.days(4);
 /** The queue's visibility timeout is this many drainer timeouts (AWS's advice for SQS sources). */
 export const VISIBILITY_TIMEOUT_FACTOR = 6;
 
@@ -59,7 +61,7 @@ export class DrainQueues {
       ...encryption,
       enforceSSL: true,
       visibilityTimeout: Duration.seconds(props.drainerTimeout.toSeconds() * VISIBILITY_TIMEOUT_FACTOR),
-      retentionPeriod: Duration.days(4),
+      retentionPeriod: DRAIN_QUEUE_RETENTION,
       deadLetterQueue: { queue: this.deadLetterQueue, maxReceiveCount },
     });
   }

@@ -74,6 +74,8 @@ export interface DrainerFunctionProps {
   readonly maxContinuations?: number;
   /** How long a request marker holds a mailbox (`POPDRAIN_REQUEST_MARKER_TTL_SECONDS`). */
   readonly requestMarkerTtl: Duration;
+  /** The drain queue's maxReceiveCount (`POPDRAIN_MAX_RECEIVE_COUNT`): on that receive the marker is released first. */
+  readonly maxReceiveCount: number;
   /** Publish the opt-in per-mailbox metric series. @default false */
   readonly perMailboxMetrics?: boolean;
   /**
@@ -160,6 +162,7 @@ export class DrainerFunction {
         POPDRAIN_RETENTION_DAYS: String(retentionDays),
         POPDRAIN_MAX_CONTINUATIONS: String(maxContinuations),
         POPDRAIN_REQUEST_MARKER_TTL_SECONDS: String(props.requestMarkerTtl.toSeconds()),
+        POPDRAIN_MAX_RECEIVE_COUNT: String(props.maxReceiveCount),
         POPDRAIN_PER_MAILBOX_METRICS: props.perMailboxMetrics === true ? 'true' : 'false',
       },
     });

@@ -37,7 +37,7 @@ import { checkForDeployment } from './deployment-checks.js';
 import { DrainAlarms } from './drain-alarms.js';
 import { DrainDashboard } from './drain-dashboard.js';
 import { DrainEvents } from './drain-events.js';
-import { DrainQueues, VISIBILITY_TIMEOUT_FACTOR } from './drain-queues.js';
+import { DEFAULT_MAX_RECEIVE_COUNT, DRAIN_QUEUE_RETENTION, DrainQueues, VISIBILITY_TIMEOUT_FACTOR } from './drain-queues.js';
 import { DataKey } from './data-key.js';
 import { DrainSchedule } from './drain-schedule.js';
 import { decideDrainerConcurrency } from './drainer-concurrency.js';
@@ -149,8 +149,10 @@ export class PopDrain extends Construct {
     const drainerTimeout = props.drainerTimeout ?? Duration.minutes(15);
     const queueProps = { drainerTimeout, maxReceiveCount: props.maxReceiveCount, encryptionKey: dataKey.key };
     const queues = new DrainQueues(this, { name: 'Drain', ...queueProps });
-    // A request marker holds its mailbox for one visibility timeout (a lost message frees it then).
-    const requestMarkerTtl = Duration.seconds(drainerTimeout.toSeconds() * VISIBILITY_TIMEOUT_FACTOR);
+    // A request marker holds its mailbox as long as its request can wait in the queue plus one
+    // visibility timeout (a run of it): no tick duplicates a waiting request; a lost one frees it then.
+    const requestMarkerTtl = Duration.seconds(DRAIN_QUEUE_RETENTION.toSeconds() + drainerTimeout.toSeconds() * VISIBILITY_TIMEOUT_FACTOR);
+    const maxReceiveCount = props.maxReceiveCount ?? DEFAULT_MAX_RECEIVE_COUNT;
     this.queue = queues.queue;
     this.deadLetterQueue = queues.deadLetterQueue;
     const vpcMailboxes = mailboxes.filter((m) => m.placement === 'vpc');
@@ -189,6 +191,7 @@ export class PopDrain extends Construct {
       ledgerRetentionDays: props.ledgerRetentionDays,
       maxContinuations: props.maxContinuations,
       requestMarkerTtl,
+      maxReceiveCount,
       perMailboxMetrics: props.perMailboxMetrics,
       ...withoutUndefined({ secretNamePrefix }),
     };

@@ -236,7 +236,8 @@ describe('default deployment (bundled)', () => {
       POPDRAIN_QUEUE_URL: s.cfn(s.popDrain.queue.queueUrl),
       POPDRAIN_LEDGER_TABLE: s.cfn(s.popDrain.table.tableName),
       POPDRAIN_TICK_MINUTES: '5',
-      POPDRAIN_REQUEST_MARKER_TTL_SECONDS: String(6 * 15 * 60),
+      // The queue's retention (4 days) plus one visibility timeout (6 drainer timeouts).
+      POPDRAIN_REQUEST_MARKER_TTL_SECONDS: String(4 * 24 * 3600 + 6 * 15 * 60),
       POWERTOOLS_SERVICE_NAME: 'popdrain',
       POWERTOOLS_METRICS_NAMESPACE: 'popdrain',
       POWERTOOLS_LOG_LEVEL: 'INFO',
@@ -254,7 +255,8 @@ describe('default deployment (bundled)', () => {
       POPDRAIN_DEADLINE_MARGIN_MS: '60000',
       POPDRAIN_RETENTION_DAYS: '30',
       POPDRAIN_MAX_CONTINUATIONS: '200',
-      POPDRAIN_REQUEST_MARKER_TTL_SECONDS: String(6 * 15 * 60),
+      POPDRAIN_REQUEST_MARKER_TTL_SECONDS: String(4 * 24 * 3600 + 6 * 15 * 60),
+      POPDRAIN_MAX_RECEIVE_COUNT: '5',
       POPDRAIN_PER_MAILBOX_METRICS: 'false',
       POWERTOOLS_SERVICE_NAME: 'popdrain',
       POWERTOOLS_METRICS_NAMESPACE: 'popdrain',
@@ -610,6 +612,9 @@ describe('options', () => {
     s.template.hasResourceProperties('AWS::CloudWatch::Alarm', { MetricName: 'StaleMailboxes', Period: 300 });
     expect(environmentOf(s, s.popDrain.schedulerFunction).POWERTOOLS_LOG_LEVEL).toBe('DEBUG');
     expect(environmentOf(s, s.popDrain.drainerFunction).POWERTOOLS_LOG_LEVEL).toBe('DEBUG');
+    // The drainer knows the queue's maxReceiveCount (it releases the marker on that receive) and the marker TTL follows the timeout.
+    expect(environmentOf(s, s.popDrain.drainerFunction).POPDRAIN_MAX_RECEIVE_COUNT).toBe('3');
+    expect(environmentOf(s, s.popDrain.drainerFunction).POPDRAIN_REQUEST_MARKER_TTL_SECONDS).toBe(String(4 * 24 * 3600 + 3600));
     // Without a topic, alarms have no actions.
     s.template.allResourcesProperties('AWS::CloudWatch::Alarm', { AlarmActions: Match.absent() });
   });

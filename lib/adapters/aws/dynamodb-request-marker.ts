@@ -45,6 +45,33 @@ export class DynamoDbRequestMarkers {
     }
   }
 
+  /**
+   * Move the expiry of a marker this token still holds to `expiresAt` (the scheduler, once its
+   * request is sent). Unlike `claim`, it never creates a marker: one the drainer already
+   * released (the request ran) stays released. Resolves false when the marker is not this token's.
+   */
+  async extend(mailboxId: string, token: string, expiresAt: number): Promise<boolean> {
+    if (token === '' || !Number.isFinite(expiresAt)) {
+      throw new DrainError('LEDGER_FAILED', `invalid request marker for mailbox ${mailboxId}`, { phase: 'ledger', retryable: false });
+    }
+    try {
+      await this.client.send(
+        new UpdateItemCommand({
+          TableName: this.tableName,
+          Key: stateKey(mailboxId),
+          UpdateExpression: 'SET #m.#e = :e',
+          ConditionExpression: '#m.#t = :t',
+          ExpressionAttributeNames: { '#m': REQUEST_MARKER_ATTRIBUTE, '#t': 'token', '#e': 'expiresAt' },
+          ExpressionAttributeValues: { ':t': { S: token }, ':e': num(expiresAt) },
+        }),
+      );
+      return true;
+    } catch (error) {
+      if (isConditionFailed(error)) return false;
+      throw ledgerFailure(this.tableName, `extending the request marker of mailbox ${mailboxId}`, error, 'ledger');
+    }
+  }
+
   /** REMOVE the marker if it is still this token's. */
   async release(mailboxId: string, token: string): Promise<void> {
     try {
