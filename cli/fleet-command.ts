@@ -16,13 +16,15 @@ import { withHttpTimeouts } from '../lib/adapters/aws/http-timeouts.js';
 import { ConfigError } from '../lib/drain/config.js';
 import type { MailboxState } from '../lib/drain/ports.js';
 import { registryEntriesOfFile } from '../lib/drain/registry-mailbox.js';
-import { deduplicationId, type DrainRequest } from '../lambdas/schedule.js';
+import { DEFAULT_REQUEST_CLAIM_TTL_SECONDS, DEFAULT_REQUEST_MARKER_TTL_SECONDS, deduplicationId, type DrainRequest } from '../lambdas/schedule.js';
+import { DynamoDbRequestMarkers } from '../lib/adapters/aws/dynamodb-request-marker.js';
 import { EXIT, UsageError, type ExitCode } from './exit-codes.js';
 import { resolveDeployment, stackOutputs, type FleetDeployment } from './fleet-deployment.js';
 import { withoutUndefined } from '../lib/drain/without-undefined.js';
 
 /** How long a drain-now request holds the mailbox: the deployment's default visibility timeout (6 x 15 min). */
-export const DEFAULT_MANUAL_MARKER_TTL_SECONDS = 5400;
+/** The manual request's claim before it is sent (as the scheduler's short claim). */
+export const DEFAULT_MANUAL_MARKER_TTL_SECONDS = DEFAULT_REQUEST_CLAIM_TTL_SECONDS;
 
 export interface FleetOptions {
   'stack-outputs'?: string;
@@ -160,6 +162,9 @@ export async function runFleet(positionals: string[], o: FleetOptions, io: Fleet
         await ledger.updateMailboxState(id, { nextAttemptAt: null });
         const request: DrainRequest = { mailboxId: id, tick: new Date(now).toISOString(), marker: token };
         await sqs.send(new SendMessageCommand({ QueueUrl: d.queueUrl, MessageGroupId: id, MessageDeduplicationId: deduplicationId([id, token]), MessageBody: JSON.stringify(request) }));
+        // Sent: the marker lives as long as the request can wait, as the scheduler's do (a drainer
+        // that already released it is left alone: extend moves only a marker still this token's).
+        await new DynamoDbRequestMarkers(dynamo, d.table).extend(id, token, now + DEFAULT_REQUEST_MARKER_TTL_SECONDS * 1000);
         print({ mailboxId: id, enqueued: true }, `${id}: drain request sent`);
         return EXIT.OK;
       }

@@ -12,6 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runFleet, type FleetOptions } from '../../cli/fleet-command.js';
 import { resolveDeployment, stackOutputs } from '../../cli/fleet-deployment.js';
 import { EXIT, UsageError } from '../../cli/exit-codes.js';
+import { DEFAULT_REQUEST_MARKER_TTL_SECONDS } from '../../lambdas/schedule.js';
 import { DynamoDbLedger } from '../../lib/adapters/aws/dynamodb-ledger.js';
 import { DynamoDbMailboxRegistry } from '../../lib/adapters/aws/dynamodb-registry.js';
 import { startSqs, type FifoQueue, type SqsStandin } from '../../testkit/aws/sqs-standin.js';
@@ -130,6 +131,8 @@ describe('popdrain fleet', () => {
     const state = await ledger.getMailboxState('alpha');
     expect(state.nextAttemptAt).toBeUndefined();
     expect(state.requestMarker?.token).toMatch(new RegExp(`^manual:${new Date(NOW).toISOString()}:[0-9a-f]{8}$`));
+    // Sent, so the marker lives as long as the request can wait in the queue, not the short claim.
+    expect(state.requestMarker?.expiresAt).toBe(NOW + DEFAULT_REQUEST_MARKER_TTL_SECONDS * 1000);
     const received = await sqsStandin.receiveAll(queue.url);
     expect(received.map((m) => JSON.parse(m.Body!))).toEqual([{ mailboxId: 'alpha', tick: new Date(NOW).toISOString(), marker: state.requestMarker!.token }]);
     expect(received[0]!.Attributes?.MessageGroupId).toBe('alpha');
