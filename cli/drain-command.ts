@@ -11,12 +11,13 @@ import { drainMailbox, type DrainBudget } from '../lib/drain/drain-mailbox.js';
 import type { DeletePolicy, MailboxConfig } from '../lib/drain/mailbox.js';
 import type { CredentialsProvider, DrainPorts } from '../lib/drain/ports.js';
 import type { DrainReport } from '../lib/drain/report.js';
-import { parseDuration, parseSize } from '../lib/drain/units.js';
+import { parseDuration } from '../lib/drain/units.js';
 import type { Pop3TraceEvent } from '../lib/pop3/index.js';
 import type { AwsAdapters } from './aws.js';
 import { resolveMailbox, type ConnectionOptions } from './connection.js';
 import { sameMailboxCheck, settleDefaultId } from './default-identity.js';
 import { EXIT, exitCodeFor, UsageError, worstExitCode, type ExitCode } from './exit-codes.js';
+import { positiveInt, size } from './option-values.js';
 import { stderrLogger } from './stderr-logger.js';
 import { shownInReport } from './shown-in-report.js';
 import { parseMailboxUrl } from './mailbox-url.js';
@@ -54,19 +55,6 @@ export interface DrainCommandOptions extends ConnectionOptions {
   'aws-region'?: string;
   'aws-endpoint'?: string;
   'secrets-manager'?: boolean;
-}
-
-function positiveInt(value: string | undefined, flag: string): number | undefined {
-  if (value === undefined) return undefined;
-  if (!/^\d+$/.test(value) || Number(value) < 1 || !Number.isSafeInteger(Number(value))) throw new UsageError(`${flag} wants a whole number of at least 1, not "${value}"`);
-  return Number(value);
-}
-
-function size(value: string | undefined, flag: string): number | undefined {
-  if (value === undefined) return undefined;
-  const n = parseSize(value);
-  if (n === undefined || n <= 0) throw new UsageError(`${flag} wants a size such as 25MB, 1GiB or 4096, not "${value}"`);
-  return n;
 }
 
 function deletePolicyFrom(o: DrainCommandOptions): DeletePolicy | undefined {

@@ -6,10 +6,10 @@
 import { LocalCredentials } from '../lib/adapters/local/local-credentials.js';
 import type { DeletePolicy, MailboxConfig } from '../lib/drain/mailbox.js';
 import type { CredentialsProvider, DrainLogger } from '../lib/drain/ports.js';
-import { parseDuration, parseSize } from '../lib/drain/units.js';
 import { withoutUndefined } from '../lib/drain/without-undefined.js';
 import { refuseCommandsFromUnsafeConfig } from './config-safety.js';
 import { UsageError } from './exit-codes.js';
+import { duration, positiveInt, size } from './option-values.js';
 import { mdaArgv } from './mda-option.js';
 import type { DrainCommandOptions } from './drain-command.js';
 
@@ -42,26 +42,6 @@ export interface PollOverrides {
   maxTimeMs?: number;
   mda?: string[];
   noUidlResetGuard: boolean;
-}
-
-function positiveInt(value: string | undefined, flag: string): number | undefined {
-  if (value === undefined) return undefined;
-  if (!/^\d+$/.test(value) || Number(value) < 1 || !Number.isSafeInteger(Number(value))) throw new UsageError(`${flag} wants a whole number of at least 1, not "${value}"`);
-  return Number(value);
-}
-
-function size(value: string | undefined, flag: string): number | undefined {
-  if (value === undefined) return undefined;
-  const n = parseSize(value);
-  if (n === undefined || n <= 0) throw new UsageError(`${flag} wants a size such as 25MB, 1GiB or 4096, not "${value}"`);
-  return n;
-}
-
-function duration(value: string | undefined, flag: string, min = 1): number | undefined {
-  if (value === undefined) return undefined;
-  const ms = parseDuration(value);
-  if (ms === undefined || ms < min) throw new UsageError(`${flag} wants a duration of at least ${min >= 60_000 ? `${min / 60_000}m` : `${min} ms`} such as 90s, 10m or 1h, not "${value}"`);
-  return ms;
 }
 
 /** Options that make no sense for a loop, refused by name. */
