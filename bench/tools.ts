@@ -102,29 +102,37 @@ function lastJsonLine(stdout: string): Record<string, unknown> {
   return JSON.parse(line) as Record<string, unknown>;
 }
 
+/**
+ * A row that reads every message and hashes it, storing nothing: a script in dist/bench/ taking
+ * the connection facts, printing one JSON line with messages, transferSeconds and digest.
+ */
+function readerTool(name: string, script: string): BenchTool {
+  return {
+    name,
+    workloads: ['a', 'a20k', 'b', 'c', 'd'],
+    withLatency: true,
+    storesLocally: false,
+    prepare: async (ctx) => ({
+      command: process.execPath,
+      args: [
+        join(ctx.root, 'dist/bench', script),
+        '--host', ctx.host,
+        '--port', String(ctx.port),
+        '--user', ctx.user,
+        '--ca', ctx.caPath,
+        '--servername', ctx.servername,
+      ],
+      env: { ...baseEnv(), POPDRAIN_BENCH_PASSWORD: ctx.password },
+      parse: (stdout) => {
+        const r = lastJsonLine(stdout);
+        return { messages: Number(r.messages), transferSeconds: Number(r.transferSeconds), digest: r.digest };
+      },
+    }),
+  };
+}
+
 /** The POP3 client alone: stream every message into a hashing sink. */
-const popdrainClient: BenchTool = {
-  name: 'popdrain',
-  workloads: ['a', 'a20k', 'b', 'c', 'd'],
-  withLatency: true,
-  storesLocally: false,
-  prepare: async (ctx) => ({
-    command: process.execPath,
-    args: [
-      join(ctx.root, 'dist/bench/pop3-worker.js'),
-      '--host', ctx.host,
-      '--port', String(ctx.port),
-      '--user', ctx.user,
-      '--ca', ctx.caPath,
-      '--servername', ctx.servername,
-    ],
-    env: { ...baseEnv(), POPDRAIN_BENCH_PASSWORD: ctx.password },
-    parse: (stdout) => {
-      const r = lastJsonLine(stdout);
-      return { messages: Number(r.messages), transferSeconds: Number(r.transferSeconds), digest: r.digest };
-    },
-  }),
-};
+const popdrainClient = readerTool('popdrain', 'pop3-worker.js');
 
 /**
  * mpop's rc file: its default settings, except what the bench needs: implicit TLS on the
@@ -188,28 +196,7 @@ const mpop: BenchTool = {
  * The `node-floor` row: bench/node-floor.ts, a minimal pipelined reader on plain node:tls
  * (USER/PASS, UIDL + LIST, RETRs in a window of 512, sha256 per body, nothing stored).
  */
-const nodeFloor: BenchTool = {
-  name: 'node-floor',
-  workloads: ['a', 'a20k', 'b', 'c', 'd'],
-  withLatency: true,
-  storesLocally: false,
-  prepare: async (ctx) => ({
-    command: process.execPath,
-    args: [
-      join(ctx.root, 'dist/bench/node-floor.js'),
-      '--host', ctx.host,
-      '--port', String(ctx.port),
-      '--user', ctx.user,
-      '--ca', ctx.caPath,
-      '--servername', ctx.servername,
-    ],
-    env: { ...baseEnv(), POPDRAIN_BENCH_PASSWORD: ctx.password },
-    parse: (stdout) => {
-      const r = lastJsonLine(stdout);
-      return { messages: Number(r.messages), transferSeconds: Number(r.transferSeconds), digest: r.digest };
-    },
-  }),
-};
+const nodeFloor = readerTool('node-floor', 'node-floor.js');
 
 function drainWorkerArgs(ctx: BenchContext, mailboxId: string): string[] {
   return [
