@@ -6,9 +6,9 @@
  * user and the URL's host, or `--seen-account USER@HOST`. Imported messages are never deleted by
  * popdrain (no copy of them was stored); `drain --refetch` fetches them as new.
  */
-import { readFile, stat } from 'node:fs/promises';
 import { createLocalAdapters } from '../lib/adapters/local/index.js';
 import { mailboxIdProblem } from '../lib/drain/keys.js';
+import { readTextFileBounded } from '../lib/drain/read-bounded.js';
 import { MAX_SEEN_LIST_BYTES, parseSeenList, SeenListFormatError, type SeenAccount, type SeenListFormat } from '../lib/drain/seen-lists.js';
 import { settleDefaultId } from './default-identity.js';
 import { EXIT, UsageError, type ExitCode } from './exit-codes.js';
@@ -59,15 +59,15 @@ function splitAccount(text: string): SeenAccount {
   return { user: text.slice(0, at), host: text.slice(at + 1) };
 }
 
-async function readSeenList(path: string): Promise<string> {
-  let size: number;
+function readSeenList(path: string): string {
+  // Bounded as it is read, not by its stat size: /dev/zero or a FIFO reports 0 bytes.
   try {
-    size = (await stat(path)).size;
+    return readTextFileBounded(path, MAX_SEEN_LIST_BYTES);
   } catch (error) {
-    throw new UsageError(`cannot read ${path}: ${(error as NodeJS.ErrnoException).code ?? String(error)}`);
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code !== undefined) throw new UsageError(`cannot read ${path}: ${code}`);
+    throw new UsageError(`${path} holds more than a seen-list of ${MAX_SEEN_LIST_BYTES} bytes; is it the right file?`);
   }
-  if (size > MAX_SEEN_LIST_BYTES) throw new UsageError(`${path} has ${size} bytes: more than a seen-list of ${MAX_SEEN_LIST_BYTES} bytes; is it the right file?`);
-  return (await readFile(path)).toString('utf8');
 }
 
 export function summarizeImport(r: ImportReport): string {
@@ -99,7 +99,7 @@ export async function runImport(positionals: string[], o: ImportCommandOptions):
 
   let selection;
   try {
-    selection = parseSeenList(format, await readSeenList(file), account);
+    selection = parseSeenList(format, readSeenList(file), account);
   } catch (error) {
     if (error instanceof SeenListFormatError) throw new UsageError(`${file}: ${error.message}`);
     throw error;

@@ -97,6 +97,10 @@ describe('popdrain import', () => {
     const asMpop = await cli(['import', url(m.user), '--mpop-uidls', file, '--out', m.out], {}, world.scratch);
     expect(asMpop.code).toBe(2);
     expect(asMpop.stderr).toMatch(/not an mpop uidls file: line 1/);
+    // A file that never ends (its stat size is 0) is refused at the bound, not read until memory runs out.
+    const endless = await cli(['import', url(m.user), '--mpop-uidls', '/dev/zero', '--out', m.out], {}, world.scratch);
+    expect(endless.code).toBe(2);
+    expect(endless.stderr).toMatch(/\/dev\/zero holds more than a seen-list of \d+ bytes/);
     // --seen-account selects the entries as the file names them (the server's other name).
     const uidls = await serverUidls(m);
     await writeFile(file, `wronghost@pop.example.org ${uidls[0]}\n`);
