@@ -7,7 +7,7 @@
  * sources, `--aws-endpoint` for a stand-in.
  */
 import { randomUUID } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { MAX_CONFIG_FILE_BYTES, readTextFileBounded } from '../lib/drain/read-bounded.js';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { DeleteMessageBatchCommand, ReceiveMessageCommand, SendMessageCommand, SQSClient } from '@aws-sdk/client-sqs';
 import { DynamoDbLedger } from '../lib/adapters/aws/dynamodb-ledger.js';
@@ -62,7 +62,8 @@ export function fleetRow(id: string, paused: boolean, state: MailboxState | unde
 
 function readJson(path: string): unknown {
   try {
-    return JSON.parse(path === '-' ? readFileSync(0, 'utf8') : readFileSync(path, 'utf8'));
+    // Bounded as it is read: a mailbox entry or file is small, /dev/zero or a pipe need not be.
+    return JSON.parse(readTextFileBounded(path === '-' ? '/dev/stdin' : path, MAX_CONFIG_FILE_BYTES));
   } catch (error) {
     throw new UsageError(`cannot read ${path === '-' ? 'stdin' : path} as JSON: ${(error as Error).message}`);
   }

@@ -81,6 +81,8 @@ describe('popdrain fleet', () => {
     await expect(fleet('add', file('a.json', entry('alpha')))).rejects.toThrow(/"alpha" is already in the registry \(use fleet update\)/);
     await expect(fleet('add', file('evil.json', entry('gamma', { auth: { passwordFile: '/etc/shadow' } })))).rejects.toThrow(/auth\.passwordFile: not allowed in the registry/);
     await expect(fleet('update', file('u.json', entry('nobody')))).rejects.toThrow(/no mailbox "nobody"/);
+    // A file that never ends is refused at the bound, not read until memory runs out.
+    await expect(fleet('add', '/dev/zero')).rejects.toThrow(/cannot read \/dev\/zero as JSON: \/dev\/zero is larger than \d+ bytes/);
     expect((await fleet('update', file('u2.json', entry('alpha', { schedule: { everyMinutes: 60 } })))).code).toBe(EXIT.OK);
     expect((await registry.get('alpha'))?.mailbox.everyMinutes).toBe(60);
   });
