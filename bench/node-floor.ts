@@ -3,7 +3,7 @@
  * A minimal pipelined POP3 reader on plain `node:tls`, independent of lib/: greeting, USER/PASS,
  * UIDL and LIST (pipelined), then RETR for every message with at most `--window` commands in
  * flight (default 512, as popdrain's client), each body dot-unstuffed and hashed with sha256 as
- * it arrives, nothing stored, QUIT. No timeouts, no limits, no error recovery: a floor, not a
+ * it arrives (in runs between CRLF-dot sequences, not line by line), nothing stored, QUIT. No timeouts, no limits, no error recovery: a floor, not a
  * client. Prints one JSON line like bench/pop3-worker.ts.
  *
  * Usage: node dist/bench/node-floor.js --host H --port P --user U --ca FILE [--servername N]
@@ -70,7 +70,13 @@ function flush(): void {
   outgoing = [];
 }
 
-/** Body bytes from `pos`: unstuff, hash line by line, stop at the terminator. Returns the next offset. */
+const CRLF_DOT = Buffer.from('\r\n.');
+
+/**
+ * Body bytes from `pos`: hand on every run of bytes up to the next CRLF followed by a dot (the
+ * only place unstuffing or the terminator can be), drop a stuffed dot, stop at the terminator.
+ * Returns the next offset, or -(offset + 1) when the bytes left cannot be told yet.
+ */
 function body(chunk: Buffer, pos: number, sink: Sink): number {
   while (pos < chunk.length) {
     if (atLineStart && chunk[pos] === 0x2e) {
@@ -82,15 +88,17 @@ function body(chunk: Buffer, pos: number, sink: Sink): number {
       }
       pos += 1; // a stuffed dot
     }
-    const nl = chunk.indexOf(0x0a, pos);
-    if (nl === -1) {
-      sink.update(chunk.subarray(pos));
+    const hit = chunk.indexOf(CRLF_DOT, pos);
+    if (hit === -1) {
+      // Keep a final CR or CRLF back: the dot may come in the next chunk.
+      const end = chunk[chunk.length - 1] === 0x0d ? chunk.length - 1 : chunk[chunk.length - 1] === 0x0a && chunk[chunk.length - 2] === 0x0d ? chunk.length - 2 : chunk.length;
+      if (end > pos) sink.update(chunk.subarray(pos, end));
       atLineStart = false;
-      return chunk.length;
+      return end === chunk.length ? end : -end - 1;
     }
-    sink.update(chunk.subarray(pos, nl + 1));
+    sink.update(chunk.subarray(pos, hit + 2));
     atLineStart = true;
-    pos = nl + 1;
+    pos = hit + 2;
   }
   return pos;
 }
