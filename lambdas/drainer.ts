@@ -39,8 +39,8 @@ import { MailboxStanding } from './mailbox-standing.js';
 import { recordReportMetrics, runOutcome } from './report-metrics.js';
 import { decideRequestStart } from './request-start.js';
 import { decideRunVerdict } from './run-verdict.js';
-import { runLogger, scopedDrainLogger, withRunLogger } from './run-logger.js';
-import { clientConfig, createLedger, createLogger, createMailboxSource, createMetrics, readEnvironment } from './runtime.js';
+import { runLogger } from './run-logger.js';
+import { clientConfig, createLedger, createLogger, createMailboxSource, createMetrics, drainLogger, readEnvironment } from './runtime.js';
 import { DEFAULT_REQUEST_MARKER_TTL_SECONDS, deduplicationId, parseDrainRequest, type DrainRequest } from './schedule.js';
 import { withoutUndefined } from '../lib/drain/without-undefined.js';
 import * as z from '../lib/drain/zod.js';
@@ -68,8 +68,8 @@ const env = readEnvironment({
 });
 
 const logger = createLogger();
-// The ports are shared by the runs of an invocation; they log through the current run's logger.
-const portLogger = scopedDrainLogger(logger);
+// The ports are shared by the runs of an invocation; their lines name their mailbox themselves (run-logger.ts).
+const portLogger = drainLogger(logger);
 const s3 = createS3Client();
 type SqsModule = typeof import('@aws-sdk/client-sqs');
 // Loaded and built when a continuation or a retry delay is first sent: most runs send neither
@@ -245,7 +245,7 @@ async function runRecord(record: SQSRecord, context: Context): Promise<RecordOut
   const log = runLogger(logger, request.mailboxId);
   const metrics = createMetrics();
   try {
-    await withRunLogger(log, () => drainOne(record, request, context, log, metrics));
+    await drainOne(record, request, context, log, metrics);
     return 'done';
   } catch (error) {
     log.error('drain failed; will retry with backoff', { error: error instanceof Error ? error.message : String(error) });
