@@ -19,12 +19,12 @@ import { testMessage } from '../../testkit/fixtures/drain-fixtures.js';
 import { LambdaInstance } from '../../testkit/lambda/instance.js';
 import { blobsWithDimensions, drainReports, emfBlobs, logRecords } from '../../testkit/lambda/output.js';
 import { startLambdaStage, type LambdaStage, type StageMailbox } from '../../testkit/lambda/stage.js';
-import { sqsEvent, sqsRecord } from '../../testkit/lambda/sqs-event-source.js';
+import { runEventSource, sqsEvent, sqsRecord } from '../../testkit/lambda/sqs-event-source.js';
 import type { FifoQueue } from '../../testkit/aws/sqs-standin.js';
 
 let stage: LambdaStage;
 let sqs: SQSClient;
-let drainer: LambdaInstance | undefined;
+const instances: LambdaInstance[] = [];
 const mb: Record<string, StageMailbox> = {};
 let config: string;
 
@@ -53,7 +53,7 @@ beforeAll(async () => {
 }, 120_000);
 
 afterAll(async () => {
-  await drainer?.stop();
+  await Promise.all(instances.map((i) => i.stop()));
   await stage?.stop();
 });
 
@@ -74,12 +74,13 @@ const at = (iso: string): number => Date.parse(iso);
 describe('drainer, a batch per invocation', () => {
   it('drains the mailboxes of a batch at once, one mailbox runs in order, a failed mailbox skips its later request while the others succeed, each log line names its own mailbox', async () => {
     const queue = await stage.sqs.createFifoQueue('batch', { visibilityTimeoutSeconds: 300 });
-    drainer = await LambdaInstance.start({
+    const drainer = await LambdaInstance.start({
       name: 'drainer-batch',
       handler: 'drainer',
       // DEBUG: the most log records from the shared ports, each of which must name its own run's mailbox.
       env: stage.env({ POPDRAIN_CONFIG_PATH: config, POPDRAIN_QUEUE_URL: queue.url, POWERTOOLS_LOG_LEVEL: 'DEBUG' }),
     });
+    instances.push(drainer);
     // Two requests of `batch-twice` and of `batch-down` (a tick's and a later one), one of each other.
     const order = ['batch-a', 'batch-twice', 'batch-down', 'batch-b', 'batch-twice', 'batch-c', 'batch-down', 'batch-d'];
     for (const [i, name] of order.entries()) await send(queue, mb[name]!, `${name}:${i}`);
@@ -153,5 +154,36 @@ describe('drainer, a batch per invocation', () => {
       expect(blob?.raw.mailboxId).toBe(report.mailboxId);
       expect(blob?.metrics.get('MessagesStored')).toBe(report.fetched);
     }
+  }, 180_000);
+
+  it('through the event source with batches of 10, as the construct configures it: fewer invocations than requests, every mailbox stored once, a mailbox in one invocation at a time', async () => {
+    const loop: StageMailbox[] = [];
+    for (const i of [1, 2, 3, 4, 5, 6]) loop.push(await stage.addMailbox(`loop-${i}`, [0, 1].map((k) => testMessage(k, `loop-${i}`, 700))));
+    const loopConfig = await stage.writeMailboxFile('loop.json', loop);
+    const queue = await stage.sqs.createFifoQueue('batch-loop');
+    const drainers = await Promise.all(
+      [1, 2].map((n) => LambdaInstance.start({ name: `drainer-loop-${n}`, handler: 'drainer', env: stage.env({ POPDRAIN_CONFIG_PATH: loopConfig, POPDRAIN_QUEUE_URL: queue.url }) })),
+    );
+    instances.push(...drainers);
+    for (const m of loop) await send(queue, m, `${m.id}:first`);
+    await send(queue, loop[0]!, `${loop[0]!.id}:second`);
+
+    const done = await runEventSource({ sqs, queueUrl: queue.url, queueArn: queue.arn, instances: drainers, remainingMs: 15 * 60_000, batchSize: 10 });
+    expect(done).toHaveLength(7);
+    expect(done.filter((d) => d.failed)).toEqual([]);
+    const invocations = new Map(done.map((d) => [d.invocation, d.batch!]));
+    expect(invocations.size).toBeLessThan(done.length);
+    for (const batch of invocations.keys()) expect(batch.ok, JSON.stringify(batch.error)).toBe(true);
+    for (const m of loop) expect((await stage.storedObjects(m.id)).size, m.id).toBe(2);
+    // The first mailbox's two requests: the first stored both messages, the second none.
+    const reports = [...invocations.keys()].flatMap((inv) => drainReports(inv.output)).filter((r) => r.mailboxId === loop[0]!.id);
+    expect(reports.map((r) => r.fetched).sort()).toEqual([0, 2]);
+    expect(reports.map((r) => r.stopReason)).toEqual(['complete', 'complete']);
+    // ... in one invocation, or in two that did not overlap.
+    const [first, second] = done.filter((d) => d.record.attributes.MessageGroupId === loop[0]!.id);
+    if (first!.invocation !== second!.invocation) {
+      expect(first!.finishedAt <= second!.startedAt || second!.finishedAt <= first!.startedAt).toBe(true);
+    }
+    expect(await stage.sqs.depth(queue.url)).toEqual({ visible: 0, inFlight: 0 });
   }, 180_000);
 });
