@@ -34,10 +34,12 @@ function delayedPipe(from: net.Socket, to: net.Socket, delayMs: number): void {
   });
 }
 
-export function startLatencyProxy(targetHost: string, targetPort: number, delayMs: number): Promise<LatencyProxy> {
+/** `observe` sees each chunk the client sends, as it arrives (to count requests; optional). */
+export function startLatencyProxy(targetHost: string, targetPort: number, delayMs: number, observe?: (chunk: Buffer) => void): Promise<LatencyProxy> {
   const sockets = new Set<net.Socket>();
   const server = net.createServer((client) => {
     const upstream = net.connect({ host: targetHost, port: targetPort });
+    if (observe !== undefined) client.on('data', observe);
     for (const s of [client, upstream]) {
       s.setNoDelay(true);
       sockets.add(s);

@@ -5,8 +5,15 @@
  * (test/unit/cost-model.test.ts) recomputes both from these constants, so they cannot drift.
  *
  * Pure functions, no CDK: the figures follow the construct's defaults (a drainer of 1,024 MB
- * with 2 GiB /tmp, logs kept 3 months, tracing on, the fixed alarms and four Contributor
- * Insights rules, aggregate metrics only).
+ * with 2 GiB /tmp taking batches of 10 drain requests, logs kept 3 months, tracing on, the
+ * fixed alarms and four Contributor Insights rules, aggregate metrics only).
+ *
+ * The drainer's compute is billed per invocation, by its wall time: an invocation drains the
+ * mailboxes of its batch at once (lambdas/drain-batch.ts), and a run is almost all waiting on
+ * the network, so a batch takes about as long as its slowest run. `npm run bench:invocation`
+ * (docs/benchmarks.md) measured, at a 40 ms POP3 round trip on a loaded 2-core VM, medians of
+ * 0.4-0.6 s for a batch of 1, 0.5-1.1 s for 5 (at most 1.6 s) and 1.0-1.3 s for 10 (at most
+ * 2.6 s, once); the model bills 2 s per invocation and assumes batches half full.
  */
 
 export const ASSUMPTIONS = {
@@ -15,7 +22,16 @@ export const ASSUMPTIONS = {
   daysPerMonth: 30,
   messagesPerMailboxPerDay: 50,
   averageMessageKB: 75,
-  drainerRunSeconds: 2,
+  /** The event source's batch size (drainerBatchSize). */
+  drainerBatchSize: 10,
+  /**
+   * Drain requests per invocation on average. The scheduler enqueues every due mailbox in one
+   * burst per tick, so the pollers find full batches while the burst lasts; half full allows for
+   * the tail of the burst and for continuations, which arrive alone.
+   */
+  averageBatchFill: 5,
+  /** Billed wall time of one invocation: above every batch of 5 bench:invocation measured. */
+  drainerInvocationSeconds: 2,
   drainerMemoryGB: 1,
   drainerEphemeralGB: 2,
   schedulerRunSeconds: 1,
@@ -23,8 +39,10 @@ export const ASSUMPTIONS = {
   /** Log lines and EMF records per drainer run. */
   logKBPerRun: 4,
   logRetentionMonths: 3,
-  /** SQS requests per run: the scheduler's batched send (1/10), the receive and the delete. */
-  sqsRequestsPerRun: 2.1,
+  /** SQS requests per run: the scheduler's batched send (1/10). */
+  sqsRequestsPerRun: 0.1,
+  /** SQS requests per drainer invocation: the poller's receive and its batched delete. */
+  sqsRequestsPerInvocation: 2,
   /** Lambda's SQS pollers, long-polling while the queue is idle. */
   sqsIdlePollsPerMonth: 1_000_000,
   /** Ledger writes per run (lease, state, release) and per message (record, announced, deleted). */
@@ -109,6 +127,8 @@ export interface CostLine {
 const A = ASSUMPTIONS;
 const P = PRICES;
 const RUNS = (A.mailboxes * 24 * 60 * A.daysPerMonth) / A.intervalMinutes;
+/** Drainer invocations a month: the runs, `averageBatchFill` to an invocation. */
+export const INVOCATIONS = RUNS / A.averageBatchFill;
 const TICKS = (24 * 60 * A.daysPerMonth) / A.intervalMinutes;
 const MESSAGES = A.mailboxes * A.messagesPerMailboxPerDay * A.daysPerMonth;
 const STORED_GB = (MESSAGES * A.averageMessageKB) / 1e6;
@@ -150,8 +170,9 @@ function ledgerGB(policy: DeletePolicy, month: number): number {
   return (items * A.ledgerItemKB) / 1e6;
 }
 
+/** One trace per drainer invocation (its runs are segments of it), one per tick. */
 function xrayTraces(): number {
-  const perSecond = RUNS / SECONDS;
+  const perSecond = INVOCATIONS / SECONDS;
   const sampled = Math.min(perSecond, A.xrayReservoirPerSecond) + Math.max(0, perSecond - A.xrayReservoirPerSecond) * A.xraySampledFraction;
   return sampled * SECONDS + TICKS;
 }
@@ -160,21 +181,21 @@ function xrayTraces(): number {
 export const COST_LINES: readonly CostLine[] = [
   {
     item: 'Lambda: drainer compute (arm64)',
-    basis: `${(RUNS / M).toFixed(2)} M runs × ${A.drainerRunSeconds} s × ${A.drainerMemoryGB} GB`,
-    cost: () => RUNS * A.drainerRunSeconds * A.drainerMemoryGB * P.lambdaGBSecondArm,
+    basis: `${(RUNS / M).toFixed(2)} M runs in batches of ${A.averageBatchFill}: ${(INVOCATIONS / M).toFixed(2)} M invocations × ${A.drainerInvocationSeconds} s × ${A.drainerMemoryGB} GB`,
+    cost: () => INVOCATIONS * A.drainerInvocationSeconds * A.drainerMemoryGB * P.lambdaGBSecondArm,
   },
   {
     item: 'Lambda: requests, /tmp over 512 MB, scheduler',
-    basis: `${((RUNS + TICKS) / M).toFixed(2)} M requests; ${A.drainerEphemeralGB - 0.5} GB /tmp`,
+    basis: `${((INVOCATIONS + TICKS) / M).toFixed(2)} M requests; ${A.drainerEphemeralGB - 0.5} GB /tmp`,
     cost: () =>
-      ((RUNS + TICKS) / M) * P.lambdaPerMillionRequests +
-      RUNS * A.drainerRunSeconds * (A.drainerEphemeralGB - 0.5) * P.lambdaEphemeralGBSecond +
+      ((INVOCATIONS + TICKS) / M) * P.lambdaPerMillionRequests +
+      INVOCATIONS * A.drainerInvocationSeconds * (A.drainerEphemeralGB - 0.5) * P.lambdaEphemeralGBSecond +
       TICKS * A.schedulerRunSeconds * A.schedulerMemoryGB * P.lambdaGBSecondArm,
   },
   {
     item: 'SQS FIFO',
-    basis: `${A.sqsRequestsPerRun} requests per run + idle polling`,
-    cost: () => ((RUNS * A.sqsRequestsPerRun + A.sqsIdlePollsPerMonth) / M) * P.sqsFifoPerMillion,
+    basis: `${A.sqsRequestsPerRun} per run + ${A.sqsRequestsPerInvocation} per invocation + idle polling`,
+    cost: () => ((RUNS * A.sqsRequestsPerRun + INVOCATIONS * A.sqsRequestsPerInvocation + A.sqsIdlePollsPerMonth) / M) * P.sqsFifoPerMillion,
   },
   {
     item: 'DynamoDB writes',

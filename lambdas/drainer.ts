@@ -1,5 +1,10 @@
 /**
- * The drainer: triggered by the FIFO queue, one mailbox per message. Drains until the Lambda's
+ * The drainer: triggered by the FIFO queue, one mailbox per message, a batch of messages per
+ * invocation (the event source's `batchSize`, drainerBatchSize). The batch's mailboxes (message
+ * groups) drain at once, as many as the memory holds at worst (drain-slots.ts), the records of
+ * one mailbox one after the other; once one fails, the later ones of its group are reported
+ * failed without a run (batch-groups.ts). Each run has its own child logger naming its mailbox
+ * (run-logger.ts) and its own metrics, published when it ends. Each run drains until the Lambda's
  * remaining time minus a margin; when the mailbox has more, it enqueues a continuation at once
  * (one deeper, up to POPDRAIN_MAX_CONTINUATIONS) so a backlog drains across invocations. What
  * follows a run is decided by run-verdict.ts: a busy mailbox (lease held, [IN-USE],
@@ -24,12 +29,17 @@ import { drainMailbox } from '../lib/drain/drain-mailbox.js';
 import type { DrainPorts } from '../lib/drain/ports.js';
 import type { DrainReport } from '../lib/drain/report.js';
 import { createS3Client } from '../lib/adapters/aws/http-timeouts.js';
-import { MetricUnit } from '@aws-lambda-powertools/metrics';
+import type { Logger } from '@aws-lambda-powertools/logger';
+import { MetricUnit, type Metrics } from '@aws-lambda-powertools/metrics';
+import { batchItemFailures, groupBatch, retryPlan, type RecordOutcome } from './batch-groups.js';
+import { runBatch } from './drain-batch.js';
+import { drainSlots } from './drain-slots.js';
 import { redriveDelaySeconds } from './failure-backoff.js';
 import { MailboxStanding } from './mailbox-standing.js';
 import { recordReportMetrics, runOutcome } from './report-metrics.js';
 import { decideRequestStart } from './request-start.js';
 import { decideRunVerdict } from './run-verdict.js';
+import { runLogger } from './run-logger.js';
 import { clientConfig, createLedger, createLogger, createMailboxSource, createMetrics, drainLogger, readEnvironment } from './runtime.js';
 import { DEFAULT_REQUEST_MARKER_TTL_SECONDS, deduplicationId, parseDrainRequest, type DrainRequest } from './schedule.js';
 import { withoutUndefined } from '../lib/drain/without-undefined.js';
@@ -58,7 +68,8 @@ const env = readEnvironment({
 });
 
 const logger = createLogger();
-const metrics = createMetrics();
+// The ports are shared by the runs of an invocation; their lines name their mailbox themselves (run-logger.ts).
+const portLogger = drainLogger(logger);
 const s3 = createS3Client();
 type SqsModule = typeof import('@aws-sdk/client-sqs');
 // Loaded and built when a continuation or a retry delay is first sent: most runs send neither
@@ -75,20 +86,20 @@ function sqs(): NonNullable<typeof sqsLoading> {
   return sqsLoading;
 }
 const dynamo = new DynamoDBClient(clientConfig());
-const mailboxSource = createMailboxSource(env, () => s3, { client: dynamo, logger: drainLogger(logger), seed: false });
+const mailboxSource = createMailboxSource(env, () => s3, { client: dynamo, logger: portLogger, seed: false });
 const ports: DrainPorts = {
   store: new S3MessageStore({
     client: s3,
     bucket: env.POPDRAIN_BUCKET,
     prefix: env.POPDRAIN_PREFIX,
-    logger: drainLogger(logger),
+    logger: portLogger,
     ...withoutUndefined({ kmsKeyId: env.POPDRAIN_KMS_KEY_ID }),
   }),
-  ledger: createLedger(env.POPDRAIN_LEDGER_TABLE, dynamo, drainLogger(logger)),
+  ledger: createLedger(env.POPDRAIN_LEDGER_TABLE, dynamo, portLogger),
   events: new EventBridgeSink({ client: new EventBridgeClient(clientConfig()), eventBusName: env.POPDRAIN_EVENT_BUS }),
   // With the logger: a rotated refresh token that could not be saved is a warning, not silence.
-  credentials: new SecretsManagerCredentials({ client: new SecretsManagerClient(clientConfig()), logger: drainLogger(logger) }),
-  logger: drainLogger(logger),
+  credentials: new SecretsManagerCredentials({ client: new SecretsManagerClient(clientConfig()), logger: portLogger }),
+  logger: portLogger,
 };
 const standing = new MailboxStanding(ports.ledger, env.POPDRAIN_REQUEST_MARKER_TTL_SECONDS * 1000);
 
@@ -96,7 +107,10 @@ class RetryableRunError extends Error {
   override readonly name = 'RetryableRunError';
 }
 
-async function drainOne(record: SQSRecord, request: DrainRequest, context: Context): Promise<void> {
+/** The memory Lambda gives the function (the context's memoryLimitInMB), for drain-slots.ts. */
+const DEFAULT_MEMORY_MIB = 1024;
+
+async function drainOne(record: SQSRecord, request: DrainRequest, context: Context, logger: Logger, metrics: Metrics): Promise<void> {
   // Before any login: a request whose mailbox a newer request holds is a duplicate (stale).
   const start = decideRequestStart({
     requestToken: request.marker,
@@ -121,7 +135,6 @@ async function drainOne(record: SQSRecord, request: DrainRequest, context: Conte
     return;
   }
   const mailbox = found.mailbox;
-  logger.appendKeys({ mailboxId: mailbox.id });
   const now = Date.now();
   const remaining = context.getRemainingTimeInMillis();
   const report: DrainReport = await drainMailbox(
@@ -212,43 +225,50 @@ async function drainOne(record: SQSRecord, request: DrainRequest, context: Conte
 }
 
 export async function handler(event: SQSEvent, context: Context): Promise<SQSBatchResponse> {
-  // The request id, function name and version, cold start on every log line of this invocation.
+  // The request id, function name and version, cold start on every log line of this invocation
+  // (each run's child logger copies them).
   logger.addContext(context);
-  const failures: SQSBatchResponse['batchItemFailures'] = [];
-  for (const record of event.Records) {
-    // FIFO: once a record fails, the rest of the batch must fail too, to keep the order.
-    if (failures.length > 0) {
-      failures.push({ itemIdentifier: record.messageId });
-      continue;
-    }
-    const request = parseDrainRequest(record.body);
-    if (request === undefined) {
-      logger.error('malformed drain request; dropping it', { messageId: record.messageId });
-      continue;
-    }
-    try {
-      await drainOne(record, request, context);
-    } catch (error) {
-      logger.error('drain failed; will retry with backoff', { error: error instanceof Error ? error.message : String(error) });
-      failures.push({ itemIdentifier: record.messageId });
-      const receiveCount = Number(record.attributes.ApproximateReceiveCount ?? '1');
-      await sqs()
-        .then((queue) =>
-          queue.client.send(
-            new queue.sqs.ChangeMessageVisibilityCommand({
-              QueueUrl: queueUrlOf(record),
-              ReceiptHandle: record.receiptHandle,
-              VisibilityTimeout: redriveDelaySeconds(receiveCount),
-            }),
-          ),
-        )
-        .catch((e: unknown) => logger.warn('could not set the retry delay', { error: e instanceof Error ? e.message : String(e) }));
-    } finally {
-      logger.removeKeys(['mailboxId']);
-      metrics.publishStoredMetrics();
-    }
+  const slots = drainSlots(groupBatch(event.Records).length, Number(context.memoryLimitInMB) || DEFAULT_MEMORY_MIB);
+  const outcomes = await runBatch(event.Records, slots, (record) => runRecord(record, context));
+  // The failed records, and the later ones of their groups that were not run (FIFO order).
+  await Promise.all(retryPlan(event.Records, outcomes).map(({ record, delayOf }) => setRetryDelay(record, delayOf)));
+  return { batchItemFailures: batchItemFailures(event.Records, outcomes).map((id) => ({ itemIdentifier: id })) };
+}
+
+/** One record's run, with its own logger and metrics (published when it ends, once). */
+async function runRecord(record: SQSRecord, context: Context): Promise<RecordOutcome> {
+  const request = parseDrainRequest(record.body);
+  if (request === undefined) {
+    logger.error('malformed drain request; dropping it', { messageId: record.messageId });
+    return 'done';
   }
-  return { batchItemFailures: failures };
+  const log = runLogger(logger, request.mailboxId);
+  const metrics = createMetrics();
+  try {
+    await drainOne(record, request, context, log, metrics);
+    return 'done';
+  } catch (error) {
+    log.error('drain failed; will retry with backoff', { error: error instanceof Error ? error.message : String(error) });
+    return 'failed';
+  } finally {
+    metrics.publishStoredMetrics();
+  }
+}
+
+/** A reported record comes back after the backoff of its group's failed record (its receive count). */
+async function setRetryDelay(record: SQSRecord, delayOf: SQSRecord): Promise<void> {
+  const receiveCount = Number(delayOf.attributes.ApproximateReceiveCount ?? '1');
+  await sqs()
+    .then((queue) =>
+      queue.client.send(
+        new queue.sqs.ChangeMessageVisibilityCommand({
+          QueueUrl: queueUrlOf(record),
+          ReceiptHandle: record.receiptHandle,
+          VisibilityTimeout: redriveDelaySeconds(receiveCount),
+        }),
+      ),
+    )
+    .catch((e: unknown) => logger.warn('could not set the retry delay', { messageId: record.messageId, error: e instanceof Error ? e.message : String(e) }));
 }
 
 /** The queue URL from the record's ARN (arn:aws:sqs:region:account:name). */

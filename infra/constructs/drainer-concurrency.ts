@@ -10,6 +10,12 @@
  * (Little's law: the mean number of runs in flight is the arrival rate times the run time). The
  * formula is multiplied by a headroom (default 2) for slow servers, first imports and
  * continuations, which arrive on top of the schedule.
+ *
+ * An invocation drains a batch of up to `drainerBatchSize` mailboxes at once (lambdas/
+ * drain-batch.ts), so a full batch holds one execution for about one run's time while draining
+ * several. The formula still counts one mailbox per execution (a batch of 1, as on a quiet
+ * queue): with fuller batches the same concurrency drains more mailboxes at once, so it errs on
+ * the side of keeping up; the POP3 sessions open at once are up to concurrency x batch size.
  */
 
 /** The event source mapping's own bounds of `maximumConcurrency`. */

@@ -1,5 +1,5 @@
 /**
- * A drainer: drains one mailbox per SQS message, storing messages under the prefix of the
+ * A drainer: drains one mailbox per SQS message, a batch of them per invocation, storing messages under the prefix of the
  * bucket, recording them in the ledger, publishing events and reading (and, for rotating
  * refresh tokens, writing) exactly its mailboxes' secrets. A second one runs in the VPC for
  * `placement: "vpc"` mailboxes.
@@ -27,6 +27,9 @@ import { withoutUndefined } from '../../lib/drain/without-undefined.js';
 export { DEFAULT_DRAINER_MAX_CONCURRENCY } from './drainer-concurrency.js';
 export const DEFAULT_LEDGER_RETENTION_DAYS = 30;
 export const DEFAULT_MAX_CONTINUATIONS = 200;
+/** Drain requests per invocation (the SQS event source's batchSize); a FIFO queue allows 1-10. */
+export const DEFAULT_DRAINER_BATCH_SIZE = 10;
+export const MAX_FIFO_BATCH_SIZE = 10;
 /** AWS::Lambda::Function RecursiveLoop: the value that lets the drainer's own SQS loop run. */
 export const RECURSIVE_LOOP_ALLOW = 'Allow';
 
@@ -66,6 +69,8 @@ export interface DrainerFunctionProps {
   readonly reservedConcurrentExecutions?: number;
   /** Invocations the SQS event source runs at once (2-1000). @default 10 */
   readonly maxConcurrency?: number;
+  /** Drain requests per invocation (1-10), their mailboxes drained at once. @default 10 */
+  readonly batchSize?: number;
   /** @default Duration.seconds(60) */
   readonly deadlineMargin?: Duration;
   /** @default 30 */
@@ -98,6 +103,10 @@ export class DrainerFunction {
       throw new Error(
         `PopDrain: reservedConcurrentExecutions (${props.reservedConcurrentExecutions}) must be at least drainerMaxConcurrency (${maxConcurrency}), or SQS deliveries are throttled`,
       );
+    }
+    const batchSize = props.batchSize ?? DEFAULT_DRAINER_BATCH_SIZE;
+    if (!Number.isInteger(batchSize) || batchSize < 1 || batchSize > MAX_FIFO_BATCH_SIZE) {
+      throw new Error(`PopDrain: drainerBatchSize must be a whole number from 1 to ${MAX_FIFO_BATCH_SIZE} (what an SQS FIFO event source allows), not ${batchSize}`);
     }
     const margin = props.deadlineMargin ?? Duration.seconds(60);
     if (margin.toMilliseconds() >= props.timeout.toMilliseconds()) {
@@ -171,7 +180,7 @@ export class DrainerFunction {
     // event) unless allowed. The chain is bounded by maxContinuations instead. (FunctionOptions,
     // which LambdaDefaults takes, has no recursiveLoop: set on the CloudFormation resource.)
     (this.function.node.defaultChild as lambda.CfnFunction).recursiveLoop = RECURSIVE_LOOP_ALLOW;
-    this.function.addEventSource(new SqsEventSource(queue, { batchSize: 1, reportBatchItemFailures: true, maxConcurrency }));
+    this.function.addEventSource(new SqsEventSource(queue, { batchSize, reportBatchItemFailures: true, maxConcurrency }));
     Validations.of(this.function).acknowledge({
       id: 'Serverless::Serverless-LambdaDLQ',
       reason:

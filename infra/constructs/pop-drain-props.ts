@@ -253,19 +253,33 @@ export interface PopDrainProps {
   readonly reservedConcurrentExecutions?: number;
 
   /**
-   * The most drainer invocations the SQS event source runs at once (2-1000), per drainer:
-   * the number of mailboxes drained in parallel. With `drainerSizing` it must be at least what
-   * the sizing needs (synth stops otherwise).
+   * The most drainer invocations the SQS event source runs at once (2-1000), per drainer. Each
+   * invocation drains up to `drainerBatchSize` mailboxes at once, so up to this times the batch
+   * size mailboxes drain in parallel (and as many POP3 sessions are open). With `drainerSizing`
+   * it must be at least what the sizing needs (synth stops otherwise).
    * @default - what `drainerSizing` needs, else 10
    */
   readonly drainerMaxConcurrency?: number;
+
+  /**
+   * Drain requests per drainer invocation (the SQS event source's `batchSize`, 1-10 as a FIFO
+   * queue allows). The batch's mailboxes drain at once (the records of one mailbox in order, and
+   * none after one of them failed), as many as the drainer's memory holds at worst (8 in
+   * 1,024 MB, lambdas/drain-slots.ts): a run is mostly waiting on the network, and Lambda bills
+   * an invocation's wall time, so a batch costs about what one run costs (docs/deploy.md §9).
+   * 1 gives each mailbox an invocation of its own.
+   * @default 10
+   */
+  readonly drainerBatchSize?: number;
 
   /**
    * The fleet a drainer serves, from which its concurrency is computed (drainer-concurrency.ts):
    * `ceil(expectedMailboxes x typicalRunSeconds / (intervalMinutes x 60) x headroom)`, at least
    * 2; synth stops when that exceeds 1,000 (one event source's maximum) or an explicit
    * `drainerMaxConcurrency` below it. Example: 1,000 mailboxes, 10 s runs, every 5 minutes,
-   * headroom 2: 67.
+   * headroom 2: 67. The formula counts one mailbox per invocation, as a batch of 1 on a quiet
+   * queue is: with fuller batches (`drainerBatchSize`) the invocations it allows drain more
+   * mailboxes at once, so the figure errs on the side of keeping up.
    * @default - no sizing: `drainerMaxConcurrency`, or 10
    */
   readonly drainerSizing?: DrainerSizing;

@@ -2,7 +2,8 @@
  * PopDrain: the whole AWS deployment of popdrain as one construct.
  *
  *   EventBridge rule (every tickMinutes) -> scheduler Lambda -> SQS FIFO queue (one message per
- *   due mailbox; group = mailbox id) -> drainer Lambda (batch size 1) -> S3 (raw messages),
+ *   due mailbox; group = mailbox id) -> drainer Lambda (batches of up to drainerBatchSize
+ *   mailboxes, drained at once) -> S3 (raw messages),
  *   DynamoDB (UIDL ledger and leases), EventBridge (events; Email Stored/Skipped archived).
  *
  * The mailbox file is read and validated at synth time with lib/drain/config.ts; a mailbox
@@ -59,7 +60,7 @@ export { EVENT_SOURCE, DEFAULT_ARCHIVE_RETENTION_DAYS } from './drain-events.js'
 export { BUNDLED_CONFIG_NAME } from './mailbox-config.js';
 export { DEFAULT_MESSAGE_PREFIX } from './message-storage.js';
 export { DEFAULT_MAX_RECEIVE_COUNT } from './drain-queues.js';
-export { DEFAULT_DRAINER_MAX_CONCURRENCY, DEFAULT_LEDGER_RETENTION_DAYS, DEFAULT_MAX_CONTINUATIONS } from './drainer-function.js';
+export { DEFAULT_DRAINER_BATCH_SIZE, DEFAULT_DRAINER_MAX_CONCURRENCY, DEFAULT_LEDGER_RETENTION_DAYS, DEFAULT_MAX_CONTINUATIONS } from './drainer-function.js';
 export { neededConcurrency, type DrainerSizing } from './drainer-concurrency.js';
 export { MAX_TICK_MINUTES, defaultTickMinutes } from './tick-minutes.js';
 
@@ -187,6 +188,7 @@ export class PopDrain extends Construct {
       memorySize: props.drainerMemorySize,
       reservedConcurrentExecutions: props.reservedConcurrentExecutions,
       maxConcurrency: this.drainerMaxConcurrency,
+      batchSize: props.drainerBatchSize,
       deadlineMargin: props.drainerDeadlineMargin,
       ledgerRetentionDays: props.ledgerRetentionDays,
       maxContinuations: props.maxContinuations,

@@ -275,12 +275,12 @@ describe('default deployment (bundled)', () => {
     expect(propertiesOf(s.popDrain.schedulerFunction).RecursiveLoop).toBeUndefined();
   });
 
-  it('drainer reads its SQS queue one mailbox at a time, reporting item failures, at most 10 at once', () => {
+  it('drainer reads its SQS queue in batches of 10 mailboxes (drainerBatchSize), reporting item failures, at most 10 invocations at once', () => {
     s.template.resourceCountIs('AWS::Lambda::EventSourceMapping', 1);
     s.template.hasResourceProperties('AWS::Lambda::EventSourceMapping', {
       EventSourceArn: s.cfn(s.popDrain.queue.queueArn),
       FunctionName: s.cfn(s.popDrain.drainerFunction.functionName),
-      BatchSize: 1,
+      BatchSize: 10,
       FunctionResponseTypes: ['ReportBatchItemFailures'],
       ScalingConfig: { MaximumConcurrency: 10 },
     });
@@ -568,6 +568,7 @@ describe('options', () => {
         drainerMemorySize: 2048,
         drainerTimeout: Duration.minutes(10),
         drainerMaxConcurrency: 25,
+        drainerBatchSize: 4,
         reservedConcurrentExecutions: 30,
         ephemeralStorageSize: Size.gibibytes(4),
         tickMinutes: 1,
@@ -605,7 +606,7 @@ describe('options', () => {
       ReservedConcurrentExecutions: 30,
       EphemeralStorage: { Size: 4096 },
     });
-    s.template.hasResourceProperties('AWS::Lambda::EventSourceMapping', { ScalingConfig: { MaximumConcurrency: 25 } });
+    s.template.hasResourceProperties('AWS::Lambda::EventSourceMapping', { BatchSize: 4, ScalingConfig: { MaximumConcurrency: 25 } });
     s.template.hasResourceProperties('AWS::SQS::Queue', { VisibilityTimeout: 3600, RedrivePolicy: Match.objectLike({ maxReceiveCount: 3 }) });
     s.template.hasResourceProperties('AWS::Events::Rule', { ScheduleExpression: 'cron(* * * * ? *)' });
     s.template.hasResourceProperties('AWS::Events::Archive', { RetentionDays: 30 });
@@ -666,7 +667,7 @@ describe('VPC placement', () => {
       Description: Match.stringLikeRegexp('drainer \\(VPC\\)'),
       VpcConfig: { SubnetIds: ['subnet-0123456789abcdef0'], SecurityGroupIds: Match.anyValue() },
     });
-    s.template.hasResourceProperties('AWS::Lambda::EventSourceMapping', { EventSourceArn: s.cfn(vpcQueue.queueArn), BatchSize: 1 });
+    s.template.hasResourceProperties('AWS::Lambda::EventSourceMapping', { EventSourceArn: s.cfn(vpcQueue.queueArn), BatchSize: 10 });
     expect(environmentOf(s, s.popDrain.schedulerFunction).POPDRAIN_VPC_QUEUE_URL).toEqual(s.cfn(vpcQueue.queueUrl));
     expect(environmentOf(s, vpcDrainer).POPDRAIN_QUEUE_URL).toEqual(s.cfn(vpcQueue.queueUrl));
     expect(roleStatements(s, s.popDrain.schedulerFunction.role)).toContainEqual(
@@ -771,6 +772,10 @@ describe('configuration errors abort synth, naming the mailbox and the field', (
   it('props that contradict each other', () => {
     expect(() => synth({ reservedConcurrentExecutions: 5, drainerMaxConcurrency: 10 })).toThrow(/reservedConcurrentExecutions \(5\) must be at least drainerMaxConcurrency \(10\)/);
     expect(() => synth({ tickMinutes: 0 })).toThrow(/tickMinutes/);
+    // A FIFO event source takes batches of 1 to 10.
+    for (const drainerBatchSize of [0, 11, 2.5]) {
+      expect(() => synth({ drainerBatchSize })).toThrow(new RegExp(`drainerBatchSize must be a whole number from 1 to 10 \\(what an SQS FIFO event source allows\\), not ${drainerBatchSize}`));
+    }
     expect(() => synth({ messageLifecycle: { transitionToInfrequentAccessAfterDays: 7 } })).toThrow(/at least 30/);
     expect(() => synth({ messagePrefix: 'a*' })).toThrow(/messagePrefix/);
   });

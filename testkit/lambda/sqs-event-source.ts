@@ -1,14 +1,16 @@
 /**
  * A small stand-in for Lambda's SQS event source mapping over a FIFO queue, as the PopDrain
- * construct configures it (batch size 1, ReportBatchItemFailures, bounded concurrency): it
- * receives messages, invokes free Lambda instances with SQS-shaped events, deletes a message
- * when the invocation succeeded and did not report it failed, and leaves it otherwise (the
- * drainer sets its visibility timeout itself; SQS makes it visible again later).
+ * construct configures it (a batch size, ReportBatchItemFailures, bounded concurrency): it
+ * receives messages, invokes free Lambda instances with SQS-shaped events of up to `batchSize`
+ * records, deletes a message when the invocation succeeded and did not report it failed, and
+ * leaves it otherwise (the drainer sets its visibility timeout itself; SQS makes it visible
+ * again later).
  *
- * FIFO: at most one message per message group is being processed at any time, in the order
- * received. SQS holds a group back while one of its messages is in flight; local-aws-sqs does
- * not, so the loop keeps received messages of a busy group in a buffer (they stay in flight in
- * the queue) until the group is free.
+ * FIFO: a message group is in at most one invocation at any time, its messages in the order
+ * received; a batch may hold several groups and several messages of one group, as SQS hands
+ * them to Lambda. SQS holds a group back while one of its messages is in flight; local-aws-sqs
+ * does not, so the loop keeps received messages of a busy group in a buffer (they stay in flight
+ * in the queue) until the group is free.
  */
 import { DeleteMessageCommand, ReceiveMessageCommand, type Message, type SQSClient } from '@aws-sdk/client-sqs';
 import type { SQSBatchResponse, SQSEvent, SQSRecord } from 'aws-lambda';
@@ -24,15 +26,20 @@ export interface EventSourceOptions {
   instances: readonly LambdaInstance[];
   /** What `getRemainingTimeInMillis()` starts from in each invocation. */
   remainingMs: number;
+  /** Records per invocation at most (the event source's batchSize, drainerBatchSize). @default 1 */
+  batchSize?: number;
   /** Stop (with an error) after this many invocations: a loop that never ends is a defect. @default 10_000 */
   maxInvocations?: number;
-  /** Called after each invocation. */
+  /** Called for each record of an invocation, after it. */
   onInvocation?: (invocation: EventSourceInvocation) => void;
 }
 
+/** One record of an invocation (an invocation of a batch of N gives N of these, sharing `invocation`). */
 export interface EventSourceInvocation {
   instance: string;
   record: SQSRecord;
+  /** The records of the invocation, in batch order (`record` among them; runEventSource sets it). */
+  batch?: SQSRecord[];
   invocation: InvocationResult;
   /** The record was reported failed (or the invocation failed): the message was left in the queue. */
   failed: boolean;
@@ -84,6 +91,7 @@ export function failedIds(invocation: InvocationResult, records: readonly SQSRec
 export async function runEventSource(options: EventSourceOptions): Promise<EventSourceInvocation[]> {
   const { sqs, queueUrl, queueArn } = options;
   const maxInvocations = options.maxInvocations ?? 10_000;
+  const batchSize = options.batchSize ?? 1;
   const free = [...options.instances];
   const buffered: Message[] = [];
   const busyGroups = new Set<string>();
@@ -94,25 +102,30 @@ export async function runEventSource(options: EventSourceOptions): Promise<Event
 
   const groupOf = (m: Message): string => m.Attributes?.MessageGroupId ?? m.MessageId!;
 
-  const dispatch = (instance: LambdaInstance, message: Message): void => {
-    const group = groupOf(message);
-    busyGroups.add(group);
+  const dispatch = (instance: LambdaInstance, messages: Message[]): void => {
+    const groups = new Set(messages.map(groupOf));
+    for (const group of groups) busyGroups.add(group);
     invocations += 1;
-    const record = sqsRecord(message, queueArn);
+    const records = messages.map((m) => sqsRecord(m, queueArn));
     const startedAt = Date.now();
     const task = (async () => {
-      const invocation = await instance.invoke(sqsEvent([record]), { remainingMs: options.remainingMs });
-      const failed = failedIds(invocation, [record]).has(record.messageId);
-      if (!failed) await sqs.send(new DeleteMessageCommand({ QueueUrl: queueUrl, ReceiptHandle: record.receiptHandle }));
-      const entry: EventSourceInvocation = { instance: instance.name, record, invocation, failed, startedAt, finishedAt: Date.now() };
-      done.push(entry);
-      options.onInvocation?.(entry);
+      const invocation = await instance.invoke(sqsEvent(records), { remainingMs: options.remainingMs });
+      const failed = failedIds(invocation, records);
+      for (const record of records) {
+        if (!failed.has(record.messageId)) await sqs.send(new DeleteMessageCommand({ QueueUrl: queueUrl, ReceiptHandle: record.receiptHandle }));
+      }
+      const finishedAt = Date.now();
+      for (const record of records) {
+        const entry: EventSourceInvocation = { instance: instance.name, record, batch: records, invocation, failed: failed.has(record.messageId), startedAt, finishedAt };
+        done.push(entry);
+        options.onInvocation?.(entry);
+      }
     })()
       .catch((error: unknown) => {
         failure ??= error;
       })
       .finally(() => {
-        busyGroups.delete(group);
+        for (const group of groups) busyGroups.delete(group);
         free.push(instance);
         running.delete(task);
       });
@@ -128,16 +141,12 @@ export async function runEventSource(options: EventSourceOptions): Promise<Event
       await Promise.allSettled(running);
       throw new Error(`the event source made more than ${maxInvocations} invocations; stopping`);
     }
-    // Dispatch buffered messages whose group is free, oldest first.
+    // Dispatch buffered messages whose group is free, oldest first, up to batchSize an invocation.
     let dispatched = false;
-    for (let i = 0; i < buffered.length && free.length > 0; ) {
-      const m = buffered[i]!;
-      if (busyGroups.has(groupOf(m))) {
-        i += 1;
-        continue;
-      }
-      buffered.splice(i, 1);
-      dispatch(free.shift()!, m);
+    while (free.length > 0) {
+      const batch = takeBatch(buffered, busyGroups, batchSize, groupOf);
+      if (batch.length === 0) break;
+      dispatch(free.shift()!, batch);
       dispatched = true;
     }
     if (free.length > 0) {
@@ -162,4 +171,20 @@ export async function runEventSource(options: EventSourceOptions): Promise<Event
       await new Promise((r) => setTimeout(r, IDLE_POLL_MS));
     }
   }
+}
+
+/**
+ * Up to `size` buffered messages, oldest first, of groups not busy in another invocation.
+ * Takes them out of `buffered`; the rest keep their order.
+ */
+function takeBatch(buffered: Message[], busyGroups: ReadonlySet<string>, size: number, groupOf: (m: Message) => string): Message[] {
+  const batch: Message[] = [];
+  for (let i = 0; i < buffered.length && batch.length < size; ) {
+    if (busyGroups.has(groupOf(buffered[i]!))) {
+      i += 1;
+      continue;
+    }
+    batch.push(...buffered.splice(i, 1));
+  }
+  return batch;
 }
