@@ -29,11 +29,15 @@ import { readdir } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { DrainError } from '../../drain/errors.js';
 import { mailboxIdProblem } from '../../drain/keys.js';
+import { triageCode } from '../../drain/listing-triage.js';
 import {
   silentLogger,
+  TRIAGE,
   type DrainLogger,
   type Lease,
   type LedgerEntry,
+  type ListingTriage,
+  type LookupOptions,
   type MailboxState,
   type MailboxStateUpdate,
   type RecordOutcome,
@@ -122,6 +126,20 @@ export class FileLedger implements UidlLedger, LogContext {
       if (entry !== undefined) found.set(uidl, copyEntry(entry));
     }
     return found;
+  }
+
+  /** Copies of the entries coded TRIAGE.entry only: a rerun that finds nothing new copies none. */
+  async triage(mailboxId: string, uidls: readonly string[], options: LookupOptions): Promise<ListingTriage> {
+    const log = await this.log(mailboxId);
+    const codes = new Uint8Array(uidls.length);
+    const entries = new Map<string, LedgerEntry>();
+    for (let i = 0; i < uidls.length; i++) {
+      const entry = log.model.entries.get(uidls[i]!);
+      const code = triageCode(entry, options.deletePolicy, options.now);
+      codes[i] = code;
+      if (code === TRIAGE.entry) entries.set(entry!.uidl, copyEntry(entry!));
+    }
+    return { codes, entries };
   }
 
   async pending(mailboxId: string): Promise<LedgerEntry[]> {
