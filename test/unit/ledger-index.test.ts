@@ -6,6 +6,7 @@
 import { describe, expect, it } from 'vitest';
 import type { EntryFacts } from '../../lib/adapters/local/compact-entries.js';
 import { crc32 as crc32Of } from '../../lib/adapters/local/crc32.js';
+import { UidlTable } from '../../lib/adapters/local/uidl-table.js';
 import { decodeIndex, encodeIndex, indexProblem, type IndexHeader, type IndexRow } from '../../lib/adapters/local/ledger-index-codec.js';
 
 const HEADER: Omit<IndexHeader, 'v' | 'count'> = {
@@ -39,7 +40,7 @@ describe('ledger index codec', () => {
       expect(decoded.header).toEqual({ v: 2, ...HEADER, count: rows.length });
       expect(decoded.entries.count).toBe(rows.length);
       rows.forEach((row, slot) => {
-        expect(decoded.entries.slots.get(row.uidl)).toBe(slot);
+        expect(decoded.entries.slotOf(row.uidl)).toBe(slot);
         expect({ ...decoded.entries.facts(slot) }).toEqual(row.facts);
         expect([decoded.entries.lineOffset[slot], decoded.entries.lineLength[slot]]).toEqual([row.lineOffset, row.lineLength]);
       });
@@ -65,6 +66,28 @@ describe('ledger index codec', () => {
     expect(decodeIndex(reseal(Buffer.from(text, 'latin1')))).toMatchObject({ problem: expect.stringMatching(/damaged/) });
     const twice = encodeIndex(HEADER, [ROWS[1]!, { ...ROWS[2]!, uidl: ROWS[1]!.uidl }]);
     expect(decodeIndex(twice)).toEqual({ problem: 'damaged (a UIDL twice)' });
+  });
+});
+
+describe('UidlTable: the index\'s UIDLs looked up without a string each', () => {
+  const build = (uidls: string[]): UidlTable => {
+    const bytes = uidls.map((u) => Buffer.from(u, 'utf8'));
+    return new UidlTable(Buffer.concat(bytes), bytes.map((b) => b.length), uidls.every((u) => /^[\x00-\x7f]*$/.test(u)));
+  };
+
+  it('finds each of many UIDLs at its slot, and nothing else (prefixes, longer ids, other cases, non-ASCII)', () => {
+    const uidls = Array.from({ length: 5000 }, (_, i) => i.toString(16).padStart(8, '0') + 'Ab');
+    for (const table of [build(uidls), build([...uidls, 'ü'])]) {
+      uidls.forEach((u, slot) => expect(table.slotOf(u)).toBe(slot));
+      for (const absent of ['', '00000000A', '00000000Ab0', '00000000AB', '0000000ü', 'x'.repeat(70)]) expect(table.slotOf(absent), absent).toBeUndefined();
+      expect(table.uidlAt(4999)).toBe(uidls[4999]);
+    }
+    expect(build([...uidls, 'ü']).slotOf('ü')).toBe(5000);
+  });
+
+  it('refuses a UIDL twice', () => {
+    expect(() => build(['a', 'b', 'a'])).toThrow(RangeError);
+    expect(() => build(['ü', 'ü'])).toThrow(RangeError);
   });
 });
 

@@ -6,6 +6,7 @@
  * (ledger-log.ts, LedgerModel), and from then on that object is the slot's truth.
  */
 import type { LedgerEntry, LedgerStatus } from '../../drain/ports.js';
+import type { UidlTable } from './uidl-table.js';
 
 /** Status codes as the index stores them. */
 export const STATUS_CODES: readonly LedgerStatus[] = ['stored', 'announced', 'skipped', 'imported'];
@@ -21,9 +22,6 @@ export interface EntryFacts {
 }
 
 export class CompactEntries {
-  /** UIDL to slot. */
-  readonly slots: Map<string, number>;
-  readonly uidls: string[];
   readonly status: Uint8Array;
   readonly size: Float64Array;
   readonly firstSeenAt: Float64Array;
@@ -39,9 +37,11 @@ export class CompactEntries {
   /** One object reused by `facts` (read it before the next call). */
   private readonly scratch: EntryFacts = { status: 'stored', size: 0, firstSeenAt: 0, announcedAt: undefined, deletedAt: undefined, expiresAt: undefined };
 
-  constructor(readonly count: number) {
-    this.slots = new Map();
-    this.uidls = new Array<string>(count);
+  /** `uidls`: the slots' UIDLs (slot i is the i-th), columns filled by the caller. */
+  constructor(
+    readonly count: number,
+    private readonly uidls: UidlTable,
+  ) {
     this.status = new Uint8Array(count);
     this.size = new Float64Array(count);
     this.firstSeenAt = new Float64Array(count);
@@ -50,6 +50,15 @@ export class CompactEntries {
     this.expiresAt = new Float64Array(count);
     this.lineOffset = new Float64Array(count);
     this.lineLength = new Float64Array(count);
+  }
+
+  /** The slot of `uidl`, or undefined. */
+  slotOf(uidl: string): number | undefined {
+    return this.uidls.slotOf(uidl);
+  }
+
+  uidlAt(slot: number): string {
+    return this.uidls.uidlAt(slot);
   }
 
   /** The slot's fields (its object's, once it has one), in an object reused by the next call. */

@@ -22,6 +22,7 @@ import { isAscii } from 'node:buffer';
 import type { MailboxStateFields } from './ledger-log.js';
 import { CompactEntries, STATUS_CODES, type EntryFacts } from './compact-entries.js';
 import { crc32 } from './crc32.js';
+import { UidlTable } from './uidl-table.js';
 
 export const LEDGER_INDEX_VERSION = 2;
 const MAGIC = Buffer.from('PDLIDX02', 'latin1');
@@ -102,33 +103,27 @@ export function decodeIndex(data: Buffer): DecodedIndex {
   const statusAt = columnsAt + COLUMNS.length * 8 * count;
   const lengthsAt = statusAt + count;
   if (lengthsAt + 2 * count > end) return { problem: 'damaged (shorter than its entries)' };
-  const entries = new CompactEntries(count);
+  const lengths = new Uint16Array(count);
+  let total = 0;
+  for (let i = 0; i < count; i++) total += lengths[i] = data.readUInt16LE(lengthsAt + 2 * i);
+  const uidlsAt = lengthsAt + 2 * count;
+  if (uidlsAt + total !== end) return { problem: 'damaged (UIDL bytes)' };
+  // Copied: the rest of the file's bytes need not stay.
+  const uidlBytes = Buffer.copyBytesFrom(data, uidlsAt, total);
+  let uidls: UidlTable;
+  try {
+    uidls = new UidlTable(uidlBytes, lengths, isAscii(uidlBytes));
+  } catch {
+    return { problem: 'damaged (a UIDL twice)' };
+  }
+  const entries = new CompactEntries(count, uidls);
   for (let c = 0; c < COLUMNS.length; c++) {
-    const from = data.byteOffset + columnsAt + c * 8 * count;
-    // Copied out of the file's bytes (aligned for a Float64Array view).
-    const column = new Uint8Array(data.buffer, from, 8 * count);
+    // Copied out of the file's bytes (a Float64Array needs them aligned).
+    const column = new Uint8Array(data.buffer, data.byteOffset + columnsAt + c * 8 * count, 8 * count);
     new Uint8Array(entries[COLUMNS[c]!].buffer).set(column);
   }
   entries.status.set(data.subarray(statusAt, statusAt + count));
   for (let i = 0; i < count; i++) if (entries.status[i]! >= STATUS_CODES.length) return { problem: `damaged (status code ${entries.status[i]})` };
-  let at = lengthsAt + 2 * count;
-  const lengths = data.subarray(lengthsAt, at);
-  let total = 0;
-  for (let i = 0; i < count; i++) total += lengths.readUInt16LE(2 * i);
-  if (at + total !== end) return { problem: 'damaged (UIDL bytes)' };
-  // Usually ASCII: one string, cut into UIDLs.
-  const ascii = isAscii(data.subarray(at, end));
-  const all = ascii ? data.toString('latin1', at, end) : '';
-  let char = 0;
-  for (let slot = 0; slot < count; slot++) {
-    const n = lengths.readUInt16LE(2 * slot);
-    const uidl = ascii ? all.slice(char, char + n) : data.toString('utf8', at, at + n);
-    char += n;
-    at += n;
-    if (entries.slots.has(uidl)) return { problem: 'damaged (a UIDL twice)' };
-    entries.slots.set(uidl, slot);
-    entries.uidls[slot] = uidl;
-  }
   return { header, entries };
 }
 

@@ -79,7 +79,7 @@ export async function indexOf(model: LedgerModel, handle: FileHandle, ino: numbe
   if (base !== undefined) {
     for (let slot = 0; slot < base.count; slot++) {
       const facts = { ...base.facts(slot) };
-      rows.push({ uidl: base.uidls[slot]!, facts, lineOffset: base.lineOffset[slot]!, lineLength: base.lineLength[slot]! });
+      rows.push({ uidl: base.uidlAt(slot), facts, lineOffset: base.lineOffset[slot]!, lineLength: base.lineLength[slot]! });
     }
   }
   for (const [uidl, entry] of model.entries) {

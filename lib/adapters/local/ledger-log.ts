@@ -240,14 +240,14 @@ export class LedgerModel {
   }
 
   has(uidl: string): boolean {
-    return this.entries.has(uidl) || this.base?.slots.has(uidl) === true;
+    return this.entries.has(uidl) || this.base?.slotOf(uidl) !== undefined;
   }
 
   /** The model's own entry (read from the log if only its columns are loaded), or undefined. */
   get(uidl: string): LedgerEntry | undefined {
     const entry = this.entries.get(uidl);
     if (entry !== undefined || this.base === undefined) return entry;
-    const slot = this.base.slots.get(uidl);
+    const slot = this.base.slotOf(uidl);
     return slot === undefined ? undefined : this.entryAt(slot);
   }
 
@@ -255,7 +255,7 @@ export class LedgerModel {
   facts(uidl: string): EntryFacts | undefined {
     const entry = this.entries.get(uidl);
     if (entry !== undefined) return factsOf(entry, this.scratch);
-    const slot = this.base?.slots.get(uidl);
+    const slot = this.base?.slotOf(uidl);
     return slot === undefined ? undefined : this.base!.facts(slot);
   }
 
@@ -277,7 +277,7 @@ export class LedgerModel {
 
   /** Where the entry's `rec` line is, or undefined when the model does not know. */
   linePlace(uidl: string): { offset: number; length: number } | undefined {
-    const slot = this.base?.slots.get(uidl);
+    const slot = this.base?.slotOf(uidl);
     if (slot !== undefined) return { offset: this.base!.lineOffset[slot]!, length: this.base!.lineLength[slot]! };
     const offset = this.lineOffsets.get(uidl);
     return offset === undefined ? undefined : { offset, length: this.lineLengths.get(uidl)! };
@@ -351,7 +351,7 @@ export class LedgerModel {
   }
 
   private set(entry: LedgerEntry, lineBytes: number, lineOffset: number | undefined): void {
-    const slot = this.base?.slots.get(entry.uidl);
+    const slot = this.base?.slotOf(entry.uidl);
     if (slot !== undefined) {
       // Recorded again (an imported entry replaced): the new entry is the slot's truth.
       const base = this.base!;
@@ -370,7 +370,7 @@ export class LedgerModel {
   }
 
   private onBase(uidl: string, onObject: (entry: LedgerEntry) => void, onColumns: (base: CompactEntries, slot: number) => void): void {
-    const slot = this.base?.slots.get(uidl);
+    const slot = this.base?.slotOf(uidl);
     if (slot === undefined) return;
     const object = this.base!.objects.get(slot);
     if (object !== undefined) onObject(object);
@@ -385,8 +385,8 @@ export class LedgerModel {
     const offset = base.lineOffset[slot]!;
     const line = this.baseSource!.read(offset, base.lineLength[slot]!);
     const record = decodeLine(line, this.baseSource, offset);
-    if (record?.t !== 'rec' || record.e.uidl !== base.uidls[slot]) {
-      throw new DrainError('LEDGER_FAILED', `the ledger index of mailbox ${this.mailboxId} points at a line of the log that is not the entry of UIDL ${base.uidls[slot]}`, {
+    if (record?.t !== 'rec' || record.e.uidl !== base.uidlAt(slot)) {
+      throw new DrainError('LEDGER_FAILED', `the ledger index of mailbox ${this.mailboxId} points at a line of the log that is not the entry of UIDL ${base.uidlAt(slot)}`, {
         phase: 'ledger',
         retryable: false,
       });
