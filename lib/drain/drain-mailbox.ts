@@ -143,11 +143,29 @@ class DrainRun {
     }
     // The store gets ready (its folder, say) while the session is set up.
     if (!dryRun) ctx.ports.store.prepareMailbox?.(ctx.mailbox.id).catch(() => undefined);
-    this.phase = 'ledger';
-    this.state = await ctx.ports.ledger.getMailboxState(ctx.mailbox.id);
+    // The ledger loads (a large one takes a while) while the session is set up; a failure of
+    // the ledger is the run's before any failure of the session.
+    const stateLoad = ctx.ports.ledger.getMailboxState(ctx.mailbox.id).then(
+      (state) => ({ state }),
+      (error: unknown) => ({ error }),
+    );
+    const loadedState = async (): Promise<MailboxState> => {
+      const loaded = await stateLoad;
+      if ('error' in loaded) {
+        this.phase = 'ledger';
+        throw loaded.error;
+      }
+      return loaded.state;
+    };
     this.phase = 'connect';
     reportProgress(ctx, 'connecting');
-    await connectAndLogin(ctx, this.hardDeadline, this.stops.clientSignal);
+    try {
+      await connectAndLogin(ctx, this.hardDeadline, this.stops.clientSignal);
+    } catch (error) {
+      await loadedState();
+      throw error;
+    }
+    this.state = await loadedState();
     this.phase = 'list';
     reportProgress(ctx, 'listing');
     const listing = await listMessages(ctx.client!, ctx.log, ctx.counters);
