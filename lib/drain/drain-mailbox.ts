@@ -172,9 +172,12 @@ class DrainRun {
     ctx.failures.push(...listing.leftAlone);
     ctx.counters.serverMessages = listing.messages;
     await ctx.options.checkListing?.(listing.messages.map((m) => m.uidl));
-    const byUidl = new Map(listing.messages.map((m) => [m.uidl, m]));
+    // Listed messages by UIDL, made only when asked (a rerun with nothing to do asks nothing).
+    let byUidlMap: Map<string, ServerMessage> | undefined;
+    const byUidl = (): Map<string, ServerMessage> => (byUidlMap ??= new Map(listing.messages.map((m) => [m.uidl, m])));
     this.phase = 'ledger';
-    await this.deletions.settlePending(this.state, new Set(byUidl.keys()));
+    const pendingDeletes = this.state.pendingDeletes?.length ?? 0;
+    await this.deletions.settlePending(this.state, pendingDeletes > 0 ? new Set(byUidl().keys()) : new Set());
     // A refetch compares with each entry's sha256 and announces under its event id: whole entries.
     const summaryAllowed = ctx.options.refetch !== true;
     const lookupOptions = summaryAllowed ? { deletePolicy: ctx.mailbox.deletePolicy, now: ctx.clock.now() } : undefined;
@@ -243,7 +246,7 @@ class DrainRun {
     this.phase = 'fetch';
     // Announce what an earlier run stored but could not announce, and skip the oversized.
     const side = [
-      ...plan.reannounce.map((entry) => this.recorder.reannounce(entry, byUidl.get(entry.uidl)!)),
+      ...plan.reannounce.map((entry) => this.recorder.reannounce(entry, byUidl().get(entry.uidl)!)),
       ...plan.skip.map((m) => this.recorder.recordSkipped(m)),
     ];
     for (const m of plan.deleteKnown) this.deletions.request(m);
