@@ -11,7 +11,7 @@ import { LOG_READ_CHUNK_BYTES, readLog } from './log-reader.js';
 import { indexOf, loadIndex, writeIndexFile } from './ledger-index-file.js';
 import type { CompactEntries } from './compact-entries.js';
 import type { IndexHeader } from './ledger-index-codec.js';
-import { decodeLog, encodeRecord, isExpired, LEDGER_FORMAT_VERSION, LedgerModel, type DecodedLog } from './ledger-log.js';
+import { decodeLog, isExpired, LEDGER_FORMAT_VERSION, LedgerModel, type DecodedLog } from './ledger-log.js';
 import { compactNow, needsCompaction, removeStaleCompactions } from './log-compaction.js';
 import { COMPACT, ledgerError, type LogContext, type MailboxLog, type Op } from './mailbox-log.js';
 
