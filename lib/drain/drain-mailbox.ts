@@ -20,6 +20,7 @@ import { Deletions } from './deletions.js';
 import type { DrainBudget, DrainOptions } from './drain-options.js';
 import { describeError, type DrainPhase } from './errors.js';
 import { runStopFor } from './failures.js';
+import { isKnownAt, lookupListing } from './known-listing.js';
 import { verifyKnown } from './known-verification.js';
 import { LeaseKeeper } from './lease-keeper.js';
 import { listMessages } from './listing.js';
@@ -142,28 +143,49 @@ class DrainRun {
     }
     // The store gets ready (its folder, say) while the session is set up.
     if (!dryRun) ctx.ports.store.prepareMailbox?.(ctx.mailbox.id).catch(() => undefined);
-    this.phase = 'ledger';
-    this.state = await ctx.ports.ledger.getMailboxState(ctx.mailbox.id);
+    // The ledger loads (a large one takes a while) while the session is set up; a failure of
+    // the ledger is the run's before any failure of the session.
+    const stateLoad = ctx.ports.ledger.getMailboxState(ctx.mailbox.id).then(
+      (state) => ({ state }),
+      (error: unknown) => ({ error }),
+    );
+    const loadedState = async (): Promise<MailboxState> => {
+      const loaded = await stateLoad;
+      if ('error' in loaded) {
+        this.phase = 'ledger';
+        throw loaded.error;
+      }
+      return loaded.state;
+    };
     this.phase = 'connect';
     reportProgress(ctx, 'connecting');
-    await connectAndLogin(ctx, this.hardDeadline, this.stops.clientSignal);
+    try {
+      await connectAndLogin(ctx, this.hardDeadline, this.stops.clientSignal);
+    } catch (error) {
+      await loadedState();
+      throw error;
+    }
+    this.state = await loadedState();
     this.phase = 'list';
     reportProgress(ctx, 'listing');
     const listing = await listMessages(ctx.client!, ctx.log, ctx.counters);
     ctx.failures.push(...listing.leftAlone);
     ctx.counters.serverMessages = listing.messages;
     await ctx.options.checkListing?.(listing.messages.map((m) => m.uidl));
-    const byUidl = new Map(listing.messages.map((m) => [m.uidl, m]));
+    // Listed messages by UIDL, made only when asked (a rerun with nothing to do asks nothing).
+    let byUidlMap: Map<string, ServerMessage> | undefined;
+    const byUidl = (): Map<string, ServerMessage> => (byUidlMap ??= new Map(listing.messages.map((m) => [m.uidl, m])));
     this.phase = 'ledger';
-    await this.deletions.settlePending(this.state, new Set(byUidl.keys()));
+    const pendingDeletes = this.state.pendingDeletes?.length ?? 0;
+    await this.deletions.settlePending(this.state, pendingDeletes > 0 ? new Set(byUidl().keys()) : new Set());
     // A refetch compares with each entry's sha256 and announces under its event id: whole entries.
     const summaryAllowed = ctx.options.refetch !== true;
     const lookupOptions = summaryAllowed ? { deletePolicy: ctx.mailbox.deletePolicy, now: ctx.clock.now() } : undefined;
-    const known = await ctx.ports.ledger.lookup(ctx.mailbox.id, listing.messages.map((m) => m.uidl), lookupOptions);
+    const known = await lookupListing(ctx.ports.ledger, ctx.mailbox.id, listing.messages, lookupOptions);
 
-    if (!dryRun && known.size === 0 && this.state?.lastRun === undefined && listing.messages.length > 0 && ctx.ports.store.holdsMessages !== undefined) {
+    if (!dryRun && known.count === 0 && this.state?.lastRun === undefined && listing.messages.length > 0 && ctx.ports.store.holdsMessages !== undefined) {
       const storeHolds = await ctx.ports.store.holdsMessages(ctx.mailbox.id);
-      if (ledgerLost({ state: this.state, listed: listing.messages.length, known: known.size, storeHolds })) {
+      if (ledgerLost({ state: this.state, listed: listing.messages.length, known: known.count, storeHolds })) {
         ctx.ledgerLost = true;
         const message =
           'the ledger knows nothing of this mailbox but the store holds its messages: the ledger was lost (deleted, emptied or unreadable); messages found in the store are recorded again, not announced again';
@@ -172,7 +194,7 @@ class DrainRun {
       }
     }
 
-    const verdict = uidlResetVerdict({ guard: ctx.mailbox.uidlResetGuard, state: this.state, messages: listing.messages, known });
+    const verdict = uidlResetVerdict({ guard: ctx.mailbox.uidlResetGuard, state: this.state, messages: listing.messages, known: known.entries, recognized: known.count });
     if (verdict.kind !== 'proceed') {
       const figures = { recognized: verdict.recognized, unknown: verdict.unknown, previouslyKnown: verdict.previouslyKnown };
       if (verdict.kind === 'accepted') {
@@ -190,7 +212,8 @@ class DrainRun {
 
     const plan = planRun({
       messages: listing.messages,
-      known,
+      known: known.entries,
+      triage: known.triage,
       policy: ctx.mailbox.deletePolicy,
       maxMessageBytes: ctx.mailbox.maxMessageBytes,
       now: ctx.clock.now(),
@@ -202,7 +225,9 @@ class DrainRun {
     if (plan.imported.length > 0 && ctx.mailbox.deletePolicy.mode !== 'keep') {
       ctx.log.info('messages known only from an imported seen-list are left on the server (never deleted unseen)', { imported: plan.imported.length });
     }
-    for (const m of listing.messages) if (known.has(m.uidl)) ctx.counters.knownAfterRun.add(m.uidl);
+    listing.messages.forEach((m, i) => {
+      if (isKnownAt(known, i, m.uidl)) ctx.counters.knownAfterRun.add(m.uidl);
+    });
     ctx.counters.toFetch = plan.fetch.length;
     ctx.counters.toFetchBytes = plan.toFetchBytes;
     if (dryRun) {
@@ -221,7 +246,7 @@ class DrainRun {
     this.phase = 'fetch';
     // Announce what an earlier run stored but could not announce, and skip the oversized.
     const side = [
-      ...plan.reannounce.map((entry) => this.recorder.reannounce(entry, byUidl.get(entry.uidl)!)),
+      ...plan.reannounce.map((entry) => this.recorder.reannounce(entry, byUidl().get(entry.uidl)!)),
       ...plan.skip.map((m) => this.recorder.recordSkipped(m)),
     ];
     for (const m of plan.deleteKnown) this.deletions.request(m);

@@ -4,7 +4,7 @@
  * mutation of their arguments; drain-mailbox.ts and the message pipeline act on the verdicts.
  */
 import type { DeletePolicy, UidlResetGuard } from './mailbox.js';
-import type { LedgerEntry, MailboxState } from './ports.js';
+import { TRIAGE, type LedgerEntry, type MailboxState } from './ports.js';
 import type { DrainFailure, StopReason } from './report.js';
 
 export const DAY_MS = 86_400_000;
@@ -26,7 +26,7 @@ export interface ServerMessage {
  * caller that has not announced it yet asks before it does; it deletes only after). Skipped
  * messages (never stored) are never deleted.
  */
-export function deleteAllowed(entry: LedgerEntry, policy: DeletePolicy, now: number): boolean {
+export function deleteAllowed(entry: Pick<LedgerEntry, 'status' | 'firstSeenAt'>, policy: DeletePolicy, now: number): boolean {
   if (entry.status !== 'stored' && entry.status !== 'announced') return false;
   if (policy.mode === 'delete') return true;
   if (policy.mode === 'keep-days') return entry.firstSeenAt + policy.days * DAY_MS <= now;
@@ -50,8 +50,14 @@ export function sameMessageUnseen(message: ServerMessage, entry: LedgerEntry): b
 
 export interface PlanInput {
   messages: readonly ServerMessage[];
-  /** The ledger's entries of the listed UIDLs. */
+  /** The ledger's entries of the listed UIDLs (with `triage`: of those coded TRIAGE.entry). */
   known: ReadonlyMap<string, LedgerEntry>;
+  /**
+   * The ledger's triage of `messages` (UidlLedger.triage, one code each, in order): messages
+   * coded kept or imported are planned without an entry. Not with `refetch`, which needs the
+   * entries of stored messages.
+   */
+  triage?: Uint8Array;
   policy: DeletePolicy;
   /** Messages larger than this (LIST size) are skipped, not fetched. */
   maxMessageBytes: number | undefined;
@@ -102,7 +108,18 @@ export function planRun(input: PlanInput): RunPlan {
     plan.fetch.push(m);
     plan.toFetchBytes += m.size;
   };
-  for (const m of input.messages) {
+  const triage = input.triage;
+  if (triage !== undefined && input.refetch === true) throw new Error('planRun: a refetch plans from whole entries, not from a triage');
+  for (let i = 0; i < input.messages.length; i++) {
+    const m = input.messages[i]!;
+    if (triage !== undefined) {
+      const code = triage[i];
+      if (code === TRIAGE.kept || code === TRIAGE.imported) {
+        plan.alreadyKnown += 1;
+        (code === TRIAGE.kept ? plan.keep : plan.imported).push(m);
+        continue;
+      }
+    }
     const entry = input.known.get(m.uidl);
     if (entry !== undefined && entry.status === 'imported' && input.refetch === true) {
       // Never stored by popdrain: fetched as new (the size cap still applies).
@@ -144,6 +161,8 @@ export interface UidlResetInput {
   state: MailboxState | undefined;
   messages: readonly ServerMessage[];
   known: ReadonlyMap<string, LedgerEntry>;
+  /** How many of `messages` the ledger knows, when `known` holds only some of their entries (a triage). */
+  recognized?: number;
 }
 
 /**
@@ -155,7 +174,7 @@ export function uidlResetVerdict(input: UidlResetInput): UidlResetVerdict {
   const { guard, state, messages, known } = input;
   if (!guard.enabled) return { kind: 'proceed' };
   const last = state?.lastRun;
-  const recognized = messages.filter((m) => known.has(m.uidl)).length;
+  const recognized = input.recognized ?? messages.filter((m) => known.has(m.uidl)).length;
   const unknown = messages.length - recognized;
   const alreadyTripped = state?.uidlResetTrippedAt !== undefined;
   const suspicious =

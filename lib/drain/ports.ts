@@ -217,6 +217,31 @@ export interface LookupOptions {
   now: number;
 }
 
+/**
+ * How a ledger answers for one listed UIDL in a triage (UidlLedger.triage; the verdict of one
+ * entry is `triageCode`, listing-triage.ts).
+ */
+export const TRIAGE = {
+  /** No entry: a new message. */
+  unknown: 0,
+  /** Announced (or skipped and announced), and the policy keeps it on the server now: nothing to do. */
+  kept: 1,
+  /** Known only from an imported seen-list: left on the server. */
+  imported: 2,
+  /** Known, and the run may have something to do with it: its entry is in `entries`. */
+  entry: 3,
+} as const;
+
+export type TriageCode = (typeof TRIAGE)[keyof typeof TRIAGE];
+
+/** What a ledger knows of a listing, without an entry for each message the run leaves alone. */
+export interface ListingTriage {
+  /** One code (TRIAGE) per UIDL asked, in the order asked. */
+  codes: Uint8Array;
+  /** The entries of the UIDLs coded TRIAGE.entry, as `lookup` returns them. */
+  entries: Map<string, LedgerEntry>;
+}
+
 export interface UidlLedger {
   /**
    * Take the mailbox's lease (a conditional write with an expiry) unless another owner holds
@@ -247,6 +272,13 @@ export interface UidlLedger {
    * summary: those have no key, sha256 or event (reading `event` throws).
    */
   lookup(mailboxId: string, uidls: readonly string[], options?: LookupOptions): Promise<Map<string, LedgerEntry>>;
+  /**
+   * Optional: the server's whole listing (`uidls`, each once) triaged under the run's policy
+   * (`triageCode` of each UIDL's entry), with whole entries only for those coded TRIAGE.entry.
+   * A rerun that finds nothing new then needs no entry at all. The engine asks it instead of
+   * `lookup` unless it refetches (a refetch needs every stored message's entry).
+   */
+  triage?(mailboxId: string, uidls: readonly string[], options: LookupOptions): Promise<ListingTriage>;
   /**
    * Record new entries (status 'stored' or 'skipped'), each with a conditional write. An
    * existing 'imported' entry (a seen-list's, never stored) is replaced by the new one, not a

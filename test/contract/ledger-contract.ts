@@ -31,8 +31,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { DrainEvent } from '../../lib/drain/events.js';
 import { skippedEventId } from '../../lib/drain/keys.js';
 import type { DeletePolicy } from '../../lib/drain/mailbox.js';
+import { triageCode } from '../../lib/drain/listing-triage.js';
 import { deleteAllowed } from '../../lib/drain/plan.js';
-import type { LedgerEntry, RunSummary, UidlLedger } from '../../lib/drain/ports.js';
+import { TRIAGE, type LedgerEntry, type RunSummary, type UidlLedger } from '../../lib/drain/ports.js';
 import { drainErrorOf } from '../support/drain-error.js';
 import { storedEntry } from '../../testkit/fixtures/ledger-fixtures.js';
 
@@ -43,6 +44,7 @@ export const LEDGER_CASES = [
   'record-refuses',
   'lookup',
   'lookup-with-policy',
+  'triage',
   'mark-announced',
   'mark-deleted',
   'pending',
@@ -201,6 +203,41 @@ export function describeLedgerContract(name: string, harness: LedgerHarness): vo
       expect(later.size).toBe(recorded.size + 1);
       const fewer = await harness.open().lookup(mbx, kept.slice(10), { deletePolicy: { mode: 'keep' }, now: T0 + 4 });
       expect([...fewer.keys()].sort()).toEqual(kept.slice(10).sort());
+    });
+
+    check('triage', 'codes each listed UIDL as triageCode of its entry, with whole entries only for those coded entry, run after run', async () => {
+      const mbx = newMailbox();
+      const kept = Array.from({ length: 120 }, (_, i) => `t${i}`);
+      const ledger = harness.open();
+      await ledger.record([...kept, 'fresh', 'gone', 'young'].map((u): LedgerEntry => storedEntry(mbx, u)).concat(skippedEntry(mbx, 'big'), skippedEntry(mbx, 'big-new')));
+      await ledger.markAnnounced(mbx, [...kept, 'gone', 'big'], T0);
+      await ledger.markDeleted(mbx, ['gone'], T0 + 1, 2_000_000_000);
+      const asked = ['unknown', ...kept, 'fresh', 'gone', 'big', 'big-new', 'unknown-2'];
+      const recorded = await ledger.lookup(mbx, asked);
+      const policies: Array<[DeletePolicy, number]> = [
+        [{ mode: 'keep' }, T0],
+        [{ mode: 'keep-days', days: 200 }, T0],
+        [{ mode: 'keep-days', days: 200 }, Date.UTC(2026, 6, 25)],
+        [{ mode: 'delete' }, T0],
+      ];
+      for (const [policy, now] of policies) {
+        for (let run = 0; run < 2; run++) {
+          const answer = await harness.open().triage!(mbx, asked, { deletePolicy: policy, now });
+          const expected = asked.map((u) => triageCode(recorded.get(u), policy, now));
+          expect([...answer.codes]).toEqual(expected);
+          const wanted = asked.filter((_, i) => expected[i] === TRIAGE.entry);
+          expect([...answer.entries.keys()].sort()).toEqual(wanted.sort());
+          for (const uidl of wanted) expect(answer.entries.get(uidl), uidl).toEqual(recorded.get(uidl));
+        }
+      }
+      // Every code occurs in this mailbox under some policy: the comparison above is not vacuous.
+      const keep = await harness.open().triage!(mbx, asked, { deletePolicy: { mode: 'keep' }, now: T0 });
+      expect(new Set(keep.codes)).toEqual(new Set([TRIAGE.unknown, TRIAGE.kept, TRIAGE.entry]));
+      expect(keep.codes[asked.indexOf('gone')]).toBe(TRIAGE.kept);
+      expect(keep.codes[asked.indexOf('fresh')]).toBe(TRIAGE.entry);
+      const del = await harness.open().triage!(mbx, asked, { deletePolicy: { mode: 'delete' }, now: T0 });
+      expect(del.codes[asked.indexOf('t7')]).toBe(TRIAGE.entry);
+      expect(del.codes[asked.indexOf('big')]).toBe(TRIAGE.kept);
     });
 
     check('mark-announced', 'stored becomes announced, skipped stays skipped, the first time stays, unknown UIDLs are ignored', async () => {

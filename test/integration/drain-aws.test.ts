@@ -27,7 +27,7 @@ import { drainMailbox, type DrainBudget, type DrainOptions } from '../../lib/dra
 import { EVENT_SOURCE } from '../../lib/drain/events.js';
 import { messageDigest, messageKey, storedEventId } from '../../lib/drain/keys.js';
 import type { MailboxConfig } from '../../lib/drain/mailbox.js';
-import type { DrainLogger, DrainPorts, LedgerEntry, UidlLedger } from '../../lib/drain/ports.js';
+import type { DrainLogger, DrainPorts, LedgerEntry, LookupOptions, UidlLedger } from '../../lib/drain/ports.js';
 import type { DrainReport } from '../../lib/drain/report.js';
 import {
   GET_SECRET_VALUE,
@@ -494,12 +494,12 @@ describe('faults lose nothing', () => {
     let target: string | undefined;
     let theirs: LedgerEntry | undefined;
     // Another run (its lease lost or bypassed) records one UIDL, with other content, between
-    // this run's lookup and its own conditional write.
+    // this run's lookup (or triage: the question the engine asks) and its own conditional write.
     const racing = new Proxy(real, {
       get(obj, prop) {
-        if (prop === 'lookup') {
-          return async (mailboxId: string, uidls: readonly string[]) => {
-            const found = await obj.lookup(mailboxId, uidls);
+        if (prop === 'lookup' || prop === 'triage') {
+          return async (mailboxId: string, uidls: readonly string[], options: LookupOptions) => {
+            const found = prop === 'lookup' ? await obj.lookup(mailboxId, uidls) : await obj.triage(mailboxId, uidls, options);
             target = uidls[1]!;
             theirs = { ...otherRunsEntry(mailboxId, target), firstSeenAt: Date.now() };
             expect(await obj.record([theirs])).toEqual([{ uidl: target, ok: true }]);

@@ -48,16 +48,19 @@
  */
 import { UpdateItemCommand, type DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { DrainError, type DrainPhase } from '../../drain/errors.js';
-import type {
-  DrainLogger,
-  Lease,
-  LedgerEntry,
-  LookupOptions,
-  MailboxState,
-  MailboxStateUpdate,
-  RecordOutcome,
-  RequestMarker,
-  UidlLedger,
+import { triageCode } from '../../drain/listing-triage.js';
+import {
+  TRIAGE,
+  type DrainLogger,
+  type Lease,
+  type LedgerEntry,
+  type ListingTriage,
+  type LookupOptions,
+  type MailboxState,
+  type MailboxStateUpdate,
+  type RecordOutcome,
+  type RequestMarker,
+  type UidlLedger,
 } from '../../drain/ports.js';
 import { checkEntry, ledgerFailure } from './dynamodb-conditions.js';
 import {
@@ -268,6 +271,20 @@ export class DynamoDbLedger implements UidlLedger {
     if (shouldFlush(missing.length, summarized.size)) await this.doneSet.add(mailboxId, shards, missing.map(doneFromEntry), new Set(wanted));
     for (const [uidl, entry] of read) found.set(uidl, entry);
     return found;
+  }
+
+  /** The lookup with the done set, each entry then triaged (triageCode). */
+  async triage(mailboxId: string, uidls: readonly string[], options: LookupOptions): Promise<ListingTriage> {
+    const found = await this.lookup(mailboxId, uidls, options);
+    const codes = new Uint8Array(uidls.length);
+    const entries = new Map<string, LedgerEntry>();
+    for (let i = 0; i < uidls.length; i++) {
+      const entry = found.get(uidls[i]!);
+      const code = triageCode(entry, options.deletePolicy, options.now);
+      codes[i] = code;
+      if (code === TRIAGE.entry) entries.set(entry!.uidl, entry!);
+    }
+    return { codes, entries };
   }
 
   /** Every UIDL's own item: BatchGetItem, or from lookupQueryThreshold UIDLs a Query. */

@@ -18,14 +18,16 @@ function crc32Table(): Uint32Array {
   return table;
 }
 
-/** @internal exported for tests: the JavaScript implementation. */
-export function crc32Js(data: Uint8Array): number {
+/** @internal exported for tests: the JavaScript implementation (`previous`: the crc of the bytes before `data`). */
+export function crc32Js(data: Uint8Array, previous = 0): number {
   const t = crc32Table();
-  let crc = 0xffffffff;
+  let crc = (previous ^ 0xffffffff) >>> 0;
   for (let i = 0; i < data.length; i++) crc = t[(crc ^ data[i]!) & 0xff]! ^ (crc >>> 8);
   return (crc ^ 0xffffffff) >>> 0;
 }
 
-const native = (zlib as { crc32?: (data: Uint8Array) => number }).crc32;
+const native = (zlib as { crc32?: (data: Uint8Array, value?: number) => number }).crc32;
 
-export const crc32: (data: Uint8Array) => number = typeof native === 'function' ? (d) => native(d) >>> 0 : crc32Js;
+/** The crc32 of `data`, or with `previous` (the crc32 of the bytes before it) of the whole. */
+export const crc32: (data: Uint8Array, previous?: number) => number =
+  typeof native === 'function' ? (d, previous = 0) => native(d, previous) >>> 0 : crc32Js;

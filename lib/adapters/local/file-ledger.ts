@@ -29,11 +29,15 @@ import { readdir } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { DrainError } from '../../drain/errors.js';
 import { mailboxIdProblem } from '../../drain/keys.js';
+import { triageCode } from '../../drain/listing-triage.js';
 import {
   silentLogger,
+  TRIAGE,
   type DrainLogger,
   type Lease,
   type LedgerEntry,
+  type ListingTriage,
+  type LookupOptions,
   type MailboxState,
   type MailboxStateUpdate,
   type RecordOutcome,
@@ -50,11 +54,20 @@ import { MailboxLogFiles } from './mailbox-log-files.js';
 /** Logs smaller than this are never compacted. */
 export const DEFAULT_COMPACT_MIN_BYTES = 4 * 1024 * 1024;
 
+/** A writer rewrites the index at close once the log grew this much past what the index covers. */
+export const DEFAULT_INDEX_MIN_BYTES = 64 * 1024;
+
 export interface FileLedgerOptions {
   /** Folder of the logs and lease files; created (0700) on first write. */
   dir: string;
   /** @default DEFAULT_COMPACT_MIN_BYTES (4 MiB) */
   compactMinBytes?: number;
+  /**
+   * Close rewrites a mailbox's index (ledger-index-file.ts) when this instance appended to its
+   * log and the log grew this many bytes past what the index covers (0: at every close).
+   * @default DEFAULT_INDEX_MIN_BYTES (64 KiB)
+   */
+  indexMinBytes?: number;
   /** Epoch ms, for dropping expired entries at compaction. @default Date.now */
   now?: () => number;
   /** @default silence */
@@ -68,6 +81,8 @@ export class FileLedger implements UidlLedger, LogContext {
   /** @internal */
   readonly compactMinBytes: number;
   /** @internal */
+  readonly indexMinBytes: number;
+  /** @internal */
   readonly now: () => number;
   /** @internal */
   readonly dirs = new DirectoryMaker();
@@ -79,6 +94,7 @@ export class FileLedger implements UidlLedger, LogContext {
     this.dir = resolve(options.dir);
     this.logger = options.logger ?? silentLogger;
     this.compactMinBytes = options.compactMinBytes ?? DEFAULT_COMPACT_MIN_BYTES;
+    this.indexMinBytes = options.indexMinBytes ?? DEFAULT_INDEX_MIN_BYTES;
     this.now = options.now ?? Date.now;
     this.leases = new FileLeases(this.dir, this.dirs);
   }
@@ -118,16 +134,30 @@ export class FileLedger implements UidlLedger, LogContext {
     const log = await this.log(mailboxId);
     const found = new Map<string, LedgerEntry>();
     for (const uidl of uidls) {
-      const entry = log.model.entries.get(uidl);
+      const entry = log.model.get(uidl);
       if (entry !== undefined) found.set(uidl, copyEntry(entry));
     }
     return found;
   }
 
+  /** Copies of the entries coded TRIAGE.entry only: a rerun that finds nothing new copies none. */
+  async triage(mailboxId: string, uidls: readonly string[], options: LookupOptions): Promise<ListingTriage> {
+    const log = await this.log(mailboxId);
+    const codes = new Uint8Array(uidls.length);
+    const entries = new Map<string, LedgerEntry>();
+    for (let i = 0; i < uidls.length; i++) {
+      const uidl = uidls[i]!;
+      const code = triageCode(log.model.facts(uidl), options.deletePolicy, options.now);
+      codes[i] = code;
+      if (code === TRIAGE.entry) entries.set(uidl, copyEntry(log.model.get(uidl)!));
+    }
+    return { codes, entries };
+  }
+
   async pending(mailboxId: string): Promise<LedgerEntry[]> {
     const log = await this.log(mailboxId);
     const out: LedgerEntry[] = [];
-    for (const entry of log.model.entries.values()) if (entry.status === 'stored') out.push(copyEntry(entry));
+    for (const entry of log.model.values((f) => f.status === 'stored')) out.push(copyEntry(entry));
     return out;
   }
 
@@ -135,10 +165,10 @@ export class FileLedger implements UidlLedger, LogContext {
   async counts(mailboxId: string): Promise<{ stored: number; announced: number; skipped: number; imported: number; deleted: number }> {
     const log = await this.log(mailboxId);
     const counts = { stored: 0, announced: 0, skipped: 0, imported: 0, deleted: 0 };
-    for (const entry of log.model.entries.values()) {
+    log.model.forEachFacts((entry) => {
       counts[entry.status] += 1;
       if (entry.deletedAt !== undefined) counts.deleted += 1;
-    }
+    });
     return counts;
   }
 
@@ -192,7 +222,7 @@ export class FileLedger implements UidlLedger, LogContext {
       writes.push(
         this.submit(mailboxId, (log) => {
           for (const { i, entry, line } of prepared) {
-            const existing = log.model.entries.get(entry.uidl);
+            const existing = log.model.get(entry.uidl);
             // An imported entry (a seen-list's) was never stored: the new entry replaces it.
             if (existing !== undefined && existing.status !== 'imported') {
               outcomes[i] = { uidl: entry.uidl, ok: false, conflict: copyEntry(existing) };
@@ -217,7 +247,7 @@ export class FileLedger implements UidlLedger, LogContext {
     const counts = { imported: 0, known: 0 };
     await this.submit(mailboxId, (log) => {
       for (const uidl of new Set(uidls)) {
-        if (log.model.entries.has(uidl)) {
+        if (log.model.has(uidl)) {
           counts.known += 1;
           continue;
         }
@@ -270,7 +300,10 @@ export class FileLedger implements UidlLedger, LogContext {
     await this.submit(mailboxId, COMPACT);
   }
 
-  /** Wait for writes in flight and close the files. The ledger can be used again afterwards. */
+  /**
+   * Wait for writes in flight, write the index of each log this instance grew enough
+   * (`indexMinBytes`), and close the files. The ledger can be used again afterwards.
+   */
   async close(): Promise<void> {
     const logs = [...this.logs.values()];
     this.logs.clear();
@@ -278,6 +311,7 @@ export class FileLedger implements UidlLedger, LogContext {
       const log = await pending.catch(() => undefined);
       if (log === undefined) continue;
       await log.commits.drained();
+      await this.files.writeIndex(log);
       log.dead ??= new DrainError('LEDGER_FAILED', `the ledger of mailbox ${log.mailboxId} was closed`, {
         phase: 'ledger',
         retryable: true,

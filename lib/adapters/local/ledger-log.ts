@@ -15,6 +15,8 @@
  */
 import type { LedgerEntry, MailboxState, MailboxStateUpdate } from '../../drain/ports.js';
 import { eventJson } from '../../drain/events.js';
+import { DrainError } from '../../drain/errors.js';
+import { factsOf, type CompactEntries, type EntryFacts } from './compact-entries.js';
 import { crc32 } from './crc32.js';
 import { decodeEntryBody, entryFields, REC_PREFIX, unparsedEventText } from './lazy-event-entry.js';
 import type { LogEventSource } from './log-event-source.js';
@@ -117,6 +119,8 @@ export interface DecodedLog {
   records: LedgerRecord[];
   /** Byte length of each record's line (newline included), parallel to `records`. */
   sizes: number[];
+  /** Byte offset of each record's line in the file, parallel to `records`. */
+  offsets: number[];
   /** Bytes up to and including the last valid line: what a writer keeps. */
   validBytes: number;
   /** Invalid lines followed by valid ones (never written by a sole writer; skipped). */
@@ -170,12 +174,18 @@ export function decodeLog(data: Buffer): DecodedLog {
 export class LogScan {
   private readonly records: LedgerRecord[] = [];
   private readonly sizes: number[] = [];
+  private readonly offsets: number[] = [];
   /** Bytes up to and including the last valid line so far. */
-  validBytes = 0;
+  validBytes: number;
   private corruptLines = 0;
   private pendingCorrupt = 0;
   private firstInvalid: number | undefined;
   private corruptAt: number | undefined;
+
+  /** `start`: where the scan begins in the file (the bytes before are valid lines, read elsewhere). */
+  constructor(start = 0) {
+    this.validBytes = start;
+  }
 
   /** The line from `start` to its newline at `end`. */
   line(start: number, end: number, record: LedgerRecord | undefined): void {
@@ -185,6 +195,7 @@ export class LogScan {
     } else {
       this.records.push(record);
       this.sizes.push(end + 1 - start);
+      this.offsets.push(start);
       this.corruptLines += this.pendingCorrupt;
       this.pendingCorrupt = 0;
       this.corruptAt ??= this.firstInvalid;
@@ -197,22 +208,83 @@ export class LogScan {
   result(size: number, tail: (from: number) => Buffer): DecodedLog {
     let corruptAt = this.corruptAt;
     if (corruptAt === undefined && this.validBytes < size && !isTornTail(tail(this.validBytes))) corruptAt = this.validBytes;
-    return { records: this.records, sizes: this.sizes, validBytes: this.validBytes, corruptLines: this.corruptLines, corruptAt };
+    return { records: this.records, sizes: this.sizes, offsets: this.offsets, validBytes: this.validBytes, corruptLines: this.corruptLines, corruptAt };
   }
 }
 
-/** A mailbox's ledger in memory: what replaying its log gives. */
+/**
+ * A mailbox's ledger in memory: what replaying its log gives. Entries are objects (`entries`),
+ * or, for those an index answered (ledger-index-codec.ts), columns (`base`) whose entries are read
+ * from their log lines when a caller needs them whole. A UIDL is in one of the two, never both.
+ */
 export class LedgerModel {
+  /** The entries as objects: all of them, or with a `base` those recorded after its prefix. */
   readonly entries = new Map<string, LedgerEntry>();
+  /** The entries an index loaded, and the log they are read from when needed whole. */
+  base: CompactEntries | undefined;
+  baseSource: LogEventSource | undefined;
+  /** Where each entry of `entries` has its `rec` line in the log (for an index): offset, length. */
+  readonly lineOffsets = new Map<string, number>();
+  readonly lineLengths = new Map<string, number>();
   state: MailboxStateFields = {};
   /** Sum of the sizes of the `rec` lines replayed or appended (for the compaction estimate). */
   recordBytes = 0;
   recordLines = 0;
+  private readonly scratch: EntryFacts = { status: 'stored', size: 0, firstSeenAt: 0, announcedAt: undefined, deletedAt: undefined, expiresAt: undefined };
 
   constructor(readonly mailboxId: string) {}
 
-  /** Apply one record (replay and live writes share this). */
-  apply(record: LedgerRecord, lineBytes: number): void {
+  /** How many entries. */
+  get size(): number {
+    return this.entries.size + (this.base?.count ?? 0);
+  }
+
+  has(uidl: string): boolean {
+    return this.entries.has(uidl) || this.base?.slotOf(uidl) !== undefined;
+  }
+
+  /** The model's own entry (read from the log if only its columns are loaded), or undefined. */
+  get(uidl: string): LedgerEntry | undefined {
+    const entry = this.entries.get(uidl);
+    if (entry !== undefined || this.base === undefined) return entry;
+    const slot = this.base.slotOf(uidl);
+    return slot === undefined ? undefined : this.entryAt(slot);
+  }
+
+  /** The entry's fields without reading it whole, in an object reused by the next call. */
+  facts(uidl: string): EntryFacts | undefined {
+    const entry = this.entries.get(uidl);
+    if (entry !== undefined) return factsOf(entry, this.scratch);
+    const slot = this.base?.slotOf(uidl);
+    return slot === undefined ? undefined : this.base!.facts(slot);
+  }
+
+  /** Every entry's fields (base first, in the index's order, then the others), without reading any whole. */
+  forEachFacts(fn: (facts: EntryFacts) => void): void {
+    const base = this.base;
+    if (base !== undefined) for (let slot = 0; slot < base.count; slot++) fn(base.facts(slot));
+    for (const entry of this.entries.values()) fn(factsOf(entry, this.scratch));
+  }
+
+  /** The entries whose fields pass `filter` (every entry without one), read whole, in the order of forEachFacts. */
+  *values(filter?: (facts: EntryFacts) => boolean): IterableIterator<LedgerEntry> {
+    const base = this.base;
+    if (base !== undefined) {
+      for (let slot = 0; slot < base.count; slot++) if (filter === undefined || filter(base.facts(slot))) yield this.entryAt(slot);
+    }
+    for (const entry of this.entries.values()) if (filter === undefined || filter(factsOf(entry, this.scratch))) yield entry;
+  }
+
+  /** Where the entry's `rec` line is, or undefined when the model does not know. */
+  linePlace(uidl: string): { offset: number; length: number } | undefined {
+    const slot = this.base?.slotOf(uidl);
+    if (slot !== undefined) return { offset: this.base!.lineOffset[slot]!, length: this.base!.lineLength[slot]! };
+    const offset = this.lineOffsets.get(uidl);
+    return offset === undefined ? undefined : { offset, length: this.lineLengths.get(uidl)! };
+  }
+
+  /** Apply one record (replay and live writes share this); `lineOffset`: where its line is in the log. */
+  apply(record: LedgerRecord, lineBytes: number, lineOffset?: number): void {
     switch (record.t) {
       case 'hdr':
         if (record.v > LEDGER_FORMAT_VERSION) {
@@ -223,7 +295,7 @@ export class LedgerModel {
         }
         return;
       case 'rec':
-        this.entries.set(record.e.uidl, record.e);
+        this.set(record.e, lineBytes, lineOffset);
         this.recordBytes += lineBytes;
         this.recordLines++;
         return;
@@ -231,12 +303,14 @@ export class LedgerModel {
         for (const uidl of record.u) {
           const entry = this.entries.get(uidl);
           if (entry !== undefined) markAnnounced(entry, record.at);
+          else this.onBase(uidl, (object) => markAnnounced(object, record.at), (base, slot) => base.markAnnounced(slot, record.at));
         }
         return;
       case 'del':
         for (const uidl of record.u) {
           const entry = this.entries.get(uidl);
           if (entry !== undefined) markDeleted(entry, record.at, record.exp);
+          else this.onBase(uidl, (object) => markDeleted(object, record.at, record.exp), (base, slot) => base.markDeleted(slot, record.at, record.exp));
         }
         return;
       case 'st':
@@ -252,7 +326,7 @@ export class LedgerModel {
   toAnnounce(uidls: readonly string[]): string[] {
     const out: string[] = [];
     for (const uidl of new Set(uidls)) {
-      const entry = this.entries.get(uidl);
+      const entry = this.facts(uidl);
       if (entry !== undefined && entry.status !== 'imported' && (entry.status === 'stored' || entry.announcedAt === undefined)) out.push(uidl);
     }
     return out;
@@ -262,7 +336,7 @@ export class LedgerModel {
   toDelete(uidls: readonly string[], expiresAt: number): string[] {
     const out: string[] = [];
     for (const uidl of new Set(uidls)) {
-      const entry = this.entries.get(uidl);
+      const entry = this.facts(uidl);
       if (entry !== undefined && (entry.deletedAt === undefined || entry.expiresAt !== expiresAt)) out.push(uidl);
     }
     return out;
@@ -271,17 +345,60 @@ export class LedgerModel {
   /** The records of a snapshot: header, live entries, state. */
   snapshot(nowMs: number): LedgerRecord[] {
     const out: LedgerRecord[] = [{ t: 'hdr', v: LEDGER_FORMAT_VERSION, mailboxId: this.mailboxId }];
-    for (const entry of this.entries.values()) {
-      if (isExpired(entry, nowMs)) continue;
-      out.push({ t: 'rec', e: entry });
-    }
+    for (const entry of this.values((f) => !isExpired(f, nowMs))) out.push({ t: 'rec', e: entry });
     out.push({ t: 'st', s: this.state });
     return out;
+  }
+
+  private set(entry: LedgerEntry, lineBytes: number, lineOffset: number | undefined): void {
+    const slot = this.base?.slotOf(entry.uidl);
+    if (slot !== undefined) {
+      // Recorded again (an imported entry replaced): the new entry is the slot's truth.
+      const base = this.base!;
+      base.objects.set(slot, entry);
+      base.lineOffset[slot] = lineOffset ?? NaN;
+      base.lineLength[slot] = lineBytes - 1;
+      return;
+    }
+    this.entries.set(entry.uidl, entry);
+    if (lineOffset === undefined) {
+      this.lineOffsets.delete(entry.uidl);
+    } else {
+      this.lineOffsets.set(entry.uidl, lineOffset);
+      this.lineLengths.set(entry.uidl, lineBytes - 1);
+    }
+  }
+
+  private onBase(uidl: string, onObject: (entry: LedgerEntry) => void, onColumns: (base: CompactEntries, slot: number) => void): void {
+    const slot = this.base?.slotOf(uidl);
+    if (slot === undefined) return;
+    const object = this.base!.objects.get(slot);
+    if (object !== undefined) onObject(object);
+    else onColumns(this.base!, slot);
+  }
+
+  /** The slot's entry: its object, or read from its line in the log with the columns applied. */
+  private entryAt(slot: number): LedgerEntry {
+    const base = this.base!;
+    const known = base.objects.get(slot);
+    if (known !== undefined) return known;
+    const offset = base.lineOffset[slot]!;
+    const line = this.baseSource!.read(offset, base.lineLength[slot]!);
+    const record = decodeLine(line, this.baseSource, offset);
+    if (record?.t !== 'rec' || record.e.uidl !== base.uidlAt(slot)) {
+      throw new DrainError('LEDGER_FAILED', `the ledger index of mailbox ${this.mailboxId} points at a line of the log that is not the entry of UIDL ${base.uidlAt(slot)}`, {
+        phase: 'ledger',
+        retryable: false,
+      });
+    }
+    const entry = base.withColumns(slot, record.e);
+    base.objects.set(slot, entry);
+    return entry;
   }
 }
 
 /** An entry past its expiry (epoch seconds), which compaction drops as DynamoDB's TTL would. */
-export function isExpired(entry: LedgerEntry, nowMs: number): boolean {
+export function isExpired(entry: Pick<LedgerEntry, 'expiresAt'>, nowMs: number): boolean {
   return entry.expiresAt !== undefined && entry.expiresAt * 1000 <= nowMs;
 }
 

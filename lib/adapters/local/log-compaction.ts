@@ -8,6 +8,7 @@ import { open, readdir, rename, unlink, type FileHandle } from 'node:fs/promises
 import { join } from 'node:path';
 import { CREATE_APPEND_FLAGS, FILE_MODE, fsyncDirectory, processExists, writeFully } from './durable-fs.js';
 import { entryJsonInOrder } from './lazy-event-entry.js';
+import { INDEX_TEMP_SUFFIX } from './ledger-index-file.js';
 import { encodeEntryLine, encodeRecord, LedgerModel } from './ledger-log.js';
 import { ledgerError, type LogContext, type MailboxLog } from './mailbox-log.js';
 import { describeError } from '../../drain/errors.js';
@@ -19,7 +20,7 @@ export function needsCompaction(ctx: LogContext, log: MailboxLog): boolean {
   if (log.fileSize < ctx.compactMinBytes || log.fileSize < log.compactFailedAt + ctx.compactMinBytes) return false;
   const model = log.model;
   const averageEntryBytes = model.recordLines > 0 ? model.recordBytes / model.recordLines : 0;
-  const liveEntries = Math.max(0, model.entries.size - log.expiredAtLoad);
+  const liveEntries = Math.max(0, model.size - log.expiredAtLoad);
   return log.fileSize > COMPACT_RATIO * (averageEntryBytes * liveEntries + 1024);
 }
 
@@ -72,13 +73,17 @@ export async function compactNow(ctx: LogContext, log: MailboxLog): Promise<void
   log.validBytes = data.length;
   // The model now matches the snapshot: expired entries are gone, sizes are fresh.
   const model = new LedgerModel(log.mailboxId);
-  snapshot.forEach((record, i) => model.apply(record, lines[i]!.length));
+  let offset = 0;
+  snapshot.forEach((record, i) => {
+    model.apply(record, lines[i]!.length, offset);
+    offset += lines[i]!.length;
+  });
   log.model = model;
   log.expiredAtLoad = 0;
   ctx.logger.info('ledger compacted', { mailboxId: log.mailboxId, fromBytes: before, toBytes: data.length });
 }
 
-/** Remove compaction temp files left by crashed processes (or by this one). */
+/** Remove compaction and index temp files left by crashed processes (or by this one). */
 export async function removeStaleCompactions(ctx: LogContext, log: MailboxLog): Promise<void> {
   if (log.swept) return;
   log.swept = true;
@@ -90,7 +95,7 @@ export async function removeStaleCompactions(ctx: LogContext, log: MailboxLog): 
     return;
   }
   for (const name of names) {
-    if (!name.startsWith(prefix) || !name.endsWith('.compact')) continue;
+    if (!name.startsWith(prefix) || !(name.endsWith('.compact') || name.endsWith(INDEX_TEMP_SUFFIX))) continue;
     const pid = Number(name.slice(prefix.length).split('.')[0]);
     if (pid !== process.pid && processExists(pid)) continue;
     await unlink(join(ctx.dir, name)).catch(() => undefined);

@@ -20,12 +20,15 @@ export interface ReadLog extends DecodedLog {
   bytes: number;
 }
 
-/** Decode the first `size` bytes of the log open as `handle`; `source` reads the same file. */
-export async function readLog(handle: FileHandle, size: number, source: LogEventSource, chunkBytes = LOG_READ_CHUNK_BYTES): Promise<ReadLog> {
-  const scan = new LogScan();
-  let buffer = Buffer.allocUnsafe(Math.min(chunkBytes, size));
+/**
+ * Decode the first `size` bytes of the log open as `handle`; `source` reads the same file. With
+ * `start` (the end of a prefix known valid: an index's), only the lines from there are read.
+ */
+export async function readLog(handle: FileHandle, size: number, source: LogEventSource, chunkBytes = LOG_READ_CHUNK_BYTES, start = 0): Promise<ReadLog> {
+  const scan = new LogScan(start);
+  let buffer = Buffer.allocUnsafe(Math.max(1, Math.min(chunkBytes, size - start)));
   /** File offset of buffer[0]; bytes [0, filled) of the buffer are the file's. */
-  let base = 0;
+  let base = start;
   let filled = 0;
   while (base + filled < size) {
     if (filled === buffer.length) {

@@ -7,10 +7,20 @@
 import { open, rename, stat, type FileHandle } from 'node:fs/promises';
 import { CREATE_APPEND_FLAGS, errnoCode, FILE_MODE, fsyncDirectory, OPEN_APPEND_FLAGS, readAt, writeFully } from './durable-fs.js';
 import { LogEventSource } from './log-event-source.js';
-import { readLog } from './log-reader.js';
-import { decodeLog, encodeRecord, isExpired, LEDGER_FORMAT_VERSION, LedgerModel, type DecodedLog } from './ledger-log.js';
+import { LOG_READ_CHUNK_BYTES, readLog } from './log-reader.js';
+import { indexOf, loadIndex, writeIndexFile } from './ledger-index-file.js';
+import type { CompactEntries } from './compact-entries.js';
+import type { IndexHeader } from './ledger-index-codec.js';
+import { decodeLog, isExpired, LEDGER_FORMAT_VERSION, LedgerModel, type DecodedLog } from './ledger-log.js';
 import { compactNow, needsCompaction, removeStaleCompactions } from './log-compaction.js';
 import { COMPACT, ledgerError, type LogContext, type MailboxLog, type Op } from './mailbox-log.js';
+
+/** An index a load used: its header, its entries, and the log they are read from. */
+interface LoadedIndex {
+  header: IndexHeader;
+  entries: CompactEntries;
+  source: LogEventSource;
+}
 
 /** Reloads before one batch (the log changed under us each time) before giving up. */
 const MAX_RELOADS = 5;
@@ -28,6 +38,8 @@ export class MailboxLogFiles {
     log.validBytes = 0;
     log.corruptAt = undefined;
     log.expiredAtLoad = 0;
+    log.indexedBytes = 0;
+    log.appended = false;
     let handle: FileHandle;
     try {
       handle = await open(log.path, OPEN_APPEND_FLAGS);
@@ -39,7 +51,17 @@ export class MailboxLogFiles {
       const info = await handle.stat();
       const decoded = await this.decode(log, handle, info.ino, info.size);
       if (decoded.corruptAt === undefined) {
-        decoded.records.forEach((record, i) => log.model.apply(record, decoded.sizes[i]!));
+        const { index } = decoded;
+        if (index !== undefined) {
+          // What replaying the covered bytes gave, then the lines after them on top.
+          log.model.base = index.entries;
+          log.model.baseSource = index.source;
+          log.model.state = index.header.state;
+          log.model.recordBytes = index.header.recordBytes;
+          log.model.recordLines = index.header.recordLines;
+          log.indexedBytes = index.header.coveredBytes;
+        }
+        decoded.records.forEach((record, i) => log.model.apply(record, decoded.sizes[i]!, decoded.offsets[i]));
       } else {
         // Garbage, not a torn tail: nothing in the file is trusted (the model stays empty, so
         // the run treats the ledger as lost), and nothing in it is truncated away.
@@ -50,7 +72,9 @@ export class MailboxLogFiles {
         );
       }
       const now = this.ctx.now();
-      for (const entry of log.model.entries.values()) if (isExpired(entry, now)) log.expiredAtLoad++;
+      log.model.forEachFacts((entry) => {
+        if (isExpired(entry, now)) log.expiredAtLoad++;
+      });
       log.handle = handle;
       log.ino = info.ino;
       log.fileSize = decoded.bytes;
@@ -62,11 +86,12 @@ export class MailboxLogFiles {
   }
 
   /**
-   * The log's records, read in pieces with the events left in the file (log-reader.ts), or, if
-   * the file cannot be opened a second time as the same inode (renamed over meanwhile), read
-   * whole with the events kept in memory.
+   * The log's records, read in pieces with the events left in the file (log-reader.ts): with
+   * an index that describes this file (ledger-index-file.ts), only the records after the bytes
+   * it covers. If the file cannot be opened a second time as the same inode (renamed over
+   * meanwhile), it is read whole with the events kept in memory.
    */
-  private async decode(log: MailboxLog, handle: FileHandle, ino: number, size: number): Promise<DecodedLog & { bytes: number }> {
+  private async decode(log: MailboxLog, handle: FileHandle, ino: number, size: number): Promise<DecodedLog & { bytes: number; index?: LoadedIndex }> {
     let source: LogEventSource | undefined;
     try {
       source = LogEventSource.open(log.path);
@@ -78,7 +103,15 @@ export class MailboxLogFiles {
       source?.close();
       source = undefined;
     }
-    if (source !== undefined) return readLog(handle, size, source);
+    if (source !== undefined) {
+      const loaded = await loadIndex(this.ctx.dir, log.mailboxId, handle, ino, size).catch((error: unknown) => ({ ignored: String(error) }));
+      if ('ignored' in loaded) {
+        if (loaded.ignored !== 'none') this.ctx.logger.debug('ledger index not used; replaying the whole log', { mailboxId: log.mailboxId, reason: loaded.ignored });
+        return readLog(handle, size, source);
+      }
+      const tail = await readLog(handle, size, source, LOG_READ_CHUNK_BYTES, loaded.header.coveredBytes);
+      return { ...tail, index: { ...loaded, source } };
+    }
     const data = await readAt(handle, 0, size);
     return { ...decodeLog(data), bytes: data.length };
   }
@@ -91,7 +124,10 @@ export class MailboxLogFiles {
     try {
       const created = await this.prepareForAppend(log);
       before = log.fileSize;
-      log.out = created ? [encodeRecord({ t: 'hdr', v: LEDGER_FORMAT_VERSION, mailboxId: log.mailboxId })] : [];
+      log.out = [];
+      log.outStart = log.fileSize;
+      log.outBytes = 0;
+      if (created) log.append({ t: 'hdr', v: LEDGER_FORMAT_VERSION, mailboxId: log.mailboxId });
       for (const op of ops) op(log);
       const lines = log.out;
       log.out = [];
@@ -102,6 +138,7 @@ export class MailboxLogFiles {
         await log.handle!.datasync();
         log.fileSize += data.length;
         log.validBytes = log.fileSize;
+        log.appended = true;
         if (created) await fsyncDirectory(this.ctx.dir);
       }
     } catch (error) {
@@ -120,13 +157,37 @@ export class MailboxLogFiles {
       log.compactScheduled = false;
       // The batch's lines are durable in the old log and in the snapshot alike: a failed
       // compaction is not the batch's failure.
-      await compactNow(this.ctx, log).catch((error: unknown) => {
-        log.compactFailedAt = log.fileSize;
-        this.ctx.logger.error('ledger compaction failed', { mailboxId: log.mailboxId, error: String(error) });
-      });
+      const ino = log.ino;
+      await compactNow(this.ctx, log).then(
+        // A new log: its index, so the next load replays nothing.
+        () => (log.ino !== ino ? this.writeIndex(log, true) : undefined),
+        (error: unknown) => {
+          log.compactFailedAt = log.fileSize;
+          this.ctx.logger.error('ledger compaction failed', { mailboxId: log.mailboxId, error: String(error) });
+        },
+      );
     } else if (!log.compactScheduled && needsCompaction(this.ctx, log)) {
       log.compactScheduled = true;
       log.commits.submit(COMPACT).catch(() => undefined);
+    }
+  }
+
+  /**
+   * Write the index of the log as this instance left it (its model is what the file's first
+   * `validBytes` bytes hold), if it wrote to the log and the index it loaded or wrote last
+   * covers less than `indexMinBytes` short of that. Call it with no batch under way (close, or
+   * inside the write queue). A failure is logged: the log is the truth and is intact.
+   */
+  async writeIndex(log: MailboxLog, force = false): Promise<void> {
+    if (log.handle === undefined || log.dead !== undefined || log.corruptAt !== undefined || log.validBytes === 0) return;
+    if (!force && (!log.appended || log.validBytes - log.indexedBytes < this.ctx.indexMinBytes)) return;
+    try {
+      const data = await indexOf(log.model, log.handle, log.ino, log.validBytes);
+      if (data === undefined) return;
+      await writeIndexFile(this.ctx.dir, log.mailboxId, data);
+      log.indexedBytes = log.validBytes;
+    } catch (error) {
+      this.ctx.logger.warn('could not write the ledger index; the next load replays the whole log', { mailboxId: log.mailboxId, error: String(error) });
     }
   }
 

@@ -30,10 +30,16 @@ export class MailboxLog {
    * model starts empty, and the next write sets the file aside instead of truncating it.
    */
   corruptAt: number | undefined;
+  /** Bytes of the log its index covers (loaded or written by this instance; 0: none). */
+  indexedBytes = 0;
+  /** This instance appended to the log since it loaded it. */
+  appended = false;
   /** Entries past their expiry when the log was loaded (for the compaction estimate). */
   expiredAtLoad = 0;
-  /** Lines of the batch being built. */
+  /** Lines of the batch being built, and where the batch starts in the file and its bytes so far. */
   out: Buffer[] = [];
+  outStart = 0;
+  outBytes = 0;
   compactRequested = false;
   compactScheduled = false;
   /** File size when a compaction last failed: the next try waits for more growth. */
@@ -56,8 +62,9 @@ export class MailboxLog {
 
   /** Apply a record to the model and queue its line for this batch. */
   append(record: LedgerRecord, line: Buffer = encodeRecord(record)): void {
-    this.model.apply(record, line.length);
+    this.model.apply(record, line.length, this.outStart + this.outBytes);
     this.out.push(line);
+    this.outBytes += line.length;
   }
 }
 
@@ -80,6 +87,8 @@ export interface LogContext {
   /** Epoch ms, for dropping expired entries at compaction. */
   readonly now: () => number;
   readonly compactMinBytes: number;
+  /** The index is rewritten at close when the log grew this much past what it covers. */
+  readonly indexMinBytes: number;
   /** Drop a failed log from the ledger's map: the next call reloads it. */
   forget(log: MailboxLog): void;
 }

@@ -1,0 +1,119 @@
+/**
+ * A mailbox's ledger entries as columns, loaded from its index (ledger-index-codec.ts): per
+ * entry the UIDL, the fields a run's triage and the ledger's counts read (status, size, first
+ * seen, announced, deleted, expiry) and the place of its `rec` line in the log. No object per
+ * entry: an entry is read from its line in the log the first time a caller needs it whole
+ * (ledger-log.ts, LedgerModel), and from then on that object is the slot's truth.
+ */
+import type { LedgerEntry, LedgerStatus } from '../../drain/ports.js';
+import type { UidlTable } from './uidl-table.js';
+
+/** Status codes as the index stores them. */
+export const STATUS_CODES: readonly LedgerStatus[] = ['stored', 'announced', 'skipped', 'imported'];
+
+/** The fields of an entry that columns hold (all but the key, sha256 and event). */
+export interface EntryFacts {
+  status: LedgerStatus;
+  size: number;
+  firstSeenAt: number;
+  announcedAt: number | undefined;
+  deletedAt: number | undefined;
+  expiresAt: number | undefined;
+}
+
+export class CompactEntries {
+  readonly status: Uint8Array;
+  readonly size: Float64Array;
+  readonly firstSeenAt: Float64Array;
+  /** NaN: undefined. */
+  readonly announcedAt: Float64Array;
+  readonly deletedAt: Float64Array;
+  readonly expiresAt: Float64Array;
+  /** Where the entry's `rec` line is in the log (its first byte, its length without the newline). */
+  readonly lineOffset: Float64Array;
+  readonly lineLength: Float64Array;
+  /** Entries read whole (or recorded again) since the load: the slot's truth from then on. */
+  readonly objects = new Map<number, LedgerEntry>();
+  /** One object reused by `facts` (read it before the next call). */
+  private readonly scratch: EntryFacts = { status: 'stored', size: 0, firstSeenAt: 0, announcedAt: undefined, deletedAt: undefined, expiresAt: undefined };
+
+  /** `uidls`: the slots' UIDLs (slot i is the i-th), columns filled by the caller. */
+  constructor(
+    readonly count: number,
+    private readonly uidls: UidlTable,
+  ) {
+    this.status = new Uint8Array(count);
+    this.size = new Float64Array(count);
+    this.firstSeenAt = new Float64Array(count);
+    this.announcedAt = new Float64Array(count);
+    this.deletedAt = new Float64Array(count);
+    this.expiresAt = new Float64Array(count);
+    this.lineOffset = new Float64Array(count);
+    this.lineLength = new Float64Array(count);
+  }
+
+  /** The slot of `uidl`, or undefined. */
+  slotOf(uidl: string): number | undefined {
+    return this.uidls.slotOf(uidl);
+  }
+
+  uidlAt(slot: number): string {
+    return this.uidls.uidlAt(slot);
+  }
+
+  /** The slot's fields (its object's, once it has one), in an object reused by the next call. */
+  facts(slot: number): EntryFacts {
+    const object = this.objects.get(slot);
+    if (object !== undefined) return factsOf(object, this.scratch);
+    const f = this.scratch;
+    f.status = STATUS_CODES[this.status[slot]!]!;
+    f.size = this.size[slot]!;
+    f.firstSeenAt = this.firstSeenAt[slot]!;
+    f.announcedAt = definedOrUndefined(this.announcedAt[slot]!);
+    f.deletedAt = definedOrUndefined(this.deletedAt[slot]!);
+    f.expiresAt = definedOrUndefined(this.expiresAt[slot]!);
+    return f;
+  }
+
+  /** Announced (ledger-log.ts markAnnounced, on the columns): a stored entry becomes announced, the first time stays. */
+  markAnnounced(slot: number, at: number): void {
+    if (STATUS_CODES[this.status[slot]!] === 'stored') this.status[slot] = STATUS_CODES.indexOf('announced');
+    if (Number.isNaN(this.announcedAt[slot]!)) this.announcedAt[slot] = at;
+  }
+
+  /** Deleted from the server (markDeleted on the columns): the first time stays, the expiry is the latest. */
+  markDeleted(slot: number, at: number, expiresAt: number): void {
+    if (Number.isNaN(this.deletedAt[slot]!)) this.deletedAt[slot] = at;
+    this.expiresAt[slot] = expiresAt;
+  }
+
+  /**
+   * The entry read from its line (`decoded`), with what the columns hold since: the status, and
+   * the announcement and deletion recorded after the line (set as replay sets them).
+   */
+  withColumns(slot: number, decoded: LedgerEntry): LedgerEntry {
+    decoded.status = STATUS_CODES[this.status[slot]!]!;
+    const announcedAt = this.announcedAt[slot]!;
+    if (!Number.isNaN(announcedAt) && decoded.announcedAt === undefined) decoded.announcedAt = announcedAt;
+    const deletedAt = this.deletedAt[slot]!;
+    if (!Number.isNaN(deletedAt) && decoded.deletedAt === undefined) decoded.deletedAt = deletedAt;
+    const expiresAt = this.expiresAt[slot]!;
+    if (!Number.isNaN(expiresAt)) decoded.expiresAt = expiresAt;
+    return decoded;
+  }
+}
+
+/** An entry's facts, into `into`. */
+export function factsOf(entry: LedgerEntry, into: EntryFacts): EntryFacts {
+  into.status = entry.status;
+  into.size = entry.size;
+  into.firstSeenAt = entry.firstSeenAt;
+  into.announcedAt = entry.announcedAt;
+  into.deletedAt = entry.deletedAt;
+  into.expiresAt = entry.expiresAt;
+  return into;
+}
+
+function definedOrUndefined(value: number): number | undefined {
+  return Number.isNaN(value) ? undefined : value;
+}

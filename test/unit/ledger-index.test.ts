@@ -1,0 +1,119 @@
+/**
+ * The ledger index's format and the decision to use it (ledger-index-codec.ts): what is encoded
+ * decodes to the same columns; a torn, damaged or foreign index is refused, never half-read; an
+ * index that does not describe the log being loaded is ignored, with the reason.
+ */
+import { describe, expect, it } from 'vitest';
+import type { EntryFacts } from '../../lib/adapters/local/compact-entries.js';
+import { crc32 as crc32Of } from '../../lib/adapters/local/crc32.js';
+import { UidlTable } from '../../lib/adapters/local/uidl-table.js';
+import { decodeIndex, encodeIndex, indexProblem, type IndexHeader, type IndexRow } from '../../lib/adapters/local/ledger-index-codec.js';
+
+const HEADER: Omit<IndexHeader, 'v' | 'count'> = {
+  mailboxId: 'box',
+  ino: 123456,
+  coveredBytes: 90_000,
+  coveredCrc: 0xdeadbeef,
+  recordBytes: 80_000,
+  recordLines: 7,
+  state: { lastSuccessAt: 5, pendingDeletes: ['a'] },
+};
+
+function facts(over: Partial<EntryFacts>): EntryFacts {
+  return { status: 'stored', size: 4096, firstSeenAt: 1_700_000_000_123, announcedAt: undefined, deletedAt: undefined, expiresAt: undefined, ...over };
+}
+
+const ROWS: IndexRow[] = [
+  { uidl: '000000016b15bf99', facts: facts({}), lineOffset: 52, lineLength: 1000 },
+  { uidl: 'u-announced', facts: facts({ status: 'announced', announcedAt: 1_700_000_001_000 }), lineOffset: 1053, lineLength: 990 },
+  { uidl: 'u-deleted', facts: facts({ status: 'announced', announcedAt: 1, deletedAt: 2, expiresAt: 1_800_000_000 }), lineOffset: 2044, lineLength: 980 },
+  { uidl: 'u-skipped', facts: facts({ status: 'skipped', size: 50_000_000 }), lineOffset: 3025, lineLength: 700 },
+  { uidl: 'u-imported', facts: facts({ status: 'imported', size: 0 }), lineOffset: 3726, lineLength: 120 },
+  { uidl: 'ünïcödé-ид', facts: facts({ status: 'announced', announcedAt: 3 }), lineOffset: 3847, lineLength: 500 },
+];
+
+describe('ledger index codec', () => {
+  it('decodes what it encodes: header, UIDLs (ASCII or not), every column, NaN as none', () => {
+    for (const rows of [ROWS, ROWS.slice(0, 5), []]) {
+      const decoded = decodeIndex(encodeIndex(HEADER, rows));
+      if ('problem' in decoded) throw new Error(decoded.problem);
+      expect(decoded.header).toEqual({ v: 2, ...HEADER, count: rows.length });
+      expect(decoded.entries.count).toBe(rows.length);
+      rows.forEach((row, slot) => {
+        expect(decoded.entries.slotOf(row.uidl)).toBe(slot);
+        expect({ ...decoded.entries.facts(slot) }).toEqual(row.facts);
+        expect([decoded.entries.lineOffset[slot], decoded.entries.lineLength[slot]]).toEqual([row.lineOffset, row.lineLength]);
+      });
+    }
+  });
+
+  it('refuses every torn prefix and every damaged byte (the checksum), never throwing', () => {
+    const data = encodeIndex(HEADER, ROWS);
+    for (let n = 0; n < data.length; n++) expect('problem' in decodeIndex(data.subarray(0, n)), `prefix ${n}`).toBe(true);
+    for (let i = 0; i < data.length; i++) {
+      const damaged = Buffer.from(data);
+      damaged[i]! ^= 0x20;
+      expect('problem' in decodeIndex(damaged), `byte ${i}`).toBe(true);
+    }
+    expect('problem' in decodeIndex(Buffer.concat([data, Buffer.from([0])]))).toBe(true);
+  });
+
+  it('refuses an index of another format version, or whose header lies about its entries, even with a valid checksum', () => {
+    const other = encodeIndex(HEADER, ROWS);
+    other.write('PDLIDX01', 0, 'latin1');
+    expect(decodeIndex(reseal(other))).toEqual({ problem: 'not a ledger index of this version' });
+    const text = encodeIndex(HEADER, ROWS).toString('latin1').replace('"count":6', '"count":7');
+    expect(decodeIndex(reseal(Buffer.from(text, 'latin1')))).toMatchObject({ problem: expect.stringMatching(/damaged/) });
+    const twice = encodeIndex(HEADER, [ROWS[1]!, { ...ROWS[2]!, uidl: ROWS[1]!.uidl }]);
+    expect(decodeIndex(twice)).toEqual({ problem: 'damaged (a UIDL twice)' });
+  });
+});
+
+describe('UidlTable: the index\'s UIDLs looked up without a string each', () => {
+  const build = (uidls: string[]): UidlTable => {
+    const bytes = uidls.map((u) => Buffer.from(u, 'utf8'));
+    return new UidlTable(Buffer.concat(bytes), bytes.map((b) => b.length), uidls.every((u) => /^[\x00-\x7f]*$/.test(u)));
+  };
+
+  it('finds each of many UIDLs at its slot, and nothing else (prefixes, longer ids, other cases, non-ASCII)', () => {
+    const uidls = Array.from({ length: 5000 }, (_, i) => i.toString(16).padStart(8, '0') + 'Ab');
+    for (const table of [build(uidls), build([...uidls, 'ü'])]) {
+      uidls.forEach((u, slot) => expect(table.slotOf(u)).toBe(slot));
+      for (const absent of ['', '00000000A', '00000000Ab0', '00000000AB', '0000000ü', 'x'.repeat(70)]) expect(table.slotOf(absent), absent).toBeUndefined();
+      expect(table.uidlAt(4999)).toBe(uidls[4999]);
+    }
+    expect(build([...uidls, 'ü']).slotOf('ü')).toBe(5000);
+  });
+
+  it('refuses a UIDL twice', () => {
+    expect(() => build(['a', 'b', 'a'])).toThrow(RangeError);
+    expect(() => build(['ü', 'ü'])).toThrow(RangeError);
+  });
+});
+
+describe('indexProblem: whether an index describes the log being loaded', () => {
+  const header: IndexHeader = { v: 2, ...HEADER, count: 6 };
+  const log = { mailboxId: 'box', ino: 123456, bytes: 90_000 };
+
+  it('accepts the log it was built from, also grown since (the tail is replayed)', () => {
+    expect(indexProblem(header, log)).toBeUndefined();
+    expect(indexProblem(header, log, 0xdeadbeef)).toBeUndefined();
+    expect(indexProblem(header, { ...log, bytes: 95_000 }, 0xdeadbeef)).toBeUndefined();
+  });
+
+  it('ignores it for another mailbox, another file, a shorter log, changed bytes, or an empty prefix', () => {
+    expect(indexProblem(header, { ...log, mailboxId: 'other' })).toMatch(/mailbox "box"/);
+    expect(indexProblem(header, { ...log, ino: 99 })).toMatch(/another file/);
+    expect(indexProblem(header, { ...log, bytes: 89_999 })).toMatch(/covers 90000 bytes and the log has 89999/);
+    expect(indexProblem(header, log, 0xdeadbeee)).toMatch(/changed/);
+    expect(indexProblem({ ...header, coveredBytes: 0 }, log)).toMatch(/covers 0 bytes/);
+  });
+});
+
+/** The same bytes with their checksum recomputed (a well-formed index that says something else). */
+function reseal(data: Buffer): Buffer {
+  const out = Buffer.from(data);
+  const end = out.length - 4;
+  out.writeUInt32LE(crc32Of(out.subarray(0, end)), end);
+  return out;
+}
