@@ -28,7 +28,7 @@ import type { MailboxConfig } from './mailbox.js';
 import { MessagePipeline } from './message-pipeline.js';
 import { MessageRecorder } from './message-recorder.js';
 import { safeFailure, safeLogger } from './outside-text.js';
-import { hardDeadlineOf, ledgerLost, planRun, runLimits, uidlResetVerdict, type ServerMessage } from './plan.js';
+import { hardDeadlineOf, ledgerLost, marksFirstRun, planRun, runLimits, uidlResetVerdict, type ServerMessage } from './plan.js';
 import { silentLogger, systemClock, type DrainPorts, type MailboxState } from './ports.js';
 import { newRefetchSummary } from './refetch.js';
 import { NORMAL_STOPS, RETRY_LATER_STOPS, type DrainReport, type PlannedMessage, type StopReason } from './report.js';
@@ -241,6 +241,11 @@ class DrainRun {
       this.stopReason = 'dry-run';
       await this.deletions.quit();
       return;
+    }
+
+    // Durable before anything is stored: a first run killed before its first record is not a lost ledger.
+    if (marksFirstRun({ state: this.state, ledgerLost: ctx.ledgerLost, toFetch: plan.fetch.length })) {
+      await ctx.ports.ledger.updateMailboxState(ctx.mailbox.id, { firstRunStartedAt: ctx.clock.now() });
     }
 
     this.phase = 'fetch';

@@ -193,12 +193,19 @@ export function uidlResetVerdict(input: UidlResetInput): UidlResetVerdict {
 // A lost ledger
 
 /**
- * The ledger knows nothing of a mailbox (no state of an earlier run, no entry for any listed
- * message) while the store holds its messages: the ledger was lost (deleted, emptied,
- * unreadable), not a first run. Messages the store already holds are then not announced again.
+ * The ledger knows nothing of a mailbox (no state of an earlier run, not even a first run's
+ * start, no entry for any listed message) while the store holds its messages: the ledger was
+ * lost (deleted, emptied, unreadable), not a first run. Messages the store already holds are
+ * then not announced again. A first run killed after storing but before its first record left
+ * `firstRunStartedAt`: what it stored is recorded and announced by the next run.
  */
 export function ledgerLost(facts: { state: MailboxState | undefined; listed: number; known: number; storeHolds: boolean }): boolean {
-  return facts.state?.lastRun === undefined && facts.listed > 0 && facts.known === 0 && facts.storeHolds;
+  return facts.state?.lastRun === undefined && facts.state?.firstRunStartedAt === undefined && facts.listed > 0 && facts.known === 0 && facts.storeHolds;
+}
+
+/** Whether a run must mark its start before it fetches: a first run (no run ended, no start marked) with something to fetch. */
+export function marksFirstRun(facts: { state: MailboxState | undefined; ledgerLost: boolean; toFetch: number }): boolean {
+  return facts.state?.lastRun === undefined && facts.state?.firstRunStartedAt === undefined && !facts.ledgerLost && facts.toFetch > 0;
 }
 
 // -------------------------------------------------------------------------------------------

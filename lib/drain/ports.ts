@@ -150,6 +150,12 @@ export interface RunSummary {
 export interface MailboxState {
   mailboxId: string;
   lastRun?: RunSummary;
+  /**
+   * Epoch ms a first run (no `lastRun` yet) began to fetch, written before it stored anything:
+   * killed before its first ledger record, the next run must not take the messages it stored
+   * for a lost ledger's (plan.ts ledgerLost).
+   */
+  firstRunStartedAt?: number;
   /** Epoch ms: end of the last run that stopped normally without failures (more may remain). */
   lastSuccessAt?: number;
   /** Since when the mailbox has had messages left undrained (for the backlog age metric). */
@@ -198,6 +204,7 @@ export interface RecordedFailure {
 
 export interface MailboxStateUpdate {
   lastRun?: RunSummary;
+  firstRunStartedAt?: number | null;
   lastSuccessAt?: number;
   backlogSince?: number | null;
   uidlResetTrippedAt?: number | null;

@@ -258,4 +258,30 @@ describe('a lost ledger is loud', () => {
       await rm(dir, { recursive: true, force: true });
     }
   });
+
+  it('a first run that stored messages but died before its first record is not a lost ledger: the next run announces them', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'popdrain-first-run-'));
+    try {
+      const s = await server([1, 2, 3].map((i) => ({ bytes: mail(`m${i}`), uid: `u${i}` })));
+      const ports = () => ({ ...memoryPorts(), store: new FileMessageStore({ root: join(dir, 'store') }), ledger: new FileLedger({ dir: join(dir, 'ledger') }) });
+      // The first run's records never reach the ledger (as if killed between store and record).
+      const first = ports();
+      const ledger = first.ledger;
+      const failing = new Proxy(ledger, {
+        get: (target, name, receiver) =>
+          name === 'record' ? () => Promise.reject(new Error('killed before the record')) : (Reflect.get(target, name, receiver) as unknown),
+      });
+      await run(mailboxOf(s, { deletePolicy: { mode: 'keep' } }), { ...first, ledger: failing });
+      expect((await readdir(join(dir, 'store'), { recursive: true })).filter((n) => String(n).endsWith('.eml')).length).toBeGreaterThan(0);
+      expect(first.events.published.filter((e) => e.detailType === 'Email Stored')).toHaveLength(0);
+      expect((await new FileLedger({ dir: join(dir, 'ledger') }).getMailboxState(mailboxOf(s).id)).firstRunStartedAt).toEqual(expect.any(Number));
+
+      const second = ports();
+      const report = await run(mailboxOf(s, { deletePolicy: { mode: 'keep' } }), second);
+      expect(report.failures).toEqual([]);
+      expect(second.events.published.filter((e) => e.detailType === 'Email Stored')).toHaveLength(3);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
 });
