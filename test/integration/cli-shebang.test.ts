@@ -15,11 +15,11 @@ beforeAll(async () => {
 }, 90_000);
 
 describe('dist/cli/main.js as a program', () => {
-  it('runs through its shebang with --max-semi-space-size=2', async () => {
+  it('runs through its shebang with --max-semi-space-size=4', async () => {
     // A module loaded before the CLI tells which flags node was started with.
     const probe = 'data:text/javascript,process.stderr.write(JSON.stringify(process.execArgv))';
     const { stdout, stderr } = await run(MAIN, ['--version'], { env: { PATH: process.env.PATH, NODE_OPTIONS: `--import=${probe}` }, timeout: 30_000 });
     expect(stdout).toMatch(/^popdrain \d+\.\d+\.\d+/);
-    expect(JSON.parse(stderr)).toEqual(['--max-semi-space-size=2']);
+    expect(JSON.parse(stderr)).toEqual(['--max-semi-space-size=4']);
   });
 });
