@@ -344,12 +344,15 @@ const popdrainCli: BenchTool = {
   },
 };
 
-/** `popdrain drain pop3s://USER@HOST:PORT --out OUT --id ID --json --quiet`, password in the environment. */
+/**
+ * `popdrain drain pop3s://USER@HOST:PORT --out OUT --id ID --json --quiet`, password in the
+ * environment. dist/cli/main.js runs as a program, through its shebang (and the node flags
+ * there), as npm's bin link and `npx popdrain` run it.
+ */
 export function cliDrainCommand(ctx: BenchContext, out: string, mailboxId: string): Pick<PreparedRun, 'command' | 'args' | 'env'> {
   return {
-    command: process.execPath,
+    command: join(ctx.root, 'dist/cli/main.js'),
     args: [
-      join(ctx.root, 'dist/cli/main.js'),
       'drain',
       `pop3s://${encodeURIComponent(ctx.user)}@${ctx.host}:${ctx.port}`,
       '--ca', ctx.caPath,

@@ -7,7 +7,7 @@ import { resolve } from 'node:path';
 import { LocalStateFolders } from './local-state-folders.js';
 import { LocalCredentials } from '../lib/adapters/local/local-credentials.js';
 import { MaildirStore } from '../lib/adapters/local/maildir-store.js';
-import { drainMailbox, type DrainBudget } from '../lib/drain/drain-mailbox.js';
+import { drainMailbox, type DrainBudget, type DrainProgress } from '../lib/drain/drain-mailbox.js';
 import type { DeletePolicy, MailboxConfig } from '../lib/drain/mailbox.js';
 import type { CredentialsProvider, DrainPorts } from '../lib/drain/ports.js';
 import type { DrainReport } from '../lib/drain/report.js';
@@ -342,7 +342,8 @@ export async function runDrain(positionals: string[], o: DrainCommandOptions): P
           dryRun: o['dry-run'] === true,
           refetch: o.refetch === true,
           ...withoutUndefined({ checkListing }),
-          onProgress: (p) => progress.update(p),
+          // No progress shown (--quiet, several mailboxes): no progress object per message either.
+          ...(showProgress ? { onProgress: (p: DrainProgress) => progress.update(p) } : {}),
           ...(o.trace === true ? { trace: traceWriter(job.mailbox.id) } : {}),
         });
         progress.done();

@@ -15,13 +15,16 @@ import { skippedEventId, storedEventId } from './keys.js';
 import { deleteAllowed, sameMessageUnseen, type ServerMessage } from './plan.js';
 import type { LedgerEntry, PublishOutcome, RecordOutcome, StoredObject } from './ports.js';
 import { newRefetchSummary, refetchVerdict, type RefetchStoreOutcome } from './refetch.js';
+import { recordBatchItems } from './record-batch-items.js';
 import { noteBackendFailure, type RunContext } from './run-context.js';
 import { wellFormed, wellFormedText } from './well-formed.js';
 
-/** Ledger and event batches: flushed when this full or after this long. */
-export const LEDGER_BATCH_ITEMS = 64;
-/** The EventBridge sink splits these into PutEvents requests of 10. */
-const EVENT_BATCH_ITEMS = 64;
+/**
+ * Ledger and event batches: flushed when full (record-batch-items.ts: 64, or up to 256 with many
+ * messages in flight to the store) or after this long. The EventBridge sink splits events into
+ * PutEvents requests of 10.
+ */
+export { LEDGER_BATCH_ITEMS } from './record-batch-items.js';
 const BATCH_DELAY_MS = 2;
 
 /** A message durable in the store, on its way to the ledger and the bus. */
@@ -66,13 +69,14 @@ export class MessageRecorder {
       (error: unknown): void => {
         ctx.failures.push(failureOf(error, phase));
       };
-    this.records = new Batcher((entries) => ledger.record(entries), LEDGER_BATCH_ITEMS, BATCH_DELAY_MS, defectIn('ledger'));
+    const batchItems = recordBatchItems(ctx.options.storeConcurrency);
+    this.records = new Batcher((entries) => ledger.record(entries), batchItems, BATCH_DELAY_MS, defectIn('ledger'));
     this.marks = new Batcher(
       async (uidls) => {
         await ledger.markAnnounced(mailboxId, uidls, ctx.clock.now());
         return uidls.map(() => undefined);
       },
-      LEDGER_BATCH_ITEMS,
+      batchItems,
       BATCH_DELAY_MS,
       defectIn('ledger'),
     );
@@ -92,7 +96,7 @@ export class MessageRecorder {
         const failed = new Map(outcome.failed.map((f) => [f.id, f.reason]));
         return batch.map((e) => (ok.has(e.id) ? { ok: true } : { ok: false, reason: failed.get(e.id) ?? 'not confirmed by the event sink' }));
       },
-      EVENT_BATCH_ITEMS,
+      batchItems,
       BATCH_DELAY_MS,
       defectIn('publish'),
     );

@@ -381,6 +381,21 @@ describe('CommitWorker', () => {
     await worker.close();
   });
 
+  it('gets its segments back from the thread with the answer, and uses them for the next batch', async () => {
+    const worker = new CommitWorker();
+    const pool = (worker as unknown as { pool: { bytes: number } }).pool;
+    expect(await worker.commit({ temp: join(dir, '.t1.part'), final: join(dir, 'a.eml'), data: [Buffer.from('first')], mode: 0o600 })).toEqual({ linked: true });
+    const kept = pool.bytes;
+    expect(kept).toBeGreaterThan(0);
+    const next = worker.commit({ temp: join(dir, '.t2.part'), final: join(dir, 'b.eml'), data: [Buffer.from('second')], mode: 0o600 });
+    expect(pool.bytes).toBe(0); // taken for the batch being gathered
+    expect(await next).toEqual({ linked: true });
+    expect(pool.bytes).toBe(kept);
+    expect(await readFile(join(dir, 'a.eml'), 'utf8')).toBe('first');
+    expect(await readFile(join(dir, 'b.eml'), 'utf8')).toBe('second');
+    await worker.close();
+  });
+
   it('a worker thread that dies fails the commits it held with a retryable STORE_FAILED; the next commit works', async () => {
     const worker = new CommitWorker();
     const pending = worker.commit({ temp: join(dir, '.t1.part'), final: join(dir, 'a.eml'), data: [Buffer.from('x')], mode: 0o600 });

@@ -17,6 +17,7 @@
  */
 import { Worker } from 'node:worker_threads';
 import { DrainError, describeError } from '../../drain/errors.js';
+import { SegmentPool } from './segment-pool.js';
 
 /** A commit that did not happen because of the thread, not the disk: retryable. */
 function workerFailure(what: string, cause: unknown): DrainError {
@@ -90,7 +91,8 @@ parentPort.on('message', async ({ id, items, segments }) => {
       }
     }
   }
-  parentPort.postMessage({ id, results });
+  // The segments go back (transferred) to be used again for the next batches' bytes.
+  parentPort.postMessage({ id, results, segments }, segments);
 });
 `;
 
@@ -109,6 +111,13 @@ const SEGMENT_MAX_BYTES = 1024 * 1024;
  * small messages while the main thread refilled them.)
  */
 const MAX_BATCHES_IN_FLIGHT = 4;
+/** Segments kept for reuse when the worker hands them back (segment-pool.ts). */
+const SEGMENT_POOL_BYTES = 8 * 1024 * 1024;
+/**
+ * The worker's young generation, in MB: it allocates little (a batch's item list and results),
+ * and V8's default lets it grow to tens of MB of mostly garbage.
+ */
+const WORKER_YOUNG_GENERATION_MB = 2;
 
 /** One file of a batch, as the worker gets it: its bytes are segments[segment][offset, offset + length). */
 interface BatchItem {
@@ -132,6 +141,8 @@ class Batch {
   readonly segments: Buffer[] = [];
   private used = 0;
 
+  constructor(private readonly pool: SegmentPool) {}
+
   /** Copy the item's bytes into the batch's segments. */
   add(item: HeldCommit, waiting: Waiting): void {
     let length = 0;
@@ -139,7 +150,7 @@ class Batch {
     let segment = this.segments.at(-1);
     if (segment === undefined || this.used + length > segment.length) {
       const next = segment === undefined ? SEGMENT_MIN_BYTES : Math.min(2 * segment.length, SEGMENT_MAX_BYTES);
-      segment = Buffer.allocUnsafeSlow(Math.max(next, length));
+      segment = this.pool.take(Math.max(next, length));
       this.segments.push(segment);
       this.used = 0;
     }
@@ -162,11 +173,12 @@ export class CommitWorker {
   /** Batches handed to the worker and not yet answered, by id. */
   private readonly inFlight = new Map<number, Waiting[]>();
   private nextId = 0;
+  private readonly pool = new SegmentPool(SEGMENT_MIN_BYTES, SEGMENT_MAX_BYTES, SEGMENT_POOL_BYTES);
 
   /** The bytes of `item.data` are copied before this returns. */
   commit(item: HeldCommit): Promise<HeldCommitResult> {
     return new Promise((resolve, reject) => {
-      const batch = (this.gathering ??= new Batch());
+      const batch = (this.gathering ??= new Batch(this.pool));
       batch.add(item, { final: item.final, resolve, reject });
       if (batch.items.length >= MAX_BATCH) {
         // Full: to the worker now if it has room (a burst of messages in one turn of the
@@ -191,9 +203,10 @@ export class CommitWorker {
   }
 
   private start(): Worker {
-    const worker = new Worker(WORKER_SOURCE, { eval: true });
+    const worker = new Worker(WORKER_SOURCE, { eval: true, resourceLimits: { maxYoungGenerationSizeMb: WORKER_YOUNG_GENERATION_MB } });
     worker.unref();
-    worker.on('message', (reply: { id: number; results: HeldCommitResult[] }) => {
+    worker.on('message', (reply: { id: number; results: HeldCommitResult[]; segments?: ArrayBuffer[] }) => {
+      if (reply.segments !== undefined) this.pool.give(reply.segments);
       const batch = this.inFlight.get(reply.id) ?? [];
       this.inFlight.delete(reply.id);
       batch.forEach((w, i) => w.resolve(reply.results[i] ?? { error: { op: 'commit', path: w.final, message: 'no result' } }));

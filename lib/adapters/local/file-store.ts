@@ -179,9 +179,20 @@ export class FileMessageStore implements MessageStore {
 
   private putHeld(target: { dir: string; path: string }, chunks: readonly Buffer[], summary: MessageSummary): Promise<StoredObject> {
     const tempPath = `${target.dir}${sep}.tmp-${process.pid}-${this.nonce}-${++this.counter}.part`;
-    // Known as ours while the worker has it, so cleanupTemp leaves it alone.
+    // Known as ours while the worker has it, so cleanupTemp leaves it alone. (The worker has
+    // removed the temp name when it answers, whatever happened: forgotten then, in the one
+    // continuation that also reads the answer, rather than in a finally of its own.)
     this.active.add(tempPath);
-    return this.commitHeld(tempPath, target.path, chunks, summary).finally(() => this.active.delete(tempPath));
+    return this.commitWorker.commit({ temp: tempPath, final: target.path, data: chunks, mode: FILE_MODE }).then(
+      (result) => {
+        this.active.delete(tempPath);
+        return this.heldCommitted(result, target.path, summary);
+      },
+      (error: unknown) => {
+        this.active.delete(tempPath);
+        throw storeError('commit', tempPath, error);
+      },
+    );
   }
 
   private async putStreamed(
