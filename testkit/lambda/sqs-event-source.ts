@@ -160,7 +160,12 @@ export async function runEventSource(options: EventSourceOptions): Promise<Event
         }),
       );
       if (Messages !== undefined && Messages.length > 0) {
-        buffered.push(...Messages);
+        // A message received again (its visibility ran out while it waited here) replaces the old copy.
+        for (const m of Messages) {
+          const at = buffered.findIndex((b) => b.MessageId === m.MessageId);
+          if (at >= 0) buffered[at] = m;
+          else buffered.push(m);
+        }
         continue;
       }
       if (!dispatched && running.size === 0 && buffered.length === 0) return done;
