@@ -15,6 +15,17 @@ export function failedLoginAttempts(log: string): Map<string, number> {
   return out;
 }
 
+/**
+ * Of one mailbox's messages in the queue at a sample, how many wait to run: those not handed to
+ * an invocation before the sample began. A request whose run has ended stays in the queue until
+ * the rest of its batch has ended (the event source deletes after the invocation), so a mailbox
+ * may count 2 (that one and the scheduler's next) with 1 waiting. A message given back by its
+ * invocation (failed) counts as waiting, as does one taken after the sample began (an upper bound).
+ */
+export function waitingAtSample(messageIds: readonly string[], takenAt: (messageId: string) => number | undefined, sampledFrom: number): number {
+  return messageIds.filter((id) => (takenAt(id) ?? Infinity) > sampledFrom).length;
+}
+
 export interface StoredComparison {
   /** Messages Dovecot held that have no stored object. */
   missing: number;

@@ -44,6 +44,11 @@ export class QueueGroupCounter {
     return this.perGroup;
   }
 
+  /** The MessageIds a group has in the queue by this count. */
+  messagesOf(group: string): string[] {
+    return [...this.groupOf].filter(([, g]) => g === group).map(([id]) => id);
+  }
+
   /** Messages in the queue by this count. */
   total(): number {
     return this.groupOf.size;

@@ -26,6 +26,8 @@ export interface SqsHostSample {
   /** Messages per mailbox by the request log, largest first (at most 5). */
   top: Array<[string, number]>;
   maxPerMailbox: number;
+  /** Every mailbox with more than one message by the request log, and their MessageIds. */
+  several: Array<{ group: string; messageIds: string[] }>;
   countedTotal: number;
 }
 
@@ -51,6 +53,7 @@ process.on('message', (m: { type: string; id: number }) => {
       dlq: dlq.visible + dlq.inFlight,
       top,
       maxPerMailbox: top[0]?.[1] ?? 0,
+      several: [...counter.counts()].filter(([, n]) => n > 1).map(([group]) => ({ group, messageIds: counter.messagesOf(group) })),
       countedTotal: counter.total(),
     };
     process.send?.(sample);

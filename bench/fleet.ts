@@ -1,11 +1,12 @@
 /**
- * `npm run bench:fleet [-- --json] [--mailboxes N] [--hours H]`: the fleet simulation of
+ * `npm run bench:fleet [-- --json] [--mailboxes N] [--hours H] [--batch-size N]`: the fleet simulation of
  * issue 13 item 9. The REAL scheduler and drainer handlers (lambdas/), each in a Lambda-like
  * child process (testkit/lambda/), run against Dovecot, dynalite, the SQS stand-in, the
  * in-memory S3 endpoint and the AWS JSON endpoint on loopback, under compressed time: every
  * process reads the same scaled clock (testkit/clock/scaled-clock.ts), and the SQS stand-in's
  * visibility timeouts, delays and retention run in it too. The bench ticks the scheduler every
- * 5 simulated minutes, an event source feeds the drainers from the queue, mail keeps arriving
+ * 5 simulated minutes, an event source feeds the drainers from the queue in batches (the
+ * construct's default batch size unless `--batch-size` says), mail keeps arriving
  * for some mailboxes, some secrets hold a wrong password, some mailboxes are held busy by a side
  * POP3 session, one holds 20,000 messages with a per-run budget, and one mailbox is added and
  * one paused mid-run through `popdrain fleet add/pause` (runFleet). It prints one JSON row.
@@ -17,11 +18,12 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { SQSClient } from '@aws-sdk/client-sqs';
 import { runFleet } from '../cli/fleet-command.js';
+import { DEFAULT_DRAINER_BATCH_SIZE, MAX_FIFO_BATCH_SIZE } from '../infra/constructs/drainer-function.js';
 import { simulatedNow, type ScaledClockSpec } from '../testkit/clock/scaled-clock.js';
 import { servedForm, sha256 } from '../testkit/fixtures/drain-fixtures.js';
 import { LambdaInstance, startInstances } from '../testkit/lambda/instance.js';
 import { holdMailbox, type BusyHolder } from './fleet-busy-holder.js';
-import { compareStored, failedLoginAttempts } from './fleet-checks.js';
+import { compareStored, failedLoginAttempts, waitingAtSample } from './fleet-checks.js';
 import { startEventSource } from './fleet-event-source.js';
 import { planFleet, type FleetMailboxPlan } from './fleet-plan.js';
 import { FLEET_BUCKET, FLEET_PREFIX, FLEET_TABLE, createMailboxes, fleetMessage, lambdaEnv, registryEntry, startFleetSqs, startFleetWorld, writeSeedFile } from './fleet-world.js';
@@ -47,12 +49,15 @@ const { values: args } = parseArgs({
     speed: { type: 'string' },
     'wall-minutes': { type: 'string', default: '15' },
     drainers: { type: 'string', default: '4' },
+    'batch-size': { type: 'string', default: String(DEFAULT_DRAINER_BATCH_SIZE) },
     'bulk-every': { type: 'string', default: '240' },
     'big-messages': { type: 'string', default: '20000' },
     'big-per-run': { type: 'string', default: '1000' },
   },
 });
 const hours = Number(args.hours);
+const batchSize = Number(args['batch-size']);
+if (!Number.isInteger(batchSize) || batchSize < 1 || batchSize > MAX_FIFO_BATCH_SIZE) throw new Error(`--batch-size must be a whole number from 1 to ${MAX_FIFO_BATCH_SIZE}`);
 const speed = args.speed === undefined ? (hours * HOUR_MS) / (Number(args['wall-minutes']) * 60_000) : Number(args.speed);
 const plan = planFleet({
   mailboxes: Number(args.mailboxes),
@@ -118,23 +123,30 @@ try {
     queueArn: world.sqs.queueArn,
     instances: instances.slice(1),
     remainingMs: DRAINER_REMAINING_MS,
-    onInvocation: (i) => {
-      const body = JSON.parse(i.record.body) as { mailboxId: string; depth?: number };
-      const role = roleOf.get(body.mailboxId) ?? 'unknown';
-      runsByRole.set(role, (runsByRole.get(role) ?? 0) + 1);
-      if (!i.invocation.ok) drainerErrors += 1;
-      for (const line of i.invocation.output) {
-        if (line.json?.message !== 'drain report') continue;
-        const key = `${role}:${String(line.json.outcome)}${line.json.errorCode === undefined ? '' : `:${String(line.json.errorCode)}`}`;
-        outcomes.set(key, (outcomes.get(key) ?? 0) + 1);
-        if (process.env.FLEET_DEBUG === '1' && body.mailboxId === bigId) {
-          const r = line.json.report as { stopReason?: string; fetched?: number; stored?: number; remaining?: number };
-          process.stderr.write(`big: depth ${body.depth ?? 0} ${r.stopReason} ${JSON.stringify(r).slice(0, 300)} wall ${i.finishedAt - i.startedAt} ms\n`);
+    batchSize,
+    onBatch: (b) => {
+      if (!b.invocation.ok) drainerErrors += 1;
+      const bodies = b.records.map((r) => JSON.parse(r.body) as { mailboxId: string; depth?: number });
+      for (const body of bodies) {
+        const role = roleOf.get(body.mailboxId) ?? 'unknown';
+        runsByRole.set(role, (runsByRole.get(role) ?? 0) + 1);
+        if (body.mailboxId === bigId) {
+          bigRuns += 1;
+          if ((body.depth ?? 0) > 0) bigContinuations += 1;
         }
       }
-      if (body.mailboxId === bigId) {
-        bigRuns += 1;
-        if ((body.depth ?? 0) > 0) bigContinuations += 1;
+      // The invocation's output holds the lines of all its runs: each drain report names its mailbox.
+      for (const line of b.invocation.output) {
+        if (line.json?.message !== 'drain report') continue;
+        const mailboxId = String(line.json.mailboxId);
+        const role = roleOf.get(mailboxId) ?? 'unknown';
+        const key = `${role}:${String(line.json.outcome)}${line.json.errorCode === undefined ? '' : `:${String(line.json.errorCode)}`}`;
+        outcomes.set(key, (outcomes.get(key) ?? 0) + 1);
+        if (process.env.FLEET_DEBUG === '1' && mailboxId === bigId) {
+          const r = line.json.report as { stopReason?: string; fetched?: number; stored?: number; remaining?: number };
+          const depth = bodies.find((body) => body.mailboxId === bigId)?.depth ?? 0;
+          process.stderr.write(`big: depth ${depth} ${r.stopReason} ${JSON.stringify(r).slice(0, 300)} batch ${b.records.length} wall ${b.finishedAt - b.startedAt} ms\n`);
+        }
       }
     },
   });
@@ -145,6 +157,11 @@ try {
   const lastMailTick = ticks - Math.round(60 / TICK_MINUTES);
   let maxQueueDepth = 0;
   let maxQueuedPerMailbox = 0;
+  // The mailboxes with most messages in the queue at the first sample that reached the maximum.
+  let maxQueuedAt: Array<[string, number]> = [];
+  // Per mailbox, its messages in the queue not handed to an invocation (a request whose run has
+  // ended stays in the queue until the rest of its batch has ended): the requests waiting.
+  let maxWaitingPerMailbox = 0;
   let maxCountMismatch = 0;
   let late = 0;
   let pausedAtTick = -1;
@@ -155,8 +172,13 @@ try {
   process.env.AWS_SECRET_ACCESS_KEY ??= 'fleet-fake-secret';
   process.env.AWS_EC2_METADATA_DISABLED = 'true';
   const sample = async (): Promise<void> => {
+    const sampledFrom = Date.now();
     const s = await world.sqs.sample();
+    // A mailbox with one message has at most one waiting; one with several, those not in an invocation.
+    const waiting = s.several.map((g) => waitingAtSample(g.messageIds, (id) => source.takenAt(id), sampledFrom));
+    maxWaitingPerMailbox = Math.max(maxWaitingPerMailbox, Math.min(s.maxPerMailbox, 1), ...waiting);
     maxQueueDepth = Math.max(maxQueueDepth, s.visible + s.inFlight);
+    if (s.maxPerMailbox > maxQueuedPerMailbox) maxQueuedAt = s.top.filter(([, n]) => n > 1);
     maxQueuedPerMailbox = Math.max(maxQueuedPerMailbox, s.maxPerMailbox);
     maxCountMismatch = Math.max(maxCountMismatch, Math.abs(s.countedTotal - (s.visible + s.inFlight)));
   };
@@ -194,7 +216,7 @@ try {
     const result = await scheduler!.invoke({ time: new Date(tickAt).toISOString() }, { remainingMs: 60_000 });
     if (!result.ok) log(`tick ${k}: scheduler failed: ${result.error?.message}`);
     await sample();
-    if (k % 12 === 0) log(`simulated hour ${k / 12}: queue ${maxQueueDepth} max, per mailbox ${maxQueuedPerMailbox} max, ${source.invocations} drainer runs, big mailbox ${bigRuns} runs`);
+    if (k % 12 === 0) log(`simulated hour ${k / 12}: queue ${maxQueueDepth} max, per mailbox ${maxQueuedPerMailbox} max, ${source.records} drainer runs in ${source.invocations} invocations, big mailbox ${bigRuns} runs`);
   }
   const simulatedHours = (simulatedNow(clock, Date.now()) - SIM_EPOCH_MS) / HOUR_MS;
   // Let what is queued finish (the ticks have stopped), sampling as it goes.
@@ -261,6 +283,8 @@ try {
     simulatedHours: Math.round(simulatedHours * 100) / 100,
     maxQueueDepth,
     maxQueuedPerMailbox,
+    maxQueuedMailboxes: Object.fromEntries(maxQueuedAt),
+    maxWaitingPerMailbox,
     loginsPerFailingMailboxPerHour: Math.round((failingAttempts / failing.length / simulatedHours) * 1000) / 1000,
     bigMailboxContinuations: bigContinuations,
     bigMailboxCompleted: bigCompleted,
@@ -271,6 +295,9 @@ try {
     speed: Math.round(speed * 10) / 10,
     handlers: 'lambda-like processes',
     drainers: Number(args.drainers),
+    batchSize,
+    invocations: source.invocations,
+    recordsPerInvocation: source.invocations === 0 ? 0 : Math.round((source.records / source.invocations) * 100) / 100,
     tickMinutes: TICK_MINUTES,
     bulkEveryMinutes: Number(args['bulk-every']),
     fastEveryMinutes: 5,
@@ -285,7 +312,7 @@ try {
     unexpected,
     pausedStoredAfterPause,
     pausedUndrainedAtPause,
-    drainerRuns: source.invocations,
+    drainerRuns: source.records,
     expiredDeletes: source.expiredDeletes,
     drainerRunsByRole: Object.fromEntries(runsByRole),
     outcomes: Object.fromEntries([...outcomes].sort()),
@@ -316,7 +343,8 @@ async function sleepUntil(wallMs: number): Promise<void> {
 function summary(row: Record<string, unknown>): string {
   const lines = [
     `popdrain fleet simulation: ${String(row.mailboxes)} mailboxes, ${String(row.simulatedHours)} simulated hours in ${String(row.wallSeconds)} s (x${String(row.speed)})`,
-    `  queue depth max ${String(row.maxQueueDepth)}; per mailbox max ${String(row.maxQueuedPerMailbox)} (target <= 2)`,
+    `  queue depth max ${String(row.maxQueueDepth)}; per mailbox max ${String(row.maxQueuedPerMailbox)}, waiting to run max ${String(row.maxWaitingPerMailbox)} (target <= 1)`,
+    `  ${String(row.drainerRuns)} drainer runs in ${String(row.invocations)} invocations (batch size ${String(row.batchSize)}, ${String(row.recordsPerInvocation)} records on average)`,
     `  login attempts per failing mailbox per hour ${String(row.loginsPerFailingMailboxPerHour)} (target <= 2), by Dovecot's log`,
     `  big mailbox: ${String(row.bigMailboxRuns)} runs, ${String(row.bigMailboxContinuations)} continuations, completed: ${String(row.bigMailboxCompleted)}`,
     `  stored exactly once (${String(row.checkedMessages)} messages checked against Dovecot's maildirs): ${String(row.storedExactlyOnce)}`,

@@ -1,7 +1,7 @@
 // The fleet simulation's verdicts (bench/fleet-checks.ts, bench/fleet-plan.ts): login attempts
 // from Dovecot's log lines, the stored-exactly-once comparison, and the mailbox plan.
 import { describe, expect, it } from 'vitest';
-import { compareStored, failedLoginAttempts } from '../../bench/fleet-checks.js';
+import { compareStored, failedLoginAttempts, waitingAtSample } from '../../bench/fleet-checks.js';
 import { planFleet } from '../../bench/fleet-plan.js';
 
 // The first line as Dovecot 2.3.19 wrote it to its log_path on this machine; the others vary it
@@ -34,5 +34,20 @@ describe('fleet checks', () => {
     expect(plan.find((m) => m.role === 'big')).toMatchObject({ initialMessages: 500, maxMessagesPerRun: 50, everyMinutes: 5 });
     expect(plan.filter((m) => m.role === 'bulk').every((m) => m.everyMinutes === 240)).toBe(true);
     expect(() => planFleet({ mailboxes: 5, bulkEveryMinutes: 60, failing: 3, busy: 2, active: 4, bigMessages: 1, bigPerRun: 1 })).toThrow(/at least/);
+  });
+});
+
+describe('waitingAtSample', () => {
+  const takenAt = (times: Record<string, number>) => (id: string) => times[id];
+
+  it('does not count a message handed to an invocation before the sample began', () => {
+    // The finished request of a batch still running, and the scheduler's next one.
+    expect(waitingAtSample(['done', 'next'], takenAt({ done: 1_000 }), 2_000)).toBe(1);
+  });
+
+  it('counts messages never handed out, or handed out after the sample began', () => {
+    expect(waitingAtSample(['a', 'b'], takenAt({}), 2_000)).toBe(2);
+    expect(waitingAtSample(['a', 'b'], takenAt({ a: 2_001 }), 2_000)).toBe(2);
+    expect(waitingAtSample(['a', 'b'], takenAt({ a: 2_000, b: 1_999 }), 2_000)).toBe(0);
   });
 });

@@ -47,6 +47,10 @@ describe('QueueGroupCounter', () => {
     await sqs.send(new DeleteMessageCommand({ QueueUrl: queue.url, ReceiptHandle: b.ReceiptHandle }));
     counter.feed(standin.requests.splice(0));
     expect(Object.fromEntries(counter.counts())).toEqual({ a: 1, c: 1 });
+    // The one message group a still has is the one not deleted.
+    const left = a.find((m) => m.MessageId !== a[0]!.MessageId)!;
+    expect(counter.messagesOf('a')).toEqual([left.MessageId]);
+    expect(counter.messagesOf('b')).toEqual([]);
     const depth = await standin.depth(queue.url);
     expect(counter.total()).toBe(depth.visible + depth.inFlight);
   });

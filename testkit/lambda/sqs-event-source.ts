@@ -11,6 +11,9 @@
  * them to Lambda. SQS holds a group back while one of its messages is in flight; local-aws-sqs
  * does not, so the loop keeps received messages of a busy group in a buffer (they stay in flight
  * in the queue) until the group is free.
+ *
+ * The dispatch (EventSourceDispatcher) is shared by two loops: runEventSource here, which runs
+ * until the queue is empty, and bench/fleet-event-source.ts, which runs until stopped.
  */
 import { DeleteMessageCommand, ReceiveMessageCommand, type Message, type SQSClient } from '@aws-sdk/client-sqs';
 import type { SQSBatchResponse, SQSEvent, SQSRecord } from 'aws-lambda';
@@ -18,6 +21,8 @@ import type { InvocationResult, LambdaInstance } from './instance.js';
 
 const IDLE_POLL_MS = 20;
 const REGION = 'us-east-1';
+/** What one ReceiveMessage may return (SQS's limit). */
+const MAX_RECEIVE_MESSAGES = 10;
 
 export interface EventSourceOptions {
   sqs: SQSClient;
@@ -43,6 +48,18 @@ export interface EventSourceInvocation {
   invocation: InvocationResult;
   /** The record was reported failed (or the invocation failed): the message was left in the queue. */
   failed: boolean;
+  startedAt: number;
+  finishedAt: number;
+}
+
+/** One invocation of a batch, after the loop deleted its records that did not fail. */
+export interface BatchInvocation {
+  instance: string;
+  /** The records, in batch order. */
+  records: SQSRecord[];
+  invocation: InvocationResult;
+  /** The messageIds reported failed (all of them when the invocation failed): left in the queue. */
+  failed: ReadonlySet<string>;
   startedAt: number;
   finishedAt: number;
 }
@@ -83,101 +100,17 @@ export function failedIds(invocation: InvocationResult, records: readonly SQSRec
   return new Set((response?.batchItemFailures ?? []).map((f) => f.itemIdentifier));
 }
 
-/**
- * Process the queue until nothing is visible, nothing is buffered and nothing is running.
- * Messages whose invocation failed stay in the queue (in flight until their visibility
- * timeout ends) and are not waited for.
- */
-export async function runEventSource(options: EventSourceOptions): Promise<EventSourceInvocation[]> {
-  const { sqs, queueUrl, queueArn } = options;
-  const maxInvocations = options.maxInvocations ?? 10_000;
-  const batchSize = options.batchSize ?? 1;
-  const free = [...options.instances];
-  const buffered: Message[] = [];
-  const busyGroups = new Set<string>();
-  const running = new Set<Promise<void>>();
-  const done: EventSourceInvocation[] = [];
-  let invocations = 0;
-  let failure: unknown;
-
-  const groupOf = (m: Message): string => m.Attributes?.MessageGroupId ?? m.MessageId!;
-
-  const dispatch = (instance: LambdaInstance, messages: Message[]): void => {
-    const groups = new Set(messages.map(groupOf));
-    for (const group of groups) busyGroups.add(group);
-    invocations += 1;
-    const records = messages.map((m) => sqsRecord(m, queueArn));
-    const startedAt = Date.now();
-    const task = (async () => {
-      const invocation = await instance.invoke(sqsEvent(records), { remainingMs: options.remainingMs });
-      const failed = failedIds(invocation, records);
-      for (const record of records) {
-        if (!failed.has(record.messageId)) await sqs.send(new DeleteMessageCommand({ QueueUrl: queueUrl, ReceiptHandle: record.receiptHandle }));
-      }
-      const finishedAt = Date.now();
-      for (const record of records) {
-        const entry: EventSourceInvocation = { instance: instance.name, record, batch: records, invocation, failed: failed.has(record.messageId), startedAt, finishedAt };
-        done.push(entry);
-        options.onInvocation?.(entry);
-      }
-    })()
-      .catch((error: unknown) => {
-        failure ??= error;
-      })
-      .finally(() => {
-        for (const group of groups) busyGroups.delete(group);
-        free.push(instance);
-        running.delete(task);
-      });
-    running.add(task);
-  };
-
-  for (;;) {
-    if (failure !== undefined) {
-      await Promise.allSettled(running);
-      throw failure;
-    }
-    if (invocations > maxInvocations) {
-      await Promise.allSettled(running);
-      throw new Error(`the event source made more than ${maxInvocations} invocations; stopping`);
-    }
-    // Dispatch buffered messages whose group is free, oldest first, up to batchSize an invocation.
-    let dispatched = false;
-    while (free.length > 0) {
-      const batch = takeBatch(buffered, busyGroups, batchSize, groupOf);
-      if (batch.length === 0) break;
-      dispatch(free.shift()!, batch);
-      dispatched = true;
-    }
-    if (free.length > 0) {
-      const { Messages } = await sqs.send(
-        new ReceiveMessageCommand({
-          QueueUrl: queueUrl,
-          MaxNumberOfMessages: 10,
-          WaitTimeSeconds: 0,
-          AttributeNames: ['All'],
-          MessageSystemAttributeNames: ['All'],
-        }),
-      );
-      if (Messages !== undefined && Messages.length > 0) {
-        buffered.push(...Messages);
-        continue;
-      }
-      if (!dispatched && running.size === 0 && buffered.length === 0) return done;
-    }
-    if (running.size > 0) {
-      await Promise.race([...running, new Promise((r) => setTimeout(r, IDLE_POLL_MS))]);
-    } else if (!dispatched) {
-      await new Promise((r) => setTimeout(r, IDLE_POLL_MS));
-    }
-  }
+/** A received message's FIFO group (the message alone when it has none). */
+function groupOf(message: Message): string {
+  return message.Attributes?.MessageGroupId ?? message.MessageId!;
 }
 
 /**
- * Up to `size` buffered messages, oldest first, of groups not busy in another invocation.
- * Takes them out of `buffered`; the rest keep their order.
+ * Up to `size` buffered messages, oldest first, of groups not busy in another invocation (a
+ * group's messages in their buffered order). Takes them out of `buffered`; the rest keep their
+ * order. Pure but for that: unit-tested (test/unit/sqs-event-source-batch.test.ts).
  */
-function takeBatch(buffered: Message[], busyGroups: ReadonlySet<string>, size: number, groupOf: (m: Message) => string): Message[] {
+export function takeBatch(buffered: Message[], busyGroups: ReadonlySet<string>, size: number): Message[] {
   const batch: Message[] = [];
   for (let i = 0; i < buffered.length && batch.length < size; ) {
     if (busyGroups.has(groupOf(buffered[i]!))) {
@@ -187,4 +120,189 @@ function takeBatch(buffered: Message[], busyGroups: ReadonlySet<string>, size: n
     batch.push(...buffered.splice(i, 1));
   }
   return batch;
+}
+
+export interface DispatcherOptions {
+  sqs: SQSClient;
+  queueUrl: string;
+  queueArn: string;
+  instances: readonly LambdaInstance[];
+  remainingMs: number;
+  batchSize: number;
+  /** Called once per invocation, after its deletes. A throw is the loop's error. */
+  onBatch: (batch: BatchInvocation) => void;
+  /**
+   * A DeleteMessage that failed (on SQS: the receipt handle of a message whose visibility ran
+   * out and that was delivered again). Unset: the failure is the loop's error.
+   */
+  onDeleteRefused?: (record: SQSRecord, error: unknown) => void;
+}
+
+/**
+ * The part of the event source both loops share: the free instances, the buffer of received
+ * messages, the busy groups and the running invocations. The loop decides when to receive, to
+ * dispatch, to wait and to stop.
+ */
+export class EventSourceDispatcher {
+  /** Invocations started. */
+  invocations = 0;
+  /** Records handed to invocations. */
+  records = 0;
+  /** The first error of an invocation's bookkeeping (a delete, the callback), if any. */
+  error: unknown;
+  private readonly free: LambdaInstance[];
+  private readonly buffered: Message[] = [];
+  private readonly busyGroups = new Set<string>();
+  private readonly running = new Set<Promise<void>>();
+  /**
+   * When each message was handed to an invocation, until the invocation gives it back (failed,
+   * or its delete refused); kept after a delete (a day of the fleet bench: some 10,000 entries).
+   */
+  private readonly taken = new Map<string, number>();
+
+  constructor(private readonly options: DispatcherOptions) {
+    this.free = [...options.instances];
+  }
+
+  get hasFreeInstance(): boolean {
+    return this.free.length > 0;
+  }
+
+  /** Nothing buffered and nothing running. */
+  get idle(): boolean {
+    return this.buffered.length === 0 && this.running.size === 0;
+  }
+
+  get busy(): boolean {
+    return this.running.size > 0;
+  }
+
+  /** One ReceiveMessage; the messages join the buffer (one received again replaces its old copy). */
+  async receive(): Promise<number> {
+    const { Messages } = await this.options.sqs.send(
+      new ReceiveMessageCommand({
+        QueueUrl: this.options.queueUrl,
+        MaxNumberOfMessages: MAX_RECEIVE_MESSAGES,
+        WaitTimeSeconds: 0,
+        AttributeNames: ['All'],
+        MessageSystemAttributeNames: ['All'],
+      }),
+    );
+    // A message received again (its visibility ran out while it waited here) replaces the old copy.
+    for (const m of Messages ?? []) {
+      const at = this.buffered.findIndex((b) => b.MessageId === m.MessageId);
+      if (at >= 0) this.buffered[at] = m;
+      else this.buffered.push(m);
+    }
+    return Messages?.length ?? 0;
+  }
+
+  /** Dispatches buffered messages whose group is free, oldest first, up to batchSize an invocation. */
+  dispatchReady(): boolean {
+    let dispatched = false;
+    while (this.free.length > 0) {
+      const batch = takeBatch(this.buffered, this.busyGroups, this.options.batchSize);
+      if (batch.length === 0) break;
+      this.dispatch(this.free.shift()!, batch);
+      dispatched = true;
+    }
+    return dispatched;
+  }
+
+  /** Until an invocation ends or `ms` pass. */
+  async waitForProgress(ms: number): Promise<void> {
+    await Promise.race([...this.running, new Promise((r) => setTimeout(r, ms))]);
+  }
+
+  /**
+   * When the message was handed to an invocation (Date.now()), unless it never was or the
+   * invocation gave it back to the queue (reported it failed, or its delete was refused).
+   */
+  takenAt(messageId: string): number | undefined {
+    return this.taken.get(messageId);
+  }
+
+  /** Until every running invocation has ended. */
+  async settle(): Promise<void> {
+    await Promise.allSettled([...this.running]);
+  }
+
+  private dispatch(instance: LambdaInstance, messages: Message[]): void {
+    const { sqs, queueUrl, queueArn } = this.options;
+    const groups = new Set(messages.map(groupOf));
+    for (const group of groups) this.busyGroups.add(group);
+    this.invocations += 1;
+    this.records += messages.length;
+    const startedAt = Date.now();
+    const records = messages.map((m) => sqsRecord(m, queueArn));
+    for (const m of messages) this.taken.set(m.MessageId!, startedAt);
+    const task = (async () => {
+      const invocation = await instance.invoke(sqsEvent(records), { remainingMs: this.options.remainingMs });
+      const failed = failedIds(invocation, records);
+      for (const id of failed) this.taken.delete(id);
+      for (const record of records) {
+        if (failed.has(record.messageId)) continue;
+        const deleted = sqs.send(new DeleteMessageCommand({ QueueUrl: queueUrl, ReceiptHandle: record.receiptHandle }));
+        const refused = this.options.onDeleteRefused;
+        await (refused === undefined
+          ? deleted
+          : deleted.catch((e: unknown) => {
+              this.taken.delete(record.messageId);
+              refused(record, e);
+            }));
+      }
+      this.options.onBatch({ instance: instance.name, records, invocation, failed, startedAt, finishedAt: Date.now() });
+    })()
+      .catch((error: unknown) => {
+        this.error ??= error;
+      })
+      .finally(() => {
+        for (const group of groups) this.busyGroups.delete(group);
+        this.free.push(instance);
+        this.running.delete(task);
+      });
+    this.running.add(task);
+  }
+}
+
+/**
+ * Process the queue until nothing is visible, nothing is buffered and nothing is running.
+ * Messages whose invocation failed stay in the queue (in flight until their visibility
+ * timeout ends) and are not waited for.
+ */
+export async function runEventSource(options: EventSourceOptions): Promise<EventSourceInvocation[]> {
+  const maxInvocations = options.maxInvocations ?? 10_000;
+  const done: EventSourceInvocation[] = [];
+  const source = new EventSourceDispatcher({
+    ...options,
+    batchSize: options.batchSize ?? 1,
+    onBatch: ({ instance, records, invocation, failed, startedAt, finishedAt }) => {
+      for (const record of records) {
+        const entry: EventSourceInvocation = { instance, record, batch: records, invocation, failed: failed.has(record.messageId), startedAt, finishedAt };
+        done.push(entry);
+        options.onInvocation?.(entry);
+      }
+    },
+  });
+
+  for (;;) {
+    if (source.error !== undefined) {
+      await source.settle();
+      throw source.error;
+    }
+    if (source.invocations > maxInvocations) {
+      await source.settle();
+      throw new Error(`the event source made more than ${maxInvocations} invocations; stopping`);
+    }
+    const dispatched = source.dispatchReady();
+    if (source.hasFreeInstance) {
+      if ((await source.receive()) > 0) continue;
+      if (!dispatched && source.idle) return done;
+    }
+    if (source.busy) {
+      await source.waitForProgress(IDLE_POLL_MS);
+    } else if (!dispatched) {
+      await new Promise((r) => setTimeout(r, IDLE_POLL_MS));
+    }
+  }
 }
