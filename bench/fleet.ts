@@ -18,7 +18,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { SQSClient } from '@aws-sdk/client-sqs';
 import { runFleet } from '../cli/fleet-command.js';
-import { DEFAULT_DRAINER_BATCH_SIZE, MAX_FIFO_BATCH_SIZE } from '../infra/constructs/drainer-function.js';
+import { DEFAULT_DRAINER_BATCH_SIZE, MAX_FIFO_BATCH_SIZE } from '../infra/constructs/drainer-concurrency.js';
 import { simulatedNow, type ScaledClockSpec } from '../testkit/clock/scaled-clock.js';
 import { servedForm, sha256 } from '../testkit/fixtures/drain-fixtures.js';
 import { LambdaInstance, startInstances } from '../testkit/lambda/instance.js';

@@ -23,6 +23,9 @@ export const MIN_DRAINER_CONCURRENCY = 2;
 export const MAX_DRAINER_CONCURRENCY = 1000;
 /** The concurrency when nothing about the fleet is said. */
 export const DEFAULT_DRAINER_MAX_CONCURRENCY = 10;
+/** Drain requests per invocation (the SQS event source's batchSize); a FIFO queue allows 1-10. */
+export const DEFAULT_DRAINER_BATCH_SIZE = 10;
+export const MAX_FIFO_BATCH_SIZE = 10;
 /** A typical run: log in, list, fetch a few new messages, quit. */
 export const DEFAULT_TYPICAL_RUN_SECONDS = 10;
 export const DEFAULT_CONCURRENCY_HEADROOM = 2;

@@ -20,16 +20,13 @@ import type { ConfiguredMailbox } from '../../lib/drain/config.js';
 import { DRAINER_ENTRY, type LambdaDefaults } from './lambda-defaults.js';
 import type { MessageStorage } from './message-storage.js';
 import { wildcardResourceFinding } from './nag-finding.js';
-import { DEFAULT_DRAINER_MAX_CONCURRENCY } from './drainer-concurrency.js';
+import { DEFAULT_DRAINER_BATCH_SIZE, DEFAULT_DRAINER_MAX_CONCURRENCY, MAX_FIFO_BATCH_SIZE } from './drainer-concurrency.js';
 import { grantSecretPrefix, grantSecrets, MAX_SECRET_STATEMENTS, ROTATION_ACTIONS } from './secret-grants.js';
 import { withoutUndefined } from '../../lib/drain/without-undefined.js';
 
-export { DEFAULT_DRAINER_MAX_CONCURRENCY } from './drainer-concurrency.js';
+export { DEFAULT_DRAINER_BATCH_SIZE, DEFAULT_DRAINER_MAX_CONCURRENCY, MAX_FIFO_BATCH_SIZE } from './drainer-concurrency.js';
 export const DEFAULT_LEDGER_RETENTION_DAYS = 30;
 export const DEFAULT_MAX_CONTINUATIONS = 200;
-/** Drain requests per invocation (the SQS event source's batchSize); a FIFO queue allows 1-10. */
-export const DEFAULT_DRAINER_BATCH_SIZE = 10;
-export const MAX_FIFO_BATCH_SIZE = 10;
 /** AWS::Lambda::Function RecursiveLoop: the value that lets the drainer's own SQS loop run. */
 export const RECURSIVE_LOOP_ALLOW = 'Allow';
 
