@@ -32,6 +32,7 @@ import { createS3Client } from '../lib/adapters/aws/http-timeouts.js';
 import type { Logger } from '@aws-lambda-powertools/logger';
 import { MetricUnit, type Metrics } from '@aws-lambda-powertools/metrics';
 import { batchItemFailures, groupBatch, retryPlan, type RecordOutcome } from './batch-groups.js';
+import { DEFAULT_BATCH_RUN_SECONDS, runDeadlines } from './run-deadline.js';
 import { runBatch } from './drain-batch.js';
 import { drainSlots } from './drain-slots.js';
 import { redriveDelaySeconds } from './failure-backoff.js';
@@ -58,6 +59,8 @@ const env = readEnvironment({
   POPDRAIN_EVENT_BUS: z.string().check(z.minLength(1)),
   POPDRAIN_QUEUE_URL: z.string().check(z.url()),
   POPDRAIN_DEADLINE_MARGIN_MS: z._default(z.coerce.number().check(z.int(), z.minimum(1000)), 60_000),
+  // A run that shares its invocation with other mailboxes stops taking messages after this (run-deadline.ts).
+  POPDRAIN_BATCH_RUN_SECONDS: z._default(z.coerce.number().check(z.int(), z.minimum(1)), DEFAULT_BATCH_RUN_SECONDS),
   POPDRAIN_RETENTION_DAYS: z._default(z.coerce.number().check(z.int(), z.minimum(1)), 30),
   POPDRAIN_MAX_CONTINUATIONS: z._default(z.coerce.number().check(z.int(), z.minimum(0)), DEFAULT_MAX_CONTINUATIONS),
   POPDRAIN_REQUEST_MARKER_TTL_SECONDS: z._default(z.coerce.number().check(z.int(), z.minimum(60)), DEFAULT_REQUEST_MARKER_TTL_SECONDS),
@@ -110,7 +113,7 @@ class RetryableRunError extends Error {
 /** The memory Lambda gives the function (the context's memoryLimitInMB), for drain-slots.ts. */
 const DEFAULT_MEMORY_MIB = 1024;
 
-async function drainOne(record: SQSRecord, request: DrainRequest, context: Context, logger: Logger, metrics: Metrics): Promise<void> {
+async function drainOne(record: SQSRecord, request: DrainRequest, context: Context, groupsInBatch: number, logger: Logger, metrics: Metrics): Promise<void> {
   // Before any login: a request whose mailbox a newer request holds is a duplicate (stale).
   const start = decideRequestStart({
     requestToken: request.marker,
@@ -135,15 +138,18 @@ async function drainOne(record: SQSRecord, request: DrainRequest, context: Conte
     return;
   }
   const mailbox = found.mailbox;
-  const now = Date.now();
-  const remaining = context.getRemainingTimeInMillis();
+  // In a batch, a run is capped so a backlog does not hold the other mailboxes' groups (run-deadline.ts).
+  const deadlines = runDeadlines({
+    now: Date.now(),
+    remainingMs: context.getRemainingTimeInMillis(),
+    marginMs: env.POPDRAIN_DEADLINE_MARGIN_MS,
+    groupsInBatch,
+    batchRunCapMs: env.POPDRAIN_BATCH_RUN_SECONDS * 1000,
+  });
   const report: DrainReport = await drainMailbox(
     mailbox,
     ports,
-    {
-      deadline: now + remaining - env.POPDRAIN_DEADLINE_MARGIN_MS,
-      hardDeadline: now + remaining - Math.min(10_000, env.POPDRAIN_DEADLINE_MARGIN_MS / 2),
-    },
+    deadlines,
     // S3 is tens of ms away: more stores in flight than the local default (s3-store.ts).
     { runId: `${context.awsRequestId}:${record.messageId}`, retentionDays: env.POPDRAIN_RETENTION_DAYS, storeConcurrency: DEFAULT_S3_STORE_CONCURRENCY },
   );
@@ -228,15 +234,16 @@ export async function handler(event: SQSEvent, context: Context): Promise<SQSBat
   // The request id, function name and version, cold start on every log line of this invocation
   // (each run's child logger copies them).
   logger.addContext(context);
-  const slots = drainSlots(groupBatch(event.Records).length, Number(context.memoryLimitInMB) || DEFAULT_MEMORY_MIB);
-  const outcomes = await runBatch(event.Records, slots, (record) => runRecord(record, context));
+  const groups = groupBatch(event.Records).length;
+  const slots = drainSlots(groups, Number(context.memoryLimitInMB) || DEFAULT_MEMORY_MIB);
+  const outcomes = await runBatch(event.Records, slots, (record) => runRecord(record, context, groups));
   // The failed records, and the later ones of their groups that were not run (FIFO order).
   await Promise.all(retryPlan(event.Records, outcomes).map(({ record, delayOf }) => setRetryDelay(record, delayOf)));
   return { batchItemFailures: batchItemFailures(event.Records, outcomes).map((id) => ({ itemIdentifier: id })) };
 }
 
 /** One record's run, with its own logger and metrics (published when it ends, once). */
-async function runRecord(record: SQSRecord, context: Context): Promise<RecordOutcome> {
+async function runRecord(record: SQSRecord, context: Context, groupsInBatch: number): Promise<RecordOutcome> {
   const request = parseDrainRequest(record.body);
   if (request === undefined) {
     logger.error('malformed drain request; dropping it', { messageId: record.messageId });
@@ -245,7 +252,7 @@ async function runRecord(record: SQSRecord, context: Context): Promise<RecordOut
   const log = runLogger(logger, request.mailboxId);
   const metrics = createMetrics();
   try {
-    await drainOne(record, request, context, log, metrics);
+    await drainOne(record, request, context, groupsInBatch, log, metrics);
     return 'done';
   } catch (error) {
     log.error('drain failed; will retry with backoff', { error: error instanceof Error ? error.message : String(error) });

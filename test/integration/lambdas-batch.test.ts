@@ -186,4 +186,41 @@ describe('drainer, a batch per invocation', () => {
     }
     expect(await stage.sqs.depth(queue.url)).toEqual({ visible: 0, inFlight: 0 });
   }, 180_000);
+  it('in a batch, a backlog run stops at POPDRAIN_BATCH_RUN_SECONDS and continues in a new request, so the batch does not hold its other mailboxes; alone, the continuation drains the rest', async () => {
+    const big = await stage.addMailbox('cap-big', Array.from({ length: 300 }, (_, i) => testMessage(i, 'cap-big', 300)));
+    const small = await stage.addMailbox('cap-small', [testMessage(0, 'cap-small', 300)]);
+    const capConfig = await stage.writeMailboxFile('cap.json', [big, small]);
+    const queue = await stage.sqs.createFifoQueue('batch-cap', { visibilityTimeoutSeconds: 300 });
+    const drainer = await LambdaInstance.start({
+      name: 'drainer-cap',
+      handler: 'drainer',
+      env: stage.env({ POPDRAIN_CONFIG_PATH: capConfig, POPDRAIN_QUEUE_URL: queue.url, POPDRAIN_BATCH_RUN_SECONDS: '1' }),
+    });
+    instances.push(drainer);
+    await send(queue, big, 'cap-big:tick');
+    await send(queue, small, 'cap-small:tick');
+    const batch = (await stage.sqs.receiveAll(queue.url)).map((m) => sqsRecord(m, queue.arn));
+    expect(batch).toHaveLength(2);
+    const first = await drainer.invoke(sqsEvent(batch), { remainingMs: 15 * 60_000 });
+    expect(first.ok, JSON.stringify(first.error)).toBe(true);
+    expect((first.result as SQSBatchResponse).batchItemFailures).toEqual([]);
+    const [bigRun] = drainReports(first.output).filter((r) => r.mailboxId === big.id);
+    const [smallRun] = drainReports(first.output).filter((r) => r.mailboxId === small.id);
+    expect(smallRun).toMatchObject({ stopReason: 'complete', fetched: 1 });
+    // Capped: it stopped taking messages with most of the mailbox left, and asked for a continuation.
+    expect(bigRun).toMatchObject({ stopReason: 'deadline' });
+    expect(bigRun!.fetched).toBeGreaterThan(0);
+    expect(bigRun!.remaining).toBe(300 - bigRun!.fetched);
+    const continuation = await stage.sqs.receiveAll(queue.url);
+    expect(continuation).toHaveLength(1);
+    expect(groupOf(continuation[0]!)).toBe(big.id);
+    expect(JSON.parse(continuation[0]!.Body ?? '{}')).toMatchObject({ mailboxId: big.id, continuationOf: bigRun!.runId, depth: 1 });
+
+    // Alone in its invocation, the run is not capped: the continuation drains the rest.
+    const second = await drainer.invoke(sqsEvent(continuation.map((m) => sqsRecord(m, queue.arn))), { remainingMs: 15 * 60_000 });
+    expect(second.ok, JSON.stringify(second.error)).toBe(true);
+    const [rest] = drainReports(second.output).filter((r) => r.mailboxId === big.id);
+    expect(rest).toMatchObject({ stopReason: 'complete', fetched: 300 - bigRun!.fetched, remaining: 0 });
+    expect((await stage.storedObjects(big.id)).size).toBe(300);
+  }, 180_000);
 });
