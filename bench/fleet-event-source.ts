@@ -6,9 +6,7 @@
  * queue is empty. A delete refused because the message's visibility ran out (it was delivered
  * again) is counted, not fatal: Lambda's poller moves on too.
  */
-import type { SQSClient } from '@aws-sdk/client-sqs';
-import type { LambdaInstance } from '../testkit/lambda/instance.js';
-import { EventSourceDispatcher, type BatchInvocation } from '../testkit/lambda/sqs-event-source.js';
+import { EventSourceDispatcher, type DispatcherOptions } from '../testkit/lambda/sqs-event-source.js';
 
 const IDLE_POLL_MS = 25;
 
@@ -26,17 +24,8 @@ export interface ContinuousEventSource {
   readonly error: unknown;
 }
 
-export function startEventSource(options: {
-  sqs: SQSClient;
-  queueUrl: string;
-  queueArn: string;
-  instances: readonly LambdaInstance[];
-  /** What `getRemainingTimeInMillis()` starts from (in the instances' clock). */
-  remainingMs: number;
-  /** Records per invocation at most (the event source's batchSize). */
-  batchSize: number;
-  onBatch: (batch: BatchInvocation) => void;
-}): ContinuousEventSource {
+/** The dispatcher's options (remainingMs in the instances' clock; batchSize: the event source's). */
+export function startEventSource(options: Omit<DispatcherOptions, 'onDeleteRefused'>): ContinuousEventSource {
   let stopping = false;
   let expiredDeletes = 0;
   let error: unknown;
