@@ -21,12 +21,13 @@
  * Figures only: nothing here passes or fails.
  */
 import { execFileSync, spawnSync } from 'node:child_process';
-import { copyFileSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync } from 'node:fs';
+import { copyFileSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { build } from 'esbuild';
 import { LAMBDA_BUNDLE, lambdaBundleAliases } from '../infra/constructs/lambda-bundle.js';
+import { readAtStart } from './bundle-files.js';
 
 const RUNS = 15;
 /** The sources issue 14 measured "today's" cold start on (1.97 MB drainer, a shipped source map). */
@@ -51,8 +52,6 @@ function arg(name: string): string | undefined {
   const i = process.argv.indexOf(name);
   return i === -1 ? undefined : process.argv[i + 1];
 }
-
-const git = (...args: string[]): string => execFileSync('git', ['-C', root, ...args], { encoding: 'utf8' }).trim();
 
 async function bundle(sourceRoot: string, name: 'drainer' | 'scheduler', outDir: string, asNow: boolean): Promise<string> {
   const dir = join(outDir, name);
@@ -90,14 +89,7 @@ function bundleBytes(index: string): { total: number; atStart: number } {
   const dir = dirname(index);
   const files = [index, ...(statSafe(join(dir, 'chunks')) ? readdirSync(join(dir, 'chunks')).map((f) => join(dir, 'chunks', f)) : [])];
   const total = files.reduce((sum, f) => sum + statSync(f).size, 0);
-  const read = new Set<string>();
-  const visit = (file: string): void => {
-    if (read.has(file)) return;
-    read.add(file);
-    for (const m of readFileSync(file, 'utf8').matchAll(/(?:from|import)\s*"(\.\/[^"]+\.mjs)"/g)) visit(join(dirname(file), m[1]!));
-  };
-  visit(index);
-  return { total, atStart: [...read].reduce((sum, f) => sum + statSync(f).size, 0) };
+  return { total, atStart: [...readAtStart(index)].reduce((sum, f) => sum + statSync(f).size, 0) };
 }
 
 const ENV = {

@@ -8,24 +8,13 @@
 import { execFileSync, spawnSync } from 'node:child_process';
 import { copyFileSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
+import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { splitBundleArgs } from '../../infra/constructs/lambda-bundle.js';
+import { readAtStart } from '../../bench/bundle-files.js';
 
 const ROOT = resolve(import.meta.dirname, '..', '..');
 let dir: string;
-
-/** The files a cold start reads: index.mjs and the chunks it imports statically, transitively. */
-function readAtStart(index: string): Set<string> {
-  const read = new Set<string>();
-  const visit = (file: string): void => {
-    if (read.has(file)) return;
-    read.add(file);
-    for (const m of readFileSync(file, 'utf8').matchAll(/(?:from|import)\s*"(\.\/[^"]+\.mjs)"/g)) visit(join(dirname(file), m[1]!));
-  };
-  visit(index);
-  return read;
-}
 
 beforeAll(() => {
   dir = mkdtempSync(join(tmpdir(), 'popdrain-lambda-bundle-'));
