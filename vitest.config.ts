@@ -5,6 +5,8 @@ import { defineConfig } from 'vitest/config';
 export default defineConfig({
   test: {
     include: ['test/**/*.test.ts'],
+    // dist/ (the CLI the integration tests spawn) is built once, before any file runs.
+    globalSetup: ['test/global-build.ts'],
     pool: 'forks',
     maxWorkers: 2,
     testTimeout: 60_000,

@@ -36,10 +36,7 @@ fi
 echo "== type check"
 npx tsc --noEmit -p tsconfig.json
 
-echo "== build"
-node scripts/build.mjs
-
-echo "== tests"
+echo "== tests (vitest builds dist/ first: test/global-build.ts)"
 npx vitest run
 
 echo "== cdk synth (offline, with cdk-nag)"

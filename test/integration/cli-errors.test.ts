@@ -1,12 +1,11 @@
 // Errors that say what to do: the CLI as a subprocess against Dovecot on the wrong port or
 // scheme, and without the CA that signed its certificate.
-import { execFile, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { X509Certificate } from 'node:crypto';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startDovecot, type Dovecot } from '../../testkit/pop3-servers/dovecot.js';
 import { testMessage } from '../../testkit/fixtures/drain-fixtures.js';
@@ -21,7 +20,6 @@ const USER = 'erruser';
 const PASSWORD = 'pw-err-Jk2';
 
 beforeAll(async () => {
-  await promisify(execFile)(process.execPath, [join(ROOT, 'scripts/build.mjs')], { cwd: ROOT, timeout: 60_000 });
   scratch = await mkdtemp(join(tmpdir(), 'popdrain-errors-'));
   dovecot = await startDovecot();
   await dovecot.addUser(USER, PASSWORD);

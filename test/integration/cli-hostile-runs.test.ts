@@ -1,5 +1,5 @@
 /**
- * The CLI as a subprocess (`node dist/cli/main.js`; run `node scripts/build.mjs` first) against
+ * The CLI as a subprocess (`node dist/cli/main.js`; built once by test/global-build.ts) against
  * the scriptable POP3 server on loopback: absurd numbers are usage errors, each per-message
  * failure is shown once, and a byte budget holds against a lying LIST (issue 10 items 3 and 8,
  * issue 11 item 6).

@@ -1,6 +1,6 @@
 /**
  * The CLI against small defects found with hostile input (issue 10): `--out ''` must not write
- * into the current directory; `--ca` and `--config` naming an endless file are refused. Spawns `node dist/cli/main.js` (run `node scripts/build.mjs` first)
+ * into the current directory; `--ca` and `--config` naming an endless file are refused. Spawns `node dist/cli/main.js` (built once by test/global-build.ts)
  * against the scriptable POP3 server on loopback.
  */
 import { spawn } from 'node:child_process';

@@ -1,11 +1,10 @@
 // One mailbox, one identity: the CLI as a subprocess against Dovecot over implicit TLS and STLS,
 // with no --id and (in part) no --out, XDG_DATA_HOME and the current directory chosen per test.
-import { execFile, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { formerDefaultMailboxId } from '../../cli/mailbox-identity.js';
 import { startDovecot, type Dovecot } from '../../testkit/pop3-servers/dovecot.js';
@@ -19,7 +18,6 @@ let scratch: string;
 let counter = 0;
 
 beforeAll(async () => {
-  await promisify(execFile)(process.execPath, [join(ROOT, 'scripts/build.mjs')], { cwd: ROOT, timeout: 60_000 });
   scratch = await mkdtemp(join(tmpdir(), 'popdrain-identity-'));
   dovecot = await startDovecot();
 });

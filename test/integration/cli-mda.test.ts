@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { storedEventId } from '../../lib/drain/keys.js';
 import { startDovecot, type Dovecot } from '../../testkit/pop3-servers/dovecot.js';
 import { eventsOf, servedForm, sha256, testMessage } from '../../testkit/fixtures/drain-fixtures.js';
-import { buildCli, cli } from '../support/real-server-cli.js';
+import { cli } from '../support/real-server-cli.js';
 
 let dovecot: Dovecot;
 let scratch: string;
@@ -27,7 +27,6 @@ mv "$dir/$POPDRAIN_EVENT_ID.part" "$dir/$POPDRAIN_EVENT_ID.eml"
 `;
 
 beforeAll(async () => {
-  await buildCli();
   scratch = await mkdtemp(join(tmpdir(), 'popdrain-mda-cli-'));
   mdaScript = join(scratch, 'deliver.sh');
   await writeFile(mdaScript, MDA, { mode: 0o755 });

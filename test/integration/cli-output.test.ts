@@ -1,11 +1,10 @@
 // Output a person can trust: the CLI as a subprocess against Dovecot: dry-run wording, ISO dates
 // in status --json, one summary line over a --config run, the cause of a stop printed once.
-import { execFile, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startDovecot, type Dovecot } from '../../testkit/pop3-servers/dovecot.js';
 import { testMessage } from '../../testkit/fixtures/drain-fixtures.js';
@@ -19,7 +18,6 @@ let scratch: string;
 let counter = 0;
 
 beforeAll(async () => {
-  await promisify(execFile)(process.execPath, [join(ROOT, 'scripts/build.mjs')], { cwd: ROOT, timeout: 60_000 });
   scratch = await mkdtemp(join(tmpdir(), 'popdrain-output-'));
   dovecot = await startDovecot();
 });

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startDovecot, type Dovecot } from '../../testkit/pop3-servers/dovecot.js';
 import { servedForm, sha256, testMessage } from '../../testkit/fixtures/drain-fixtures.js';
-import { buildCli, cli, storedMessages } from '../support/real-server-cli.js';
+import { cli, storedMessages } from '../support/real-server-cli.js';
 
 let dovecot: Dovecot;
 let scratch: string;
@@ -17,7 +17,6 @@ let right: string;
 const WRONG = Array.from({ length: 32 }, () => 'AB').join(':');
 
 beforeAll(async () => {
-  await buildCli();
   scratch = await mkdtemp(join(tmpdir(), 'popdrain-pin-'));
   dovecot = await startDovecot();
   right = new X509Certificate(await readFile(dovecot.pki.serverCertPath)).fingerprint256;

@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startDovecot, type Dovecot } from '../../testkit/pop3-servers/dovecot.js';
 import { testMessage } from '../../testkit/fixtures/drain-fixtures.js';
-import { buildCli, cli } from '../support/real-server-cli.js';
+import { cli } from '../support/real-server-cli.js';
 
 const MAIN = join(import.meta.dirname, '../../dist/cli/main.js');
 const SCALE = '0.01';
@@ -21,7 +21,6 @@ let scratch: string;
 const children: ChildProcess[] = [];
 
 beforeAll(async () => {
-  await buildCli();
   scratch = await mkdtemp(join(tmpdir(), 'popdrain-poll-'));
   dovecot = await startDovecot();
 }, 120_000);

@@ -1,5 +1,5 @@
 /**
- * The CLI (`node dist/cli/main.js`; run `node scripts/build.mjs` first) storing onto a read-only
+ * The CLI (`node dist/cli/main.js`; built once by test/global-build.ts) storing onto a read-only
  * file system: a tmpfs mounted read-only, which needs root. CI runs as root; there, a mount that
  * fails is a failure, not a skip. The wording function itself is tested in test/unit/fs-failure-text.test.ts.
  */

@@ -1,7 +1,6 @@
 // dist/cli/main.js run as a program (as npm's bin link and `npx popdrain` run it): its shebang
 // starts node with the flags the CLI relies on (cli/main.ts: the young generation's bound).
-// Run `node scripts/build.mjs` first (not built here: a build while another test file runs the
-// CLI rewrites the chunks under it).
+// dist is built once for the whole run by test/global-build.ts (vitest globalSetup).
 import { execFile } from 'node:child_process';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';

@@ -1,11 +1,10 @@
 // SIGINT/SIGTERM judged by the clock: the CLI as a subprocess against Dovecot through a loopback
 // proxy that throttles what the server sends (a slow link), a large message in flight.
-import { execFile, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startDovecot, type Dovecot } from '../../testkit/pop3-servers/dovecot.js';
 import { servedForm, sha256, storedFiles, testMessage } from '../../testkit/fixtures/drain-fixtures.js';
@@ -21,7 +20,6 @@ let scratch: string;
 let counter = 0;
 
 beforeAll(async () => {
-  await promisify(execFile)(process.execPath, [join(ROOT, 'scripts/build.mjs')], { cwd: ROOT, timeout: 60_000 });
   scratch = await mkdtemp(join(tmpdir(), 'popdrain-signals-'));
   dovecot = await startDovecot();
 });

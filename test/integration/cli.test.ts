@@ -2,20 +2,18 @@
 // a real Dovecot (implicit TLS, and STLS on the pop3 port) and, for what Dovecot will not do on
 // demand, the scripted POP3 server. Each test checks what lands on disk, what the server still
 // holds, the events, the report and the exit code.
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { createServer } from 'node:net';
 import { chmod, mkdir, mkdtemp, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { promisify } from 'node:util';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { FileLedger, LEDGER_SUBDIR } from '../../lib/adapters/local/index.js';
 import { startDovecot, type Dovecot } from '../../testkit/pop3-servers/dovecot.js';
 import { eventsOf, servedForm, sha256, storedFiles, testMessage } from '../../testkit/fixtures/drain-fixtures.js';
 import { rejectLogin, silentGreeting, startPop3Server, type Pop3TestServer } from '../support/script-server.js';
 
-const execFileAsync = promisify(execFile);
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const MAIN = join(ROOT, 'dist/cli/main.js');
 /** A child that has not exited by then is killed (and the test fails). */
@@ -27,7 +25,6 @@ const cleanups: Array<() => Promise<void>> = [];
 let counter = 0;
 
 beforeAll(async () => {
-  await execFileAsync(process.execPath, [join(ROOT, 'scripts/build.mjs')], { cwd: ROOT, timeout: 60_000 });
   scratch = await mkdtemp(join(tmpdir(), 'popdrain-cli-'));
   dovecot = await startDovecot();
 });

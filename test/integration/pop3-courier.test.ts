@@ -14,7 +14,7 @@ import { Pop3Client, Pop3Error, type Pop3ClientOptions } from '../../lib/pop3/in
 import { startCourier, type Courier } from '../../testkit/pop3-servers/courier.js';
 import { servedForm } from '../../testkit/fixtures/drain-fixtures.js';
 import { CORPUS, OVER_LIMITS, invalidUtf8 } from '../../testkit/fixtures/mail-corpus.js';
-import { buildCli, cli, storedMessages } from '../support/real-server-cli.js';
+import { cli, storedMessages } from '../support/real-server-cli.js';
 
 const PASSWORD = 'courier-Pw-4711';
 const SEEDS = [...CORPUS, ...OVER_LIMITS].map((c) => c.message);
@@ -27,7 +27,7 @@ let scratch: string;
 let counter = 0;
 
 beforeAll(async () => {
-  [courier] = await Promise.all([startCourier(), buildCli()]);
+  courier = await startCourier();
   scratch = await mkdtemp(join(tmpdir(), 'popdrain-courier-'));
 }, 90_000);
 afterAll(async () => {

@@ -10,7 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Pop3Client, type Pop3ClientOptions } from '../../lib/pop3/index.js';
 import { startCyrus, type Cyrus } from '../../testkit/pop3-servers/cyrus.js';
 import { CORPUS, OVER_LIMITS } from '../../testkit/fixtures/mail-corpus.js';
-import { buildCli, cli, storedMessages } from '../support/real-server-cli.js';
+import { cli, storedMessages } from '../support/real-server-cli.js';
 
 const PASSWORD = 'cyrus-Pw-4711';
 /**
@@ -26,7 +26,7 @@ let scratch: string;
 let counter = 0;
 
 beforeAll(async () => {
-  [cyrus] = await Promise.all([startCyrus(), buildCli()]);
+  cyrus = await startCyrus();
   scratch = await mkdtemp(join(tmpdir(), 'popdrain-cyrus-'));
 }, 90_000);
 afterAll(async () => {

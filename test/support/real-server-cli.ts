@@ -1,16 +1,14 @@
 // Running the built CLI (`node dist/cli/main.js`, made by scripts/build.mjs) against a real server
 // in the tests of test/integration/pop3-courier.test.ts, pop3-cyrus.test.ts and the cli-*.test.ts.
-import { execFile, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import { afterAll, beforeAll } from 'vitest';
 import { startDovecot, type Dovecot } from '../../testkit/pop3-servers/dovecot.js';
 
 const ROOT = join(import.meta.dirname, '../..');
 const MAIN = join(ROOT, 'dist/cli/main.js');
-const BUILD_TIMEOUT_MS = 60_000;
 /** A CLI run that has not ended by then is killed (and the test fails). */
 const CLI_TIMEOUT_MS = 60_000;
 
@@ -20,10 +18,6 @@ export interface CliResult {
   stderr: string;
 }
 
-export async function buildCli(): Promise<void> {
-  await promisify(execFile)(process.execPath, [join(ROOT, 'scripts/build.mjs')], { cwd: ROOT, timeout: BUILD_TIMEOUT_MS });
-}
-
 /** What a CLI test file runs against: the built CLI, its own Dovecot and a scratch folder. */
 export interface DovecotCliWorld {
   readonly dovecot: Dovecot;
@@ -31,14 +25,13 @@ export interface DovecotCliWorld {
 }
 
 /**
- * Build the CLI, start a Dovecot and make a scratch folder (named from `prefix`) before the file's
+ * Start a Dovecot and make a scratch folder (named from `prefix`) before the file's
  * tests; stop and remove them after. The fields are there once `beforeAll` has run.
  */
 export function useDovecotCli(prefix: string): DovecotCliWorld {
   let dovecot: Dovecot | undefined;
   let scratch: string | undefined;
   beforeAll(async () => {
-    await buildCli();
     scratch = await mkdtemp(join(tmpdir(), prefix));
     dovecot = await startDovecot();
   }, 120_000);
