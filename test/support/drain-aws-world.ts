@@ -5,7 +5,7 @@
  * bus accepted or refused, reset before each test; users, ports and readers of what the
  * backends hold.
  */
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -26,6 +26,7 @@ import { startAwsJsonEndpoint, type AwsJsonEndpoint, type EntryFault, type WireE
 import { startDynalite, startS3rver, type DynamoDbStandin, type S3Standin } from '../../testkit/aws/standins.js';
 import { startDovecot, type Dovecot } from '../../testkit/pop3-servers/dovecot.js';
 import { dovecotMailbox } from '../../testkit/fixtures/drain-fixtures.js';
+import { s3ObjectDigest } from './s3-object-digest.js';
 
 export const REGION = 'us-east-1';
 /** Fake credentials for the clients the stand-ins don't check (s3rver's come from aws-standins). */
@@ -168,15 +169,8 @@ export async function getObject(key: string): Promise<{ bytes: Buffer; contentTy
 }
 
 /** sha256 and size of an object, streamed (for the large one). */
-export async function objectDigest(key: string): Promise<{ sha256: string; size: number }> {
-  const out = await s3Client.send(new GetObjectCommand({ Bucket: BUCKET, Key: key }));
-  const hash = createHash('sha256');
-  let size = 0;
-  for await (const chunk of out.Body as AsyncIterable<Buffer>) {
-    hash.update(chunk);
-    size += chunk.length;
-  }
-  return { sha256: hash.digest('hex'), size };
+export function objectDigest(key: string): Promise<{ sha256: string; size: number }> {
+  return s3ObjectDigest(s3Client, BUCKET, key);
 }
 
 export function detailOf(entry: WireEntry): Record<string, unknown> {

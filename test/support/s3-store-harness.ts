@@ -7,9 +7,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { GetObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import type { S3Client } from '@aws-sdk/client-s3';
 import { afterEach, beforeEach } from 'vitest';
 import type { MessageWriter } from '../../lib/drain/ports.js';
+import { s3ObjectDigest } from './s3-object-digest.js';
 
 export const BUCKET = 'popdrain-messages';
 export const MAILBOX = 'mbx-1';
@@ -38,15 +39,8 @@ export async function writeMessage(writer: MessageWriter, size: number): Promise
   return { sha256: hash.digest('hex'), size };
 }
 
-export async function storedSha256(client: S3Client, key: string): Promise<{ sha256: string; size: number }> {
-  const out = await client.send(new GetObjectCommand({ Bucket: BUCKET, Key: key }));
-  const hash = createHash('sha256');
-  let size = 0;
-  for await (const chunk of out.Body as AsyncIterable<Buffer>) {
-    hash.update(chunk);
-    size += chunk.length;
-  }
-  return { sha256: hash.digest('hex'), size };
+export function storedSha256(client: S3Client, key: string): Promise<{ sha256: string; size: number }> {
+  return s3ObjectDigest(client, BUCKET, key);
 }
 
 /** Records each command's name and the headers of each HTTP request it sends (never bodies). */
