@@ -6,7 +6,7 @@
  * in drain-aws-faults.test.ts.
  *
  * What the stand-ins cannot show is not claimed here: s3rver ignores `If-None-Match` (the
- * conditional write is aws-s3-store.test.ts's) and dynalite never expires items (the TTL
+ * conditional write is aws-s3-store-scripted.test.ts's) and dynalite never expires items (the TTL
  * attribute's value is asserted, not an expiry).
  */
 import { createHash } from 'node:crypto';
