@@ -37,8 +37,8 @@ describeStoreContract('S3MessageStore', {
   },
   exclude: {
     // s3rver ignores If-None-Match, so it cannot answer a second upload with 412. The scripted
-    // S3 endpoint in test/integration/aws-s3-store.test.ts shows both cases against S3's answers.
-    existed: 's3rver ignores If-None-Match (see the scripted-endpoint tests in aws-s3-store.test.ts)',
-    conflict: 's3rver ignores If-None-Match (see the scripted-endpoint tests in aws-s3-store.test.ts)',
+    // S3 endpoint in test/integration/aws-s3-store-scripted.test.ts shows both cases against S3's answers.
+    existed: 's3rver ignores If-None-Match (see the scripted-endpoint tests in aws-s3-store-scripted.test.ts)',
+    conflict: 's3rver ignores If-None-Match (see the scripted-endpoint tests in aws-s3-store-scripted.test.ts)',
   },
 });
