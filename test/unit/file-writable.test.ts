@@ -61,6 +61,7 @@ describe('FileWritable', () => {
     stream.end();
     await finished(stream);
     expect(stream.bytesWritten).toBe(chunks.length * CHUNK);
+    expect(stream.bytesReceived).toBe(chunks.length * CHUNK);
     expect(stream.takeHeldForCommit()).toBeUndefined();
     await stream.spill(); // nothing left to write
     expect(stream.bytesWritten).toBe(chunks.length * CHUNK);
@@ -134,5 +135,27 @@ describe('writevFully', () => {
     taken.length = 0;
     zeroAfter = 2;
     await expect(writevFully(shortWriter, parts)).rejects.toMatchObject({ code: 'ENOSPC' });
+  });
+});
+
+describe('FileWritable batches in flight', () => {
+  it('counts every byte it took, whether held, being written or written', async () => {
+    const path = join(dir, 'count.part');
+    const { stream } = writableAt(path, 0);
+    const chunks = Array.from({ length: Math.ceil((3 * FILE_WRITE_BATCH_BYTES) / CHUNK) }, () => randomBytes(CHUNK));
+    let taken = 0;
+    let under = 0;
+    for (const c of chunks) {
+      const more = stream.write(c);
+      // What the stream took is what it counts, plus what waits in its own buffer.
+      taken += c.length;
+      if (stream.bytesReceived + stream.writableLength < taken) under += 1;
+      if (!more) await new Promise((r) => stream.once('drain', r));
+    }
+    stream.end();
+    await finished(stream);
+    expect(under).toBe(0);
+    expect(stream.bytesReceived).toBe(taken);
+    expect((await readFile(path)).equals(Buffer.concat(chunks))).toBe(true);
   });
 });

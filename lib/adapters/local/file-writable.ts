@@ -19,7 +19,8 @@ const FILE_WRITE_BATCH_CHUNKS = 512;
 /**
  * The stream a message is written into: held in memory while it stays within the spool limit,
  * else appended to the temp file (opened on first need, left open: commit fsyncs and closes it)
- * in batches of FILE_WRITE_BATCH_BYTES, the last one when the stream ends.
+ * in batches of FILE_WRITE_BATCH_BYTES (one written while the next gathers), the last one when
+ * the stream ends.
  */
 export class FileWritable extends Writable {
   /** Bytes in the temp file. */
@@ -29,6 +30,10 @@ export class FileWritable extends Writable {
   private heldBytes = 0;
   /** The message went past the memory limit: its bytes go to the temp file. */
   private toFile: boolean;
+  /** The batches being written, in order (each waits for the one before); never rejects unseen. */
+  private writing: Promise<void> = Promise.resolve();
+  /** Bytes of the batches being written. */
+  private writingBytes = 0;
 
   constructor(
     private readonly file: () => Promise<FileHandle>,
@@ -40,7 +45,7 @@ export class FileWritable extends Writable {
 
   /** Bytes written into this stream so far (in memory or in the file). */
   get bytesReceived(): number {
-    return this.bytesWritten + this.heldBytes;
+    return this.bytesWritten + this.writingBytes + this.heldBytes;
   }
 
   override _write(chunk: Buffer, _encoding: BufferEncoding, callback: (error?: Error | null) => void): void {
@@ -58,11 +63,8 @@ export class FileWritable extends Writable {
 
   /** At the end, a message on its way to the file writes its last batch: the file then holds it all. */
   override _final(callback: (error?: Error | null) => void): void {
-    if (!this.toFile || this.held.length === 0) {
-      callback();
-      return;
-    }
-    this.append(this.takeHeld()).then(() => callback(), callback);
+    if (this.toFile && this.held.length > 0) this.writeBatch();
+    this.writing.then(() => callback(), callback);
   }
 
   /** What is held in memory, taken for the commit; undefined once the message went to the file. */
@@ -72,9 +74,10 @@ export class FileWritable extends Writable {
 
   /** Write what is held in memory to the temp file (at commit, after the stream finished). */
   spill(): Promise<void> {
-    if (this.held.length === 0 && this.bytesWritten > 0) return Promise.resolve();
+    if (this.held.length === 0 && this.bytesWritten > 0) return this.writing;
     this.toFile = true;
-    return this.append(this.takeHeld());
+    this.writeBatch();
+    return this.writing;
   }
 
   private take(buffers: Buffer[], bytes: number, callback: (error?: Error | null) => void): void {
@@ -91,7 +94,25 @@ export class FileWritable extends Writable {
       callback();
       return;
     }
-    this.append(this.takeHeld()).then(() => callback(), callback);
+    // The next batch gathers while this one is written: wait only for the one before it.
+    const previous = this.writing;
+    this.writeBatch();
+    previous.then(() => callback(), callback);
+  }
+
+  /** Queue what is held as the next batch to write (after the batches before it). */
+  private writeBatch(): void {
+    const bytes = this.heldBytes;
+    const batch = this.takeHeld();
+    this.writingBytes += bytes;
+    this.writing = this.writing.then(async () => {
+      const handle = await this.file();
+      const written = await writevFully(handle, batch);
+      this.writingBytes -= bytes;
+      this.bytesWritten += written;
+    });
+    // A failure is seen by the write that waits for it, or by _final / spill.
+    this.writing.catch(() => undefined);
   }
 
   private takeHeld(): Buffer[] {
@@ -99,10 +120,5 @@ export class FileWritable extends Writable {
     this.held = [];
     this.heldBytes = 0;
     return held;
-  }
-
-  private async append(buffers: Buffer[]): Promise<void> {
-    const handle = await this.file();
-    this.bytesWritten += await writevFully(handle, buffers);
   }
 }
