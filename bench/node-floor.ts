@@ -92,7 +92,7 @@ function body(chunk: Buffer, pos: number, sink: Sink): number {
     if (hit === -1) {
       // Keep a final CR or CRLF back: the dot may come in the next chunk.
       const end = chunk[chunk.length - 1] === 0x0d ? chunk.length - 1 : chunk[chunk.length - 1] === 0x0a && chunk[chunk.length - 2] === 0x0d ? chunk.length - 2 : chunk.length;
-      if (end > pos) sink.update(chunk.subarray(pos, end));
+      if (end > pos) sink.update(pos === 0 && end === chunk.length ? chunk : chunk.subarray(pos, end));
       atLineStart = false;
       return end === chunk.length ? end : -end - 1;
     }

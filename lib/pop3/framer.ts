@@ -8,8 +8,8 @@
  * line (RFC 1939 section 3), and stops at the terminating CRLF.CRLF, which is not passed on
  * (the CRLF before the dot ends the message's last line and is kept). Bytes are never decoded.
  *
- * Body bytes are handed on as sub-arrays of the pushed chunks: no copy, one call per chunk plus
- * one per stuffed dot. Across chunk boundaries the framer keeps a small state (after CR, at the
+ * Body bytes are handed on as the pushed chunks or sub-arrays of them: no copy, one call per
+ * chunk plus one per stuffed dot. Across chunk boundaries the framer keeps a small state (after CR, at the
  * start of a line, after a line-initial dot, after a line-initial dot and CR), so a terminator
  * split over any number of TCP segments is still found.
  */
@@ -141,7 +141,8 @@ export class ResponseFramer {
   private scanBody(chunk: Buffer, pos: number): number {
     const len = chunk.length;
     const emit = (from: number, to: number): void => {
-      if (to > from) this.handlers.onBodyData(chunk.subarray(from, to));
+      // A whole chunk of body bytes (most of a large message) is handed on as it is.
+      if (to > from) this.handlers.onBodyData(from === 0 && to === len ? chunk : chunk.subarray(from, to));
     };
     let i = pos;
     let seg = pos;

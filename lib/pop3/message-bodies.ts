@@ -1,7 +1,7 @@
 /**
  * The bodies of RETR and TOP: streamed to the caller with backpressure on the socket, or
- * received whole (`RetrieveOptions.collectUpTo`) into one buffer of the listed size and handed
- * over at the end, unless the body runs well past that size (then it is streamed after all).
+ * received whole (`RetrieveOptions.collectUpTo`) as the socket's chunks and handed over at the
+ * end, unless the body runs well past its listed size (then it is streamed after all).
  */
 import { Readable } from 'node:stream';
 import { COLLECT_SLACK_BYTES } from './limits.js';
@@ -15,22 +15,24 @@ export interface MessageStream {
   /** The bytes; backpressure applies to the socket. Consume or destroy it. */
   stream: Readable;
   /**
-   * Set when the message was received whole (`RetrieveOptions.collectUpTo`): its bytes, in one
-   * buffer (more when the server sent more than its listing said). `stream` then reads them
-   * (it is made on first access).
+   * Set when the message was received whole (`RetrieveOptions.collectUpTo`): its bytes, as
+   * they came (sub-arrays of the socket's chunks, not copied). `stream` then reads them (it is
+   * made on first access).
    */
   body?: readonly Buffer[];
 }
 
 /**
- * A body being received whole: copied into `buffer` (one copy, so the socket's buffers are not
- * held), and into `more` past its listed size, up to `limit` bytes in all.
+ * A body being received whole, up to `limit` bytes: the framer's sub-arrays of the socket's
+ * chunks, kept as they are. A socket chunk is a buffer of its own, of the size read (Node
+ * gives each TLS record, each TCP read, its own): keeping a view of it holds no more than the
+ * chunk, and most of a chunk is message bytes. Copying each body into one buffer of its listed
+ * size cost a fresh allocation (page faults) and a copy per message, before the store copies
+ * it again.
  */
 interface Collected {
   statusText: string;
-  buffer: Buffer;
-  used: number;
-  more: Buffer[] | undefined;
+  chunks: Buffer[];
   bytes: number;
   limit: number;
 }
@@ -42,11 +44,6 @@ export type ReceivingBody = { mode: 'stream'; stream: BodyStream } | { mode: 'wh
 export interface FlowControl {
   pause(): void;
   resume(): void;
-}
-
-function collectedChunks(c: Collected): Buffer[] {
-  const first = c.buffer.subarray(0, c.used);
-  return c.more === undefined ? [first] : [first, ...c.more];
 }
 
 const noop = (): void => {};
@@ -107,7 +104,7 @@ export class MessageBodies {
     }
     pending.body = {
       mode: 'whole',
-      collected: { statusText, buffer: Buffer.allocUnsafe(size), used: 0, more: undefined, bytes: 0, limit: size + COLLECT_SLACK_BYTES },
+      collected: { statusText, chunks: [], bytes: 0, limit: size + COLLECT_SLACK_BYTES },
     };
   }
 
@@ -119,17 +116,12 @@ export class MessageBodies {
       const collected = body.collected;
       collected.bytes += data.length;
       if (collected.bytes <= collected.limit) {
-        if (collected.more === undefined && collected.used + data.length <= collected.buffer.length) {
-          collected.buffer.set(data, collected.used);
-          collected.used += data.length;
-        } else {
-          (collected.more ??= []).push(data);
-        }
+        collected.chunks.push(data);
         return;
       }
       // Longer than its listing said: stream it after all, so backpressure applies again.
       const stream = this.startStream(pending, collected.statusText);
-      for (const chunk of collectedChunks(collected)) this.push(stream, chunk);
+      for (const chunk of collected.chunks) this.push(stream, chunk);
       this.pushUnlessDestroyed(stream, data);
       return;
     }
@@ -141,7 +133,7 @@ export class MessageBodies {
     const body = pending.body;
     if (body?.mode === 'whole') {
       pending.body = undefined;
-      pending.deliver(new WholeMessage(pending.messageNumber, body.collected.statusText, collectedChunks(body.collected)));
+      pending.deliver(new WholeMessage(pending.messageNumber, body.collected.statusText, body.collected.chunks));
     } else if (body?.mode === 'stream') {
       body.stream.pending = undefined;
       if (!body.stream.destroyed) body.stream.push(null);

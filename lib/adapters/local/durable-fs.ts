@@ -123,6 +123,44 @@ export async function writeFully(handle: FileHandle, data: Buffer, single = fals
   }
 }
 
+/**
+ * Write all of `buffers`, in order, at the file's current position (or end, with O_APPEND): one
+ * writev call when the kernel takes them all, more after a short write. Returns the bytes
+ * written (all of them).
+ */
+export async function writevFully(handle: FileHandle, buffers: readonly Buffer[]): Promise<number> {
+  let total = 0;
+  for (const b of buffers) total += b.length;
+  if (buffers.length === 1) {
+    await writeFully(handle, buffers[0]!);
+    return total;
+  }
+  let rest = buffers;
+  let left = total;
+  while (left > 0) {
+    const { bytesWritten } = await handle.writev(rest);
+    left -= bytesWritten;
+    if (left === 0) break;
+    if (bytesWritten === 0) {
+      const error = new Error(`short write: ${total - left} of ${total} bytes`) as NodeJS.ErrnoException;
+      error.code = 'ENOSPC';
+      throw error;
+    }
+    rest = afterBytes(rest, bytesWritten);
+  }
+  return total;
+}
+
+/** The buffers that remain after the first `bytes` bytes of `buffers`. */
+function afterBytes(buffers: readonly Buffer[], bytes: number): Buffer[] {
+  let skip = bytes;
+  let i = 0;
+  while (skip >= buffers[i]!.length) skip -= buffers[i++]!.length;
+  const rest = buffers.slice(i);
+  rest[0] = rest[0]!.subarray(skip);
+  return rest;
+}
+
 /** Read `length` bytes at `position` (fewer at end of file). */
 export async function readAt(handle: FileHandle, position: number, length: number): Promise<Buffer> {
   const buffer = Buffer.allocUnsafe(length);
