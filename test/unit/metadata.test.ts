@@ -1,3 +1,6 @@
+// The metadata extractor: the mail libraries it loads on first need, what it reads of real
+// messages however they are fed, the limits that keep the event small, and its parts (decoded
+// sizes, the address shortcut, dates). The stream and its memory: metadata-stream-and-memory.test.ts.
 import { once } from 'node:events';
 import libbase64 from 'libbase64';
 import libqp from 'libqp';
@@ -5,7 +8,7 @@ import addressparser from 'nodemailer/lib/addressparser';
 import { describe, expect, it } from 'vitest';
 import { parseSimple } from '../../lib/drain/address-list.js';
 import { createDecodedSizeCounter } from '../../lib/drain/decoded-size.js';
-import { MAX_EVENT_ENTRY_BYTES, type EmailStoredDetail, type MessageMetadata } from '../../lib/drain/events.js';
+import { MAX_EVENT_ENTRY_BYTES, type EmailStoredDetail } from '../../lib/drain/events.js';
 import { LIBRARIES_NOT_LOADED, mailLibraries } from '../../lib/drain/mail-libraries.js';
 import { parseMailDate } from '../../lib/drain/mail-date.js';
 import {
@@ -15,62 +18,10 @@ import {
   MAX_MIME_DEPTH,
   MAX_NAME_CHARS,
   MAX_SUBJECT_CHARS,
-  type MetadataExtractorOptions,
 } from '../../lib/drain/metadata.js';
 import * as corpus from '../../testkit/fixtures/mail-corpus.js';
 import { base64Lines, CORPUS, crlf, OVER_LIMITS, prng, randomBytes } from '../../testkit/fixtures/mail-corpus.js';
-
-type Feeding = 'whole' | 'bytes' | { seed: number };
-
-function* pieces(message: Buffer, feeding: Feeding): Generator<Buffer> {
-  if (feeding === 'whole') {
-    yield message;
-    return;
-  }
-  if (feeding === 'bytes') {
-    for (let i = 0; i < message.length; i++) yield message.subarray(i, i + 1);
-    return;
-  }
-  const next = prng(feeding.seed);
-  for (let i = 0; i < message.length; ) {
-    const n = 1 + Math.floor(next() * 97);
-    yield message.subarray(i, i + n);
-    i += n;
-  }
-}
-
-/** Feed the message as the engine does (honouring write() returning false), end, await. */
-async function extract(
-  message: Buffer | Iterable<Buffer>,
-  feeding: Feeding = 'whole',
-  options?: MetadataExtractorOptions,
-): Promise<MessageMetadata> {
-  const extractor = createMetadataExtractor(options);
-  const chunks = Buffer.isBuffer(message) ? pieces(message, feeding) : message;
-  for (const chunk of chunks) {
-    if (!extractor.stream.write(chunk)) await once(extractor.stream, 'drain');
-  }
-  extractor.stream.end();
-  return extractor.result();
-}
-
-/**
- * Whole, in random small chunks (three ways), and byte by byte when small: all the same,
- * through the stream and through readMetadata (the message at hand in those chunks).
- */
-async function extractEveryWay(message: Buffer, options?: MetadataExtractorOptions): Promise<MessageMetadata> {
-  const whole = await extract(message, 'whole', options);
-  expect(await readMetadata([message], options)).toEqual(whole);
-  for (const seed of [1, 2, 3]) {
-    expect(await extract(message, { seed }, options)).toEqual(whole);
-    expect(await readMetadata([...pieces(message, { seed })], options)).toEqual(whole);
-  }
-  if (message.length <= 64 * 1024) {
-    expect(await extract(message, 'bytes', options)).toEqual(whole);
-    expect(await readMetadata([...pieces(message, 'bytes')], options)).toEqual(whole);
-  }
-  return whole;
-}
+import { extract, extractEveryWay } from '../support/metadata-extraction.js';
 
 function jsonBytes(value: unknown): number {
   return Buffer.byteLength(JSON.stringify(value));
@@ -322,51 +273,6 @@ describe('limits keep the event small', () => {
   });
 });
 
-describe('the stream', () => {
-  it('applies backpressure while the MIME walk catches up, and holds little', async () => {
-    const extractor = createMetadataExtractor();
-    extractor.stream.write('Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: application/pdf\r\n\r\n');
-    const line = Buffer.from(`${'x'.repeat(76)}\r\n`.repeat(800));
-    let refused = 0;
-    let maxBuffered = 0;
-    for (let i = 0; i < 200; i++) {
-      if (!extractor.stream.write(line)) {
-        refused++;
-        maxBuffered = Math.max(maxBuffered, extractor.stream.writableLength);
-        await once(extractor.stream, 'drain');
-      }
-    }
-    extractor.stream.end('\r\n--b--\r\n');
-    const metadata = await extractor.result();
-    expect(refused).toBeGreaterThan(0);
-    expect(maxBuffered).toBeLessThanOrEqual(extractor.stream.writableHighWaterMark + line.length);
-    expect(metadata.attachments).toEqual([{ contentType: 'application/pdf', size: 200 * line.length }]);
-  });
-
-  it('rejects result() when the stream is destroyed before its end, and never throws unasked', async () => {
-    const asked = createMetadataExtractor();
-    asked.stream.write('Subject: x\r\n');
-    const result = asked.result();
-    asked.stream.destroy();
-    await expect(result).rejects.toThrow(/destroyed before/);
-
-    const unasked = createMetadataExtractor();
-    unasked.stream.on('error', () => {}); // destroy(error) emits it, as for any stream
-    unasked.stream.write('Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\n');
-    unasked.stream.destroy(new Error('network gone'));
-    await new Promise((resolve) => setTimeout(resolve, 20)); // an unhandled rejection would fail the run
-    await expect(unasked.result()).rejects.toThrow('network gone');
-  });
-
-  it('gives the same answer to every result() call, before and after the end', async () => {
-    const extractor = createMetadataExtractor();
-    const early = extractor.result();
-    extractor.stream.end(corpus.simpleText.message);
-    expect(await early).toEqual(corpus.simpleText.expected);
-    expect(await extractor.result()).toBe(await early);
-  });
-});
-
 describe('parts of the extractor', () => {
   it('counts decoded sizes exactly as libbase64 and libqp decode, however chunked', async () => {
     const alphabet = [...'=\r\n \t=AF0a9g=\r\n==  =3D=\u00ff+/QUJD-_'].map((c) => c.charCodeAt(0));
@@ -447,78 +353,4 @@ describe('parts of the extractor', () => {
     ];
     for (const [value, iso] of cases) expect(parseMailDate(value), value.slice(0, 60)).toBe(iso);
   });
-});
-
-// -------------------------------------------------------------------------------------------
-
-describe('memory stays bounded whatever the shape', () => {
-  const MB = 1024 * 1024;
-
-  /** `total` bytes of `line` repeated, in 64 KiB chunks made once. */
-  function* repeated(line: string, total: number): Generator<Buffer> {
-    const block = Buffer.from(line.repeat(Math.ceil((64 * 1024) / line.length)));
-    for (let left = total; left > 0; left -= block.length) yield block.subarray(0, Math.min(left, block.length));
-  }
-
-  function* message(...parts: Array<string | Iterable<Buffer>>): Generator<Buffer> {
-    for (const part of parts) {
-      if (typeof part === 'string') yield Buffer.from(part);
-      else yield* part;
-    }
-  }
-
-  /** Peak RSS growth while extracting, sampled at every chunk. */
-  async function peakGrowth(chunks: Iterable<Buffer>): Promise<{ growthMb: number; metadata: MessageMetadata }> {
-    const before = process.memoryUsage.rss();
-    let peak = before;
-    const sampled = (function* () {
-      for (const chunk of chunks) {
-        peak = Math.max(peak, process.memoryUsage.rss());
-        yield chunk;
-      }
-    })();
-    const metadata = await extract(sampled);
-    peak = Math.max(peak, process.memoryUsage.rss());
-    return { growthMb: (peak - before) / MB, metadata };
-  }
-
-  const b64Line = `${Buffer.alloc(57, 0xab).toString('base64')}\r\n`;
-  const textLine = 'The quick brown fox jumps over the lazy dog. 0123456789 abcdefghij\r\n';
-
-  it('a 50 MB text body', async () => {
-    const { growthMb, metadata } = await peakGrowth(message('Subject: big\r\n\r\n', repeated(textLine, 50 * MB)));
-    expect(metadata).toEqual({ subject: 'big', attachments: [] });
-    expect(growthMb).toBeLessThan(100);
-  });
-
-  it('a 50 MB base64 attachment (decoded size exact)', async () => {
-    const lines = Math.ceil((50 * MB) / b64Line.length);
-    const { growthMb, metadata } = await peakGrowth(
-      message(
-        'Subject: att\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\nhi\r\n',
-        '--b\r\nContent-Type: application/octet-stream; name=a.bin\r\nContent-Transfer-Encoding: base64\r\n\r\n',
-        repeated(b64Line, lines * b64Line.length),
-        '\r\n--b--\r\n',
-      ),
-    );
-    expect(metadata.attachments).toEqual([{ filename: 'a.bin', contentType: 'application/octet-stream', size: lines * 57 }]);
-    expect(growthMb).toBeLessThan(100);
-  }, 120_000);
-
-  it('a text part of 10 MB inside a multipart, on one line', async () => {
-    const { growthMb, metadata } = await peakGrowth(
-      message('Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: application/pdf\r\n\r\n', repeated('x', 10 * MB), '\r\n--b--\r\n'),
-    );
-    expect(metadata.attachments).toEqual([{ contentType: 'application/pdf', size: 10 * MB }]);
-    expect(growthMb).toBeLessThan(100);
-  }, 60_000);
-
-  it('10,000 tiny parts', async () => {
-    const part = '--b\r\nContent-Type: text/plain\r\n\r\nx\r\n';
-    const { growthMb, metadata } = await peakGrowth(
-      message('Content-Type: multipart/mixed; boundary=b\r\n\r\n', repeated(part, 10_000 * part.length), '--b--\r\n'),
-    );
-    expect(metadata).toEqual({ attachments: [] });
-    expect(growthMb).toBeLessThan(100);
-  }, 60_000);
 });
