@@ -194,11 +194,12 @@ export class MessageRecorder {
           return;
         }
         ctx.log.debug('stored', { uidl, size: s.size, sha256: s.sha256, key: s.key });
-        const announceOrRebuild = s.stored.existed && ctx.ledgerLost ? this.markOnly.bind(this) : this.announceThen.bind(this);
-        announceOrRebuild(entry, false, (announced) => {
+        const then = (announced: boolean): void => {
           if (announced && deleteAllowed(entry, ctx.mailbox.deletePolicy, ctx.clock.now())) this.deletions.request(s.message);
           done();
-        });
+        };
+        if (s.stored.existed && ctx.ledgerLost) this.markOnly(entry, false, then);
+        else this.announceThen(entry, false, then);
       },
       reject: (error) => {
         try {
