@@ -12,6 +12,7 @@ import { afterEach, beforeEach, expect } from 'vitest';
 import { DrainError } from '../../lib/drain/errors.js';
 import type { MessageWriter } from '../../lib/drain/ports.js';
 import { FileLedger, JsonlEventSink, type FileMessageStore } from '../../lib/adapters/local/index.js';
+import { writeAll as writeAllInPieces } from '../contract/store-contract.js';
 
 export const MAILBOX = 'box-1';
 export const isRoot = process.getuid?.() === 0;
@@ -50,15 +51,8 @@ export function sha256(data: Buffer): string {
 }
 
 /** Write `data` in pieces of `pieceSize`, honouring backpressure, and end the stream. */
-export async function writeAll(writer: MessageWriter, data: Buffer, pieceSize = 1000): Promise<void> {
-  const stream = writer.stream;
-  for (let i = 0; i < data.length; i += pieceSize) {
-    if (!stream.write(data.subarray(i, i + pieceSize))) await new Promise((r) => stream.once('drain', r));
-  }
-  await new Promise<void>((resolve, reject) => {
-    stream.once('error', reject);
-    stream.end(() => resolve());
-  });
+export function writeAll(writer: MessageWriter, data: Buffer, pieceSize = 1000): Promise<void> {
+  return writeAllInPieces(writer, data, pieceSize);
 }
 
 export async function storeMessage(store: FileMessageStore, key: string, data: Buffer) {
