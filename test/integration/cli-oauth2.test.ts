@@ -2,7 +2,7 @@
 // a loopback token endpoint that rotates refresh tokens: the run drains, and says - on stderr,
 // even with --quiet - that a rotated refresh token from a variable must be saved, without
 // printing any token or the client secret. Runs the CLI from its TypeScript sources (tsx), so
-// it does not depend on the build that cli.test.ts makes.
+// it does not depend on the build of dist/ (test/global-build.ts).
 import { spawn } from 'node:child_process';
 import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';

@@ -1,6 +1,6 @@
 // Running the built CLI (`node dist/cli/main.js`, made by scripts/build.mjs) against a real server
 // in the tests of test/integration/pop3-courier.test.ts, pop3-cyrus.test.ts and the cli-*.test.ts.
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -14,8 +14,17 @@ const CLI_TIMEOUT_MS = 60_000;
 
 export interface CliResult {
   code: number | null;
+  /** The signal that ended the CLI (e.g. SIGKILL), or null when it exited. */
+  signal: NodeJS.Signals | null;
   stdout: string;
   stderr: string;
+}
+
+export interface StartCliOptions {
+  env?: Record<string, string>;
+  cwd?: string;
+  /** Node options before the script (e.g. `--import` of a clock shift). */
+  nodeArgs?: readonly string[];
 }
 
 /** What a CLI test file runs against: the built CLI, its own Dovecot and a scratch folder. */
@@ -53,11 +62,14 @@ export function useDovecotCli(prefix: string): DovecotCliWorld {
   };
 }
 
-/** The CLI with a clean environment plus `env`, stdin not a terminal. */
-export function cli(args: readonly string[], env: Record<string, string>, cwd: string): Promise<CliResult> {
-  const child = spawn(process.execPath, [MAIN, ...args], {
-    cwd,
-    env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: process.env.HOME ?? '/root', ...env },
+/**
+ * Starts the CLI with a clean environment plus `env` (no POPDRAIN_PASSWORD unless given), stdin
+ * not a terminal: the child (for signals and its output as it comes) and its result.
+ */
+export function startCli(args: readonly string[], options: StartCliOptions = {}): { child: ChildProcess; result: Promise<CliResult> } {
+  const child = spawn(process.execPath, [...(options.nodeArgs ?? []), MAIN, ...args], {
+    cwd: options.cwd,
+    env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: process.env.HOME ?? '/root', ...options.env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   const out: Buffer[] = [];
@@ -65,13 +77,19 @@ export function cli(args: readonly string[], env: Record<string, string>, cwd: s
   child.stdout.on('data', (d: Buffer) => out.push(d));
   child.stderr.on('data', (d: Buffer) => err.push(d));
   const timer = setTimeout(() => child.kill('SIGKILL'), CLI_TIMEOUT_MS);
-  return new Promise((resolve, reject) => {
+  const result = new Promise<CliResult>((resolve, reject) => {
     child.once('error', reject);
-    child.once('close', (code) => {
+    child.once('close', (code, signal) => {
       clearTimeout(timer);
-      resolve({ code, stdout: Buffer.concat(out).toString('utf8'), stderr: Buffer.concat(err).toString('utf8') });
+      resolve({ code, signal, stdout: Buffer.concat(out).toString('utf8'), stderr: Buffer.concat(err).toString('utf8') });
     });
   });
+  return { child, result };
+}
+
+/** The CLI with a clean environment plus `env`, stdin not a terminal. */
+export function cli(args: readonly string[], env: Record<string, string>, cwd: string): Promise<CliResult> {
+  return startCli(args, { env, cwd }).result;
 }
 
 /** The .eml files the local store wrote under `<out>/<mailboxId>`, sorted by name. */
