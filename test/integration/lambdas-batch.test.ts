@@ -209,7 +209,8 @@ describe('drainer, a batch per invocation', () => {
     expect(smallRun).toMatchObject({ stopReason: 'complete', fetched: 1 });
     // Capped: it stopped taking messages with most of the mailbox left, and asked for a continuation.
     expect(bigRun).toMatchObject({ stopReason: 'deadline' });
-    expect(bigRun!.fetched).toBeGreaterThan(0);
+    // (On a loaded machine the 1 s cap can pass before the first message: fetched 0 is a cap too.)
+    expect(bigRun!.fetched).toBeLessThan(300);
     expect(bigRun!.remaining).toBe(300 - bigRun!.fetched);
     const continuation = await stage.sqs.receiveAll(queue.url);
     expect(continuation).toHaveLength(1);
