@@ -9,7 +9,7 @@ import { crc32 as crc32Of } from '../../lib/adapters/local/crc32.js';
 import { UidlTable } from '../../lib/adapters/local/uidl-table.js';
 import { decodeIndex, encodeIndex, indexProblem, type IndexHeader, type IndexRow } from '../../lib/adapters/local/ledger-index-codec.js';
 
-const HEADER: Omit<IndexHeader, 'v' | 'count'> = {
+const HEADER: Omit<IndexHeader, 'v' | 'count' | 'tableSize'> = {
   mailboxId: 'box',
   ino: 123456,
   coveredBytes: 90_000,
@@ -37,7 +37,7 @@ describe('ledger index codec', () => {
     for (const rows of [ROWS, ROWS.slice(0, 5), []]) {
       const decoded = decodeIndex(encodeIndex(HEADER, rows));
       if ('problem' in decoded) throw new Error(decoded.problem);
-      expect(decoded.header).toEqual({ v: 2, ...HEADER, count: rows.length });
+      expect(decoded.header).toEqual({ v: 3, ...HEADER, count: rows.length, tableSize: 16 });
       expect(decoded.entries.count).toBe(rows.length);
       rows.forEach((row, slot) => {
         expect(decoded.entries.slotOf(row.uidl)).toBe(slot);
@@ -62,17 +62,47 @@ describe('ledger index codec', () => {
     const other = encodeIndex(HEADER, ROWS);
     other.write('PDLIDX01', 0, 'latin1');
     expect(decodeIndex(reseal(other))).toEqual({ problem: 'not a ledger index of this version' });
+    other.write('PDLIDX02', 0, 'latin1');
+    expect(decodeIndex(reseal(other))).toEqual({ problem: 'not a ledger index of this version' });
     const text = encodeIndex(HEADER, ROWS).toString('latin1').replace('"count":6', '"count":7');
     expect(decodeIndex(reseal(Buffer.from(text, 'latin1')))).toMatchObject({ problem: expect.stringMatching(/damaged/) });
-    const twice = encodeIndex(HEADER, [ROWS[1]!, { ...ROWS[2]!, uidl: ROWS[1]!.uidl }]);
-    expect(decodeIndex(twice)).toEqual({ problem: 'damaged (a UIDL twice)' });
+    expect(() => encodeIndex(HEADER, [ROWS[1]!, { ...ROWS[2]!, uidl: ROWS[1]!.uidl }])).toThrow(RangeError);
+  });
+
+  it('refuses a table whose shape does not keep lookups in bounds, even with a valid checksum', () => {
+    const data = encodeIndex(HEADER, ROWS);
+    const headerBytes = data.readUInt32LE(8);
+    const startsAt = ((((12 + headerBytes + 7) & ~7) + 7 * 8 * ROWS.length + ROWS.length + 3) & ~3);
+    const bucketsAt = startsAt + 4 * (ROWS.length + 1);
+    const firstFilled = (): number => {
+      for (let b = 0; ; b++) if (data.readUInt32LE(bucketsAt + 4 * b) !== 0) return bucketsAt + 4 * b;
+    };
+    const cases: Array<[string, (d: Buffer) => void, RegExp]> = [
+      ['an offset past the UIDL bytes', (d) => d.writeUInt32LE(9999, startsAt + 4 * 3), /UIDL/],
+      ['a bucket naming no slot', (d) => d.writeUInt32LE(ROWS.length + 1, firstFilled()), /hash table/],
+      ['a slot in two buckets, another in none', (d) => d.writeUInt32LE(d.readUInt32LE(firstFilled()) === 1 ? 2 : 1, firstFilled()), /hash table/],
+      ['a slot in no bucket', (d) => d.writeUInt32LE(0, firstFilled()), /hash table/],
+    ];
+    for (const [what, damage, problem] of cases) {
+      const damaged = Buffer.from(data);
+      damage(damaged);
+      expect(decodeIndex(reseal(damaged)), what).toMatchObject({ problem: expect.stringMatching(problem) });
+    }
+    // The same bytes at an odd offset (not 8-byte aligned) decode the same.
+    const odd = Buffer.alloc(data.length + 1);
+    data.copy(odd, 1);
+    const decoded = decodeIndex(odd.subarray(1));
+    if ('problem' in decoded) throw new Error(decoded.problem);
+    ROWS.forEach((row, slot) => expect(decoded.entries.slotOf(row.uidl)).toBe(slot));
   });
 });
 
 describe('UidlTable: the index\'s UIDLs looked up without a string each', () => {
   const build = (uidls: string[]): UidlTable => {
     const bytes = uidls.map((u) => Buffer.from(u, 'utf8'));
-    return new UidlTable(Buffer.concat(bytes), bytes.map((b) => b.length), uidls.every((u) => /^[\x00-\x7f]*$/.test(u)));
+    const starts = new Uint32Array(uidls.length + 1);
+    bytes.forEach((b, i) => (starts[i + 1] = starts[i]! + b.length));
+    return UidlTable.build(Buffer.concat(bytes), starts);
   };
 
   it('finds each of many UIDLs at its slot, and nothing else (prefixes, longer ids, other cases, non-ASCII)', () => {
@@ -85,6 +115,20 @@ describe('UidlTable: the index\'s UIDLs looked up without a string each', () => 
     expect(build([...uidls, 'ü']).slotOf('ü')).toBe(5000);
   });
 
+  it('finds a UIDL by its bytes anywhere in a buffer, as by its string', () => {
+    const uidls = ['a', 'bc', 'ünï', '0000000A6b15e41a', ''];
+    const table = build(uidls);
+    const listing = Buffer.from(`1 a\r\n2 bc\r\n3 ünï\r\n4 0000000A6b15e41a\r\n5 0000000a6b15e41a\r\n`, 'utf8');
+    const found: Array<number | undefined> = [];
+    for (let from = 0; from < listing.length; ) {
+      const lf = listing.indexOf(0x0a, from);
+      found.push(table.slotOfBytes(listing, listing.indexOf(0x20, from) + 1, lf - 1));
+      from = lf + 1;
+    }
+    expect(found).toEqual([0, 1, 2, 3, undefined]);
+    expect(table.slotOfBytes(Buffer.alloc(0))).toBe(4);
+  });
+
   it('refuses a UIDL twice', () => {
     expect(() => build(['a', 'b', 'a'])).toThrow(RangeError);
     expect(() => build(['ü', 'ü'])).toThrow(RangeError);
@@ -92,7 +136,7 @@ describe('UidlTable: the index\'s UIDLs looked up without a string each', () => 
 });
 
 describe('indexProblem: whether an index describes the log being loaded', () => {
-  const header: IndexHeader = { v: 2, ...HEADER, count: 6 };
+  const header: IndexHeader = { v: 3, ...HEADER, count: 6, tableSize: 16 };
   const log = { mailboxId: 'box', ino: 123456, bytes: 90_000 };
 
   it('accepts the log it was built from, also grown since (the tail is replayed)', () => {
