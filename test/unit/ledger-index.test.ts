@@ -7,13 +7,15 @@ import { describe, expect, it } from 'vitest';
 import type { EntryFacts } from '../../lib/adapters/local/compact-entries.js';
 import { crc32 as crc32Of } from '../../lib/adapters/local/crc32.js';
 import { UidlTable } from '../../lib/adapters/local/uidl-table.js';
-import { decodeIndex, encodeIndex, indexProblem, type IndexHeader, type IndexRow } from '../../lib/adapters/local/ledger-index-codec.js';
+import { CHECK_WINDOW_BYTES, checkWindows, decodeIndex, encodeIndex, indexProblem, type IndexHeader, type IndexRow } from '../../lib/adapters/local/ledger-index-codec.js';
 
 const HEADER: Omit<IndexHeader, 'v' | 'count' | 'tableSize'> = {
   mailboxId: 'box',
   ino: 123456,
+  birthtimeMs: 1_796_596_764_425.1852,
   coveredBytes: 90_000,
-  coveredCrc: 0xdeadbeef,
+  headCrc: 0xdeadbeef,
+  tailCrc: 0x12345678,
   recordBytes: 80_000,
   recordLines: 7,
   state: { lastSuccessAt: 5, pendingDeletes: ['a'] },
@@ -137,20 +139,29 @@ describe('UidlTable: the index\'s UIDLs looked up without a string each', () => 
 
 describe('indexProblem: whether an index describes the log being loaded', () => {
   const header: IndexHeader = { v: 3, ...HEADER, count: 6, tableSize: 16 };
-  const log = { mailboxId: 'box', ino: 123456, bytes: 90_000 };
+  const log = { mailboxId: 'box', ino: 123456, birthtimeMs: HEADER.birthtimeMs, bytes: 90_000 };
+  const windows = { headCrc: 0xdeadbeef, tailCrc: 0x12345678 };
 
   it('accepts the log it was built from, also grown since (the tail is replayed)', () => {
     expect(indexProblem(header, log)).toBeUndefined();
-    expect(indexProblem(header, log, 0xdeadbeef)).toBeUndefined();
-    expect(indexProblem(header, { ...log, bytes: 95_000 }, 0xdeadbeef)).toBeUndefined();
+    expect(indexProblem(header, log, windows)).toBeUndefined();
+    expect(indexProblem(header, { ...log, bytes: 95_000 }, windows)).toBeUndefined();
   });
 
-  it('ignores it for another mailbox, another file, a shorter log, changed bytes, or an empty prefix', () => {
+  it('ignores it for another mailbox, another file (inode or birth time), a shorter log, changed ends, or an empty prefix', () => {
     expect(indexProblem(header, { ...log, mailboxId: 'other' })).toMatch(/mailbox "box"/);
     expect(indexProblem(header, { ...log, ino: 99 })).toMatch(/another file/);
+    expect(indexProblem(header, { ...log, birthtimeMs: HEADER.birthtimeMs + 0.001 })).toMatch(/another file/);
     expect(indexProblem(header, { ...log, bytes: 89_999 })).toMatch(/covers 90000 bytes and the log has 89999/);
-    expect(indexProblem(header, log, 0xdeadbeee)).toMatch(/changed/);
+    expect(indexProblem(header, log, { ...windows, headCrc: 0xdeadbeee })).toMatch(/changed/);
+    expect(indexProblem(header, log, { ...windows, tailCrc: 0x12345679 })).toMatch(/changed/);
     expect(indexProblem({ ...header, coveredBytes: 0 }, log)).toMatch(/covers 0 bytes/);
+  });
+
+  it('checks the first and last CHECK_WINDOW_BYTES of the covered prefix, the whole of a shorter one', () => {
+    expect(checkWindows(90_000)).toEqual({ head: [0, CHECK_WINDOW_BYTES], tail: [90_000 - CHECK_WINDOW_BYTES, 90_000] });
+    expect(checkWindows(21_900_217)).toEqual({ head: [0, CHECK_WINDOW_BYTES], tail: [21_900_217 - CHECK_WINDOW_BYTES, 21_900_217] });
+    expect(checkWindows(1000)).toEqual({ head: [0, 1000], tail: [0, 1000] });
   });
 });
 

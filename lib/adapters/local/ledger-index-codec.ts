@@ -3,8 +3,8 @@
  * (ledger-index-file.ts reads and writes it). The log stays the truth: the index is what replaying
  * a prefix of the log gave (each entry's fields and the place of its `rec` line, the mailbox
  * state), so a load reads the index and replays only the records appended after that prefix.
- * An index that does not match its log (another file, a shorter log, other bytes in the prefix
- * it covers) is ignored: `indexProblem` says why.
+ * An index that does not match its log (another file, a shorter log, other bytes at the ends of
+ * the prefix it covers) is ignored: `indexProblem` says why.
  *
  *   8 bytes   magic "PDLIDX03"
  *   u32le     header length, then the header's JSON (IndexHeader), zero bytes up to a multiple of 8
@@ -34,10 +34,17 @@ const LITTLE_ENDIAN = endianness() === 'LE';
 export interface IndexHeader {
   v: number;
   mailboxId: string;
-  /** The log file the index was built from (its inode), the bytes of it covered, their crc32. */
+  /** The log file the index was built from: its inode and birth time (0 where the file system has none). */
   ino: number;
+  birthtimeMs: number;
+  /** The bytes of the log covered (a prefix, whole lines). */
   coveredBytes: number;
-  coveredCrc: number;
+  /**
+   * The crc32 of the covered prefix's first and last CHECK_WINDOW_BYTES (both the whole prefix
+   * when it is shorter): see indexProblem for what they tell and what they do not.
+   */
+  headCrc: number;
+  tailCrc: number;
   count: number;
   /** Buckets of the UIDL hash table (uidl-table.ts tableSizeFor). */
   tableSize: number;
@@ -163,30 +170,60 @@ function parseHeader(json: string): IndexHeader | string {
   const h = value as Partial<IndexHeader> | null;
   if (typeof h !== 'object' || h === null) return 'damaged (header)';
   if (h.v !== LEDGER_INDEX_VERSION) return `version ${String(h.v)}, not ${LEDGER_INDEX_VERSION}`;
-  const numbers = [h.ino, h.coveredBytes, h.coveredCrc, h.count, h.tableSize, h.recordBytes, h.recordLines];
+  const numbers = [h.ino, h.coveredBytes, h.headCrc, h.tailCrc, h.count, h.tableSize, h.recordBytes, h.recordLines];
+  if (typeof h.birthtimeMs !== 'number' || !Number.isFinite(h.birthtimeMs)) return 'damaged (header fields)';
   if (typeof h.mailboxId !== 'string' || numbers.some((n) => typeof n !== 'number' || !Number.isSafeInteger(n) || n < 0)) return 'damaged (header fields)';
   if (typeof h.state !== 'object' || h.state === null) return 'damaged (header state)';
   return h as IndexHeader;
+}
+
+/** Bytes at each end of the covered prefix whose crc32 an index records (headCrc, tailCrc). */
+export const CHECK_WINDOW_BYTES = 64 * 1024;
+
+/** The byte ranges [start, end) of the log whose crc32 are headCrc and tailCrc, for `coveredBytes`. */
+export function checkWindows(coveredBytes: number): { head: [number, number]; tail: [number, number] } {
+  return {
+    head: [0, Math.min(coveredBytes, CHECK_WINDOW_BYTES)],
+    tail: [Math.max(0, coveredBytes - CHECK_WINDOW_BYTES), coveredBytes],
+  };
 }
 
 /** The log an index is checked against: the file loaded now. */
 export interface LogFacts {
   mailboxId: string;
   ino: number;
+  birthtimeMs: number;
   /** The file's size now. */
   bytes: number;
 }
 
 /**
- * Why the index does not describe this log (undefined: it does): another mailbox, another file,
- * a log shorter than what it covers (truncated, replaced), or, given `prefixCrc` (the crc32 of
- * the log's first `coveredBytes` bytes now), bytes that changed. Ask first without `prefixCrc`,
- * then read the prefix and ask again with it.
+ * Why the index does not describe this log (undefined: it does): another mailbox, another file
+ * (inode, or birth time: an inode number reused by a later file), a log shorter than what it
+ * covers (truncated, replaced), or, given `windows` (the crc32 of checkWindows' ranges of the log
+ * now), other bytes at either end of the covered prefix. Ask first without `windows`, then read
+ * the two ranges and ask again with them.
+ *
+ * What this tells. Every writer of a log appends whole lines after the bytes an index covers,
+ * truncates only a torn tail past them, and replaces the log only by renaming another file over
+ * it (a compaction, a set-aside log): the covered bytes of a file never change in place. So the
+ * index describes the log while the file is the one it was built from (inode and birth time) and
+ * at least as long. The head and tail windows add what is cheap to catch of a log written in
+ * place by something else: another log copied over it (`cat other > log`, a restore), a file
+ * cut and rewritten, a boundary that is no longer the end of a line; and an inode number reused
+ * where the file system has no birth time. What they do not catch: bytes changed in place in
+ * the middle of the covered prefix by hand (same inode, same ends), or decayed there on the
+ * disk. Checking those took a read and crc32 of the whole log at every load (~26 ms of a rerun's
+ * CPU for a 21 MB log, and the file read from disk when not cached), which is why it went. Such
+ * an edit also breaks the line's own checksum: a replay without the index reports the log
+ * unreadable; through the index, the entry keeps the fields the index holds, and reading it
+ * whole (a re-announcement, a deletion, a compaction) fails with LEDGER_FAILED naming it. No
+ * message is taken for stored that the log did not record as stored when the index was built.
  */
-export function indexProblem(header: IndexHeader, log: LogFacts, prefixCrc?: number): string | undefined {
+export function indexProblem(header: IndexHeader, log: LogFacts, windows?: { headCrc: number; tailCrc: number }): string | undefined {
   if (header.mailboxId !== log.mailboxId) return `it belongs to mailbox ${JSON.stringify(header.mailboxId)}`;
-  if (header.ino !== log.ino) return 'it was built from another file (the log was replaced since)';
+  if (header.ino !== log.ino || header.birthtimeMs !== log.birthtimeMs) return 'it was built from another file (the log was replaced since)';
   if (header.coveredBytes === 0 || header.coveredBytes > log.bytes) return `it covers ${header.coveredBytes} bytes and the log has ${log.bytes}`;
-  if (prefixCrc !== undefined && prefixCrc !== header.coveredCrc) return 'the bytes of the log it covers changed';
+  if (windows !== undefined && (windows.headCrc !== header.headCrc || windows.tailCrc !== header.tailCrc)) return 'the bytes of the log it covers changed (at its start or its end)';
   return undefined;
 }
