@@ -49,6 +49,19 @@ describe('ledger index codec', () => {
     }
   });
 
+  it('counts the entries past their expiry from the column, or from the object an entry was read into', () => {
+    const decoded = decodeIndex(encodeIndex(HEADER, ROWS));
+    if ('problem' in decoded) throw new Error(decoded.problem);
+    // u-deleted expires at 1,800,000,000 s.
+    expect(decoded.entries.countExpired(1_800_000_000_000 - 1)).toBe(0);
+    expect(decoded.entries.countExpired(1_800_000_000_000)).toBe(1);
+    decoded.entries.objects.set(2, { mailboxId: 'box', uidl: 'u-deleted', status: 'announced', size: 1, firstSeenAt: 1, expiresAt: 1_900_000_000 });
+    decoded.entries.objects.set(3, { mailboxId: 'box', uidl: 'u-skipped', status: 'skipped', size: 1, firstSeenAt: 1, expiresAt: 1_700_000_000 });
+    expect(decoded.entries.countExpired(1_800_000_000_000)).toBe(1);
+    expect(decoded.entries.countExpired(1_900_000_000_000)).toBe(2);
+    expect(decoded.entries.countExpired(1_600_000_000_000)).toBe(0);
+  });
+
   it('refuses every torn prefix and every damaged byte (the checksum), never throwing', () => {
     const data = encodeIndex(HEADER, ROWS);
     for (let n = 0; n < data.length; n++) expect('problem' in decodeIndex(data.subarray(0, n)), `prefix ${n}`).toBe(true);
@@ -71,31 +84,42 @@ describe('ledger index codec', () => {
     expect(() => encodeIndex(HEADER, [ROWS[1]!, { ...ROWS[2]!, uidl: ROWS[1]!.uidl }])).toThrow(RangeError);
   });
 
-  it('refuses a table whose shape does not keep lookups in bounds, even with a valid checksum', () => {
+  it('refuses a table a lookup could not end in; one out of place otherwise only misses, never finds another UIDL', () => {
     const data = encodeIndex(HEADER, ROWS);
     const headerBytes = data.readUInt32LE(8);
-    const startsAt = ((((12 + headerBytes + 7) & ~7) + 7 * 8 * ROWS.length + ROWS.length + 3) & ~3);
+    const startsAt = (((12 + headerBytes + 7) & ~7) + 7 * 8 * ROWS.length + ROWS.length + 3) & ~3;
     const bucketsAt = startsAt + 4 * (ROWS.length + 1);
-    const firstFilled = (): number => {
-      for (let b = 0; ; b++) if (data.readUInt32LE(bucketsAt + 4 * b) !== 0) return bucketsAt + 4 * b;
-    };
-    const cases: Array<[string, (d: Buffer) => void, RegExp]> = [
-      ['an offset past the UIDL bytes', (d) => d.writeUInt32LE(9999, startsAt + 4 * 3), /UIDL/],
-      ['a bucket naming no slot', (d) => d.writeUInt32LE(ROWS.length + 1, firstFilled()), /hash table/],
-      ['a slot in two buckets, another in none', (d) => d.writeUInt32LE(d.readUInt32LE(firstFilled()) === 1 ? 2 : 1, firstFilled()), /hash table/],
-      ['a slot in no bucket', (d) => d.writeUInt32LE(0, firstFilled()), /hash table/],
+    const tableSize = 16;
+    const refused: Array<[string, (d: Buffer) => void, RegExp]> = [
+      ['offsets not ending at the UIDL bytes', (d) => d.writeUInt32LE(9999, startsAt + 4 * ROWS.length), /UIDL bytes/],
+      ['no empty bucket', (d) => { for (let b = 0; b < tableSize; b++) if (d.readUInt32LE(bucketsAt + 4 * b) === 0) d.writeUInt32LE(1, bucketsAt + 4 * b); }, /hash table/],
     ];
-    for (const [what, damage, problem] of cases) {
+    for (const [what, damage, problem] of refused) {
       const damaged = Buffer.from(data);
       damage(damaged);
       expect(decodeIndex(reseal(damaged)), what).toMatchObject({ problem: expect.stringMatching(problem) });
     }
+    // Buckets naming slots that do not exist or the wrong slot, and an offset out of order:
+    // every lookup ends, and finds a UIDL only at its own slot.
+    const scrambled = Buffer.from(data);
+    for (let b = 0; b < tableSize; b++) {
+      const held = scrambled.readUInt32LE(bucketsAt + 4 * b);
+      if (held !== 0) scrambled.writeUInt32LE(held === 1 ? 99 : held === 2 ? 3 : held === 3 ? 2 : held, bucketsAt + 4 * b);
+    }
+    scrambled.writeUInt32LE(9999, startsAt + 4 * 4);
+    const decoded = decodeIndex(reseal(scrambled));
+    if ('problem' in decoded) throw new Error(decoded.problem);
+    for (const uidl of [...ROWS.map((r) => r.uidl), 'nope', '']) {
+      const slot = decoded.entries.slotOf(uidl);
+      if (slot !== undefined) expect(ROWS[slot]!.uidl).toBe(uidl);
+    }
+    expect(decoded.entries.slotOf(ROWS[0]!.uidl)).toBeUndefined();
     // The same bytes at an odd offset (not 8-byte aligned) decode the same.
     const odd = Buffer.alloc(data.length + 1);
     data.copy(odd, 1);
-    const decoded = decodeIndex(odd.subarray(1));
-    if ('problem' in decoded) throw new Error(decoded.problem);
-    ROWS.forEach((row, slot) => expect(decoded.entries.slotOf(row.uidl)).toBe(slot));
+    const unaligned = decodeIndex(odd.subarray(1));
+    if ('problem' in unaligned) throw new Error(unaligned.problem);
+    ROWS.forEach((row, slot) => expect(unaligned.entries.slotOf(row.uidl)).toBe(slot));
   });
 });
 

@@ -85,6 +85,21 @@ export class CompactEntries {
     return f;
   }
 
+  /** How many entries are past their expiry at `nowMs` (ledger-log.ts isExpired), from the column. */
+  countExpired(nowMs: number): number {
+    let n = 0;
+    const expiresAt = this.expiresAt;
+    // NaN (none) never compares true.
+    for (let slot = 0; slot < this.count; slot++) if (expiresAt[slot]! * 1000 <= nowMs) n++;
+    // Entries read whole since the load hold their own expiry.
+    for (const [slot, entry] of this.objects) {
+      const before = expiresAt[slot]! * 1000 <= nowMs;
+      const now = entry.expiresAt !== undefined && entry.expiresAt * 1000 <= nowMs;
+      n += Number(now) - Number(before);
+    }
+    return n;
+  }
+
   /** Announced (ledger-log.ts markAnnounced, on the columns): a stored entry becomes announced, the first time stays. */
   markAnnounced(slot: number, at: number): void {
     if (STATUS_CODES[this.status[slot]!] === 'stored') this.status[slot] = STATUS_CODES.indexOf('announced');

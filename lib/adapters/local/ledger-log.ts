@@ -266,6 +266,13 @@ export class LedgerModel {
     for (const entry of this.entries.values()) fn(factsOf(entry, this.scratch));
   }
 
+  /** How many entries are past their expiry at `nowMs` (isExpired). */
+  countExpired(nowMs: number): number {
+    let n = this.base?.countExpired(nowMs) ?? 0;
+    for (const entry of this.entries.values()) if (isExpired(entry, nowMs)) n++;
+    return n;
+  }
+
   /** The entries whose fields pass `filter` (every entry without one), read whole, in the order of forEachFacts. */
   *values(filter?: (facts: EntryFacts) => boolean): IterableIterator<LedgerEntry> {
     const base = this.base;

@@ -11,7 +11,7 @@ import { LOG_READ_CHUNK_BYTES, readLog } from './log-reader.js';
 import { indexOf, loadIndex, writeIndexFile } from './ledger-index-file.js';
 import type { CompactEntries } from './compact-entries.js';
 import type { IndexHeader } from './ledger-index-codec.js';
-import { decodeLog, isExpired, LEDGER_FORMAT_VERSION, LedgerModel, type DecodedLog } from './ledger-log.js';
+import { decodeLog, LEDGER_FORMAT_VERSION, LedgerModel, type DecodedLog } from './ledger-log.js';
 import { compactNow, needsCompaction, removeStaleCompactions } from './log-compaction.js';
 import { COMPACT, ledgerError, type LogContext, type MailboxLog, type Op } from './mailbox-log.js';
 
@@ -71,10 +71,7 @@ export class MailboxLogFiles {
           { mailboxId: log.mailboxId, path: log.path, offset: decoded.corruptAt },
         );
       }
-      const now = this.ctx.now();
-      log.model.forEachFacts((entry) => {
-        if (isExpired(entry, now)) log.expiredAtLoad++;
-      });
+      log.expiredAtLoad = log.model.countExpired(this.ctx.now());
       log.handle = handle;
       log.ino = info.ino;
       log.fileSize = decoded.bytes;
