@@ -231,12 +231,15 @@ export function parseListListing(data: Buffer): ListEntry[] {
 /** A whole UIDL listing: its entries, numbers checked (checkListingNumbers). */
 export function parseUidlListing(data: Buffer, maxUidBytes: number): UidlEntry[] {
   const entries: UidlEntry[] = [];
+  // One string of the whole listing (one byte per character), each unique-id a slice of it: no
+  // call into the Buffer's native decoder per line.
+  const text = data.toString('latin1');
   forEachListingLine(data, (start, end) => {
     // `n uid` with a printable unique-id short enough: taken from the bytes; any other line as
     // parseUidlLine says (which escapes, trims, refuses).
     const space = digitsEnd(data, start, end);
     if (space > start && space < end && data[space] === SPACE_BYTE && end - space - 1 <= maxUidBytes && printableEnd(data, space + 1, end) === end && end > space + 1) {
-      entries.push({ number: digitsValue(data, start, space), uid: data.toString('latin1', space + 1, end) });
+      entries.push({ number: digitsValue(data, start, space), uid: text.slice(space + 1, end) });
     } else {
       entries.push(parseUidlLine(data.toString('latin1', start, end), maxUidBytes));
     }

@@ -73,7 +73,7 @@ export class CompactEntries {
 
   /** The slot's fields (its object's, once it has one), in an object reused by the next call. */
   facts(slot: number): EntryFacts {
-    const object = this.objects.get(slot);
+    const object = this.objects.size === 0 ? undefined : this.objects.get(slot);
     if (object !== undefined) return factsOf(object, this.scratch);
     const f = this.scratch;
     f.status = STATUS_CODES[this.status[slot]!]!;

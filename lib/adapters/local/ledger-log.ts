@@ -253,7 +253,8 @@ export class LedgerModel {
 
   /** The entry's fields without reading it whole, in an object reused by the next call. */
   facts(uidl: string): EntryFacts | undefined {
-    const entry = this.entries.get(uidl);
+    // An index's load usually leaves no entry objects: no string hashed for an empty map.
+    const entry = this.entries.size === 0 ? undefined : this.entries.get(uidl);
     if (entry !== undefined) return factsOf(entry, this.scratch);
     const slot = this.base?.slotOf(uidl);
     return slot === undefined ? undefined : this.base!.facts(slot);
