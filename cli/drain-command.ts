@@ -2,7 +2,6 @@
 import { outDir } from './out-dir.js';
 import { refuseCommandsFromUnsafeConfig } from './config-safety.js';
 import { MDA_STORE_CONCURRENCY, mdaArgv } from './mda-option.js';
-import { MdaStore } from '../lib/adapters/local/mda-store.js';
 import { resolve } from 'node:path';
 import { LocalStateFolders } from './local-state-folders.js';
 import { LocalCredentials } from '../lib/adapters/local/local-credentials.js';
@@ -254,9 +253,11 @@ export async function runDrain(positionals: string[], o: DrainCommandOptions): P
   const out = folder.dir;
   // Opened on first use: a folder no mailbox uses is not created.
   const folders = new LocalStateFolders(out, logger);
+  // Loaded only for --mda (it brings node:child_process): a drain into files starts without it.
+  const MdaStore = jobs.some((j) => j.mda !== undefined) ? (await import('../lib/adapters/local/mda-store.js')).MdaStore : undefined;
   const storeFor = (job: Job) =>
     job.mda !== undefined
-      ? new MdaStore({ argv: job.mda })
+      ? new MdaStore!({ argv: job.mda })
       : job.maildir !== undefined
         ? new MaildirStore({ dir: resolve(job.maildir) })
         : (aws.store ?? (o.maildir !== undefined ? new MaildirStore({ dir: resolve(o.maildir) }) : folders.get(job.out).store));

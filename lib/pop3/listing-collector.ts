@@ -31,13 +31,20 @@ export class ListingCollector {
   push(data: Buffer): void {
     this.bytes += data.length;
     if (this.bytes > this.limits.maxBytes) throw listingTooLarge(this.command, this.limits.maxBytes, this.phase);
-    let from = 0;
-    for (let lf = data.indexOf(LF); lf !== -1; lf = data.indexOf(LF, from)) {
-      this.checkLine(this.lineBytes + lf - from);
-      this.lineBytes = 0;
-      from = lf + 1;
+    // Every line at most maxLineBytes: the current line (begun `lineBytes` ago, maybe in an
+    // earlier chunk) must end within maxLineBytes of its start, so the last LF in that window
+    // ends it and every line before it, all short enough; the next line starts after it. One
+    // search per window, not per line (a UIDL listing's lines are ~30 bytes, the limit 8 KiB).
+    const max = this.limits.maxLineBytes;
+    let lineStart = -this.lineBytes;
+    while (lineStart + max < data.length) {
+      const lf = data.lastIndexOf(LF, lineStart + max);
+      if (lf < Math.max(lineStart, 0)) this.checkLine(max + 1);
+      lineStart = lf + 1;
     }
-    this.lineBytes += data.length - from;
+    const last = data.lastIndexOf(LF);
+    if (last >= Math.max(lineStart, 0)) lineStart = last + 1;
+    this.lineBytes = data.length - lineStart;
     this.checkLine(this.lineBytes);
     this.chunks.push(data);
   }

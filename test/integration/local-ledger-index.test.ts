@@ -191,6 +191,45 @@ describe('FileLedger index', () => {
     }
   });
 
+  it('checks the ends of what it covers, not the middle: a log rewritten in place is refused, a byte changed mid-log by hand is not seen', async () => {
+    const writer = ledger();
+    await fill(writer);
+    // A log longer than both check windows together.
+    const many = Array.from({ length: 300 }, (_, i) => storedEntry(MAILBOX, `m${i}`));
+    await writer.record(many);
+    await writer.close();
+    const index = await readFile(indexPath());
+    const log = await readFile(logPath());
+    expect(log.length).toBeGreaterThan(2 * 64 * 1024 + 10_000);
+    const inode = (await stat(logPath())).ino;
+    // Written in place (same inode): the last line cut and the log written again a line shorter
+    // at its end, then grown past its old length by a line that is not there in the original.
+    const rewritten = Buffer.concat([log.subarray(0, log.lastIndexOf('\n', log.length - 2) + 1), encodeRecord({ t: 'rec', e: storedEntry(MAILBOX, 'other') }), encodeRecord({ t: 'rec', e: storedEntry(MAILBOX, 'other-2') })]);
+    await writeFile(logPath(), rewritten);
+    expect((await stat(logPath())).ino).toBe(inode);
+    let logger = recordingLogger();
+    let seen = await view(ledger({ logger, indexMinBytes: Number.MAX_SAFE_INTEGER }));
+    expect(logger.ignored).toEqual(['the bytes of the log it covers changed (at its start or its end)']);
+    await unlink(indexPath());
+    expect(seen).toEqual(await wholeReplayView());
+    // One digit of a size in the middle of the log, its line's checksum left as it was: the
+    // index does not see it and answers with the fields it holds, until the entry is read whole
+    // from its line, whose checksum then fails (LEDGER_FAILED); the whole replay would find the
+    // log unreadable. A hand edit, not anything popdrain writes.
+    await writeFile(logPath(), log);
+    await writeFile(indexPath(), index);
+    const counts = await ledger({ indexMinBytes: Number.MAX_SAFE_INTEGER }).counts(MAILBOX);
+    const changed = Buffer.from(log);
+    const at = changed.indexOf('"size":', log.length / 2) + 8;
+    changed[at] = changed[at] === 0x31 ? 0x32 : 0x31;
+    await writeFile(logPath(), changed);
+    logger = recordingLogger();
+    const through = ledger({ logger, indexMinBytes: Number.MAX_SAFE_INTEGER });
+    expect(await through.counts(MAILBOX)).toEqual(counts);
+    expect(logger.ignored).toEqual([]);
+    await expect(through.pending(MAILBOX)).rejects.toMatchObject({ code: 'LEDGER_FAILED', message: expect.stringMatching(/points at a line of the log that is not the entry of UIDL m\d+/) });
+  });
+
   it('a reader (no append) writes none; a writer rewrites it only once the log grew indexMinBytes past it', async () => {
     const writer = ledger();
     await fill(writer);

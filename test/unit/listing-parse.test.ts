@@ -29,7 +29,7 @@ const slow = {
 };
 
 const LIST_LINES = ['1 100', '2 5', ' 3 7', '4 8 ', '5\t9', '6 10 extra', '7  11', '8', '', 'x 1', '9 -1', '10 12345678901', '12345678901 1', '0012 0034', '11 2\r', '2 5'];
-const UIDL_LINES = ['1 abc', '2 0000000a5b', ' 3 x', '4 y ', '5\tz', '6 a b', '7 ' + 'u'.repeat(MAX_UID), '8 ' + 'u'.repeat(MAX_UID + 1), '9 caf\xe9', '10', '', '11 ~!', '12345678901 q', '13 \x7f', '2 dup'];
+const UIDL_LINES = ['1 abc', '2 0000000a5b', ' 3 x', '4 y ', '5\tz', '6 a b', '7 ' + 'u'.repeat(MAX_UID), '8 ' + 'u'.repeat(MAX_UID + 1), '9 caf\xe9', '10', '', '11 ~!', '12345678901 q', '13 \x7f', '2 dup', '14 cr\r', '15 a\rb'];
 
 describe('listing parse', () => {
   it('gives what the line parsers give, for every pair of lines and line ending', () => {

@@ -21,6 +21,12 @@ export interface EntryFacts {
   expiresAt: number | undefined;
 }
 
+/** The f64 columns, in the order the index file holds them. */
+export const F64_COLUMNS = ['size', 'firstSeenAt', 'announcedAt', 'deletedAt', 'expiresAt', 'lineOffset', 'lineLength'] as const;
+
+/** An entry's columns, each `count` long. */
+export type EntryColumns = { status: Uint8Array } & Record<(typeof F64_COLUMNS)[number], Float64Array>;
+
 export class CompactEntries {
   readonly status: Uint8Array;
   readonly size: Float64Array;
@@ -37,19 +43,23 @@ export class CompactEntries {
   /** One object reused by `facts` (read it before the next call). */
   private readonly scratch: EntryFacts = { status: 'stored', size: 0, firstSeenAt: 0, announcedAt: undefined, deletedAt: undefined, expiresAt: undefined };
 
-  /** `uidls`: the slots' UIDLs (slot i is the i-th), columns filled by the caller. */
+  /**
+   * `uidls`: the slots' UIDLs (slot i is the i-th); `columns`: the columns as the index file
+   * holds them (views of its bytes, written to by mark*), or fresh ones (zeros) to be filled.
+   */
   constructor(
     readonly count: number,
     private readonly uidls: UidlTable,
+    columns?: EntryColumns,
   ) {
-    this.status = new Uint8Array(count);
-    this.size = new Float64Array(count);
-    this.firstSeenAt = new Float64Array(count);
-    this.announcedAt = new Float64Array(count);
-    this.deletedAt = new Float64Array(count);
-    this.expiresAt = new Float64Array(count);
-    this.lineOffset = new Float64Array(count);
-    this.lineLength = new Float64Array(count);
+    this.status = columns?.status ?? new Uint8Array(count);
+    this.size = columns?.size ?? new Float64Array(count);
+    this.firstSeenAt = columns?.firstSeenAt ?? new Float64Array(count);
+    this.announcedAt = columns?.announcedAt ?? new Float64Array(count);
+    this.deletedAt = columns?.deletedAt ?? new Float64Array(count);
+    this.expiresAt = columns?.expiresAt ?? new Float64Array(count);
+    this.lineOffset = columns?.lineOffset ?? new Float64Array(count);
+    this.lineLength = columns?.lineLength ?? new Float64Array(count);
   }
 
   /** The slot of `uidl`, or undefined. */
@@ -63,7 +73,7 @@ export class CompactEntries {
 
   /** The slot's fields (its object's, once it has one), in an object reused by the next call. */
   facts(slot: number): EntryFacts {
-    const object = this.objects.get(slot);
+    const object = this.objects.size === 0 ? undefined : this.objects.get(slot);
     if (object !== undefined) return factsOf(object, this.scratch);
     const f = this.scratch;
     f.status = STATUS_CODES[this.status[slot]!]!;
@@ -73,6 +83,21 @@ export class CompactEntries {
     f.deletedAt = definedOrUndefined(this.deletedAt[slot]!);
     f.expiresAt = definedOrUndefined(this.expiresAt[slot]!);
     return f;
+  }
+
+  /** How many entries are past their expiry at `nowMs` (ledger-log.ts isExpired), from the column. */
+  countExpired(nowMs: number): number {
+    let n = 0;
+    const expiresAt = this.expiresAt;
+    // NaN (none) never compares true.
+    for (let slot = 0; slot < this.count; slot++) if (expiresAt[slot]! * 1000 <= nowMs) n++;
+    // Entries read whole since the load hold their own expiry.
+    for (const [slot, entry] of this.objects) {
+      const before = expiresAt[slot]! * 1000 <= nowMs;
+      const now = entry.expiresAt !== undefined && entry.expiresAt * 1000 <= nowMs;
+      n += Number(now) - Number(before);
+    }
+    return n;
   }
 
   /** Announced (ledger-log.ts markAnnounced, on the columns): a stored entry becomes announced, the first time stays. */

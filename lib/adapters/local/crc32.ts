@@ -1,8 +1,10 @@
 /**
  * CRC-32 (IEEE 802.3, as zlib and gzip compute it). Node's native `zlib.crc32` where it exists
- * (Node >= 20.15), a table-driven fallback otherwise; both give the same values.
+ * (Node >= 20.15), a table-driven fallback otherwise; both give the same values. node:zlib is
+ * loaded at the first call, not with this module (~7 ms of a CLI's start that the first ledger
+ * read, run while the session is set up, hides).
  */
-import * as zlib from 'node:zlib';
+import { createRequire } from 'node:module';
 
 let table: Uint32Array | undefined;
 
@@ -26,8 +28,15 @@ export function crc32Js(data: Uint8Array, previous = 0): number {
   return (crc ^ 0xffffffff) >>> 0;
 }
 
-const native = (zlib as { crc32?: (data: Uint8Array, value?: number) => number }).crc32;
+type Crc32 = (data: Uint8Array, previous?: number) => number;
+let implementation: Crc32 | undefined;
+
+function loaded(): Crc32 {
+  const native = (createRequire(import.meta.url)('node:zlib') as { crc32?: (data: Uint8Array, value?: number) => number }).crc32;
+  return typeof native === 'function' ? (d, previous = 0) => native(d, previous) >>> 0 : crc32Js;
+}
 
 /** The crc32 of `data`, or with `previous` (the crc32 of the bytes before it) of the whole. */
-export const crc32: (data: Uint8Array, previous?: number) => number =
-  typeof native === 'function' ? (d, previous = 0) => native(d, previous) >>> 0 : crc32Js;
+export function crc32(data: Uint8Array, previous = 0): number {
+  return (implementation ??= loaded())(data, previous);
+}

@@ -4,10 +4,11 @@
  * left it.
  *
  * The index is a cache of a replay, never the truth: a load uses it only when it was built from
- * this very file (inode), the file is at least as long as what it covers, and the covered bytes
- * still have the crc32 it recorded (read and checked at every load: about 20 ms for a 21 MB log
- * on tmpfs); the lines after them are replayed on top. Otherwise the log is replayed whole. So
- * a crash at any point (before, during or after writing the index, between an append to the log
+ * this very file (inode and birth time), the file is at least as long as what it covers, and
+ * the first and last 64 KiB of the covered bytes still have the crc32 it recorded
+ * (ledger-index-codec.ts indexProblem says what that tells and what not; the whole log is not
+ * read); the lines after them are replayed on top. Otherwise the log is replayed whole. So a
+ * crash at any point (before, during or after writing the index, between an append to the log
  * and the next index) leaves a load with what the log says. It is written under a temp name,
  * fsynced and renamed over the old one; the folder is not fsynced, since losing the rename
  * leaves an older index or none, both still checked.
@@ -17,7 +18,7 @@ import { open, readFile, rename, unlink, type FileHandle } from 'node:fs/promise
 import { join } from 'node:path';
 import { crc32 } from './crc32.js';
 import { CREATE_APPEND_FLAGS, errnoCode, FILE_MODE, writeFully } from './durable-fs.js';
-import { decodeIndex, encodeIndex, indexProblem, type IndexHeader, type IndexRow } from './ledger-index-codec.js';
+import { checkWindows, decodeIndex, encodeIndex, indexProblem, type IndexHeader, type IndexRow } from './ledger-index-codec.js';
 import type { LedgerModel } from './ledger-log.js';
 import { factsOf, type CompactEntries } from './compact-entries.js';
 
@@ -26,8 +27,6 @@ export const INDEX_SUFFIX = '.ledger-index';
 /** Suffix of an index temp file (`.<mailboxId>.ledger.<pid>.<random>` before it: swept with compaction temps). */
 export const INDEX_TEMP_SUFFIX = '.index-tmp';
 
-const PREFIX_READ_BYTES = 1024 * 1024;
-
 export function indexPath(dir: string, mailboxId: string): string {
   return join(dir, `${mailboxId}${INDEX_SUFFIX}`);
 }
@@ -35,10 +34,10 @@ export function indexPath(dir: string, mailboxId: string): string {
 export type IndexLoad = { header: IndexHeader; entries: CompactEntries } | { ignored: string };
 
 /**
- * The mailbox's index if it describes the log open as `handle` (inode `ino`, `bytes` long), or
- * why not (none, damaged, stale).
+ * The mailbox's index if it describes the log open as `handle` (inode `ino`, born at
+ * `birthtimeMs`, `bytes` long), or why not (none, damaged, stale).
  */
-export async function loadIndex(dir: string, mailboxId: string, handle: FileHandle, ino: number, bytes: number): Promise<IndexLoad> {
+export async function loadIndex(dir: string, mailboxId: string, handle: FileHandle, log: { ino: number; birthtimeMs: number; bytes: number }): Promise<IndexLoad> {
   let data: Buffer;
   try {
     data = await readFile(indexPath(dir, mailboxId));
@@ -47,25 +46,29 @@ export async function loadIndex(dir: string, mailboxId: string, handle: FileHand
   }
   const decoded = decodeIndex(data);
   if ('problem' in decoded) return { ignored: decoded.problem };
-  const log = { mailboxId, ino, bytes };
-  const cheap = indexProblem(decoded.header, log);
+  const facts = { mailboxId, ...log };
+  const cheap = indexProblem(decoded.header, facts);
   if (cheap !== undefined) return { ignored: cheap };
-  const problem = indexProblem(decoded.header, log, await prefixCrc(handle, decoded.header.coveredBytes));
+  const problem = indexProblem(decoded.header, facts, await windowCrcs(handle, decoded.header.coveredBytes));
   return problem === undefined ? decoded : { ignored: problem };
 }
 
-/** The crc32 of the first `bytes` bytes of the file. */
-export async function prefixCrc(handle: FileHandle, bytes: number): Promise<number> {
-  const buffer = Buffer.allocUnsafe(Math.min(PREFIX_READ_BYTES, Math.max(1, bytes)));
-  let crc = 0;
+/** The crc32 of the head and tail windows (ledger-index-codec.ts checkWindows) of a prefix of `coveredBytes`. */
+export async function windowCrcs(handle: FileHandle, coveredBytes: number): Promise<{ headCrc: number; tailCrc: number }> {
+  const { head, tail } = checkWindows(coveredBytes);
+  return { headCrc: await rangeCrc(handle, head[0], head[1]), tailCrc: await rangeCrc(handle, tail[0], tail[1]) };
+}
+
+/** The crc32 of bytes [start, end) of the file. */
+async function rangeCrc(handle: FileHandle, start: number, end: number): Promise<number> {
+  const buffer = Buffer.allocUnsafe(Math.max(1, end - start));
   let at = 0;
-  while (at < bytes) {
-    const { bytesRead } = await handle.read(buffer, 0, Math.min(buffer.length, bytes - at), at);
-    if (bytesRead === 0) throw new Error(`the log ended at ${at} bytes, before ${bytes}`);
-    crc = crc32(buffer.subarray(0, bytesRead), crc);
+  while (at < end - start) {
+    const { bytesRead } = await handle.read(buffer, at, end - start - at, start + at);
+    if (bytesRead === 0) throw new Error(`the log ended at ${start + at} bytes, before ${end}`);
     at += bytesRead;
   }
-  return crc;
+  return crc32(buffer.subarray(0, end - start));
 }
 
 /**
@@ -92,11 +95,14 @@ export async function indexOf(model: LedgerModel, handle: FileHandle, ino: numbe
     rows.push({ uidl, facts, lineOffset: place.offset, lineLength: place.length });
   }
   if (!complete || rows.some((r) => Number.isNaN(r.lineOffset) || r.lineOffset + r.lineLength >= coveredBytes)) return undefined;
+  const info = await handle.stat();
+  if (info.ino !== ino) return undefined;
   const header = {
     mailboxId: model.mailboxId,
     ino,
+    birthtimeMs: info.birthtimeMs,
     coveredBytes,
-    coveredCrc: await prefixCrc(handle, coveredBytes),
+    ...(await windowCrcs(handle, coveredBytes)),
     recordBytes: model.recordBytes,
     recordLines: model.recordLines,
     state: model.state,

@@ -253,7 +253,8 @@ export class LedgerModel {
 
   /** The entry's fields without reading it whole, in an object reused by the next call. */
   facts(uidl: string): EntryFacts | undefined {
-    const entry = this.entries.get(uidl);
+    // An index's load usually leaves no entry objects: no string hashed for an empty map.
+    const entry = this.entries.size === 0 ? undefined : this.entries.get(uidl);
     if (entry !== undefined) return factsOf(entry, this.scratch);
     const slot = this.base?.slotOf(uidl);
     return slot === undefined ? undefined : this.base!.facts(slot);
@@ -264,6 +265,13 @@ export class LedgerModel {
     const base = this.base;
     if (base !== undefined) for (let slot = 0; slot < base.count; slot++) fn(base.facts(slot));
     for (const entry of this.entries.values()) fn(factsOf(entry, this.scratch));
+  }
+
+  /** How many entries are past their expiry at `nowMs` (isExpired). */
+  countExpired(nowMs: number): number {
+    let n = this.base?.countExpired(nowMs) ?? 0;
+    for (const entry of this.entries.values()) if (isExpired(entry, nowMs)) n++;
+    return n;
   }
 
   /** The entries whose fields pass `filter` (every entry without one), read whole, in the order of forEachFacts. */

@@ -11,7 +11,7 @@ import { LOG_READ_CHUNK_BYTES, readLog } from './log-reader.js';
 import { indexOf, loadIndex, writeIndexFile } from './ledger-index-file.js';
 import type { CompactEntries } from './compact-entries.js';
 import type { IndexHeader } from './ledger-index-codec.js';
-import { decodeLog, isExpired, LEDGER_FORMAT_VERSION, LedgerModel, type DecodedLog } from './ledger-log.js';
+import { decodeLog, LEDGER_FORMAT_VERSION, LedgerModel, type DecodedLog } from './ledger-log.js';
 import { compactNow, needsCompaction, removeStaleCompactions } from './log-compaction.js';
 import { COMPACT, ledgerError, type LogContext, type MailboxLog, type Op } from './mailbox-log.js';
 
@@ -49,7 +49,7 @@ export class MailboxLogFiles {
     }
     try {
       const info = await handle.stat();
-      const decoded = await this.decode(log, handle, info.ino, info.size);
+      const decoded = await this.decode(log, handle, info);
       if (decoded.corruptAt === undefined) {
         const { index } = decoded;
         if (index !== undefined) {
@@ -71,10 +71,7 @@ export class MailboxLogFiles {
           { mailboxId: log.mailboxId, path: log.path, offset: decoded.corruptAt },
         );
       }
-      const now = this.ctx.now();
-      log.model.forEachFacts((entry) => {
-        if (isExpired(entry, now)) log.expiredAtLoad++;
-      });
+      log.expiredAtLoad = log.model.countExpired(this.ctx.now());
       log.handle = handle;
       log.ino = info.ino;
       log.fileSize = decoded.bytes;
@@ -91,7 +88,8 @@ export class MailboxLogFiles {
    * it covers. If the file cannot be opened a second time as the same inode (renamed over
    * meanwhile), it is read whole with the events kept in memory.
    */
-  private async decode(log: MailboxLog, handle: FileHandle, ino: number, size: number): Promise<DecodedLog & { bytes: number; index?: LoadedIndex }> {
+  private async decode(log: MailboxLog, handle: FileHandle, info: { ino: number; birthtimeMs: number; size: number }): Promise<DecodedLog & { bytes: number; index?: LoadedIndex }> {
+    const { ino, size } = info;
     let source: LogEventSource | undefined;
     try {
       source = LogEventSource.open(log.path);
@@ -104,7 +102,7 @@ export class MailboxLogFiles {
       source = undefined;
     }
     if (source !== undefined) {
-      const loaded = await loadIndex(this.ctx.dir, log.mailboxId, handle, ino, size).catch((error: unknown) => ({ ignored: String(error) }));
+      const loaded = await loadIndex(this.ctx.dir, log.mailboxId, handle, { ino, birthtimeMs: info.birthtimeMs, bytes: size }).catch((error: unknown) => ({ ignored: String(error) }));
       if ('ignored' in loaded) {
         if (loaded.ignored !== 'none') this.ctx.logger.debug('ledger index not used; replaying the whole log', { mailboxId: log.mailboxId, reason: loaded.ignored });
         return readLog(handle, size, source);

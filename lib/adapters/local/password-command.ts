@@ -5,7 +5,6 @@
  * MAX_PASSWORD_COMMAND_OUTPUT_BYTES. The password is the first line of its output. A failure
  * names the command's program and its exit code or signal, never anything it printed.
  */
-import { spawn } from 'node:child_process';
 import { DrainError } from '../../drain/errors.js';
 
 export const PASSWORD_COMMAND_TIMEOUT_MS = 30_000;
@@ -22,11 +21,13 @@ function failed(message: string, cause?: unknown): DrainError {
   return new DrainError('CREDENTIALS_FAILED', message, { phase: 'credentials', retryable: false, cause });
 }
 
-export function runPasswordCommand(argv: readonly string[], options: PasswordCommandOptions = {}): Promise<string> {
+export async function runPasswordCommand(argv: readonly string[], options: PasswordCommandOptions = {}): Promise<string> {
   const [program, ...args] = argv;
-  if (program === undefined || program === '') return Promise.reject(failed('the password command is empty'));
+  if (program === undefined || program === '') throw failed('the password command is empty');
   const timeoutMs = options.timeoutMs ?? PASSWORD_COMMAND_TIMEOUT_MS;
   const what = `the password command (${program})`;
+  // Loaded here, not with the module: a run whose password comes from elsewhere never needs it.
+  const { spawn } = await import('node:child_process');
   return new Promise((resolve, reject) => {
     const child = spawn(program, args, { shell: false, stdio: ['ignore', 'pipe', 'inherit'], env: options.env ?? process.env });
     const chunks: Buffer[] = [];

@@ -1,93 +1,118 @@
 /**
- * The UIDLs of a ledger index, looked up by string without a string per UIDL: the UIDLs' bytes
- * as the index holds them, and an open-addressing hash table of their slots. A load of 20,000
- * UIDLs into a `Map<string, number>` cost 12-50 ms here (a string and a hashed insertion each);
- * this costs one pass over the bytes. UIDLs that are not all ASCII (allowed, never seen from a
- * real server) go into a Map instead.
+ * The UIDLs of a ledger index, looked up by string without a string per UIDL: the UIDLs' UTF-8
+ * bytes one after another, the offset where each slot's bytes start, and an open-addressing hash
+ * table of the slots (FNV-1a over the bytes, linear probing, a power-of-two size at least twice
+ * the count, so a probe always ends at an empty bucket).
+ *
+ * The index file holds all three as they are here (ledger-index-codec.ts), so a load builds
+ * nothing per UIDL: `UidlTable.build` hashes every UIDL once, when the index is written; a load
+ * views the file's arrays (`new UidlTable(...)`). A hit is always confirmed by comparing the
+ * UIDL's bytes, never by the hash alone: a damaged table can only fail to find a UIDL.
  */
 
 const FNV_OFFSET = 0x811c9dc5;
 const FNV_PRIME = 0x01000193;
 
+/** The FNV-1a hash of `bytes[start, end)` (as a uint32). */
+export function fnv1a(bytes: Uint8Array, start: number, end: number): number {
+  let h = FNV_OFFSET;
+  for (let i = start; i < end; i++) h = Math.imul(h ^ bytes[i]!, FNV_PRIME);
+  return h >>> 0;
+}
+
+/** The table size for `count` UIDLs: a power of two, at least 16 and at least twice the count. */
+export function tableSizeFor(count: number): number {
+  let size = 16;
+  while (size < count * 2) size *= 2;
+  return size;
+}
+
 export class UidlTable {
-  /** Byte offset of each slot's UIDL in `bytes` (count + 1 entries: the last is the end). */
-  private readonly starts: Uint32Array;
-  /** Slot + 1 per bucket, 0 when empty (ASCII mode). */
-  private readonly buckets: Int32Array | undefined;
-  private readonly mask: number;
-  /** UIDL to slot (when some UIDL is not ASCII). */
-  private readonly map: Map<string, number> | undefined;
+  /**
+   * `bytes` holds the UIDLs one after another; slot i's are `bytes[starts[i], starts[i + 1])`;
+   * `buckets` (a power-of-two length greater than the count) holds slot + 1, 0 when empty, as
+   * `build` laid it out. Not checked here beyond what a lookup needs to stay in bounds
+   * (ledger-index-codec.ts checks the shape; the index's checksum covers the contents).
+   */
+  /** `bytes` as a Buffer (a view), for decoding a slot's UIDL. */
+  private readonly text: Buffer;
+
+  constructor(
+    private readonly bytes: Uint8Array,
+    private readonly starts: Uint32Array,
+    private readonly buckets: Uint32Array,
+  ) {
+    this.text = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length);
+  }
 
   /**
-   * `bytes` holds the UIDLs one after another, `lengths` their byte lengths. Throws RangeError
-   * when a UIDL occurs twice (an index never holds one twice: damaged).
+   * The table of `uidls`' UTF-8 bytes (`bytes`, one after another, `starts` as above). Throws
+   * RangeError when a UIDL occurs twice.
    */
-  constructor(
-    private readonly bytes: Buffer,
-    lengths: ArrayLike<number>,
-    ascii: boolean,
-  ) {
-    const count = lengths.length;
-    this.starts = new Uint32Array(count + 1);
-    for (let i = 0; i < count; i++) this.starts[i + 1] = this.starts[i]! + lengths[i]!;
-    if (!ascii) {
-      this.map = new Map();
-      this.buckets = undefined;
-      this.mask = 0;
-      for (let slot = 0; slot < count; slot++) {
-        const uidl = this.uidlAt(slot);
-        if (this.map.has(uidl)) throw new RangeError('a UIDL twice');
-        this.map.set(uidl, slot);
-      }
-      return;
-    }
-    let size = 16;
-    while (size < count * 2) size *= 2;
-    this.buckets = new Int32Array(size);
-    this.mask = size - 1;
+  static build(bytes: Uint8Array, starts: Uint32Array): UidlTable {
+    const count = starts.length - 1;
+    const buckets = new Uint32Array(tableSizeFor(count));
+    const mask = buckets.length - 1;
+    const table = new UidlTable(bytes, starts, buckets);
     for (let slot = 0; slot < count; slot++) {
-      const start = this.starts[slot]!;
-      const end = this.starts[slot + 1]!;
-      let h = FNV_OFFSET;
-      for (let i = start; i < end; i++) h = Math.imul(h ^ bytes[i]!, FNV_PRIME);
-      let b = h & this.mask;
+      const start = starts[slot]!;
+      const end = starts[slot + 1]!;
+      let b = fnv1a(bytes, start, end) & mask;
       for (;;) {
-        const held = this.buckets[b]!;
+        const held = buckets[b]!;
         if (held === 0) break;
-        if (this.sameBytes(held - 1, start, end)) throw new RangeError('a UIDL twice');
-        b = (b + 1) & this.mask;
+        if (table.sameBytes(held - 1, bytes, start, end)) throw new RangeError('a UIDL twice');
+        b = (b + 1) & mask;
       }
-      this.buckets[b] = slot + 1;
+      buckets[b] = slot + 1;
     }
+    return table;
   }
 
   get count(): number {
     return this.starts.length - 1;
   }
 
+  /** The arrays the index file holds (ledger-index-codec.ts). */
+  parts(): { bytes: Uint8Array; starts: Uint32Array; buckets: Uint32Array } {
+    return { bytes: this.bytes, starts: this.starts, buckets: this.buckets };
+  }
+
   /** The slot of `uidl`, or undefined. */
   slotOf(uidl: string): number | undefined {
-    if (this.map !== undefined) return this.map.get(uidl);
-    const buckets = this.buckets!;
+    const mask = this.buckets.length - 1;
     let h = FNV_OFFSET;
     for (let i = 0; i < uidl.length; i++) {
       const c = uidl.charCodeAt(i);
-      if (c > 0x7f) return undefined; // every UIDL here is ASCII
+      if (c > 0x7f) return this.slotOfBytes(Buffer.from(uidl, 'utf8')); // rare: hash its UTF-8 bytes
       h = Math.imul(h ^ c, FNV_PRIME);
     }
-    let b = h & this.mask;
+    let b = (h >>> 0) & mask;
     for (;;) {
-      const held = buckets[b]!;
+      const held = this.buckets[b]!;
       if (held === 0) return undefined;
       if (this.sameString(held - 1, uidl)) return held - 1;
-      b = (b + 1) & this.mask;
+      b = (b + 1) & mask;
+    }
+  }
+
+  /** The slot of the UIDL whose UTF-8 bytes are `bytes[start, end)`, or undefined. */
+  slotOfBytes(bytes: Uint8Array, start = 0, end = bytes.length): number | undefined {
+    const mask = this.buckets.length - 1;
+    let b = fnv1a(bytes, start, end) & mask;
+    for (;;) {
+      const held = this.buckets[b]!;
+      if (held === 0) return undefined;
+      if (this.sameBytes(held - 1, bytes, start, end)) return held - 1;
+      b = (b + 1) & mask;
     }
   }
 
   uidlAt(slot: number): string {
-    return this.bytes.toString('utf8', this.starts[slot], this.starts[slot + 1]);
+    return this.text.toString('utf8', this.starts[slot], this.starts[slot + 1]);
   }
 
+  /** Whether slot's UIDL is `uidl` (ASCII: one byte per character). */
   private sameString(slot: number, uidl: string): boolean {
     const start = this.starts[slot]!;
     if (this.starts[slot + 1]! - start !== uidl.length) return false;
@@ -95,10 +120,10 @@ export class UidlTable {
     return true;
   }
 
-  private sameBytes(slot: number, start: number, end: number): boolean {
+  private sameBytes(slot: number, other: Uint8Array, start: number, end: number): boolean {
     const s = this.starts[slot]!;
     if (this.starts[slot + 1]! - s !== end - start) return false;
-    for (let i = 0; i < end - start; i++) if (this.bytes[s + i] !== this.bytes[start + i]) return false;
+    for (let i = 0; i < end - start; i++) if (this.bytes[s + i] !== other[start + i]) return false;
     return true;
   }
 }
