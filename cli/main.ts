@@ -54,7 +54,7 @@ Login:
                                   refresh access tokens as needed (a rotated refresh token is written back to its file)
 
 TLS:
-  --ca FILE                       trust this CA (PEM) in addition to the system's
+  --ca FILE                       trust only this CA (PEM), not the system's CAs
   --servername NAME               the name to verify the certificate against
   --fingerprint SHA256            pin the server certificate (as check prints it; repeat for a rotation):
                                   replaces verification by CA, so a self-signed certificate is accepted
