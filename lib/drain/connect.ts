@@ -1,6 +1,8 @@
 /**
- * Open the POP3 session for a run: credentials from the port, the client's options from the
- * mailbox and the run's options, login; a refused OAuth2 access token is refreshed once.
+ * Open the POP3 session for a run in two steps, so that the engine can dial while it takes the
+ * lease and log in only once it holds it: dialSession (credentials from the port, the client's
+ * options from the mailbox and the run's options, connect, greeting) and logIn (a refused
+ * OAuth2 access token is refreshed once).
  */
 import { credentialSecrets, isPop3Error, Pop3Client, type Pop3ClientOptions, type Pop3Credentials } from '../pop3/index.js';
 import type { MailboxConfig } from './mailbox.js';
@@ -29,19 +31,37 @@ export function clientOptionsFor(mailbox: MailboxConfig, options: RunContext['op
   return clientOptions;
 }
 
+/** A session dialled (credentials in hand, greeting read) and not yet logged in. */
+export interface DialedSession {
+  client: Pop3Client;
+  credentials: Pop3Credentials;
+  options: Pop3ClientOptions;
+}
+
 /**
- * Connects and logs in; `deadline` (the run's clock) bounds the whole session. The client is
- * in `ctx.client` as soon as it exists (so a hard stop can close it).
+ * Gets the credentials, connects and reads the greeting (and capabilities, STLS): no credential
+ * is sent. `deadline` (the run's clock) bounds the whole session. The client is in `ctx.client`
+ * as soon as it exists (so a hard stop can close it).
  */
-export async function connectAndLogin(ctx: RunContext, deadline?: number, signal?: AbortSignal): Promise<Pop3Client> {
+export async function dialSession(ctx: RunContext, deadline?: number, signal?: AbortSignal): Promise<DialedSession> {
   const m = ctx.mailbox;
-  let credentials: Pop3Credentials = await ctx.ports.credentials.get(m);
+  const credentials: Pop3Credentials = await ctx.ports.credentials.get(m);
   ctx.secrets.push(...credentialSecrets(credentials));
   // The client keeps time by Date.now(); the run by its clock (a test's may be fake).
   const options = clientOptionsFor(m, ctx.options, deadline === undefined ? undefined : Date.now() + (deadline - ctx.clock.now()), signal);
+  const client = await Pop3Client.connect(options);
+  ctx.client = client;
+  return { client, credentials, options };
+}
+
+/**
+ * Logs the dialled session in; a refused OAuth2 access token is refreshed once (on a new
+ * connection, as the server may close the refused one).
+ */
+export async function logIn(ctx: RunContext, session: DialedSession): Promise<Pop3Client> {
+  const m = ctx.mailbox;
+  let { client, credentials } = session;
   for (let attempt = 1; ; attempt++) {
-    const client = await Pop3Client.connect(options);
-    ctx.client = client;
     try {
       await client.login(credentials, { mechanism: m.mechanism });
       ctx.log.debug('logged in', { method: client.authMethod, pipelining: client.pipelining });
@@ -59,6 +79,8 @@ export async function connectAndLogin(ctx: RunContext, deadline?: number, signal
         ctx.log.info('token refused; refreshing it once');
         credentials = await ctx.ports.credentials.get(m, { forceRefresh: true });
         ctx.secrets.push(...credentialSecrets(credentials));
+        client = await Pop3Client.connect(session.options);
+        ctx.client = client;
         continue;
       }
       throw error;

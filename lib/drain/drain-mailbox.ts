@@ -15,7 +15,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { isPop3Error } from '../pop3/index.js';
-import { connectAndLogin } from './connect.js';
+import { dialSession, logIn } from './connect.js';
 import { Deletions } from './deletions.js';
 import type { DrainBudget, DrainOptions } from './drain-options.js';
 import { describeError, type DrainPhase } from './errors.js';
@@ -160,7 +160,7 @@ class DrainRun {
     this.phase = 'connect';
     reportProgress(ctx, 'connecting');
     try {
-      await connectAndLogin(ctx, this.hardDeadline, this.stops.clientSignal);
+      await logIn(ctx, await dialSession(ctx, this.hardDeadline, this.stops.clientSignal));
     } catch (error) {
       await loadedState();
       throw error;
