@@ -28,7 +28,7 @@ import type { MailboxConfig } from './mailbox.js';
 import { MessagePipeline } from './message-pipeline.js';
 import { MessageRecorder } from './message-recorder.js';
 import { safeFailure, safeLogger } from './outside-text.js';
-import { hardDeadlineOf, ledgerLost, marksFirstRun, planRun, runLimits, uidlResetVerdict, type ServerMessage } from './plan.js';
+import { hardDeadlineOf, ledgerLost, marksFirstRun, planRun, runLimits, uidlResetVerdict, warmsStore, type ServerMessage } from './plan.js';
 import { silentLogger, systemClock, type DrainPorts, type MailboxState } from './ports.js';
 import { newRefetchSummary } from './refetch.js';
 import { NORMAL_STOPS, RETRY_LATER_STOPS, type DrainReport, type PlannedMessage, type StopReason } from './report.js';
@@ -146,7 +146,11 @@ class DrainRun {
     // The ledger loads (a large one takes a while) while the session is set up; a failure of
     // the ledger is the run's before any failure of the session.
     const stateLoad = ctx.ports.ledger.getMailboxState(ctx.mailbox.id).then(
-      (state) => ({ state }),
+      (state) => {
+        // A first drain: the store boots what its first commit would wait for, during the handshake.
+        if (warmsStore({ state, dryRun })) ctx.ports.store.warmUp?.();
+        return { state };
+      },
       (error: unknown) => ({ error }),
     );
     const loadedState = async (): Promise<MailboxState> => {

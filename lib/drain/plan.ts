@@ -208,6 +208,15 @@ export function marksFirstRun(facts: { state: MailboxState | undefined; ledgerLo
   return facts.state?.lastRun === undefined && facts.state?.firstRunStartedAt === undefined && !facts.ledgerLost && facts.toFetch > 0;
 }
 
+/**
+ * Whether to ask the store to get ready for many messages (MessageStore.warmUp) as soon as the
+ * state is loaded: on a mailbox never drained to the end (no `lastRun`: a first run, or a first
+ * run resumed after a crash), not on a rerun, which may store nothing, and never on a dry run.
+ */
+export function warmsStore(facts: { state: MailboxState; dryRun: boolean }): boolean {
+  return !facts.dryRun && facts.state.lastRun === undefined;
+}
+
 // -------------------------------------------------------------------------------------------
 // When to stop taking new messages
 

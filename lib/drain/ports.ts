@@ -69,6 +69,12 @@ export interface MessageStore {
    */
   prepareMailbox?(mailboxId: string): Promise<void>;
   /**
+   * Optional: many messages are likely coming (a first drain of a mailbox): get ready to write
+   * them, e.g. start a thread the first commit would otherwise wait for. A hint only: nothing
+   * waits for it, it never fails, and it must not keep an idle process alive.
+   */
+  warmUp?(): void;
+  /**
    * Optional: whether the store already holds messages of this mailbox. Asked when the ledger
    * knows nothing of a mailbox that has mail, to tell a lost ledger from a first run.
    */

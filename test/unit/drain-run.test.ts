@@ -7,6 +7,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { drainMailbox, type DrainBudget, type DrainOptions } from '../../lib/drain/drain-mailbox.js';
 import { messageKey } from '../../lib/drain/keys.js';
 import { DEFAULT_UIDL_RESET_GUARD, type MailboxConfig } from '../../lib/drain/mailbox.js';
+import type { MessageStore } from '../../lib/drain/ports.js';
 import { respondWith, startPop3Server, type MailboxMessage, type Pop3ServerOptions, type Pop3TestServer } from '../../lib/testing/pop3-server/index.js';
 import { memoryPorts, type MemoryPorts } from '../support/memory-ports.js';
 
@@ -149,6 +150,20 @@ describe('drainMailbox: budgets and stop reasons', () => {
     const report = await run(mailboxOf(s), ports);
     expect(report).toMatchObject({ stopReason: 'busy', retryLater: true, fetched: 0 });
     expect(s.connections).toBe(0);
+  });
+
+  it('asks the store to warm up on a first drain only, not on a rerun or a dry run', async () => {
+    const s = await server(maildrop(2));
+    const ports = memoryPorts();
+    let warmUps = 0;
+    (ports.store as MessageStore).warmUp = () => void warmUps++;
+    await run(mailboxOf(s, { deletePolicy: { mode: 'keep' } }), ports, {}, { dryRun: true });
+    expect(warmUps).toBe(0);
+    expect(await run(mailboxOf(s, { deletePolicy: { mode: 'keep' } }), ports)).toMatchObject({ stopReason: 'complete', fetched: 2 });
+    expect(warmUps).toBe(1);
+    s.mailboxes.alice!.push(...maildrop(3).slice(2));
+    expect(await run(mailboxOf(s, { deletePolicy: { mode: 'keep' } }), ports)).toMatchObject({ stopReason: 'complete', fetched: 1 });
+    expect(warmUps).toBe(1);
   });
 
   it('store-failed after three store failures in a row: nothing deleted, the rest stays', async () => {

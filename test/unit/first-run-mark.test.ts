@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { ledgerLost, marksFirstRun } from '../../lib/drain/plan.js';
+import { ledgerLost, marksFirstRun, warmsStore } from '../../lib/drain/plan.js';
 import type { MailboxState } from '../../lib/drain/ports.js';
 
 const fresh: MailboxState = { mailboxId: 'm' };
@@ -24,5 +24,14 @@ describe('a first run marks its start before it stores', () => {
     expect(ledgerLost({ state: ran, ...facts })).toBe(false);
     expect(ledgerLost({ state: fresh, ...facts, storeHolds: false })).toBe(false);
     expect(ledgerLost({ state: fresh, ...facts, known: 1 })).toBe(false);
+  });
+});
+
+describe('a first drain warms the store up; a rerun does not', () => {
+  it('warms on a mailbox never drained to the end, never on a rerun or a dry run', () => {
+    expect(warmsStore({ state: fresh, dryRun: false })).toBe(true);
+    expect(warmsStore({ state: started, dryRun: false })).toBe(true);
+    expect(warmsStore({ state: ran, dryRun: false })).toBe(false);
+    expect(warmsStore({ state: fresh, dryRun: true })).toBe(false);
   });
 });

@@ -198,13 +198,37 @@ export class CommitWorker {
     });
   }
 
+  /**
+   * Start the thread now rather than at the first commit (booting it takes tens of ms, while
+   * commits would queue). Unref'd: an idle process still exits. Resolves once the thread runs
+   * (or failed to start: the first commit then tries again and reports it); never rejects.
+   */
+  warmUp(): Promise<void> {
+    if (this.worker !== undefined) return Promise.resolve();
+    let worker: Worker;
+    try {
+      worker = this.worker = this.start();
+    } catch {
+      return Promise.resolve();
+    }
+    return new Promise((resolve) => {
+      worker.once('online', () => resolve());
+      worker.once('error', () => resolve());
+      worker.once('exit', () => resolve());
+    });
+  }
+
+  /** Whether the thread is started (by warmUp or a commit). */
+  get started(): boolean {
+    return this.worker !== undefined;
+  }
+
   private get waitingCount(): number {
     return (this.gathering?.items.length ?? 0) + this.ready.reduce((n, b) => n + b.items.length, 0);
   }
 
   private start(): Worker {
     const worker = new Worker(WORKER_SOURCE, { eval: true, resourceLimits: { maxYoungGenerationSizeMb: WORKER_YOUNG_GENERATION_MB } });
-    worker.unref();
     worker.on('message', (reply: { id: number; results: HeldCommitResult[]; segments?: ArrayBuffer[] }) => {
       if (reply.segments !== undefined) this.pool.give(reply.segments);
       const batch = this.inFlight.get(reply.id) ?? [];
@@ -224,6 +248,8 @@ export class CommitWorker {
     worker.on('exit', (code) => {
       if (this.worker === worker) broken(new Error(`it exited (${code})`));
     });
+    // After the listeners: adding a 'message' listener refs a Worker again.
+    worker.unref();
     return worker;
   }
 

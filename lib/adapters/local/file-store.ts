@@ -134,8 +134,9 @@ export class FileMessageStore implements MessageStore {
 
   /**
    * Messages of `mailboxId` are coming: create its folder and remove crashed runs' leftovers
-   * now, as the first message would. (The commit worker still starts with the first batch:
-   * started here it did not make small messages faster, and cost a large one ~8 MB of RSS.)
+   * now, as the first message would. (The commit worker starts with the first batch, or with
+   * warmUp on a first drain: started for every run it did not make small messages faster, and
+   * cost a large one ~8 MB of RSS.)
    */
   prepareMailbox(mailboxId: string): Promise<void> {
     const problem = mailboxIdProblem(mailboxId);
@@ -143,6 +144,11 @@ export class FileMessageStore implements MessageStore {
       return Promise.reject(new DrainError('STORE_FAILED', `invalid mailbox id: ${problem}`, { phase: 'store', retryable: false }));
     }
     return this.prepareFolder(join(this.root, mailboxId));
+  }
+
+  /** A first drain is starting: boot the commit worker's thread now (unref'd), not at the first commit. */
+  warmUp(): void {
+    void this.commitWorker.warmUp();
   }
 
   /** Whether the mailbox's folder holds a stored message (`*.eml`). */
