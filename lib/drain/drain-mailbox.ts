@@ -148,7 +148,14 @@ class DrainRun {
     const stateLoad = ctx.ports.ledger.getMailboxState(ctx.mailbox.id).then(
       (state) => {
         // A first drain: the store boots what its first commit would wait for, during the handshake.
-        if (warmsStore({ state, dryRun })) ctx.ports.store.warmUp?.();
+        // A hint only: a store whose warm-up throws must not fail the ledger's load.
+        if (warmsStore({ state, dryRun })) {
+          try {
+            ctx.ports.store.warmUp?.();
+          } catch {
+            // The first commit starts what it needs, as without a warm-up.
+          }
+        }
         return { state };
       },
       (error: unknown) => ({ error }),

@@ -166,6 +166,15 @@ describe('drainMailbox: budgets and stop reasons', () => {
     expect(warmUps).toBe(1);
   });
 
+  it('a store whose warm-up throws still drains: the warm-up is a hint, not part of the ledger load', async () => {
+    const s = await server(maildrop(2));
+    const ports = memoryPorts();
+    (ports.store as MessageStore).warmUp = () => {
+      throw new Error('no thread for you');
+    };
+    expect(await run(mailboxOf(s), ports)).toMatchObject({ ok: true, stopReason: 'complete', fetched: 2 });
+  });
+
   it('store-failed after three store failures in a row: nothing deleted, the rest stays', async () => {
     const s = await server(maildrop(6));
     const ports = memoryPorts();

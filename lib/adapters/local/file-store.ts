@@ -134,9 +134,9 @@ export class FileMessageStore implements MessageStore {
 
   /**
    * Messages of `mailboxId` are coming: create its folder and remove crashed runs' leftovers
-   * now, as the first message would. (The commit worker starts with the first batch, or with
-   * warmUp on a first drain: started for every run it did not make small messages faster, and
-   * cost a large one ~8 MB of RSS.)
+   * now, as the first message would. (The commit worker starts with the first batch, or earlier
+   * with warmUp on a first drain; starting it here for every run did not make small messages
+   * faster and cost a large one ~8 MB of RSS.)
    */
   prepareMailbox(mailboxId: string): Promise<void> {
     const problem = mailboxIdProblem(mailboxId);
