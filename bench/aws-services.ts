@@ -113,6 +113,7 @@ export async function startAwsServices(): Promise<{ services: BenchAwsServices; 
     },
     s3LatencyEndpoint: standins.endpoints.s3LatencyEndpoint,
     latencyBucket: BENCH_BUCKET,
+    latencyDynamodbEndpoint: standins.endpoints.latencyDynamodbEndpoint,
     countLatencyObjects: (mailboxId) => ask({ op: 'countLatencyObjects', bucket: BENCH_BUCKET, prefix: `${S3_PREFIX}${mailboxId}/` }),
     forgetLatencyObjects: async (mailboxId) => {
       await ask({ op: 'forgetLatencyObjects', bucket: BENCH_BUCKET, prefix: `${S3_PREFIX}${mailboxId}/` });

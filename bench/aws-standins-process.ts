@@ -1,7 +1,8 @@
 /**
  * The bench's in-process AWS stand-ins in a process of their own (forked by bench/aws-services.ts
- * with an IPC channel): dynalite, the recording EventBridge endpoint and the in-memory S3 endpoint
- * that answers after 20 ms. dynalite is slow (LevelDB in JavaScript): in the orchestrator it
+ * with an IPC channel): dynalite, the recording EventBridge endpoint, the in-memory S3 endpoint
+ * that answers after 20 ms and the in-memory DynamoDB endpoint that answers after 5 ms (the S3
+ * latency row's ledger: dynalite serves ~60 conditional writes a second). dynalite is slow (LevelDB in JavaScript): in the orchestrator it
  * took CPU from the latency proxy in front of Dovecot, and its figures were nobody's. Here its
  * CPU is this process's, which the orchestrator asks for around each measured run.
  *
@@ -10,12 +11,18 @@
  */
 import { startAwsJsonEndpoint } from '../testkit/aws/json-endpoint.js';
 import { startS3LatencyEndpoint } from '../testkit/aws/s3-latency-endpoint.js';
+import { startDynamoDbMemory } from '../testkit/aws/dynamodb-memory.js';
 import { startDynalite } from '../testkit/aws/standins.js';
+
+/** DynamoDB's latency per request within a region ("single-digit milliseconds"). */
+const DYNAMODB_LATENCY_MS = 5;
 
 export interface StandinEndpoints {
   dynamodbEndpoint: string;
   eventsEndpoint: string;
   s3LatencyEndpoint: string;
+  /** The in-memory DynamoDB endpoint (testkit/aws/dynamodb-memory.ts) with the ledger's table. */
+  latencyDynamodbEndpoint: string;
 }
 
 export type StandinRequest =
@@ -38,6 +45,8 @@ async function main(): Promise<void> {
   await dynamodb.createLedgerTable(argument('table'));
   const events = await startAwsJsonEndpoint();
   const latency = await startS3LatencyEndpoint({ buckets: [bucket] });
+  const memoryDynamodb = await startDynamoDbMemory({ delayMs: DYNAMODB_LATENCY_MS });
+  await memoryDynamodb.createLedgerTable(argument('table'));
 
   const answer = (request: StandinRequest): unknown => {
     switch (request.op) {
@@ -65,9 +74,9 @@ async function main(): Promise<void> {
   });
   // The orchestrator went away (or closed the channel): stop everything.
   process.on('disconnect', () => {
-    void Promise.all([dynamodb.stop(), events.close(), latency.close()]).finally(() => process.exit(0));
+    void Promise.all([dynamodb.stop(), memoryDynamodb.stop(), events.close(), latency.close()]).finally(() => process.exit(0));
   });
-  const ready: StandinEndpoints = { dynamodbEndpoint: dynamodb.endpoint, eventsEndpoint: events.url, s3LatencyEndpoint: latency.url };
+  const ready: StandinEndpoints = { dynamodbEndpoint: dynamodb.endpoint, eventsEndpoint: events.url, s3LatencyEndpoint: latency.url, latencyDynamodbEndpoint: memoryDynamodb.endpoint };
   process.send!({ ready });
 }
 

@@ -26,6 +26,8 @@ export interface BenchAwsServices {
   s3LatencyEndpoint: string;
   /** Its bucket. */
   latencyBucket: string;
+  /** The in-memory DynamoDB endpoint that answers after 5 ms (testkit/aws/dynamodb-memory.ts). */
+  latencyDynamodbEndpoint: string;
   /** Objects under `messages/<mailboxId>/` on the latency endpoint. */
   countLatencyObjects(mailboxId: string): Promise<number>;
   /** Forgets them (the endpoint keeps objects in memory). */
@@ -210,13 +212,13 @@ function drainWorkerArgs(ctx: BenchContext, mailboxId: string): string[] {
   ];
 }
 
-function awsWorkerArgs(aws: BenchAwsServices, s3Endpoint: string, bucket: string, spoolDir: string): string[] {
+function awsWorkerArgs(aws: BenchAwsServices, s3Endpoint: string, bucket: string, spoolDir: string, dynamodbEndpoint = aws.dynamodbEndpoint): string[] {
   return [
     '--adapters', 'aws',
     '--region', aws.region,
     '--s3-endpoint', s3Endpoint,
     '--bucket', bucket,
-    '--dynamodb-endpoint', aws.dynamodbEndpoint,
+    '--dynamodb-endpoint', dynamodbEndpoint,
     '--table', aws.table,
     '--events-endpoint', aws.eventsEndpoint,
     '--bus', aws.bus,
@@ -390,7 +392,9 @@ export async function emlCount(dir: string): Promise<number> {
 /**
  * The whole drain into the AWS adapters with S3 at real latency: S3MessageStore on the
  * in-memory endpoint that answers every request after 20 ms (testkit/aws/s3-latency-endpoint.ts),
- * the ledger on dynalite and the events on the recording endpoint, as `popdrain-drain-s3`.
+ * the ledger on the in-memory DynamoDB endpoint that answers after 5 ms
+ * (testkit/aws/dynamodb-memory.ts; on dynalite the row measured dynalite's ~60 writes a second)
+ * and the events on the recording endpoint.
  * Each run also tells its requests per message and the stand-ins' CPU on stderr.
  * Rows (a)+5 ms and (b). Objects are checked, then forgotten to bound the endpoint's memory.
  */
@@ -408,7 +412,7 @@ const popdrainDrainS3Latency: BenchTool = {
     const cpuBefore = await aws.standinsCpuSeconds();
     return {
       command: process.execPath,
-      args: [...drainWorkerArgs(ctx, mailboxId), ...awsWorkerArgs(aws, aws.s3LatencyEndpoint, aws.latencyBucket, runDir)],
+      args: [...drainWorkerArgs(ctx, mailboxId), ...awsWorkerArgs(aws, aws.s3LatencyEndpoint, aws.latencyBucket, runDir, aws.latencyDynamodbEndpoint)],
       env: awsWorkerEnv(ctx, aws),
       parse: async (stdout) => {
         const result = drainResult(stdout);
