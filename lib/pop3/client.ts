@@ -24,6 +24,7 @@ import {
   MAX_LISTING_BYTES,
   MAX_LISTING_LINE_BYTES,
   MAX_STATUS_LINE_BYTES,
+  RECEIVED_AHEAD_MAX_BYTES,
 } from './limits.js';
 import { ListingCollector } from './listing-collector.js';
 import { MessageBodies, type MessageStream } from './message-bodies.js';
@@ -98,6 +99,7 @@ export class Pop3Channel {
         },
       },
       options.bodyHighWaterMark ?? BODY_HIGH_WATER_MARK_BYTES,
+      options.receivedAheadBytes ?? RECEIVED_AHEAD_MAX_BYTES,
     );
   }
 
@@ -225,11 +227,25 @@ export class Pop3Channel {
       collectSize,
       body: undefined,
       discard: false,
+      held: 0,
       deliver: (m) => settle?.deliver(m),
       onErr: (e) => settle?.reject(e),
     };
     this.enqueue(pending);
     return { pending, promise: handled(promise) };
+  }
+
+  /**
+   * The consumer took this message (received whole): its bytes no longer count against
+   * `receivedAheadBytes`, and the socket resumes once enough are taken.
+   */
+  claim(pending: StreamPending): void {
+    this.bodies.claim(pending);
+  }
+
+  /** Bytes held for the consumer: messages received whole and not claimed, and the one being received. */
+  get heldBytes(): number {
+    return this.bodies.heldBytes;
   }
 
   cancelStream(pending: StreamPending): void {
