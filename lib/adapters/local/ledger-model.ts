@@ -7,11 +7,19 @@ import type { LedgerEntry } from '../../drain/ports.js';
 import { factsOf, type CompactEntries, type EntryFacts } from './compact-entries.js';
 import { decodeLine, LEDGER_FORMAT_VERSION, type LedgerRecord, type MailboxStateFields } from './ledger-log.js';
 import type { LogEventSource } from './log-event-source.js';
+import { RecordedEntries } from './recorded-entries.js';
+
+/** The entry of a `rec` line (read from `source` at `offset`), or undefined. */
+function decodeEntryLine(line: Buffer, source: LogEventSource, offset: number): LedgerEntry | undefined {
+  const record = decodeLine(line, source, offset);
+  return record?.t === 'rec' ? record.e : undefined;
+}
 
 /**
  * A mailbox's ledger in memory: what replaying its log gives. Entries are objects (`entries`),
  * or, for those an index answered (ledger-index-codec.ts), columns (`base`) whose entries are read
- * from their log lines when a caller needs them whole. A UIDL is in one of the two, never both.
+ * from their log lines when a caller needs them whole, or, for those this ledger recorded once
+ * their lines are durable (`settle`), columns too (`recorded`). A UIDL is in one of the three.
  */
 export class LedgerModel {
   /** The entries as objects: all of them, or with a `base` those recorded after its prefix. */
@@ -19,6 +27,8 @@ export class LedgerModel {
   /** The entries an index loaded, and the log they are read from when needed whole. */
   base: CompactEntries | undefined;
   baseSource: LogEventSource | undefined;
+  /** The entries this ledger recorded whose lines are durable (recorded-entries.ts). */
+  recorded: RecordedEntries | undefined;
   /** Where each entry of `entries` has its `rec` line in the log (for an index): offset, length. */
   readonly lineOffsets = new Map<string, number>();
   readonly lineLengths = new Map<string, number>();
@@ -32,19 +42,21 @@ export class LedgerModel {
 
   /** How many entries. */
   get size(): number {
-    return this.entries.size + (this.base?.count ?? 0);
+    return this.entries.size + (this.base?.count ?? 0) + (this.recorded?.count ?? 0);
   }
 
   has(uidl: string): boolean {
-    return this.entries.has(uidl) || this.base?.slotOf(uidl) !== undefined;
+    return this.entries.has(uidl) || this.base?.slotOf(uidl) !== undefined || this.recorded?.slotOf(uidl) !== undefined;
   }
 
   /** The model's own entry (read from the log if only its columns are loaded), or undefined. */
   get(uidl: string): LedgerEntry | undefined {
     const entry = this.entries.get(uidl);
-    if (entry !== undefined || this.base === undefined) return entry;
-    const slot = this.base.slotOf(uidl);
-    return slot === undefined ? undefined : this.entryAt(slot);
+    if (entry !== undefined) return entry;
+    const slot = this.base?.slotOf(uidl);
+    if (slot !== undefined) return this.entryAt(slot);
+    const recorded = this.recorded?.slotOf(uidl);
+    return recorded === undefined ? undefined : this.recorded!.entryAt(recorded, this.mailboxId);
   }
 
   /** The entry's fields without reading it whole, in an object reused by the next call. */
@@ -53,20 +65,38 @@ export class LedgerModel {
     const entry = this.entries.size === 0 ? undefined : this.entries.get(uidl);
     if (entry !== undefined) return factsOf(entry, this.scratch);
     const slot = this.base?.slotOf(uidl);
-    return slot === undefined ? undefined : this.base!.facts(slot);
+    if (slot !== undefined) return this.base!.facts(slot);
+    const recorded = this.recorded?.slotOf(uidl);
+    return recorded === undefined ? undefined : this.recorded!.facts(recorded);
   }
 
-  /** Every entry's fields (base first, in the index's order, then the others), without reading any whole. */
+  /** Every entry's fields (base first, in the index's order, then the objects, then the recorded), without reading any whole. */
   forEachFacts(fn: (facts: EntryFacts) => void): void {
     const base = this.base;
     if (base !== undefined) for (let slot = 0; slot < base.count; slot++) fn(base.facts(slot));
     for (const entry of this.entries.values()) fn(factsOf(entry, this.scratch));
+    const recorded = this.recorded;
+    if (recorded !== undefined) for (let slot = 0; slot < recorded.count; slot++) fn(recorded.facts(slot));
+  }
+
+  /**
+   * Every entry but the base's, with its fields and the place of its line (undefined when the
+   * model does not know it), until `fn` returns false; false if it did. For an index.
+   */
+  everyOwnEntry(fn: (uidl: string, facts: EntryFacts, place: { offset: number; length: number } | undefined) => boolean): boolean {
+    for (const [uidl, entry] of this.entries) if (!fn(uidl, factsOf(entry, this.scratch), this.linePlace(uidl))) return false;
+    const recorded = this.recorded;
+    if (recorded === undefined) return true;
+    for (let slot = 0; slot < recorded.count; slot++) if (!fn(recorded.uidlAt(slot), recorded.facts(slot), recorded.linePlace(slot))) return false;
+    return true;
   }
 
   /** How many entries are past their expiry at `nowMs` (isExpired). */
   countExpired(nowMs: number): number {
     let n = this.base?.countExpired(nowMs) ?? 0;
     for (const entry of this.entries.values()) if (isExpired(entry, nowMs)) n++;
+    const recorded = this.recorded;
+    if (recorded !== undefined) for (let slot = 0; slot < recorded.count; slot++) if (isExpired(recorded.facts(slot), nowMs)) n++;
     return n;
   }
 
@@ -77,12 +107,39 @@ export class LedgerModel {
       for (let slot = 0; slot < base.count; slot++) if (filter === undefined || filter(base.facts(slot))) yield this.entryAt(slot);
     }
     for (const entry of this.entries.values()) if (filter === undefined || filter(factsOf(entry, this.scratch))) yield entry;
+    const recorded = this.recorded;
+    if (recorded !== undefined) {
+      for (let slot = 0; slot < recorded.count; slot++) {
+        if (filter === undefined || filter(recorded.facts(slot))) yield recorded.entryAt(slot, this.mailboxId);
+      }
+    }
+  }
+
+  /**
+   * Of `uidls`, the entries held as objects whose lines are durable in the log `source` reads
+   * (the caller's batch was written and fsynced) become columns (`recorded`): read from their
+   * lines again when a caller needs them whole. Imported entries stay objects.
+   */
+  settle(uidls: Iterable<string>, source: LogEventSource): void {
+    if (this.recorded !== undefined && this.recorded.source !== source) return;
+    for (const uidl of uidls) {
+      const entry = this.entries.get(uidl);
+      const offset = this.lineOffsets.get(uidl);
+      if (entry === undefined || offset === undefined || entry.status === 'imported') continue;
+      this.recorded ??= new RecordedEntries(source, decodeEntryLine);
+      this.recorded.add(uidl, factsOf(entry, this.scratch), offset, this.lineLengths.get(uidl)!);
+      this.entries.delete(uidl);
+      this.lineOffsets.delete(uidl);
+      this.lineLengths.delete(uidl);
+    }
   }
 
   /** Where the entry's `rec` line is, or undefined when the model does not know. */
   linePlace(uidl: string): { offset: number; length: number } | undefined {
     const slot = this.base?.slotOf(uidl);
     if (slot !== undefined) return { offset: this.base!.lineOffset[slot]!, length: this.base!.lineLength[slot]! };
+    const recorded = this.recorded?.slotOf(uidl);
+    if (recorded !== undefined) return this.recorded!.linePlace(recorded);
     const offset = this.lineOffsets.get(uidl);
     return offset === undefined ? undefined : { offset, length: this.lineLengths.get(uidl)! };
   }
@@ -107,14 +164,14 @@ export class LedgerModel {
         for (const uidl of record.u) {
           const entry = this.entries.get(uidl);
           if (entry !== undefined) markAnnounced(entry, record.at);
-          else this.onBase(uidl, (object) => markAnnounced(object, record.at), (base, slot) => base.markAnnounced(slot, record.at));
+          else this.onColumns(uidl, (object) => markAnnounced(object, record.at), (columns, slot) => columns.markAnnounced(slot, record.at));
         }
         return;
       case 'del':
         for (const uidl of record.u) {
           const entry = this.entries.get(uidl);
           if (entry !== undefined) markDeleted(entry, record.at, record.exp);
-          else this.onBase(uidl, (object) => markDeleted(object, record.at, record.exp), (base, slot) => base.markDeleted(slot, record.at, record.exp));
+          else this.onColumns(uidl, (object) => markDeleted(object, record.at, record.exp), (columns, slot) => columns.markDeleted(slot, record.at, record.exp));
         }
         return;
       case 'st':
@@ -164,6 +221,11 @@ export class LedgerModel {
       base.lineLength[slot] = lineBytes - 1;
       return;
     }
+    const recorded = this.recorded?.slotOf(entry.uidl);
+    if (recorded !== undefined) {
+      this.recorded!.replace(recorded, entry, lineOffset ?? NaN, lineBytes - 1);
+      return;
+    }
     this.entries.set(entry.uidl, entry);
     if (lineOffset === undefined) {
       this.lineOffsets.delete(entry.uidl);
@@ -173,12 +235,22 @@ export class LedgerModel {
     }
   }
 
-  private onBase(uidl: string, onObject: (entry: LedgerEntry) => void, onColumns: (base: CompactEntries, slot: number) => void): void {
-    const slot = this.base?.slotOf(uidl);
-    if (slot === undefined) return;
-    const object = this.base!.objects.get(slot);
+  /** The change of an `ann` or `del` record to an entry held as columns (its object, once it has one). */
+  private onColumns(
+    uidl: string,
+    onObject: (entry: LedgerEntry) => void,
+    onColumns: (columns: Pick<CompactEntries, 'markAnnounced' | 'markDeleted'>, slot: number) => void,
+  ): void {
+    let columns: CompactEntries | RecordedEntries | undefined = this.base;
+    let slot = columns?.slotOf(uidl);
+    if (slot === undefined) {
+      columns = this.recorded;
+      slot = columns?.slotOf(uidl);
+    }
+    if (columns === undefined || slot === undefined) return;
+    const object = columns.objects.get(slot);
     if (object !== undefined) onObject(object);
-    else onColumns(this.base!, slot);
+    else onColumns(columns, slot);
   }
 
   /** The slot's entry: its object, or read from its line in the log with the columns applied. */
