@@ -13,6 +13,7 @@ import type tls from 'node:tls';
 import { answerChallenge, refuseChallenge, saslPending } from './authenticate.js';
 import type { Pop3ClientOptions, Pop3Timeouts, Pop3TraceEvent } from './client-options.js';
 import type { Command } from './command.js';
+import { idlePhase, type ChannelState } from './channel-state.js';
 import { ChannelWatch } from './channel-watch.js';
 import { errorFromStatus, NO_RESPONSE_CODE_FACTS, Pop3Error, type Pop3Phase, type ResponseCodeFacts } from './errors.js';
 import { LineTooLongError, ResponseFramer } from './framer.js';
@@ -41,8 +42,6 @@ import {
   type Endpoint,
   type TlsInfo,
 } from './transport.js';
-
-export type ChannelState = 'new' | 'connecting' | 'authorization' | 'transaction' | 'closing' | 'closed';
 
 const noop = (): void => {};
 
@@ -235,10 +234,7 @@ export class Pop3Channel {
     return { pending, promise: handled(promise) };
   }
 
-  /**
-   * The consumer took this message (received whole): its bytes no longer count against
-   * `receivedAheadBytes`, and the socket resumes once enough are taken.
-   */
+  /** The consumer took this message received whole: its bytes no longer count against `receivedAheadBytes`. */
   claim(pending: StreamPending): void {
     this.bodies.claim(pending);
   }
@@ -480,19 +476,7 @@ export class Pop3Channel {
   }
 
   currentPhase(): Pop3Phase {
-    const head = this.inflight[0];
-    if (head !== undefined) return head.phase;
-    switch (this.state) {
-      case 'new':
-      case 'connecting':
-        return 'connect';
-      case 'authorization':
-        return 'auth';
-      case 'closing':
-        return 'quit';
-      default:
-        return 'transaction';
-    }
+    return this.inflight[0]?.phase ?? idlePhase(this.state);
   }
 
   assertState(expected: ChannelState, what: string): void {
