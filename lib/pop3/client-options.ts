@@ -70,6 +70,11 @@ export interface Pop3ClientOptions {
   maxListingBytes?: number;
   /** Bytes a message stream buffers before the socket is paused. */
   bodyHighWaterMark?: number;
+  /**
+   * Bytes of messages received whole and not yet taken by the consumer of `retrieve()` before
+   * the socket is paused. Default RECEIVED_AHEAD_MAX_BYTES.
+   */
+  receivedAheadBytes?: number;
   /** Aborting destroys the connection and rejects everything pending with ABORTED. */
   signal?: AbortSignal;
   /**

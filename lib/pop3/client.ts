@@ -13,6 +13,7 @@ import type tls from 'node:tls';
 import { answerChallenge, refuseChallenge, saslPending } from './authenticate.js';
 import type { Pop3ClientOptions, Pop3Timeouts, Pop3TraceEvent } from './client-options.js';
 import type { Command } from './command.js';
+import { idlePhase, type ChannelState } from './channel-state.js';
 import { ChannelWatch } from './channel-watch.js';
 import { errorFromStatus, NO_RESPONSE_CODE_FACTS, Pop3Error, type Pop3Phase, type ResponseCodeFacts } from './errors.js';
 import { LineTooLongError, ResponseFramer } from './framer.js';
@@ -24,6 +25,7 @@ import {
   MAX_LISTING_BYTES,
   MAX_LISTING_LINE_BYTES,
   MAX_STATUS_LINE_BYTES,
+  RECEIVED_AHEAD_MAX_BYTES,
 } from './limits.js';
 import { ListingCollector } from './listing-collector.js';
 import { MessageBodies, type MessageStream } from './message-bodies.js';
@@ -40,8 +42,6 @@ import {
   type Endpoint,
   type TlsInfo,
 } from './transport.js';
-
-export type ChannelState = 'new' | 'connecting' | 'authorization' | 'transaction' | 'closing' | 'closed';
 
 const noop = (): void => {};
 
@@ -98,6 +98,7 @@ export class Pop3Channel {
         },
       },
       options.bodyHighWaterMark ?? BODY_HIGH_WATER_MARK_BYTES,
+      options.receivedAheadBytes ?? RECEIVED_AHEAD_MAX_BYTES,
     );
   }
 
@@ -225,11 +226,22 @@ export class Pop3Channel {
       collectSize,
       body: undefined,
       discard: false,
+      held: 0,
       deliver: (m) => settle?.deliver(m),
       onErr: (e) => settle?.reject(e),
     };
     this.enqueue(pending);
     return { pending, promise: handled(promise) };
+  }
+
+  /** The consumer took this message received whole: its bytes no longer count against `receivedAheadBytes`. */
+  claim(pending: StreamPending): void {
+    this.bodies.claim(pending);
+  }
+
+  /** Bytes held for the consumer: messages received whole and not claimed, and the one being received. */
+  get heldBytes(): number {
+    return this.bodies.heldBytes;
   }
 
   cancelStream(pending: StreamPending): void {
@@ -464,19 +476,7 @@ export class Pop3Channel {
   }
 
   currentPhase(): Pop3Phase {
-    const head = this.inflight[0];
-    if (head !== undefined) return head.phase;
-    switch (this.state) {
-      case 'new':
-      case 'connecting':
-        return 'connect';
-      case 'authorization':
-        return 'auth';
-      case 'closing':
-        return 'quit';
-      default:
-        return 'transaction';
-    }
+    return this.inflight[0]?.phase ?? idlePhase(this.state);
   }
 
   assertState(expected: ChannelState, what: string): void {

@@ -73,6 +73,14 @@ export const DEFAULT_PIPELINE_WINDOW = 512;
 export const COLLECT_SLACK_BYTES = 4 * 1024;
 /** Bytes a message stream buffers before the socket is paused (backpressure). */
 export const BODY_HIGH_WATER_MARK_BYTES = 256 * 1024;
+/**
+ * Bytes of messages received whole (`RetrieveOptions.collectUpTo`) that the client may hold
+ * for a consumer that has not taken them yet: past this the socket is paused (the server's
+ * answers wait in the kernel's buffers and on the wire, not in the heap), and it resumes once
+ * the consumer has taken them down to half. The commands stay in flight either way, so a long
+ * link still streams.
+ */
+export const RECEIVED_AHEAD_MAX_BYTES = 512 * 1024;
 
 export function limitExceeded(what: string, limit: number, phase: Pop3Phase, command?: string): Pop3Error {
   return new Pop3Error('LIMIT_EXCEEDED', `server sent ${what} longer than ${limit} bytes`, { phase, command });

@@ -1,7 +1,9 @@
 /**
  * The bodies of RETR and TOP: streamed to the caller with backpressure on the socket, or
  * received whole (`RetrieveOptions.collectUpTo`) as the socket's chunks and handed over at the
- * end, unless the body runs well past its listed size (then it is streamed after all).
+ * end, unless the body runs well past its listed size (then it is streamed after all). Bodies
+ * received whole have backpressure too: once those handed over and not yet claimed by the
+ * consumer pass `maxUnclaimedBytes`, the socket is paused until claims bring them to half.
  */
 import { Readable } from 'node:stream';
 import { COLLECT_SLACK_BYTES } from './limits.js';
@@ -83,15 +85,27 @@ class WholeMessage implements MessageStream {
 export class MessageBodies {
   /** Streams whose consumer is behind: while any is, the socket stays paused. */
   private readonly fullStreams = new Set<BodyStream>();
+  /** Bytes of bodies received whole and handed over, not claimed yet (`StreamPending.held`). */
+  private unclaimedBytes = 0;
+  /** Bytes of bodies being received whole (not complete yet). */
+  private collectingBytes = 0;
+  /** The socket is paused because too many unclaimed bytes are held. */
+  private tooMuchUnclaimed = false;
 
   constructor(
     private readonly socket: FlowControl,
     private readonly highWaterMark: number,
+    private readonly maxUnclaimedBytes: number,
   ) {}
 
   /** A consumer holds the socket back (the server's silence is then not its fault). */
   get holdingBack(): boolean {
-    return this.fullStreams.size > 0;
+    return this.fullStreams.size > 0 || this.tooMuchUnclaimed;
+  }
+
+  /** Bytes of bodies received whole that the consumer has not claimed, complete or not. */
+  get heldBytes(): number {
+    return this.unclaimedBytes + this.collectingBytes;
   }
 
   /** The +OK to a RETR/TOP arrived: receive its body whole, or give it a stream now. */
@@ -116,10 +130,12 @@ export class MessageBodies {
       const collected = body.collected;
       collected.bytes += data.length;
       if (collected.bytes <= collected.limit) {
+        this.collectingBytes += data.length;
         collected.chunks.push(data);
         return;
       }
       // Longer than its listing said: stream it after all, so backpressure applies again.
+      this.collectingBytes -= collected.bytes - data.length;
       const stream = this.startStream(pending, collected.statusText);
       for (const chunk of collected.chunks) this.push(stream, chunk);
       this.pushUnlessDestroyed(stream, data);
@@ -133,6 +149,15 @@ export class MessageBodies {
     const body = pending.body;
     if (body?.mode === 'whole') {
       pending.body = undefined;
+      const bytes = body.collected.bytes;
+      this.collectingBytes -= bytes;
+      pending.held = bytes;
+      this.unclaimedBytes += bytes;
+      // Paused between two responses, and only when the consumer has something to take.
+      if (!this.tooMuchUnclaimed && this.unclaimedBytes > this.maxUnclaimedBytes) {
+        this.tooMuchUnclaimed = true;
+        this.socket.pause();
+      }
       pending.deliver(new WholeMessage(pending.messageNumber, body.collected.statusText, body.collected.chunks));
     } else if (body?.mode === 'stream') {
       body.stream.pending = undefined;
@@ -140,12 +165,29 @@ export class MessageBodies {
     }
   }
 
+  /**
+   * The consumer took the message received whole for `pending`: its bytes are no longer held
+   * for it, and the socket resumes once what is left is half the bound (and no stream is full).
+   */
+  claim(pending: StreamPending): void {
+    if (pending.held === undefined || pending.held === 0) return;
+    this.unclaimedBytes -= pending.held;
+    pending.held = 0;
+    if (this.tooMuchUnclaimed && this.unclaimedBytes <= this.maxUnclaimedBytes >> 1) {
+      this.tooMuchUnclaimed = false;
+      if (this.fullStreams.size === 0) this.socket.resume();
+    }
+  }
+
   /** The consumer does not want this body (any more): read and drop it. */
   discard(pending: StreamPending): void {
     pending.discard = true;
+    this.claim(pending);
     const body = pending.body;
-    if (body?.mode === 'whole') pending.body = undefined;
-    else if (body?.mode === 'stream' && !body.stream.destroyed) body.stream.destroy();
+    if (body?.mode === 'whole') {
+      this.collectingBytes -= body.collected.bytes;
+      pending.body = undefined;
+    } else if (body?.mode === 'stream' && !body.stream.destroyed) body.stream.destroy();
   }
 
   /** The session failed: a stream still being read ends with `error`. */
@@ -161,14 +203,17 @@ export class MessageBodies {
     }
   }
 
-  /** Forget the streams that held the socket back (the session is over). */
+  /** Forget what held the socket back (the session is over). */
   clear(): void {
     this.fullStreams.clear();
+    this.unclaimedBytes = 0;
+    this.collectingBytes = 0;
+    this.tooMuchUnclaimed = false;
   }
 
-  /** A stream's consumer wants more: resume the socket once no stream is full. */
+  /** A stream's consumer wants more: resume the socket once no stream is full and not too much is held. */
   streamWantsData(stream: BodyStream): void {
-    if (this.fullStreams.delete(stream) && this.fullStreams.size === 0) this.socket.resume();
+    if (this.fullStreams.delete(stream) && this.fullStreams.size === 0 && !this.tooMuchUnclaimed) this.socket.resume();
   }
 
   /** A stream was destroyed (by its consumer, or after it ended): drop the rest of its body. */

@@ -62,6 +62,8 @@ export interface StreamPending extends PendingBase {
   body: ReceivingBody | undefined;
   /** The consumer went away: the body is read and dropped. */
   discard: boolean;
+  /** Bytes of its body, received whole and handed over, that the consumer has not claimed. */
+  held?: number;
   /** Hands the message to the caller (the body as a stream or whole). */
   deliver(message: MessageStream): void;
 }

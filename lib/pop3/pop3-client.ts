@@ -111,6 +111,14 @@ export class Pop3Client {
     return this.authMethodUsed;
   }
 
+  /**
+   * Bytes of messages received whole for `retrieve()` and not yet taken by its consumer (the
+   * one being received included): past `receivedAheadBytes` the socket is paused.
+   */
+  get bufferedBytes(): number {
+    return this.channel.heldBytes;
+  }
+
   get isClosed(): boolean {
     return this.channel.state === 'closed';
   }
@@ -325,7 +333,9 @@ export class Pop3Client {
         const head = ahead.shift();
         if (head === undefined) return;
         plan.taken(head.item);
-        yield await this.safely(() => head.promise);
+        const message = await this.safely(() => head.promise);
+        this.channel.claim(head.pending);
+        yield message;
       }
     } finally {
       for (const rest of ahead) this.channel.cancelStream(rest.pending);

@@ -48,6 +48,7 @@ import { DirectoryMaker } from './durable-fs.js';
 import { FileLeases } from './file-lease.js';
 import { copyEntry, entryKeptWith } from './lazy-event-entry.js';
 import { encodeEntryLine, entryJson, updatedState } from './ledger-log.js';
+import { LogEventSource } from './log-event-source.js';
 import { COMPACT, ledgerError, MailboxLog, type LogContext, type Op } from './mailbox-log.js';
 import { MailboxLogFiles } from './mailbox-log-files.js';
 
@@ -89,6 +90,8 @@ export class FileLedger implements UidlLedger, LogContext {
   private readonly files = new MailboxLogFiles(this);
   private readonly leases: FileLeases;
   private readonly logs = new Map<string, Promise<MailboxLog>>();
+  /** For each log, the file its settled entries are read from (the inode they were written to). */
+  private readonly sources = new WeakMap<MailboxLog, { ino: number; source: LogEventSource }>();
 
   constructor(options: FileLedgerOptions) {
     this.dir = resolve(options.dir);
@@ -212,6 +215,7 @@ export class FileLedger implements UidlLedger, LogContext {
       else list.push(i);
     }
     const writes: Promise<void>[] = [];
+    const written: Array<{ log: MailboxLog | undefined; uidls: string[] }> = [];
     for (const [mailboxId, indexes] of byMailbox) {
       // Serialize before the batch (off the flush); the model keeps its own copy of the
       // caller's entry, with the event as the line's bytes (lazy-event-entry.ts, entryKeptWith).
@@ -219,8 +223,11 @@ export class FileLedger implements UidlLedger, LogContext {
         const line = encodeEntryLine(entryJson(entries[i]!));
         return { i, entry: entryKeptWith(entries[i]!, line), line };
       });
+      const batch: { log: MailboxLog | undefined; uidls: string[] } = { log: undefined, uidls: [] };
+      written.push(batch);
       writes.push(
         this.submit(mailboxId, (log) => {
+          batch.log = log;
           for (const { i, entry, line } of prepared) {
             const existing = log.model.get(entry.uidl);
             // An imported entry (a seen-list's) was never stored: the new entry replaces it.
@@ -228,6 +235,7 @@ export class FileLedger implements UidlLedger, LogContext {
               outcomes[i] = { uidl: entry.uidl, ok: false, conflict: copyEntry(existing) };
             } else {
               log.append({ t: 'rec', e: entry }, line);
+              batch.uidls.push(entry.uidl);
               outcomes[i] = { uidl: entry.uidl, ok: true };
             }
           }
@@ -235,7 +243,32 @@ export class FileLedger implements UidlLedger, LogContext {
       );
     }
     await (writes.length === 1 ? writes[0] : Promise.all(writes));
+    for (const { log, uidls } of written) if (log !== undefined) this.settle(log, uidls);
     return outcomes;
+  }
+
+  /**
+   * The lines of `uidls` are durable in the log: its model keeps those entries as columns and
+   * reads them from the file when they are needed whole (ledger-model.ts, settle). Skipped when
+   * the file cannot be opened for reading as the log's inode (they then stay objects).
+   */
+  private settle(log: MailboxLog, uidls: readonly string[]): void {
+    if (uidls.length === 0 || log.dead !== undefined || log.handle === undefined) return;
+    let source = this.sources.get(log);
+    if (source === undefined || source.ino !== log.ino) {
+      try {
+        const opened = LogEventSource.open(log.path);
+        if (opened.ino() !== log.ino) {
+          opened.close();
+          return;
+        }
+        source = { ino: log.ino, source: opened };
+        this.sources.set(log, source);
+      } catch {
+        return;
+      }
+    }
+    log.model.settle(uidls, source.source);
   }
 
   /**

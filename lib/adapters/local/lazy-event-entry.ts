@@ -179,10 +179,9 @@ function keptCopy(bytes: Buffer): Buffer {
  * The entry as the ledger keeps it once `line` (its `rec` line: ledger-log.ts, encodeEntryLine
  * of entryJson, event last) is written: its fields, and its event as the line's bytes of it
  * (copied into a slab of kept texts), parsed the first time it is read, as a replayed entry's.
- * A ledger of a long run then holds about the event's JSON bytes per entry instead of its
- * objects (which the collector traced on every full collection, and which made the heap grow
- * to several times their size). An entry of
- * another shape (a field that is not a scalar, a line not ending in its event) is copied as is.
+ * The ledger holds it so until the line is fsynced; from then on the entry is a row of columns
+ * read back from its line when needed (recorded-entries.ts). An entry of another shape (a field
+ * that is not a scalar, a line not ending in its event) is copied as is.
  */
 export function entryKeptWith(entry: LedgerEntry, line: Buffer): LedgerEntry {
   const n = line.length;

@@ -20,7 +20,7 @@ import { crc32 } from './crc32.js';
 import { CREATE_APPEND_FLAGS, errnoCode, FILE_MODE, writeFully } from './durable-fs.js';
 import { checkWindows, decodeIndex, encodeIndex, indexProblem, type IndexHeader, type IndexRow } from './ledger-index-codec.js';
 import type { LedgerModel } from './ledger-log.js';
-import { factsOf, type CompactEntries } from './compact-entries.js';
+import type { CompactEntries } from './compact-entries.js';
 
 /** Suffix of a mailbox's index file. */
 export const INDEX_SUFFIX = '.ledger-index';
@@ -77,7 +77,6 @@ async function rangeCrc(handle: FileHandle, start: number, end: number): Promise
  */
 export async function indexOf(model: LedgerModel, handle: FileHandle, ino: number, coveredBytes: number): Promise<Buffer | undefined> {
   const rows: IndexRow[] = [];
-  let complete = true;
   const base = model.base;
   if (base !== undefined) {
     for (let slot = 0; slot < base.count; slot++) {
@@ -85,15 +84,11 @@ export async function indexOf(model: LedgerModel, handle: FileHandle, ino: numbe
       rows.push({ uidl: base.uidlAt(slot), facts, lineOffset: base.lineOffset[slot]!, lineLength: base.lineLength[slot]! });
     }
   }
-  for (const [uidl, entry] of model.entries) {
-    const place = model.linePlace(uidl);
-    if (place === undefined) {
-      complete = false;
-      break;
-    }
-    const facts = factsOf(entry, { status: 'stored', size: 0, firstSeenAt: 0, announcedAt: undefined, deletedAt: undefined, expiresAt: undefined });
-    rows.push({ uidl, facts, lineOffset: place.offset, lineLength: place.length });
-  }
+  const complete = model.everyOwnEntry((uidl, facts, place) => {
+    if (place === undefined) return false;
+    rows.push({ uidl, facts: { ...facts }, lineOffset: place.offset, lineLength: place.length });
+    return true;
+  });
   if (!complete || rows.some((r) => Number.isNaN(r.lineOffset) || r.lineOffset + r.lineLength >= coveredBytes)) return undefined;
   const info = await handle.stat();
   if (info.ino !== ino) return undefined;
