@@ -292,7 +292,10 @@ export function parseUidlListing(data: Buffer, maxUidBytes: number): UidlEntry[]
       const end = data[next - 2] === CR ? next - 2 : next - 1;
       // A unique-id too long goes to parseUidlLine, which refuses it.
       if (end - space - 1 <= maxUidBytes) {
-        entries.push({ number: Number(text.slice(start, space)), uid: text.slice(space + 1, end) });
+        // The number from its digits (the expression matched 1 to 10 of them), not from a slice.
+        let number = 0;
+        for (let i = start; i < space; i++) number = number * 10 + (data[i]! - DIGIT_0);
+        entries.push({ number, uid: text.slice(space + 1, end) });
         start = next;
         continue;
       }
