@@ -5,7 +5,7 @@ import { MDA_STORE_CONCURRENCY, mdaArgv } from './mda-option.js';
 import { resolve } from 'node:path';
 import { LocalStateFolders } from './local-state-folders.js';
 import { LocalCredentials } from '../lib/adapters/local/local-credentials.js';
-import { MaildirStore } from '../lib/adapters/local/maildir-store.js';
+import type { MaildirStore as MaildirStoreClass } from '../lib/adapters/local/maildir-store.js';
 import { drainMailbox, type DrainBudget, type DrainProgress } from '../lib/drain/drain-mailbox.js';
 import type { DeletePolicy, MailboxConfig } from '../lib/drain/mailbox.js';
 import type { CredentialsProvider, DrainPorts } from '../lib/drain/ports.js';
@@ -255,12 +255,15 @@ export async function runDrain(positionals: string[], o: DrainCommandOptions): P
   const folders = new LocalStateFolders(out, logger);
   // Loaded only for --mda (it brings node:child_process): a drain into files starts without it.
   const MdaStore = jobs.some((j) => j.mda !== undefined) ? (await import('../lib/adapters/local/mda-store.js')).MdaStore : undefined;
+  // Loaded only when a Maildir is the destination: a drain into files starts without it.
+  const MaildirStore: typeof MaildirStoreClass | undefined =
+    o.maildir !== undefined || jobs.some((j) => j.maildir !== undefined) ? (await import('../lib/adapters/local/maildir-store.js')).MaildirStore : undefined;
   const storeFor = (job: Job) =>
     job.mda !== undefined
       ? new MdaStore!({ argv: job.mda })
       : job.maildir !== undefined
-        ? new MaildirStore({ dir: resolve(job.maildir) })
-        : (aws.store ?? (o.maildir !== undefined ? new MaildirStore({ dir: resolve(o.maildir) }) : folders.get(job.out).store));
+        ? new MaildirStore!({ dir: resolve(job.maildir) })
+        : (aws.store ?? (o.maildir !== undefined ? new MaildirStore!({ dir: resolve(o.maildir) }) : folders.get(job.out).store));
   const where =
     o['s3-bucket'] !== undefined ? `s3://${o['s3-bucket']}/${o['s3-prefix'] ?? 'messages/'}` : o.maildir !== undefined ? resolve(o.maildir) : out;
 

@@ -21,6 +21,7 @@ import type { DrainBudget, DrainOptions } from './drain-options.js';
 import { describeError, type DrainPhase } from './errors.js';
 import { runStopFor } from './failures.js';
 import { isKnownAt, lookupListing } from './known-listing.js';
+import { knownOnServer } from './known-on-server.js';
 import { verifyKnown } from './known-verification.js';
 import { LeaseKeeper } from './lease-keeper.js';
 import { listMessages } from './listing.js';
@@ -236,9 +237,7 @@ class DrainRun {
     if (plan.imported.length > 0 && ctx.mailbox.deletePolicy.mode !== 'keep') {
       ctx.log.info('messages known only from an imported seen-list are left on the server (never deleted unseen)', { imported: plan.imported.length });
     }
-    listing.messages.forEach((m, i) => {
-      if (isKnownAt(known, i, m.uidl)) ctx.counters.knownAfterRun.add(m.uidl);
-    });
+    ctx.counters.knownAfterRun = knownOnServer(known.count, () => listing.messages.filter((m, i) => isKnownAt(known, i, m.uidl)).map((m) => m.uidl));
     ctx.counters.toFetch = plan.fetch.length;
     ctx.counters.toFetchBytes = plan.toFetchBytes;
     if (dryRun) {

@@ -6,6 +6,7 @@ import type { Pop3Client } from '../pop3/index.js';
 import type { DrainOptions, DrainProgress } from './drain-options.js';
 import { describeError, isDrainError } from './errors.js';
 import { failureOf } from './failures.js';
+import type { KnownUidls } from './known-on-server.js';
 import type { MailboxConfig } from './mailbox.js';
 import type { ServerMessage } from './plan.js';
 import { ignoreLogRecord, type Clock, type DrainLogger, type DrainPorts, type LogFields } from './ports.js';
@@ -41,8 +42,11 @@ export interface RunCounters {
   refetch: RefetchSummary | undefined;
   /** Store or ledger failures in a row (reset by a successful ledger write). */
   consecutiveBackendFailures: number;
-  /** UIDLs on the server the ledger knows at the end of the run (the UIDL-reset guard's figure). */
-  knownAfterRun: Set<string>;
+  /**
+   * UIDLs on the server the ledger knows at the end of the run (the UIDL-reset guard's figure):
+   * empty until the listing is triaged, then the known listed UIDLs (known-on-server.ts).
+   */
+  knownAfterRun: KnownUidls;
   /** Recorded but not (yet) announced. */
   pendingUidls: Set<string>;
 }

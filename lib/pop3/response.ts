@@ -215,29 +215,53 @@ export function splitListing(data: Buffer): string[] {
 }
 
 /**
- * The usual LIST line, `n size` (plain digits, at most 10 each) with its CRLF or LF, matched at
- * a line's start in one native call: the per-line work of a 20,000-message listing is the
- * largest part of parsing it, and this code runs once per process, never optimised (callgrind:
- * ~140 M instructions with a loop over the bytes, ~70 M like this, for 20,000 lines). A line it
- * does not match goes to the line parser (parseListLine), which accepts or refuses it as before.
+ * The usual LIST line, `n size` (plain digits, at most 10 each, one space) with its CRLF or LF,
+ * is read straight from the bytes by one loop: the per-line work of a 20,000-message listing is
+ * the largest part of parsing it, and this code runs once per process, mostly before V8
+ * optimises it. Cold, for 20,000 lines, the loop takes about half the time of the sticky
+ * regular expression it replaces (7-12 ms against 19-26 ms, the fastest runs of 10-12 fresh processes each),
+ * and makes no match array per line. A line the loop does not take goes to parseListLine, which
+ * accepts or refuses it as before.
  */
-const USUAL_LIST_LINE = /(\d{1,10}) (\d{1,10})\r?\n/y;
-/** The usual UIDL line, `n uid` with a printable unique-id (0x21..0x7E), with its CRLF or LF. */
-const USUAL_UIDL_LINE = /\d{1,10} [\x21-\x7e]+\r?\n/y;
+const MAX_NUMBER_DIGITS = 10;
+const DIGIT_0 = 0x30;
+const DIGIT_9 = 0x39;
+const SPACE = 0x20;
 
 /** A whole LIST listing: its entries, numbers checked (checkListingNumbers). */
 export function parseListListing(data: Buffer): ListEntry[] {
   const entries: ListEntry[] = [];
-  const text = data.toString('latin1');
+  const length = data.length;
+  let text: string | undefined;
   let start = 0;
-  while (start < data.length) {
-    USUAL_LIST_LINE.lastIndex = start;
-    const usual = USUAL_LIST_LINE.exec(text);
-    if (usual !== null) {
-      entries.push({ number: Number(usual[1]), size: Number(usual[2]) });
-      start = USUAL_LIST_LINE.lastIndex;
-      continue;
+  while (start < length) {
+    // The usual line: digits, one space, digits, CRLF or LF.
+    let i = start;
+    let c = data[i]!;
+    let number = 0;
+    while (c >= DIGIT_0 && c <= DIGIT_9) {
+      number = number * 10 + (c - DIGIT_0);
+      c = data[++i]!;
     }
+    if (c === SPACE && i > start && i - start <= MAX_NUMBER_DIGITS) {
+      const sizeStart = ++i;
+      c = data[i]!;
+      let size = 0;
+      while (c >= DIGIT_0 && c <= DIGIT_9) {
+        size = size * 10 + (c - DIGIT_0);
+        c = data[++i]!;
+      }
+      if (i > sizeStart && i - sizeStart <= MAX_NUMBER_DIGITS) {
+        if (c === CR) c = data[++i]!;
+        if (c === LF && i < length) {
+          entries.push({ number, size });
+          start = i + 1;
+          continue;
+        }
+      }
+    }
+    // Any other line as parseListLine says.
+    text ??= data.toString('latin1');
     const line = lineAt(data, start);
     entries.push(parseListLine(text.slice(start, line.end)));
     start = line.next;
@@ -246,7 +270,15 @@ export function parseListListing(data: Buffer): ListEntry[] {
   return entries;
 }
 
-/** A whole UIDL listing: its entries, numbers checked (checkListingNumbers). */
+/** The usual UIDL line, `n uid` with a printable unique-id (0x21..0x7E), with its CRLF or LF. */
+const USUAL_UIDL_LINE = /\d{1,10} [\x21-\x7e]+\r?\n/y;
+
+/**
+ * A whole UIDL listing: its entries, numbers checked (checkListingNumbers). Its usual lines are
+ * matched by a sticky regular expression, which scans the unique-id's characters natively: for
+ * UIDL lines (~16 characters each) it is cheaper cold than a loop over the bytes (20,000 lines:
+ * 12-15 ms against 15-17 ms), unlike LIST's short lines.
+ */
 export function parseUidlListing(data: Buffer, maxUidBytes: number): UidlEntry[] {
   const entries: UidlEntry[] = [];
   // One string of the whole listing (one byte per character), each unique-id a slice of it.
@@ -260,7 +292,10 @@ export function parseUidlListing(data: Buffer, maxUidBytes: number): UidlEntry[]
       const end = data[next - 2] === CR ? next - 2 : next - 1;
       // A unique-id too long goes to parseUidlLine, which refuses it.
       if (end - space - 1 <= maxUidBytes) {
-        entries.push({ number: Number(text.slice(start, space)), uid: text.slice(space + 1, end) });
+        // The number from its digits (the expression matched 1 to 10 of them), not from a slice.
+        let number = 0;
+        for (let i = start; i < space; i++) number = number * 10 + (data[i]! - DIGIT_0);
+        entries.push({ number, uid: text.slice(space + 1, end) });
         start = next;
         continue;
       }

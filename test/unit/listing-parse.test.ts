@@ -3,7 +3,7 @@
 // (entries, or the same error).
 import { describe, expect, it } from 'vitest';
 import { checkListingNumbers, parseListLine, parseListListing, parseUidlLine, parseUidlListing, splitListing } from '../../lib/pop3/response.js';
-import { identifyListing, leaveSharedUidlsAlone } from '../../lib/drain/listing.js';
+import { identifyListing, leaveSharedUidlsAlone, strictlyIncreasing } from '../../lib/drain/listing.js';
 
 const MAX_UID = 70;
 
@@ -28,7 +28,7 @@ const slow = {
   },
 };
 
-const LIST_LINES = ['1 100', '2 5', ' 3 7', '4 8 ', '5\t9', '6 10 extra', '7  11', '8', '', 'x 1', '9 -1', '10 12345678901', '12345678901 1', '0012 0034', '11 2\r', '2 5'];
+const LIST_LINES = ['1 100', '9999999999 9999999999', '3 0', '1 2 \n', '2 5', ' 3 7', '4 8 ', '5\t9', '6 10 extra', '7  11', '8', '', 'x 1', '9 -1', '10 12345678901', '12345678901 1', '0012 0034', '11 2\r', '2 5'];
 const UIDL_LINES = ['1 abc', '2 0000000a5b', ' 3 x', '4 y ', '5\tz', '6 a b', '7 ' + 'u'.repeat(MAX_UID), '8 ' + 'u'.repeat(MAX_UID + 1), '9 caf\xe9', '10', '', '11 ~!', '12345678901 q', '13 \x7f', '2 dup', '14 cr\r', '15 a\rb'];
 
 describe('listing parse', () => {
@@ -71,5 +71,19 @@ describe('listing parse', () => {
     const shared = leaveSharedUidlsAlone([...inOrder.messages, { number: 4, size: 1, uidl: 'b' }]);
     expect(shared.messages.map((m) => m.uidl)).toEqual(['a', 'c']);
     expect(shared.leftAlone.map((l) => l.number)).toEqual([2, 4]);
+  });
+
+  it('tells shared UIDLs the same whether the UIDLs grow (no set) or not', () => {
+    const m = (uidls: string[]) => uidls.map((uidl, i) => ({ number: i + 1, size: 10, uidl }));
+    expect(strictlyIncreasing(m(['000000016b1603ad', '000000026b1603ad', '0000000a6b1603ad']))).toBe(true);
+    expect(strictlyIncreasing(m([]))).toBe(true);
+    expect(strictlyIncreasing(m(['b', 'a']))).toBe(false);
+    expect(strictlyIncreasing(m(['a', 'a']))).toBe(false);
+    for (const uidls of [['a', 'b', 'c'], ['a', 'b', 'b', 'c'], ['c', 'a', 'b'], ['b', 'a', 'b'], ['a', 'c', 'a', 'd'], ['z']]) {
+      const got = leaveSharedUidlsAlone(m(uidls));
+      const shared = uidls.filter((u) => uidls.indexOf(u) !== uidls.lastIndexOf(u));
+      expect(got.messages.map((x) => x.uidl), uidls.join()).toEqual(uidls.filter((u) => !shared.includes(u)));
+      expect(got.leftAlone.map((l) => l.uidl), uidls.join()).toEqual(uidls.filter((u) => shared.includes(u)));
+    }
   });
 });

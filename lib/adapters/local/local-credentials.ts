@@ -15,7 +15,8 @@ import { silentLogger, type CredentialsProvider, type DrainLogger } from '../../
 import type { Pop3Credentials } from '../../pop3/index.js';
 import { runPasswordCommand } from './password-command.js';
 import { AccessTokenCache } from '../oauth2/access-token-cache.js';
-import { clientCredentialsGrant, refreshTokenGrant, type TokenResult } from '../oauth2/token-client.js';
+// The token client (HTTP, JSON, its errors) loads only when a token is issued: a password drain starts without it.
+import type { TokenResult } from '../oauth2/token-client.js';
 
 /** Most bytes read from a password or token file: its first line is all we want. */
 export const MAX_SECRET_FILE_BYTES = 64 * 1024;
@@ -211,6 +212,7 @@ export class LocalCredentials implements CredentialsProvider {
     if (grantType === 'client_credentials') {
       if (clientSecret === undefined) throw failed(`${mb}: the client_credentials grant needs clientSecretEnv or clientSecretFile`);
       if (o.scope === undefined) throw failed(`${mb}: the client_credentials grant needs a scope`);
+      const { clientCredentialsGrant } = await import('../oauth2/token-client.js');
       return clientCredentialsGrant({ tokenEndpoint: o.tokenEndpoint, clientId, clientSecret, scope: o.scope }, options);
     }
 
@@ -223,6 +225,7 @@ export class LocalCredentials implements CredentialsProvider {
           : undefined);
     if (refreshToken === undefined) throw failed(`${mb}: the refresh_token grant needs refreshTokenEnv or refreshTokenFile`);
 
+    const { refreshTokenGrant } = await import('../oauth2/token-client.js');
     const result = await refreshTokenGrant(
       { tokenEndpoint: o.tokenEndpoint, clientId, clientSecret, refreshToken, scope: o.scope },
       options,
