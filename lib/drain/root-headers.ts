@@ -154,6 +154,25 @@ export function readRootHeaders(block: HeaderBlock): RootHeaders {
  * `text` is the whole block as Latin-1 (one byte, one character).
  */
 function headerValue(text: string, bytes: Buffer, field: HeaderField): string {
+  // What trim() would leave of ASCII text, found before slicing: a one-line ASCII value (most
+  // are) costs one string, not a slice with its line end, an unfolded copy and a trimmed one.
+  let start = text.indexOf(':', field.start) + 1;
+  let end = field.end;
+  while (start < end && isAsciiSpace(text.charCodeAt(start))) start++;
+  while (end > start && isAsciiSpace(text.charCodeAt(end - 1))) end--;
+  const inner = text.slice(start, end);
+  if (NON_ASCII.test(inner)) return decodedHeaderValue(text, bytes, field);
+  // The folds are inside: each becomes one space between two other characters.
+  return inner.includes('\n') || inner.includes('\r') ? inner.replace(FOLD, ' ') : inner;
+}
+
+/** Whitespace and line ends as trim() sees them, of the ASCII range (tab, LF, VT, FF, CR, space). */
+function isAsciiSpace(c: number): boolean {
+  return c === 0x20 || (c >= 0x09 && c <= 0x0d);
+}
+
+/** headerValue of a value with non-ASCII bytes (or characters trim() removes, like NBSP). */
+function decodedHeaderValue(text: string, bytes: Buffer, field: HeaderField): string {
   let value = text.slice(text.indexOf(':', field.start) + 1, field.end);
   if (NON_ASCII.test(value)) {
     const utf8 = bytes.toString('utf8', field.start, field.end);
