@@ -34,8 +34,11 @@ export interface StoredMessage {
   stored: StoredObject;
   sha256: string;
   size: number;
-  /** Read as the bytes flowed; may still be under way (or fail: the message is recorded anyway). */
-  metadata: Promise<MessageMetadata>;
+  /**
+   * Read as the bytes flowed: known already (a message read at once), or still under way (or
+   * failing: the message is recorded anyway).
+   */
+  metadata: MessageMetadata | Promise<MessageMetadata>;
 }
 
 /** Why a message is skipped, and the size to report (as listed, or as received when larger). */
@@ -133,6 +136,15 @@ export class MessageRecorder {
 
   /** Record, announce and (per policy) DELE a stored message, then `done()`. Never throws. */
   recordStored(s: StoredMessage, done: MessageDone): void {
+    if (!(s.metadata instanceof Promise)) {
+      // Read at once (most small messages): recorded now, without a continuation.
+      try {
+        this.recordWith(s, s.metadata, undefined, done);
+      } catch (error) {
+        done({ error }); // a defect, as below
+      }
+      return;
+    }
     s.metadata
       .then(
         (metadata) => this.recordWith(s, metadata, undefined, done),

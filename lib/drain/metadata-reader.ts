@@ -59,6 +59,11 @@ export class MetadataReader {
     this.header = new HeaderBlockReader(maxHeaderBytes, ROOT_FIELDS);
   }
 
+  /** The metadata when it is known already (the message was read at once), else undefined. */
+  metadataNow(): MessageMetadata | undefined {
+    return this.metadata;
+  }
+
   result(): Promise<MessageMetadata> {
     this.resultPromise ??= new Promise<MessageMetadata>((resolve, reject) => {
       if (this.metadata) resolve(this.metadata);
