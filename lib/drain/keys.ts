@@ -39,10 +39,32 @@ export function messageKeyForDigest(mailboxId: string, messageDigestHex: string)
   return `${mailboxId}/${messageDigestHex}.eml`;
 }
 
-function asUuid(hex: string): string {
-  // RFC 9562 version 8 (custom) layout, so consumers can store it as a UUID.
-  const variant = ((parseInt(hex[16]!, 16) & 0x3) | 0x8).toString(16);
-  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-8${hex.slice(13, 16)}-${variant}${hex.slice(17, 20)}-${hex.slice(20, 32)}`;
+/** Where asUuid lays out the id: the hex digest first, then the id from it (one string made per id). */
+const UUID_SCRATCH = Buffer.alloc(64 + 36);
+const HEX_DIGITS = '0123456789abcdef';
+
+/**
+ * RFC 9562 version 8 (custom) layout of the first 32 hex digits, so consumers can store it as
+ * a UUID: `xxxxxxxx-xxxx-8xxx-Vxxx-xxxxxxxxxxxx`, the 13th digit replaced by the version 8 and
+ * the 17th by the variant (its two low bits kept, 10 on top). Laid out in bytes: one string per
+ * id, not five slices and their concatenation.
+ */
+export function asUuid(hex: string): string {
+  const b = UUID_SCRATCH;
+  b.write(hex, 0, 32, 'latin1');
+  const out = 64;
+  b.copy(b, out, 0, 8);
+  b[out + 8] = 0x2d; // -
+  b.copy(b, out + 9, 8, 12);
+  b[out + 13] = 0x2d;
+  b[out + 14] = 0x38; // 8
+  b.copy(b, out + 15, 13, 16);
+  b[out + 18] = 0x2d;
+  b[out + 19] = HEX_DIGITS.charCodeAt((parseInt(hex[16]!, 16) & 0x3) | 0x8);
+  b.copy(b, out + 20, 17, 20);
+  b[out + 23] = 0x2d;
+  b.copy(b, out + 24, 20, 32);
+  return b.toString('latin1', out, out + 36);
 }
 
 /** The stable id of the `Email Stored` event of a message. */
