@@ -445,21 +445,27 @@ export class MessagePipeline {
       put = Promise.reject(error);
       measured = { sha256: '', size: 0, metadata: { attachments: [] } };
     }
-    put
-      .then(
-        (stored) => {
+    // (A defect in either continuation ends the run, caught in each: no promise more for it.)
+    put.then(
+      (stored) => {
+        try {
           // Durable in the store: the slot goes to the next message while this one is recorded.
           storeDone();
           this.handOn(target, stored, measured, done);
-        },
-        (error: unknown) => {
+        } catch (error) {
+          storeDone();
+          done({ error });
+        }
+      },
+      (error: unknown) => {
+        try {
           storeDone();
           this.storeFailed(target, measured, error, done);
-        },
-      )
-      .catch((error: unknown) => {
-        storeDone();
-        done({ error });
-      });
+        } catch (defect) {
+          storeDone();
+          done({ error: defect });
+        }
+      },
+    );
   }
 }

@@ -50,7 +50,12 @@ export type SkipReason = { reason: 'too-large'; size: number; limit?: number } |
 /** Called once per message when its steps have ended; `defect` is a bug that ends the run. */
 export type MessageDone = (defect?: { error: unknown }) => void;
 
-const iso = (ms: number): string => new Date(ms).toISOString();
+/** ISO 8601 text of `ms`; the last one is kept (the messages of one millisecond share it). */
+let lastIso = { ms: Number.NaN, text: '' };
+const iso = (ms: number): string => {
+  if (ms !== lastIso.ms) lastIso = { ms, text: new Date(ms).toISOString() };
+  return lastIso.text;
+};
 
 export class MessageRecorder implements RecordingHost {
   private readonly records: Batcher<LedgerEntry, RecordOutcome>;
