@@ -115,21 +115,21 @@ export function readRootHeaders(block: HeaderBlock): RootHeaders {
     }
   }
   if (date) {
-    const iso = safely(() => parseMailDate(headerValue(text, bytes, date)));
+    const iso = safeMailDate(headerValue(text, bytes, date));
     if (iso) fields.date = iso;
   }
   if (from) {
-    const parsed = safely(() => parseAddressList([headerValue(text, bytes, from)], ADDRESS_LIMITS));
+    const parsed = safeAddressList([headerValue(text, bytes, from)]);
     if (parsed?.truncated) truncated |= truncationBit('from');
     if (parsed?.list) fields.from = parsed.list;
   }
   if (to) {
-    const parsed = safely(() => parseAddressList(to, ADDRESS_LIMITS));
+    const parsed = safeAddressList(to);
     if (parsed?.truncated) truncated |= truncationBit('to');
     if (parsed?.list) fields.to = parsed.list;
   }
   if (cc) {
-    const parsed = safely(() => parseAddressList(cc, ADDRESS_LIMITS));
+    const parsed = safeAddressList(cc);
     if (parsed?.truncated) truncated |= truncationBit('cc');
     if (parsed?.list) fields.cc = parsed.list;
   }
@@ -146,6 +146,31 @@ export function readRootHeaders(block: HeaderBlock): RootHeaders {
   const disp = disposition ? headerValue(text, bytes, disposition) : '';
   const singleTextPart = (!disp || /^inline$/i.test(disp)) && (!type || SIMPLE_TEXT_TYPE.test(type));
   return { fields, truncated, singleTextPart };
+}
+
+/** `safely(() => parseMailDate(value))`, without a closure per message. */
+function safeMailDate(value: string): string | undefined {
+  try {
+    return parseMailDate(value);
+  } catch (error) {
+    return rethrowIfNotLoaded(error);
+  }
+}
+
+/** `safely(() => parseAddressList(values, ADDRESS_LIMITS))`, without a closure per message. */
+function safeAddressList(values: readonly string[]): ReturnType<typeof parseAddressList> | undefined {
+  try {
+    return parseAddressList(values, ADDRESS_LIMITS);
+  } catch (error) {
+    return rethrowIfNotLoaded(error);
+  }
+}
+
+/** As `safely`: LIBRARIES_NOT_LOADED goes through, anything else leaves the field out. */
+function rethrowIfNotLoaded(error: unknown): undefined {
+  return safely(() => {
+    throw error;
+  });
 }
 
 /**
