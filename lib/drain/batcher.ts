@@ -14,13 +14,10 @@ export interface BatchCallback<O> {
   reject(error: unknown): void;
 }
 
-interface Waiting<I, O> {
-  item: I;
-  callback: BatchCallback<O>;
-}
-
 export class Batcher<I, O> {
-  private waiting: Array<Waiting<I, O>> = [];
+  /** The items waiting, and where each one's result goes (parallel arrays: no object per item). */
+  private items: I[] = [];
+  private callbacks: Array<BatchCallback<O>> = [];
   private timer: NodeJS.Timeout | undefined;
   private immediate: NodeJS.Immediate | undefined;
   private readonly inFlight = new Set<Promise<void>>();
@@ -57,8 +54,9 @@ export class Batcher<I, O> {
    * An exception thrown by `reject` itself goes to `onDefect` (see the constructor).
    */
   push(item: I, callback: BatchCallback<O>): void {
-    this.waiting.push({ item, callback });
-    if (this.waiting.length >= this.maxItems) this.flush();
+    this.items.push(item);
+    this.callbacks.push(callback);
+    if (this.items.length >= this.maxItems) this.flush();
     else if (this.closing) this.immediate ??= setImmediate(() => this.flush());
     else if (this.timer === undefined) this.timer = setTimeout(() => this.flush(), this.maxDelayMs);
   }
@@ -73,11 +71,11 @@ export class Batcher<I, O> {
       clearImmediate(this.immediate);
       this.immediate = undefined;
     }
-    if (this.waiting.length === 0) return;
-    const batch = this.waiting;
-    this.waiting = [];
-    const items = new Array<I>(batch.length);
-    for (let i = 0; i < batch.length; i++) items[i] = batch[i]!.item;
+    if (this.items.length === 0) return;
+    const items = this.items;
+    const batch = this.callbacks;
+    this.items = [];
+    this.callbacks = [];
     let flushed: Promise<O[]>;
     try {
       flushed = this.flushBatch(items);
@@ -89,7 +87,7 @@ export class Batcher<I, O> {
         this.inFlight.delete(run);
         let defect: { error: unknown } | undefined;
         for (let i = 0; i < batch.length; i++) {
-          const callback = batch[i]!.callback;
+          const callback = batch[i]!;
           try {
             callback.resolve(results[i] as O);
           } catch (error) {
@@ -107,9 +105,9 @@ export class Batcher<I, O> {
       (error: unknown) => {
         this.inFlight.delete(run);
         let defect: { error: unknown } | undefined;
-        for (const w of batch) {
+        for (const callback of batch) {
           try {
-            w.callback.reject(error);
+            callback.reject(error);
           } catch (again) {
             defect ??= { error: again };
           }

@@ -34,24 +34,21 @@ export function parseMailDate(value: string): string | undefined {
   return new Date(ms).toISOString();
 }
 
-/** The usual shape, `Thu, 26 Nov 2026 12:00:00 +0000`, read without tokenizing. */
-const CANONICAL = /^(?:[A-Za-z]{3}, ?)?(\d{1,2}) ([A-Za-z]{3}) (\d{4}) (\d{2}):(\d{2})(?::(\d{2}))? ([+-])(\d{2})(\d{2})$/;
+/** The month of three ASCII letters packed by `packed3` (any case). */
+const MONTHS_PACKED = new Map([...MONTHS].map(([name, index]) => [packed3(name, 0), index]));
+
+/** Three characters of `text` from `at`, lower-cased as ASCII letters, in one number. */
+function packed3(text: string, at: number): number {
+  return ((text.charCodeAt(at) | 0x20) << 16) | ((text.charCodeAt(at + 1) | 0x20) << 8) | (text.charCodeAt(at + 2) | 0x20);
+}
 
 /**
  * Milliseconds since the epoch of an RFC 5322 date-time; null when it has the shape
  * but a field is out of range; undefined when it does not have the shape.
  */
 function parseRfc5322(text: string): number | null | undefined {
-  const m = CANONICAL.exec(text);
-  if (m) {
-    const month = MONTHS.get(m[2]!.toLowerCase());
-    if (month === undefined) return undefined;
-    const zoneMinutes = Number(m[9]);
-    if (zoneMinutes > 59) return null;
-    const zone = Number(m[8]) * 60 + zoneMinutes;
-    const second = m[6] === undefined ? 0 : Number(m[6]);
-    return epochMs(Number(m[3]), month, Number(m[1]), Number(m[4]), Number(m[5]), second, m[7] === '-' ? -zone : zone) ?? null;
-  }
+  const canonical = parseCanonical(text);
+  if (canonical !== false) return canonical;
   const tokens = text
     .replace(/\([^()]*\)/g, ' ')
     .split(/[\s,]+/)
@@ -83,6 +80,67 @@ function parseRfc5322(text: string): number | null | undefined {
   }
   const second = time[3] === undefined ? 0 : Number(time[3]);
   return epochMs(year, month, Number(dayText), Number(time[1]), Number(time[2]), second, offsetMinutes) ?? null;
+}
+
+const SPACE = 0x20;
+const COLON = 0x3a;
+
+function isLetter(c: number): boolean {
+  return (c >= 0x41 && c <= 0x5a) || (c >= 0x61 && c <= 0x7a);
+}
+
+/** The decimal value of `count` digits of `text` from `at`, or -1 if one is not a digit. */
+function digitsAt(text: string, at: number, count: number): number {
+  let value = 0;
+  for (let i = at; i < at + count; i++) {
+    const d = text.charCodeAt(i) - 0x30;
+    if (!(d >= 0 && d <= 9)) return -1; // also past the end (NaN)
+    value = value * 10 + d;
+  }
+  return value;
+}
+
+/**
+ * The usual shape, `Thu, 26 Nov 2026 12:00:00 +0000`, read character by character (no
+ * tokens, no match arrays): exactly what
+ * `/^(?:[A-Za-z]{3}, ?)?(\d{1,2}) ([A-Za-z]{3}) (\d{4}) (\d{2}):(\d{2})(?::(\d{2}))? ([+-])(\d{2})(\d{2})$/`
+ * accepts. As parseRfc5322 (undefined: the shape with an unknown month name), or false when
+ * the text does not have this shape.
+ */
+function parseCanonical(t: string): number | null | undefined | false {
+  let i = 0;
+  if (isLetter(t.charCodeAt(0)) && isLetter(t.charCodeAt(1)) && isLetter(t.charCodeAt(2)) && t.charCodeAt(3) === 0x2c) {
+    i = t.charCodeAt(4) === SPACE ? 5 : 4;
+  }
+  let day = digitsAt(t, i, 2);
+  if (day >= 0) i += 2;
+  else if ((day = digitsAt(t, i, 1)) >= 0) i += 1;
+  else return false;
+  if (t.charCodeAt(i) !== SPACE || !isLetter(t.charCodeAt(i + 1)) || !isLetter(t.charCodeAt(i + 2)) || !isLetter(t.charCodeAt(i + 3))) return false;
+  const month = MONTHS_PACKED.get(packed3(t, i + 1));
+  i += 4;
+  if (t.charCodeAt(i) !== SPACE) return false;
+  const year = digitsAt(t, i + 1, 4);
+  if (year < 0 || t.charCodeAt(i + 5) !== SPACE) return false;
+  i += 6;
+  const hour = digitsAt(t, i, 2);
+  const minute = digitsAt(t, i + 3, 2);
+  if (hour < 0 || t.charCodeAt(i + 2) !== COLON || minute < 0) return false;
+  i += 5;
+  let second = 0;
+  if (t.charCodeAt(i) === COLON) {
+    second = digitsAt(t, i + 1, 2);
+    if (second < 0) return false;
+    i += 3;
+  }
+  const sign = t.charCodeAt(i + 1);
+  const zoneHours = digitsAt(t, i + 2, 2);
+  const zoneMinutes = digitsAt(t, i + 4, 2);
+  if (t.charCodeAt(i) !== SPACE || (sign !== 0x2b && sign !== 0x2d) || zoneHours < 0 || zoneMinutes < 0 || t.length !== i + 6) return false;
+  if (month === undefined) return undefined;
+  if (zoneMinutes > 59) return null;
+  const zone = zoneHours * 60 + zoneMinutes;
+  return epochMs(year, month, day, hour, minute, second, sign === 0x2d ? -zone : zone) ?? null;
 }
 
 /** Milliseconds since the epoch of a validated date-time; undefined when a field is out of range. */

@@ -60,7 +60,8 @@ interface Target {
 interface Measured {
   sha256: string;
   size: number;
-  metadata: Promise<MessageMetadata>;
+  /** Known already when the message was read at once (readMetadata), else still under way. */
+  metadata: MessageMetadata | Promise<MessageMetadata>;
 }
 
 function bodyBytes(body: readonly Buffer[]): number {
@@ -437,28 +438,34 @@ export class MessagePipeline {
       const metadata = readMetadata(body);
       // Handled when the message is recorded; until then, or if the store fails and it never
       // is, a rejection must not count as unhandled.
-      metadata.catch(() => undefined);
+      if (metadata instanceof Promise) metadata.catch(() => undefined);
       measured = { sha256, size, metadata };
       put = ctx.ports.store.put!(target.key, { mailboxId: ctx.mailbox.id, uidl }, body, { sha256, size, metadata: this.objectMetadata(target) });
     } catch (error) {
       put = Promise.reject(error);
-      measured = { sha256: '', size: 0, metadata: Promise.resolve({ attachments: [] }) };
+      measured = { sha256: '', size: 0, metadata: { attachments: [] } };
     }
-    put
-      .then(
-        (stored) => {
+    // (A defect in either continuation ends the run, caught in each: no promise more for it.)
+    put.then(
+      (stored) => {
+        try {
           // Durable in the store: the slot goes to the next message while this one is recorded.
           storeDone();
           this.handOn(target, stored, measured, done);
-        },
-        (error: unknown) => {
+        } catch (error) {
+          storeDone();
+          done({ error });
+        }
+      },
+      (error: unknown) => {
+        try {
           storeDone();
           this.storeFailed(target, measured, error, done);
-        },
-      )
-      .catch((error: unknown) => {
-        storeDone();
-        done({ error });
-      });
+        } catch (defect) {
+          storeDone();
+          done({ error: defect });
+        }
+      },
+    );
   }
 }

@@ -3,9 +3,11 @@
  * others. Ledger writes, events and "announced" marks each go out through a `Batcher`; a
  * message's part of a batch continues in the batch's callback, so a message costs no promise
  * or async frame per step (for a mailbox of small messages that is what keeps the run fast).
- * This file is the only place of the engine that works in callbacks; failures are noted in the
- * run's failures, never thrown.
+ * This file and announcement.ts (the object that carries a message from batch to batch) are the
+ * only places of the engine that work in callbacks; failures are noted in the run's failures,
+ * never thrown.
  */
+import { Announcement, Recording, type PublishResult, type RecordingHost } from './announcement.js';
 import { Batcher } from './batcher.js';
 import type { Deletions } from './deletions.js';
 import { describeError, type DrainPhase } from './errors.js';
@@ -13,7 +15,7 @@ import { EVENT_SCHEMA_VERSION, type DrainEvent, type EmailSkippedDetail, type Em
 import { failureOf } from './failures.js';
 import { skippedEventId, storedEventId } from './keys.js';
 import { deleteAllowed, sameMessageUnseen, type ServerMessage } from './plan.js';
-import type { LedgerEntry, PublishOutcome, RecordOutcome, StoredObject } from './ports.js';
+import { ignoreLogRecord, type LedgerEntry, type PublishOutcome, type RecordOutcome, type StoredObject } from './ports.js';
 import { newRefetchSummary, refetchVerdict, type RefetchStoreOutcome } from './refetch.js';
 import { recordBatchItems } from './record-batch-items.js';
 import { noteBackendFailure, type RunContext } from './run-context.js';
@@ -34,8 +36,11 @@ export interface StoredMessage {
   stored: StoredObject;
   sha256: string;
   size: number;
-  /** Read as the bytes flowed; may still be under way (or fail: the message is recorded anyway). */
-  metadata: Promise<MessageMetadata>;
+  /**
+   * Read as the bytes flowed: known already (a message read at once), or still under way (or
+   * failing: the message is recorded anyway).
+   */
+  metadata: MessageMetadata | Promise<MessageMetadata>;
 }
 
 /** Why a message is skipped, and the size to report (as listed, or as received when larger). */
@@ -45,11 +50,16 @@ export type SkipReason = { reason: 'too-large'; size: number; limit?: number } |
 /** Called once per message when its steps have ended; `defect` is a bug that ends the run. */
 export type MessageDone = (defect?: { error: unknown }) => void;
 
-const iso = (ms: number): string => new Date(ms).toISOString();
+/** ISO 8601 text of `ms`; the last one is kept (the messages of one millisecond share it). */
+let lastIso = { ms: Number.NaN, text: '' };
+const iso = (ms: number): string => {
+  if (ms !== lastIso.ms) lastIso = { ms, text: new Date(ms).toISOString() };
+  return lastIso.text;
+};
 
-export class MessageRecorder {
+export class MessageRecorder implements RecordingHost {
   private readonly records: Batcher<LedgerEntry, RecordOutcome>;
-  private readonly publishes: Batcher<DrainEvent, { ok: boolean; reason?: string }>;
+  private readonly publishes: Batcher<DrainEvent, PublishResult>;
   private readonly marks: Batcher<string, void>;
   /** The publish batch under way (batches go one at a time). */
   private publishTurn: Promise<void> = Promise.resolve();
@@ -58,7 +68,8 @@ export class MessageRecorder {
   private onMarked: Array<() => void> = [];
 
   constructor(
-    private readonly ctx: RunContext,
+    /** @internal (RecorderSteps) */
+    readonly ctx: RunContext,
     private readonly deletions: Deletions,
   ) {
     const { ledger, events } = ctx.ports;
@@ -109,7 +120,8 @@ export class MessageRecorder {
     return new Promise((resolve) => this.onMarked.push(resolve));
   }
 
-  private markSettled(): void {
+  /** @internal (RecorderSteps) */
+  markSettled(): void {
     this.unmarked -= 1;
     if (this.unmarked > 0) return;
     const waiting = this.onMarked;
@@ -133,6 +145,15 @@ export class MessageRecorder {
 
   /** Record, announce and (per policy) DELE a stored message, then `done()`. Never throws. */
   recordStored(s: StoredMessage, done: MessageDone): void {
+    if (!(s.metadata instanceof Promise)) {
+      // Read at once (most small messages): recorded now, without a continuation.
+      try {
+        this.recordWith(s, s.metadata, undefined, done);
+      } catch (error) {
+        done({ error }); // a defect, as below
+      }
+      return;
+    }
     s.metadata
       .then(
         (metadata) => this.recordWith(s, metadata, undefined, done),
@@ -176,39 +197,58 @@ export class MessageRecorder {
       firstSeenAt: now,
       event: { id: detail.id, detailType: 'Email Stored', time, detail },
     };
-    this.records.push(entry, {
-      resolve: (outcome) => {
-        ctx.counters.consecutiveBackendFailures = 0;
-        ctx.counters.knownAfterRun.add(uidl);
-        if (!outcome.ok) {
-          // Another run recorded it first (a lease was lost or bypassed): it owns the announcement.
-          const sameBytes = outcome.conflict?.sha256 === s.sha256;
-          ctx.failures.push({
-            uidl,
-            code: 'LEDGER_CONFLICT',
-            phase: 'ledger',
-            message: sameBytes ? 'already recorded by another run (same bytes)' : 'already recorded by another run with different content',
-            retryable: false,
-          });
-          done();
-          return;
-        }
-        ctx.log.debug('stored', { uidl, size: s.size, sha256: s.sha256, key: s.key });
-        const then = (announced: boolean): void => {
-          if (announced && deleteAllowed(entry, ctx.mailbox.deletePolicy, ctx.clock.now())) this.deletions.request(s.message);
-          done();
-        };
-        if (s.stored.existed && ctx.ledgerLost) this.markOnly(entry, false, then);
-        else this.announceThen(entry, false, then);
-      },
-      reject: (error) => {
-        try {
-          noteBackendFailure(ctx, error, 'ledger', uidl);
-        } finally {
-          done();
-        }
-      },
-    });
+    this.records.push(entry, new Recording(this, entry, s, done));
+  }
+
+  /** @internal (RecordingHost) A new message's entry is recorded: announce it, unless another run recorded it first. */
+  recorded(steps: Recording, outcome: RecordOutcome): void {
+    const { ctx } = this;
+    const s = steps.stored;
+    const uidl = s.message.uidl;
+    ctx.counters.consecutiveBackendFailures = 0;
+    ctx.counters.knownAfterRun.add(uidl);
+    if (!outcome.ok) {
+      // Another run recorded it first (a lease was lost or bypassed): it owns the announcement.
+      const sameBytes = outcome.conflict?.sha256 === s.sha256;
+      ctx.failures.push({
+        uidl,
+        code: 'LEDGER_CONFLICT',
+        phase: 'ledger',
+        message: sameBytes ? 'already recorded by another run (same bytes)' : 'already recorded by another run with different content',
+        retryable: false,
+      });
+      steps.done();
+      return;
+    }
+    // (A dropped debug record costs no fields object: see ignoreLogRecord.)
+    if (ctx.log.debug !== ignoreLogRecord) ctx.log.debug('stored', { uidl, size: s.size, sha256: s.sha256, key: s.key });
+    if (s.stored.existed && ctx.ledgerLost) steps.startMarkOnly();
+    else steps.start();
+  }
+
+  /** @internal (RecordingHost) The ledger did not take a new message's entry. */
+  notRecorded(steps: Recording, error: unknown): void {
+    try {
+      noteBackendFailure(this.ctx, error, 'ledger', steps.stored.message.uidl);
+    } finally {
+      steps.done();
+    }
+  }
+
+  /** @internal (RecordingHost) A new message's announcement ended: DELE it per policy. */
+  announced(steps: Recording, announced: boolean): void {
+    if (announced && deleteAllowed(steps.entry, this.ctx.mailbox.deletePolicy, this.ctx.clock.now())) this.deletions.request(steps.stored.message);
+    steps.done();
+  }
+
+  /** @internal (RecorderSteps) */
+  publish(step: Announcement): void {
+    this.publishes.push(step.entry.event!, step);
+  }
+
+  /** @internal (RecorderSteps) */
+  mark(step: Announcement): void {
+    this.marks.push(step.entry.uidl, step);
   }
 
   /**
@@ -309,67 +349,8 @@ export class MessageRecorder {
     return new Promise((resolve) => this.announceThen(entry, again, resolve));
   }
 
-  /**
-   * The ledger was lost and the store already held these bytes: an earlier run announced them
-   * (or died before; it cannot be told). Marked announced without publishing again.
-   */
-  private markOnly(entry: LedgerEntry, _again: boolean, then: (announced: boolean) => void): void {
-    const { ctx } = this;
-    const uidl = entry.uidl;
-    this.marks.push(uidl, {
-      resolve: () => then(true),
-      reject: (error) => {
-        ctx.failures.push(failureOf(error, 'ledger', uidl));
-        then(false);
-      },
-    });
-  }
-
   /** `announce`, continuing in `then` (called once, never throws). */
   private announceThen(entry: LedgerEntry, again: boolean, then: (announced: boolean) => void): void {
-    const { ctx } = this;
-    const uidl = entry.uidl;
-    const event = entry.event;
-    if (event === undefined) {
-      // An imported entry has no event: nothing of it was stored, so nothing is announced.
-      ctx.failures.push({ uidl, code: 'INTERNAL_ERROR', phase: 'publish', message: 'no event to announce (an imported entry)', retryable: false });
-      then(false);
-      return;
-    }
-    ctx.counters.pendingUidls.add(uidl);
-    const notPublished = (reason: string | undefined): void => {
-      ctx.failures.push({
-        uidl,
-        code: 'EVENTS_FAILED',
-        phase: 'publish',
-        message: `event not published (${reason ?? 'unknown'}); the next run announces it`,
-        retryable: true,
-      });
-      then(false);
-    };
-    this.publishes.push(event, {
-      resolve: (result) => {
-        if (!result.ok) {
-          notPublished(result.reason);
-          return;
-        }
-        this.marks.push(uidl, {
-          resolve: () => {
-            this.markSettled();
-            ctx.counters.pendingUidls.delete(uidl);
-            ctx.counters.announced += 1;
-            if (again) ctx.counters.reannounced += 1;
-            then(true);
-          },
-          reject: (error) => {
-            this.markSettled();
-            // Published but not marked: the next run publishes it again (same id). Not deletable now.
-            ctx.failures.push(failureOf(error, 'ledger', uidl));
-            then(false);
-          },
-        });
-      },
-      reject: (error) => notPublished(describeError(error)),
-    });
+    new Announcement(this, entry, again, then).start();
   }
 }

@@ -59,6 +59,11 @@ export class MetadataReader {
     this.header = new HeaderBlockReader(maxHeaderBytes, ROOT_FIELDS);
   }
 
+  /** The metadata when it is known already (the message was read at once), else undefined. */
+  metadataNow(): MessageMetadata | undefined {
+    return this.metadata;
+  }
+
   result(): Promise<MessageMetadata> {
     this.resultPromise ??= new Promise<MessageMetadata>((resolve, reject) => {
       if (this.metadata) resolve(this.metadata);
@@ -72,8 +77,14 @@ export class MetadataReader {
     if (this.phase !== HEAD) return this.writeBody(chunk, callback);
     const bodyStart = this.header.push(chunk);
     if (bodyStart === -1) return callback();
+    this.block ??= this.header.finish();
+    if (this.tryReadRoot()) {
+      // Read at once (most messages): the body's first bytes go on only to a splitter (no
+      // closure and no view of the rest of the chunk otherwise).
+      return bodyStart === chunk.length || (this.phase as number) !== SPLIT ? callback() : this.writeBody(chunk.subarray(bodyStart), callback);
+    }
     const rest = bodyStart === chunk.length ? undefined : chunk.subarray(bodyStart);
-    this.startBody(() => (rest ? this.writeBody(rest, callback) : callback()));
+    this.waitForLibraries(() => (rest ? this.writeBody(rest, callback) : callback()));
   }
 
   end(callback: WriteCallback): void {
@@ -108,6 +119,11 @@ export class MetadataReader {
   private startBody(next: () => void): void {
     this.block ??= this.header.finish();
     if (this.tryReadRoot()) return next();
+    this.waitForLibraries(next);
+  }
+
+  /** The root headers need the mail libraries: load them, read the root, then `next()`. */
+  private waitForLibraries(next: () => void): void {
     this.phase = LOADING;
     loadMailLibraries().then(
       () => {

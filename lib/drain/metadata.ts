@@ -71,9 +71,11 @@ export function createMetadataExtractor(options: MetadataExtractorOptions = {}):
 /**
  * The metadata of a message whose bytes are all at hand (`chunks`, in order), without a
  * stream: what createMetadataExtractor gives for the same bytes. Most messages are read at
- * once (the promise is already settled); rejects only on a defect of this module.
+ * once: then the metadata itself is returned, not a promise (no promise and no continuation
+ * per message on the drain's path); otherwise (the mail libraries load first, or mailsplit
+ * works on the body) a promise of it, which rejects only on a defect of this module.
  */
-export function readMetadata(chunks: readonly Buffer[], options: MetadataExtractorOptions = {}): Promise<MessageMetadata> {
+export function readMetadata(chunks: readonly Buffer[], options: MetadataExtractorOptions = {}): MessageMetadata | Promise<MessageMetadata> {
   const reader = new MetadataReader(maxHeaderBytesOf(options));
   let next = 0;
   // Chunks are written one after the other; a callback that comes at once continues the loop
@@ -97,7 +99,7 @@ export function readMetadata(chunks: readonly Buffer[], options: MetadataExtract
     else feed();
   };
   feed();
-  return reader.result();
+  return reader.metadataNow() ?? reader.result();
 }
 
 function maxHeaderBytesOf(options: MetadataExtractorOptions): number {

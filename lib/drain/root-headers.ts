@@ -115,21 +115,21 @@ export function readRootHeaders(block: HeaderBlock): RootHeaders {
     }
   }
   if (date) {
-    const iso = safely(() => parseMailDate(headerValue(text, bytes, date)));
+    const iso = safeMailDate(headerValue(text, bytes, date));
     if (iso) fields.date = iso;
   }
   if (from) {
-    const parsed = safely(() => parseAddressList([headerValue(text, bytes, from)], ADDRESS_LIMITS));
+    const parsed = safeAddressList([headerValue(text, bytes, from)]);
     if (parsed?.truncated) truncated |= truncationBit('from');
     if (parsed?.list) fields.from = parsed.list;
   }
   if (to) {
-    const parsed = safely(() => parseAddressList(to, ADDRESS_LIMITS));
+    const parsed = safeAddressList(to);
     if (parsed?.truncated) truncated |= truncationBit('to');
     if (parsed?.list) fields.to = parsed.list;
   }
   if (cc) {
-    const parsed = safely(() => parseAddressList(cc, ADDRESS_LIMITS));
+    const parsed = safeAddressList(cc);
     if (parsed?.truncated) truncated |= truncationBit('cc');
     if (parsed?.list) fields.cc = parsed.list;
   }
@@ -148,12 +148,56 @@ export function readRootHeaders(block: HeaderBlock): RootHeaders {
   return { fields, truncated, singleTextPart };
 }
 
+/** `safely(() => parseMailDate(value))`, without a closure per message. */
+function safeMailDate(value: string): string | undefined {
+  try {
+    return parseMailDate(value);
+  } catch (error) {
+    return rethrowIfNotLoaded(error);
+  }
+}
+
+/** `safely(() => parseAddressList(values, ADDRESS_LIMITS))`, without a closure per message. */
+function safeAddressList(values: readonly string[]): ReturnType<typeof parseAddressList> | undefined {
+  try {
+    return parseAddressList(values, ADDRESS_LIMITS);
+  } catch (error) {
+    return rethrowIfNotLoaded(error);
+  }
+}
+
+/** As `safely`: LIBRARIES_NOT_LOADED goes through, anything else leaves the field out. */
+function rethrowIfNotLoaded(error: unknown): undefined {
+  return safely(() => {
+    throw error;
+  });
+}
+
 /**
  * A header field's value, unfolded and trimmed, read as mailsplit reads header lines: the
  * bytes as UTF-8 when they are valid UTF-8, else as Latin-1 (raw 8-bit headers mostly are).
  * `text` is the whole block as Latin-1 (one byte, one character).
  */
 function headerValue(text: string, bytes: Buffer, field: HeaderField): string {
+  // What trim() would leave of ASCII text, found before slicing: a one-line ASCII value (most
+  // are) costs one string, not a slice with its line end, an unfolded copy and a trimmed one.
+  let start = text.indexOf(':', field.start) + 1;
+  let end = field.end;
+  while (start < end && isAsciiSpace(text.charCodeAt(start))) start++;
+  while (end > start && isAsciiSpace(text.charCodeAt(end - 1))) end--;
+  const inner = text.slice(start, end);
+  if (NON_ASCII.test(inner)) return decodedHeaderValue(text, bytes, field);
+  // The folds are inside: each becomes one space between two other characters.
+  return inner.includes('\n') || inner.includes('\r') ? inner.replace(FOLD, ' ') : inner;
+}
+
+/** Whitespace and line ends as trim() sees them, of the ASCII range (tab, LF, VT, FF, CR, space). */
+function isAsciiSpace(c: number): boolean {
+  return c === 0x20 || (c >= 0x09 && c <= 0x0d);
+}
+
+/** headerValue of a value with non-ASCII bytes (or characters trim() removes, like NBSP). */
+function decodedHeaderValue(text: string, bytes: Buffer, field: HeaderField): string {
   let value = text.slice(text.indexOf(':', field.start) + 1, field.end);
   if (NON_ASCII.test(value)) {
     const utf8 = bytes.toString('utf8', field.start, field.end);

@@ -129,11 +129,19 @@ interface BatchItem {
   length: number;
 }
 
-interface Waiting {
-  final: string;
+/**
+ * Who waits for one commit: `resolve` with what the worker did, or `reject` when the thread
+ * failed; once. (An object with methods, so a caller that has one per message anyway needs no
+ * promise and closures of its own: see submit.)
+ */
+export interface CommitWaiter {
+  /** The final name, for a result the worker did not send. */
+  readonly final: string;
   resolve(result: HeldCommitResult): void;
   reject(error: unknown): void;
 }
+
+type Waiting = CommitWaiter;
 
 class Batch {
   readonly items: BatchItem[] = [];
@@ -143,10 +151,10 @@ class Batch {
 
   constructor(private readonly pool: SegmentPool) {}
 
-  /** Copy the item's bytes into the batch's segments. */
-  add(item: HeldCommit, waiting: Waiting): void {
+  /** Copy the file's bytes into the batch's segments. */
+  add(temp: string, final: string, data: readonly Buffer[], mode: number, waiting: Waiting): void {
     let length = 0;
-    for (const chunk of item.data) length += chunk.length;
+    for (const chunk of data) length += chunk.length;
     let segment = this.segments.at(-1);
     if (segment === undefined || this.used + length > segment.length) {
       const next = segment === undefined ? SEGMENT_MIN_BYTES : Math.min(2 * segment.length, SEGMENT_MAX_BYTES);
@@ -155,11 +163,11 @@ class Batch {
       this.used = 0;
     }
     const offset = this.used;
-    for (const chunk of item.data) {
+    for (const chunk of data) {
       segment.set(chunk, this.used);
       this.used += chunk.length;
     }
-    this.items.push({ temp: item.temp, final: item.final, mode: item.mode, segment: this.segments.length - 1, offset, length });
+    this.items.push({ temp, final, mode, segment: this.segments.length - 1, offset, length });
     this.waiting.push(waiting);
   }
 }
@@ -177,26 +185,35 @@ export class CommitWorker {
 
   /** The bytes of `item.data` are copied before this returns. */
   commit(item: HeldCommit): Promise<HeldCommitResult> {
-    return new Promise((resolve, reject) => {
-      const batch = (this.gathering ??= new Batch(this.pool));
-      batch.add(item, { final: item.final, resolve, reject });
-      if (batch.items.length >= MAX_BATCH) {
-        // Full: to the worker now if it has room (a burst of messages in one turn of the
-        // event loop is then committed while the rest of the burst is still coming in).
-        this.ready.push(batch);
-        this.gathering = undefined;
-        this.send();
-      }
-      // Commits of one turn of the event loop go out together.
-      if (!this.sendScheduled && this.inFlight.size < MAX_BATCHES_IN_FLIGHT) {
-        this.sendScheduled = true;
-        setImmediate(() => {
-          this.sendScheduled = false;
-          this.send();
-        });
-      }
-    });
+    return new Promise((resolve, reject) => this.submit(item.temp, item.final, item.data, item.mode, { final: item.final, resolve, reject }));
   }
+
+  /**
+   * `commit`, answered to `waiting` (in the turn the worker's reply arrives) instead of through a
+   * promise of its own. The bytes of `data` are copied before this returns.
+   */
+  submit(temp: string, final: string, data: readonly Buffer[], mode: number, waiting: CommitWaiter): void {
+    const batch = (this.gathering ??= new Batch(this.pool));
+    batch.add(temp, final, data, mode, waiting);
+    if (batch.items.length >= MAX_BATCH) {
+      // Full: to the worker now if it has room (a burst of messages in one turn of the
+      // event loop is then committed while the rest of the burst is still coming in).
+      this.ready.push(batch);
+      this.gathering = undefined;
+      this.send();
+    }
+    // Commits of one turn of the event loop go out together.
+    if (!this.sendScheduled && this.inFlight.size < MAX_BATCHES_IN_FLIGHT) {
+      this.sendScheduled = true;
+      setImmediate(this.sendNow);
+    }
+  }
+
+  /** The end of the turn in which commits came: send what was gathered. */
+  private readonly sendNow = (): void => {
+    this.sendScheduled = false;
+    this.send();
+  };
 
   /**
    * Start the thread now rather than at the first commit (booting it takes tens of ms, while

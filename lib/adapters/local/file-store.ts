@@ -97,6 +97,9 @@ export class FileMessageStore implements MessageStore {
   /** @internal commits of messages held in memory */
   readonly commitWorker = new CommitWorker();
   private counter = 0;
+  private lastTempPrefix: { dir: string; prefix: string } | undefined;
+  /** The folder of the last usual key (`<mailboxId>/<name>.eml`) located: a run writes to one. */
+  private lastFolder: { name: string; dir: string } | undefined;
 
   constructor(options: FileMessageStoreOptions) {
     this.root = resolve(options.root);
@@ -184,21 +187,20 @@ export class FileMessageStore implements MessageStore {
   }
 
   private putHeld(target: { dir: string; path: string }, chunks: readonly Buffer[], summary: MessageSummary): Promise<StoredObject> {
-    const tempPath = `${target.dir}${sep}.tmp-${process.pid}-${this.nonce}-${++this.counter}.part`;
+    const tempPath = `${this.tempPrefixOf(target.dir)}${++this.counter}.part`;
     // Known as ours while the worker has it, so cleanupTemp leaves it alone. (The worker has
-    // removed the temp name when it answers, whatever happened: forgotten then, in the one
-    // continuation that also reads the answer, rather than in a finally of its own.)
+    // removed the temp name when it answers, whatever happened: forgotten then, by the one
+    // object that also reads the answer and settles the put: no promise and closures of its own.)
     this.active.add(tempPath);
-    return this.commitWorker.commit({ temp: tempPath, final: target.path, data: chunks, mode: FILE_MODE }).then(
-      (result) => {
-        this.active.delete(tempPath);
-        return this.heldCommitted(result, target.path, summary);
-      },
-      (error: unknown) => {
-        this.active.delete(tempPath);
-        throw storeError('commit', tempPath, error);
-      },
-    );
+    return new Promise((resolve, reject) => {
+      this.commitWorker.submit(tempPath, target.path, chunks, FILE_MODE, new HeldPut(this, tempPath, target.path, summary, resolve, reject));
+    });
+  }
+
+  /** The start of this store's temp names in `dir` (`<dir>/.tmp-<pid>-<nonce>-`), the last one kept. */
+  private tempPrefixOf(dir: string): string {
+    if (this.lastTempPrefix?.dir !== dir) this.lastTempPrefix = { dir, prefix: `${dir}${sep}.tmp-${process.pid}-${this.nonce}-` };
+    return this.lastTempPrefix.prefix;
   }
 
   private async putStreamed(
@@ -236,8 +238,8 @@ export class FileMessageStore implements MessageStore {
     );
   }
 
-  /** What the commit worker did, as the commit's outcome (an existing file is checked). */
-  private heldCommitted(result: HeldCommitResult, finalPath: string, summary: MessageSummary): StoredObject | Promise<StoredObject> {
+  /** @internal What the commit worker did, as the commit's outcome (an existing file is checked). */
+  heldCommitted(result: HeldCommitResult, finalPath: string, summary: MessageSummary): StoredObject | Promise<StoredObject> {
     if ('error' in result) {
       // The worker's message is Node's, which names the code already ("EROFS: read-only file system, ...").
       const e = Object.assign(new Error(result.error.message), { code: result.error.code });
@@ -314,10 +316,14 @@ export class FileMessageStore implements MessageStore {
   /** The folder and the path of a message's file. */
   private locate(key: string): { dir: string; path: string } {
     // The usual key, `<mailboxId>/<name>.eml`, is checked at once; others the long way.
-    const m = SIMPLE_KEY.exec(key);
-    if (m !== null && key.length <= 1024 && !key.includes('..') && sep === '/') {
-      const dir = this.root.endsWith('/') ? `${this.root}${m[1]!}` : `${this.root}/${m[1]!}`;
-      return { dir, path: `${dir}/${m[2]!}` };
+    if (key.length <= 1024 && sep === '/' && SIMPLE_KEY.test(key) && !key.includes('..')) {
+      const slash = key.indexOf('/');
+      let folder = this.lastFolder;
+      if (folder === undefined || folder.name.length !== slash || !key.startsWith(folder.name)) {
+        const name = key.slice(0, slash);
+        folder = this.lastFolder = { name, dir: this.root.endsWith('/') ? `${this.root}${name}` : `${this.root}/${name}` };
+      }
+      return { dir: folder.dir, path: `${folder.dir}${key.slice(slash)}` }; // the same as root/key
     }
     const path = this.pathFor(key);
     return { dir: dirname(path), path };
@@ -332,5 +338,34 @@ export class FileMessageStore implements MessageStore {
       });
     }
     return join(this.root, key);
+  }
+}
+
+/**
+ * One message held in memory on its way through the commit worker (putHeld): hears the
+ * worker's answer, forgets the temp name and settles the put.
+ */
+class HeldPut {
+  constructor(
+    private readonly store: FileMessageStore,
+    private readonly tempPath: string,
+    readonly final: string,
+    private readonly summary: MessageSummary,
+    private readonly settle: (stored: StoredObject | Promise<StoredObject>) => void,
+    private readonly fail: (error: unknown) => void,
+  ) {}
+
+  resolve(result: HeldCommitResult): void {
+    this.store.forget(this.tempPath);
+    try {
+      this.settle(this.store.heldCommitted(result, this.final, this.summary));
+    } catch (error) {
+      this.fail(error);
+    }
+  }
+
+  reject(error: unknown): void {
+    this.store.forget(this.tempPath);
+    this.fail(storeError('commit', this.tempPath, error));
   }
 }
