@@ -1,4 +1,4 @@
-#!/usr/bin/env -S node --max-semi-space-size=4
+#!/usr/bin/env -S node --max-semi-space-size=4 --heap-growing-percent=100
 /**
  * The `popdrain` command: drain POP3 mailboxes on one machine (files, a Maildir, or the AWS
  * adapters), check a server, show what has been drained. Bad input gets one line on stderr and
@@ -14,6 +14,15 @@
  * is a flag of the `node` that starts (v8.setFlagsFromString at run time does nothing to a heap
  * already set up), so it applies when the file runs as a program: npm's bin link, `npx
  * popdrain`, `./dist/cli/main.js`; not under `node dist/cli/main.js`.
+ *
+ * `--heap-growing-percent=100` (the same kind of flag): after a full collection V8 lets the old
+ * space grow to twice what it kept before the next one, instead of up to 4 times (its factor
+ * when the heap limit is 2 GB or more, i.e. on machines with 8 GB of memory or more; less on
+ * smaller ones). What a drain promotes is mostly garbage (the objects of the messages in flight),
+ * so that is what the 4 times held. Peak RSS, alternated runs into /dev/shm: 2,000 x 4 KB
+ * 103-105 -> 95-97 MB, the same with POP3 5 ms away 104-105 -> 94-98 MB, 20,000 x 4 KB 143-145 ->
+ * 114-118 MB; CPU within the noise (a20k user+sys medians 4.92 -> 5.04 s; 17 full collections
+ * instead of 7, ~+80 ms of pauses). 70 % cost ~6 % more CPU for 3 MB less; 30 %, +25 %.
  */
 import { readFileSync } from 'node:fs';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
