@@ -9,7 +9,8 @@
 /** A Date header longer than this is cut first; a real one is under 50 characters. */
 const MAX_DATE_CHARS = 200;
 
-const MONTHS = new Map(['jan', 'feb', 'mar', 'apr', 'may', 'jun', 'jul', 'aug', 'sep', 'oct', 'nov', 'dec'].map((m, i) => [m, i]));
+/** Month names (lower case) to their index; exported for the test oracle. */
+export const MONTHS = new Map(['jan', 'feb', 'mar', 'apr', 'may', 'jun', 'jul', 'aug', 'sep', 'oct', 'nov', 'dec'].map((m, i) => [m, i]));
 
 /** RFC 5322 4.3 obsolete zone names, in minutes east of UTC. Military letters count as UTC. */
 const ZONES = new Map<string, number>([
@@ -24,8 +25,21 @@ const MAX_ISO_MS = 253_402_300_799_999;
 
 /** ISO 8601 text of the instant `value` names, or undefined when it names none. */
 export function parseMailDate(value: string): string | undefined {
+  return mailDateWith(value, parseCanonical);
+}
+
+/**
+ * What a date's usual shape reads to (as parseCanonical: false when the text does not have
+ * it). A parameter so that test/support/mail-date-regex-oracle.ts can put the regular
+ * expression this module used before in its place and compare everything else unchanged.
+ */
+export type UsualShapeReader = (text: string) => number | null | undefined | false;
+
+/** parseMailDate with `readUsualShape` for the usual shape; any other text is tokenized. */
+export function mailDateWith(value: string, readUsualShape: UsualShapeReader): string | undefined {
   const text = value.slice(0, MAX_DATE_CHARS);
-  const rfc = parseRfc5322(text);
+  const usual = readUsualShape(text);
+  const rfc = usual !== false ? usual : parseTokens(text);
   // An RFC 5322 date that is out of range (31 Feb, 25:00) is no date: V8 would roll it over.
   const ms = rfc === undefined ? parseOther(text) : rfc === null ? undefined : rfc;
   if (ms === undefined || !Number.isFinite(ms)) return undefined;
@@ -43,12 +57,11 @@ function packed3(text: string, at: number): number {
 }
 
 /**
- * Milliseconds since the epoch of an RFC 5322 date-time; null when it has the shape
- * but a field is out of range; undefined when it does not have the shape.
+ * Milliseconds since the epoch of an RFC 5322 date-time in any of its forms, read token by
+ * token; null when it has the shape but a field is out of range; undefined when it does not
+ * have the shape.
  */
-function parseRfc5322(text: string): number | null | undefined {
-  const canonical = parseCanonical(text);
-  if (canonical !== false) return canonical;
+function parseTokens(text: string): number | null | undefined {
   const tokens = text
     .replace(/\([^()]*\)/g, ' ')
     .split(/[\s,]+/)
@@ -104,7 +117,7 @@ function digitsAt(text: string, at: number, count: number): number {
  * The usual shape, `Thu, 26 Nov 2026 12:00:00 +0000`, read character by character (no
  * tokens, no match arrays): exactly what
  * `/^(?:[A-Za-z]{3}, ?)?(\d{1,2}) ([A-Za-z]{3}) (\d{4}) (\d{2}):(\d{2})(?::(\d{2}))? ([+-])(\d{2})(\d{2})$/`
- * accepts. As parseRfc5322 (undefined: the shape with an unknown month name), or false when
+ * accepts. As parseTokens (undefined: the shape with an unknown month name), or false when
  * the text does not have this shape.
  */
 function parseCanonical(t: string): number | null | undefined | false {
@@ -144,7 +157,7 @@ function parseCanonical(t: string): number | null | undefined | false {
 }
 
 /** Milliseconds since the epoch of a validated date-time; undefined when a field is out of range. */
-function epochMs(
+export function epochMs(
   year: number,
   month: number,
   day: number,
