@@ -1,31 +1,41 @@
-// The UidlLedger contract against the DynamoDB ledger on dynalite with the real DynamoDBClient
-// (every open() is another DynamoDbLedger with its own client on the same table).
+// The UidlLedger contract against the DynamoDB ledger on dynalite and on the in-memory endpoint,
+// with the real DynamoDBClient (every open() is another DynamoDbLedger with its own client on the
+// same table).
 import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DynamoDbLedger } from '../../lib/adapters/aws/dynamodb-ledger.js';
+import { startDynamoDbMemory } from '../../testkit/aws/dynamodb-memory.js';
 import { startDynalite, type DynamoDbStandin } from '../../testkit/aws/standins.js';
 import { storedEntry } from '../../testkit/fixtures/ledger-fixtures.js';
 import { describeLedgerContract } from './ledger-contract.js';
 
 const TABLE = 'popdrain-ledger-contract';
-let db: DynamoDbStandin | undefined;
-const clients: DynamoDBClient[] = [];
 
-describeLedgerContract('DynamoDbLedger', {
-  setup: async () => {
-    db = await startDynalite();
-    await db.createLedgerTable(TABLE);
-  },
-  open: () => {
-    const client = db!.client();
-    clients.push(client);
-    return new DynamoDbLedger({ client, tableName: TABLE });
-  },
-  teardown: async () => {
-    for (const client of clients.splice(0)) client.destroy();
-    await db?.stop();
-  },
-});
+// On dynalite, and on the bench's in-memory endpoint (testkit/aws/dynamodb-memory.ts): the bench
+// measures the drain into S3 with its ledger there, so it must behave there as on dynalite.
+const standins: Array<[string, () => Promise<Pick<DynamoDbStandin, 'client' | 'createLedgerTable' | 'stop'>>]> = [
+  ['DynamoDbLedger', startDynalite],
+  ['DynamoDbLedger on the in-memory endpoint', startDynamoDbMemory],
+];
+for (const [name, start] of standins) {
+  let db: Awaited<ReturnType<typeof start>> | undefined;
+  const clients: DynamoDBClient[] = [];
+  describeLedgerContract(name, {
+    setup: async () => {
+      db = await start();
+      await db.createLedgerTable(TABLE);
+    },
+    open: () => {
+      const client = db!.client();
+      clients.push(client);
+      return new DynamoDbLedger({ client, tableName: TABLE });
+    },
+    teardown: async () => {
+      for (const client of clients.splice(0)) client.destroy();
+      await db?.stop();
+    },
+  });
+}
 
 // The done set is the DynamoDB ledger's own: what a keep run reads once it is written.
 describe('DynamoDbLedger done set', () => {

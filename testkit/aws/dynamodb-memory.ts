@@ -15,7 +15,7 @@
  *
  * Not implemented (no caller here uses them): Scan, transactions, indexes, TTL, streams,
  * ProjectionExpression, consumed capacity. The ledger's contract suite runs against this endpoint
- * (test/contract/ledger-dynamodb-memory.test.ts) as well as against dynalite.
+ * (test/contract/ledger-dynamodb.test.ts) as well as against dynalite.
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
