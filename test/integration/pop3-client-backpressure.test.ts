@@ -3,36 +3,19 @@
 // the server's answers wait in the kernel and on the wire, and the socket is read again once the
 // consumer takes them. A paused socket is not the server's silence (no inactivity timeout), but
 // the session's hard deadline still ends it.
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { Pop3Client, Pop3Error, type MessageStream, type Pop3ClientOptions } from '../../lib/pop3/index.js';
-import { makeTestPki, type TestPki } from '../../testkit/pki.js';
-import { startPop3Server, type MailboxMessage, type Pop3TestServer } from '../support/script-server.js';
+import { clientOptions, PASSWORD, server, setUpScriptedServers } from '../support/pop3-client-scripted-world.js';
+import type { MailboxMessage } from '../support/script-server.js';
 
-const PASSWORD = 'correct horse battery staple';
 const MESSAGES = 300;
 const MESSAGE_BYTES = 32 * 1024;
 const HELD_BOUND = 128 * 1024;
 /** What may arrive after the bound is passed: the rest of the socket chunk being framed, and the message being received. */
 const SLACK = 64 * 1024 + MESSAGE_BYTES + 1024;
 
-let pki: TestPki;
-let pkiDir: string;
-const servers: Pop3TestServer[] = [];
+setUpScriptedServers();
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
-
-beforeAll(async () => {
-  pkiDir = await mkdtemp(join(tmpdir(), 'popdrain-pki-'));
-  pki = await makeTestPki(pkiDir);
-});
-afterAll(async () => {
-  await rm(pkiDir, { recursive: true, force: true });
-});
-afterEach(async () => {
-  await Promise.all(servers.splice(0).map((s) => s.close()));
-});
 
 function message(i: number): MailboxMessage {
   const head = `Subject: m${i}\r\n\r\n`;
@@ -44,21 +27,8 @@ function message(i: number): MailboxMessage {
 const mailbox = Array.from({ length: MESSAGES }, (_, i) => message(i + 1));
 
 async function session(extra: Partial<Pop3ClientOptions> = {}): Promise<Pop3Client> {
-  const s = await startPop3Server({
-    tls: { key: pki.serverKeyPem, cert: pki.serverCertPem },
-    implicitTls: true,
-    users: { jane: { password: PASSWORD } },
-    mailboxes: { jane: mailbox },
-  });
-  servers.push(s);
-  const client = await Pop3Client.connect({
-    host: s.host,
-    port: s.port,
-    tls: 'implicit',
-    tlsOptions: { ca: pki.caCertPem, servername: 'localhost' },
-    receivedAheadBytes: HELD_BOUND,
-    ...extra,
-  });
+  const s = await server({ users: { jane: { password: PASSWORD } }, mailboxes: { jane: mailbox } });
+  const client = await Pop3Client.connect(clientOptions(s, { receivedAheadBytes: HELD_BOUND, ...extra }));
   await client.login({ user: 'jane', password: PASSWORD });
   return client;
 }
