@@ -75,14 +75,7 @@ export class CompactEntries {
   facts(slot: number): EntryFacts {
     const object = this.objects.size === 0 ? undefined : this.objects.get(slot);
     if (object !== undefined) return factsOf(object, this.scratch);
-    const f = this.scratch;
-    f.status = STATUS_CODES[this.status[slot]!]!;
-    f.size = this.size[slot]!;
-    f.firstSeenAt = this.firstSeenAt[slot]!;
-    f.announcedAt = definedOrUndefined(this.announcedAt[slot]!);
-    f.deletedAt = definedOrUndefined(this.deletedAt[slot]!);
-    f.expiresAt = definedOrUndefined(this.expiresAt[slot]!);
-    return f;
+    return columnFacts(this, slot, this.scratch);
   }
 
   /** How many entries are past their expiry at `nowMs` (ledger-log.ts isExpired), from the column. */
@@ -136,6 +129,17 @@ export function factsOf(entry: LedgerEntry, into: EntryFacts): EntryFacts {
   into.announcedAt = entry.announcedAt;
   into.deletedAt = entry.deletedAt;
   into.expiresAt = entry.expiresAt;
+  return into;
+}
+
+/** A slot's facts read from its columns (NaN: none), into `into`. */
+export function columnFacts(columns: EntryColumns, slot: number, into: EntryFacts): EntryFacts {
+  into.status = STATUS_CODES[columns.status[slot]!]!;
+  into.size = columns.size[slot]!;
+  into.firstSeenAt = columns.firstSeenAt[slot]!;
+  into.announcedAt = definedOrUndefined(columns.announcedAt[slot]!);
+  into.deletedAt = definedOrUndefined(columns.deletedAt[slot]!);
+  into.expiresAt = definedOrUndefined(columns.expiresAt[slot]!);
   return into;
 }
 

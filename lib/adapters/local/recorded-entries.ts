@@ -11,7 +11,7 @@
  */
 import { DrainError } from '../../drain/errors.js';
 import type { LedgerEntry } from '../../drain/ports.js';
-import { STATUS_CODES, type EntryFacts } from './compact-entries.js';
+import { columnFacts, factsOf, STATUS_CODES, type EntryFacts } from './compact-entries.js';
 import type { LogEventSource } from './log-event-source.js';
 
 const FIRST_CAPACITY = 1024;
@@ -23,16 +23,17 @@ export class RecordedEntries {
   count = 0;
   private readonly slots = new Map<string, number>();
   private uidls: string[] = [];
-  private status = new Uint8Array(FIRST_CAPACITY);
-  private size = new Float64Array(FIRST_CAPACITY);
-  private firstSeenAt = new Float64Array(FIRST_CAPACITY);
+  // The columns (an EntryColumns, read by compact-entries.ts columnFacts); written only here.
+  status = new Uint8Array(FIRST_CAPACITY);
+  size = new Float64Array(FIRST_CAPACITY);
+  firstSeenAt = new Float64Array(FIRST_CAPACITY);
   /** NaN: undefined. */
-  private announcedAt = new Float64Array(FIRST_CAPACITY);
-  private deletedAt = new Float64Array(FIRST_CAPACITY);
-  private expiresAt = new Float64Array(FIRST_CAPACITY);
+  announcedAt = new Float64Array(FIRST_CAPACITY);
+  deletedAt = new Float64Array(FIRST_CAPACITY);
+  expiresAt = new Float64Array(FIRST_CAPACITY);
   /** Where the entry's `rec` line is in the log (its first byte, its length without the newline). */
-  private lineOffset = new Float64Array(FIRST_CAPACITY);
-  private lineLength = new Float64Array(FIRST_CAPACITY);
+  lineOffset = new Float64Array(FIRST_CAPACITY);
+  lineLength = new Float64Array(FIRST_CAPACITY);
   /** Entries read whole (or recorded again) since they became columns: the slot's truth from then on. */
   readonly objects = new Map<number, LedgerEntry>();
   private readonly scratch: EntryFacts = { status: 'stored', size: 0, firstSeenAt: 0, announcedAt: undefined, deletedAt: undefined, expiresAt: undefined };
@@ -71,22 +72,8 @@ export class RecordedEntries {
   facts(slot: number): EntryFacts {
     const f = this.scratch;
     const object = this.objects.size === 0 ? undefined : this.objects.get(slot);
-    if (object !== undefined) {
-      f.status = object.status;
-      f.size = object.size;
-      f.firstSeenAt = object.firstSeenAt;
-      f.announcedAt = object.announcedAt;
-      f.deletedAt = object.deletedAt;
-      f.expiresAt = object.expiresAt;
-      return f;
-    }
-    f.status = STATUS_CODES[this.status[slot]!]!;
-    f.size = this.size[slot]!;
-    f.firstSeenAt = this.firstSeenAt[slot]!;
-    f.announcedAt = definedOrUndefined(this.announcedAt[slot]!);
-    f.deletedAt = definedOrUndefined(this.deletedAt[slot]!);
-    f.expiresAt = definedOrUndefined(this.expiresAt[slot]!);
-    return f;
+    if (object !== undefined) return factsOf(object, f);
+    return columnFacts(this, slot, f);
   }
 
   /** Where the slot's `rec` line is in the log. */
@@ -160,6 +147,3 @@ function grown(column: Float64Array<ArrayBuffer>, capacity: number): Float64Arra
   return next;
 }
 
-function definedOrUndefined(value: number): number | undefined {
-  return Number.isNaN(value) ? undefined : value;
-}
