@@ -110,15 +110,20 @@ export class CompactEntries {
    * the announcement and deletion recorded after the line (set as replay sets them).
    */
   withColumns(slot: number, decoded: LedgerEntry): LedgerEntry {
-    decoded.status = STATUS_CODES[this.status[slot]!]!;
-    const announcedAt = this.announcedAt[slot]!;
-    if (!Number.isNaN(announcedAt) && decoded.announcedAt === undefined) decoded.announcedAt = announcedAt;
-    const deletedAt = this.deletedAt[slot]!;
-    if (!Number.isNaN(deletedAt) && decoded.deletedAt === undefined) decoded.deletedAt = deletedAt;
-    const expiresAt = this.expiresAt[slot]!;
-    if (!Number.isNaN(expiresAt)) decoded.expiresAt = expiresAt;
-    return decoded;
+    return entryWithColumns(this, slot, decoded);
   }
+}
+
+/** `decoded` (an entry read from its line) with what a slot's columns hold since: as CompactEntries.withColumns. */
+export function entryWithColumns(columns: EntryColumns, slot: number, decoded: LedgerEntry): LedgerEntry {
+  decoded.status = STATUS_CODES[columns.status[slot]!]!;
+  const announcedAt = columns.announcedAt[slot]!;
+  if (!Number.isNaN(announcedAt) && decoded.announcedAt === undefined) decoded.announcedAt = announcedAt;
+  const deletedAt = columns.deletedAt[slot]!;
+  if (!Number.isNaN(deletedAt) && decoded.deletedAt === undefined) decoded.deletedAt = deletedAt;
+  const expiresAt = columns.expiresAt[slot]!;
+  if (!Number.isNaN(expiresAt)) decoded.expiresAt = expiresAt;
+  return decoded;
 }
 
 /** An entry's facts, into `into`. */

@@ -11,7 +11,7 @@
  */
 import { DrainError } from '../../drain/errors.js';
 import type { LedgerEntry } from '../../drain/ports.js';
-import { columnFacts, factsOf, STATUS_CODES, type EntryFacts } from './compact-entries.js';
+import { columnFacts, entryWithColumns, factsOf, STATUS_CODES, type EntryFacts } from './compact-entries.js';
 import type { LogEventSource } from './log-event-source.js';
 
 const FIRST_CAPACITY = 1024;
@@ -112,14 +112,7 @@ export class RecordedEntries {
         retryable: false,
       });
     }
-    decoded.status = STATUS_CODES[this.status[slot]!]!;
-    const announcedAt = this.announcedAt[slot]!;
-    if (!Number.isNaN(announcedAt) && decoded.announcedAt === undefined) decoded.announcedAt = announcedAt;
-    const deletedAt = this.deletedAt[slot]!;
-    if (!Number.isNaN(deletedAt) && decoded.deletedAt === undefined) decoded.deletedAt = deletedAt;
-    const expiresAt = this.expiresAt[slot]!;
-    if (!Number.isNaN(expiresAt)) decoded.expiresAt = expiresAt;
-    this.objects.set(slot, decoded);
+    this.objects.set(slot, entryWithColumns(this, slot, decoded));
     return decoded;
   }
 
